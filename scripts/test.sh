@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or a developer's: installs what it
+# needs (Debian's chromium for the browser tests, the Python test dependencies), builds
+# the extension, then runs the Rust and Python lint, type checks and every test.
+#
+#   make test            # or: bash scripts/test.sh
+#   PYTEST_ARGS="-k interop" make test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+export PYTHONDONTWRITEBYTECODE=1
+
+started=$SECONDS
+step() { printf '\n==> [%4ss] %s\n' "$((SECONDS - started))" "$*"; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else echo "need root for: $*" >&2; return 1; fi
+}
+
+step "system packages (chromium for the browser tests)"
+if [ -x /usr/bin/chromium ]; then
+    echo "chromium present: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+elif command -v apt-get >/dev/null; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    echo "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+    echo "no apt-get: browser tests will be skipped (outside CI)"
+fi
+
+step "python: test dependencies and the extension (release build, editable install)"
+bash scripts/install.sh --test
+
+step "rust: cargo fmt --check"
+cargo fmt --all --check
+
+step "rust: cargo clippy --workspace -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "rust: cargo test -p fastwt-core"
+cargo test -p fastwt-core
+
+step "python: ruff"
+"$PYTHON" -m ruff check .
+"$PYTHON" -m ruff format --check .
+
+step "python: mypy --strict (configured in pyproject.toml)"
+"$PYTHON" -m mypy
+
+if [ -f python/fastwt/_core.pyi ]; then
+    step "python: stubtest fastwt._core"
+    "$PYTHON" -m mypy.stubtest fastwt._core
+fi
+
+step "python: pytest tests"
+set +e
+# shellcheck disable=SC2086
+"$PYTHON" -m pytest tests ${PYTEST_ARGS:-}
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "warning: pytest collected no tests" >&2
+    rc=0
+fi
+step "done (pytest exit $rc)"
+exit "$rc"
