@@ -1,1 +1,38 @@
-pub fn _x(){}
+//! fastwt-core: WebTransport over HTTP/3 on top of quinn, with no Python in it.
+//!
+//! The crate runs its own small HTTP/3 session driver (built on `wtransport-proto`'s
+//! QPACK and frame definitions) so that any rejection status, the
+//! CLOSE_WEBTRANSPORT_SESSION capsule and WebTransport error-code mapping are under our
+//! control. Hot-path I/O is exposed as `poll_*` functions so that a caller (the Python
+//! bridge) can drive them from its own thread with its own `Waker`.
+
+/// The client endpoint: connecting to a URL, trusting by hash, CA file or system roots.
+pub mod client;
+/// Server and client configuration, with documented defaults.
+pub mod config;
+/// The per-connection HTTP/3 driver tasks.
+mod driver;
+/// The one error type of the crate.
+pub mod error;
+/// HTTP/3 and WebTransport wire details: varints, frames, settings, capsules, codes.
+pub mod h3;
+/// TLS identities: PEM loading, the development certificate, certificate hashes.
+pub mod identity;
+/// Bounded, waker-aware hand-over queues between tokio tasks and a poller.
+pub mod queue;
+/// The server endpoint: binding, accepting connections, handing out session requests.
+pub mod server;
+/// A WebTransport session: request, accept/reject, streams, datagrams, close.
+pub mod session;
+/// WebTransport send and receive streams.
+pub mod stream;
+/// rustls configuration (ALPN, certificate verifiers) shared by server and client.
+mod tls;
+
+pub use client::Client;
+pub use config::{ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode};
+pub use error::{CloseInfo, Error, Result};
+pub use identity::Identity;
+pub use server::Server;
+pub use session::{Session, SessionPhase, SessionStats};
+pub use stream::{RecvStream, SendStream};

@@ -1,0 +1,235 @@
+use crate::config::ClientOptions;
+use crate::driver;
+use crate::error::{Error, Result};
+use crate::h3;
+use crate::identity::Identity;
+use crate::session::{RequestInfo, Session};
+use crate::tls;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A WebTransport client. One QUIC connection per session; the UDP sockets (one per
+/// address family, made on first use) are shared by all its sessions.
+pub struct Client {
+    options: ClientOptions,
+    config: quinn::ClientConfig,
+    endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish()
+    }
+}
+
+/// The parts of a `https://` URL a CONNECT request needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port (443 when absent).
+    pub port: u16,
+    /// `:authority` as sent.
+    pub authority: String,
+    /// `:path` with query.
+    pub path: String,
+}
+
+/// Parses `https://host[:port]/path?query`.
+pub fn parse_url(url: &str) -> Result<Target> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| Error::Config(format!("URL must start with https://: {url:?}")))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let path = path.split('#').next().unwrap_or("/").to_string();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(Error::Config(format!("bad authority in URL {url:?}")));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| Error::Config(format!("bad IPv6 literal in {url:?}")))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .map_err(|_| Error::Config(format!("bad port in {url:?}")))?,
+            None if after.is_empty() => 443,
+            None => return Err(Error::Config(format!("bad authority in {url:?}"))),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse()
+                    .map_err(|_| Error::Config(format!("bad port in {url:?}")))?,
+            ),
+            None => (authority.to_string(), 443),
+        }
+    };
+    Ok(Target {
+        host,
+        port,
+        authority: authority.to_string(),
+        path,
+    })
+}
+
+impl Client {
+    /// A client with these options. Must be called within a tokio runtime.
+    pub fn new(options: ClientOptions) -> Result<Self> {
+        let identity = match &options.client_identity {
+            Some((c, k)) => Some(Identity::load_pem(c, k)?),
+            None => None,
+        };
+        let crypto = tls::client_crypto(&options.trust, identity.as_ref())?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+        Ok(Self {
+            options,
+            config,
+            endpoints: Mutex::new((None, None)),
+        })
+    }
+
+    fn endpoint_for(&self, addr: &SocketAddr) -> Result<quinn::Endpoint> {
+        let mut eps = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = if addr.is_ipv4() {
+            &mut eps.0
+        } else {
+            &mut eps.1
+        };
+        if let Some(ep) = slot {
+            return Ok(ep.clone());
+        }
+        let bind: SocketAddr = if addr.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let ep = quinn::Endpoint::client(bind)?;
+        *slot = Some(ep.clone());
+        Ok(ep)
+    }
+
+    /// Connects to `url` and opens a session; extra header fields go on the CONNECT
+    /// request. A non-2xx answer is [`Error::Rejected`] with its status and headers.
+    pub async fn connect(
+        &self,
+        url: &str,
+        headers: Vec<(String, String)>,
+        timeout: Option<Duration>,
+    ) -> Result<Session> {
+        let timeout = timeout
+            .or(self.options.connect_timeout)
+            .unwrap_or(Duration::from_secs(10));
+        match tokio::time::timeout(timeout, self.connect_inner(url, headers)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "connecting to {url} took over {timeout:?}"
+            ))),
+        }
+    }
+
+    async fn connect_inner(&self, url: &str, headers: Vec<(String, String)>) -> Result<Session> {
+        let target = parse_url(url)?;
+        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| Error::Connection(format!("cannot resolve {}: {e}", target.host)))?
+            .next()
+            .ok_or_else(|| Error::Connection(format!("no address for {}", target.host)))?;
+        let endpoint = self.endpoint_for(&addr)?;
+        let conn = endpoint
+            .connect_with(self.config.clone(), addr, &target.host)
+            .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
+            .await
+            .map_err(|e| Error::Connection(format!("handshake with {addr} failed: {e}")))?;
+        let control = driver::open_control_stream(&conn).await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let mut fields: Vec<(String, String)> = vec![
+            (":method".into(), "CONNECT".into()),
+            (":protocol".into(), "webtransport".into()),
+            (":scheme".into(), "https".into()),
+            (":authority".into(), target.authority.clone()),
+            (":path".into(), target.path.clone()),
+            ("sec-webtransport-http3-draft02".into(), "1".into()),
+        ];
+        if let Some(ua) = &self.options.user_agent {
+            fields.push(("user-agent".into(), ua.clone()));
+        }
+        for (k, v) in self.options.headers.iter().cloned().chain(headers) {
+            let k = k.to_ascii_lowercase();
+            if k.starts_with(':') {
+                return Err(Error::Config(format!("header {k:?} is reserved")));
+            }
+            fields.retain(|(existing, _)| existing != &k);
+            fields.push((k, v));
+        }
+        send.write_all(&h3::encode_headers(&fields))
+            .await
+            .map_err(|e| Error::Connection(format!("sending CONNECT: {e}")))?;
+        let mut buf = Vec::new();
+        let response = driver::read_headers_frame(&mut recv, &mut buf).await?;
+        let (pseudo_fields, resp_headers) = driver::split_fields(response);
+        let status: u16 = driver::pseudo(&pseudo_fields, ":status")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Protocol("response without a valid :status".into()))?;
+        if !(200..300).contains(&status) {
+            let _ = send.finish();
+            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            return Err(Error::Rejected {
+                status,
+                headers: resp_headers,
+            });
+        }
+        let session_id = quinn::VarInt::from(send.id()).into_inner();
+        let info = RequestInfo {
+            path: target.path,
+            authority: target.authority,
+            headers: resp_headers,
+        };
+        let session = Session::new(
+            conn,
+            send,
+            session_id,
+            false,
+            info,
+            self.options.transport.datagram_queue_capacity,
+        );
+        driver::spawn_session_tasks(&session, recv, buf, control);
+        Ok(session)
+    }
+
+    /// Closes the client's sockets; sessions still open end abruptly.
+    pub fn close(&self) {
+        let eps = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        for ep in [&eps.0, &eps.1].into_iter().flatten() {
+            ep.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"client closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("https://127.0.0.1:4433/echo?room=1").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 4433, "/echo?room=1")
+        );
+        let t = parse_url("https://[::1]:9/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9));
+        let t = parse_url("https://example.com").unwrap();
+        assert_eq!((t.port, t.path.as_str()), (443, "/"));
+        assert!(parse_url("http://x/").is_err());
+        assert!(parse_url("https://x:notaport/").is_err());
+    }
+}

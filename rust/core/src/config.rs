@@ -1,0 +1,123 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Congestion controller for QUIC connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CongestionControl {
+    /// quinn's default.
+    #[default]
+    Cubic,
+    /// Experimental BBR in quinn.
+    Bbr,
+    /// Classic NewReno.
+    NewReno,
+}
+
+/// QUIC knobs shared by server and client. Defaults are documented on each field.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Close a connection after this long without any packet (default 30 s; `None` never).
+    pub max_idle_timeout: Option<Duration>,
+    /// Send keep-alive pings this often (default `None`: off).
+    pub keep_alive_interval: Option<Duration>,
+    /// Peer-initiated bidirectional streams open at once per session (default 1024).
+    pub max_concurrent_bidi_streams: u32,
+    /// Peer-initiated unidirectional streams open at once (default 1024; +3 for HTTP/3's own).
+    pub max_concurrent_uni_streams: u32,
+    /// Per-stream receive window in bytes (default 4 MiB).
+    pub stream_receive_window: u64,
+    /// Connection receive window in bytes (default 16 MiB).
+    pub receive_window: u64,
+    /// Connection send window in bytes (default 16 MiB).
+    pub send_window: u64,
+    /// Bytes of datagrams quinn buffers for sending before it drops the oldest (default 1 MiB).
+    pub datagram_send_buffer: usize,
+    /// Bytes of datagrams quinn buffers on receipt (default 1 MiB).
+    pub datagram_receive_buffer: usize,
+    /// Datagrams the session queues for the application before dropping the oldest
+    /// (default 4096). Drops are counted in the session's stats.
+    pub datagram_queue_capacity: usize,
+    /// Congestion controller (default Cubic).
+    pub congestion_control: CongestionControl,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            max_idle_timeout: Some(Duration::from_secs(30)),
+            keep_alive_interval: None,
+            max_concurrent_bidi_streams: 1024,
+            max_concurrent_uni_streams: 1024,
+            stream_receive_window: 4 * 1024 * 1024,
+            receive_window: 16 * 1024 * 1024,
+            send_window: 16 * 1024 * 1024,
+            datagram_send_buffer: 1024 * 1024,
+            datagram_receive_buffer: 1024 * 1024,
+            datagram_queue_capacity: 4096,
+            congestion_control: CongestionControl::Cubic,
+        }
+    }
+}
+
+/// Server settings. Without `certificate_chain`/`private_key` the caller passes a
+/// development identity (see [`crate::Identity::self_signed`]).
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Addresses to bind; one UDP socket each (an IPv6 `::` socket is made dual-stack).
+    pub bind: Vec<SocketAddr>,
+    /// Sessions open at once; connection attempts beyond it are refused (default 10,000).
+    pub max_sessions: usize,
+    /// Session requests waiting for the application; beyond it new requests get 503
+    /// (default 1024).
+    pub pending_request_capacity: usize,
+    /// How long a client may take from the QUIC handshake to its CONNECT request
+    /// (default 10 s).
+    pub request_timeout: Duration,
+    /// QUIC knobs.
+    pub transport: TransportOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            bind: vec![SocketAddr::from(([0u16; 8], 4433))],
+            max_sessions: 10_000,
+            pending_request_capacity: 1024,
+            request_timeout: Duration::from_secs(10),
+            transport: TransportOptions::default(),
+        }
+    }
+}
+
+/// How the client decides to trust the server's certificate.
+#[derive(Clone, Debug, Default)]
+pub enum TrustMode {
+    /// The operating system's root certificates (default).
+    #[default]
+    SystemRoots,
+    /// CA certificates from a PEM file.
+    CaFile(PathBuf),
+    /// SHA-256 hashes of accepted leaf certificates, like browsers'
+    /// `serverCertificateHashes`.
+    CertificateHashes(Vec<[u8; 32]>),
+    /// Accept any certificate (development only). Handshake signatures are still checked.
+    Insecure,
+}
+
+/// Client settings.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// How the server is trusted.
+    pub trust: TrustMode,
+    /// Optional client certificate chain and key (PEM files).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// Time allowed for QUIC handshake plus CONNECT response (default 10 s when `None`).
+    pub connect_timeout: Option<Duration>,
+    /// Headers added to every CONNECT request.
+    pub headers: Vec<(String, String)>,
+    /// The `user-agent` header, if any.
+    pub user_agent: Option<String>,
+    /// QUIC knobs.
+    pub transport: TransportOptions,
+}

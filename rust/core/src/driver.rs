@@ -1,0 +1,364 @@
+//! Per-connection HTTP/3 tasks: the control stream, demultiplexing of peer streams and
+//! datagrams into the session, the CONNECT stream's capsules, and the end of the session.
+
+use crate::error::{CloseInfo, Error, Result};
+use crate::h3;
+use crate::session::{RequestInfo, Session};
+use crate::stream::{read_varint, RecvStream, SendStream};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// Opens our control stream and sends SETTINGS. The returned stream must stay open for
+/// the connection's life (closing it is a connection error in HTTP/3).
+pub(crate) async fn open_control_stream(conn: &quinn::Connection) -> Result<quinn::SendStream> {
+    let mut send = conn.open_uni().await?;
+    send.write_all(&h3::control_stream_preamble())
+        .await
+        .map_err(|e| Error::Connection(format!("control stream: {e}")))?;
+    Ok(send)
+}
+
+/// Reads HTTP/3 frames from `recv` into `buf` until one HEADERS frame is complete.
+/// Unknown and DATA frames before it are skipped. Returns the header fields.
+pub(crate) async fn read_headers_frame(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<(String, String)>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some((frame, used)) =
+            h3::parse_frame(buf, h3::MAX_CONTROL_FRAME).map_err(Error::Protocol)?
+        {
+            buf.drain(..used);
+            if frame.kind == h3::FRAME_HEADERS {
+                return h3::decode_headers(&frame.payload).map_err(Error::Protocol);
+            }
+        }
+        match recv.read(&mut chunk).await {
+            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(None) => return Err(Error::Protocol("stream ended before HEADERS".into())),
+            Err(e) => return Err(Error::Connection(format!("reading HEADERS: {e}"))),
+        }
+    }
+}
+
+/// Splits pseudo-headers from regular fields.
+pub(crate) fn split_fields(
+    fields: Vec<(String, String)>,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fields.into_iter().partition(|(k, _)| k.starts_with(':'))
+}
+
+pub(crate) fn pseudo<'a>(pseudo: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pseudo
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Validates a CONNECT request's pseudo-headers. Returns (path, authority) or the HTTP
+/// status to answer with.
+pub(crate) fn validate_connect(
+    pseudo_fields: &[(String, String)],
+) -> std::result::Result<(String, String), u16> {
+    if pseudo(pseudo_fields, ":method") != Some("CONNECT") {
+        return Err(405);
+    }
+    if pseudo(pseudo_fields, ":protocol") != Some("webtransport") {
+        return Err(400);
+    }
+    let (Some(path), Some(authority)) = (
+        pseudo(pseudo_fields, ":path"),
+        pseudo(pseudo_fields, ":authority"),
+    ) else {
+        return Err(400);
+    };
+    Ok((path.to_string(), authority.to_string()))
+}
+
+/// Starts the tasks that feed a session from its connection: peer streams, datagrams,
+/// the CONNECT stream's capsules, and the watcher of the connection's end. `control`
+/// is kept alive by the watcher.
+pub(crate) fn spawn_session_tasks(
+    session: &Session,
+    connect_recv: quinn::RecvStream,
+    leftover: Vec<u8>,
+    control: quinn::SendStream,
+) {
+    tokio::spawn(accept_bi_loop(session.clone()));
+    tokio::spawn(accept_uni_loop(session.clone()));
+    tokio::spawn(datagram_loop(session.clone()));
+    tokio::spawn(connect_stream_loop(session.clone(), connect_recv, leftover));
+    tokio::spawn(watch_connection(session.clone(), control));
+}
+
+async fn watch_connection(session: Session, control: quinn::SendStream) {
+    let err = session.0.conn.closed().await;
+    drop(control);
+    let info = match err {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let raw = close.error_code.into_inner();
+            // HTTP/3 codes are transport-level; a plain application code (as raw
+            // wtransport peers send) is passed through.
+            let code = if (0x100..=0x110).contains(&raw) {
+                0
+            } else {
+                u32::try_from(raw).unwrap_or(0)
+            };
+            CloseInfo {
+                code,
+                reason: String::from_utf8_lossy(&close.reason).into_owned(),
+                local: false,
+            }
+        }
+        quinn::ConnectionError::LocallyClosed => CloseInfo {
+            code: 0,
+            reason: String::new(),
+            local: true,
+        },
+        other => CloseInfo {
+            code: 0,
+            reason: format!("connection lost: {other}"),
+            local: false,
+        },
+    };
+    if session.mark_closed(info.clone()) {
+        debug!(session = session.id(), peer = %session.remote_address(), "session ended: {info}");
+    }
+}
+
+async fn accept_bi_loop(session: Session) {
+    loop {
+        let (send, recv) = match session.0.conn.accept_bi().await {
+            Ok(pair) => pair,
+            Err(_) => return,
+        };
+        tokio::spawn(route_bi_stream(session.clone(), send, recv));
+    }
+}
+
+async fn route_bi_stream(
+    session: Session,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let reject = |send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, code: u32| {
+        let _ = send.reset(quinn::VarInt::from_u32(code));
+        let _ = recv.stop(quinn::VarInt::from_u32(code));
+    };
+    match read_varint(&mut recv).await {
+        Ok(Some(h3::FRAME_WT_BIDI)) => match read_varint(&mut recv).await {
+            Ok(Some(id)) if id == session.id() => {
+                let (_, refused) = session
+                    .0
+                    .incoming_bi
+                    .push((SendStream::new(send), RecvStream::new(recv)));
+                if let Some((mut s, mut r)) = refused {
+                    let _ = s.reset(0);
+                    let _ = r.stop(0);
+                }
+            }
+            _ => reject(&mut send, &mut recv, h3::WT_SESSION_GONE),
+        },
+        Ok(Some(h3::FRAME_HEADERS)) => {
+            // One session per connection: a second CONNECT is refused.
+            reject(&mut send, &mut recv, h3::H3_REQUEST_REJECTED)
+        }
+        Ok(_) => reject(&mut send, &mut recv, h3::H3_STREAM_CREATION_ERROR),
+        Err(e) => debug!("bidirectional stream header: {e}"),
+    }
+}
+
+async fn accept_uni_loop(session: Session) {
+    loop {
+        let recv = match session.0.conn.accept_uni().await {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        tokio::spawn(route_uni_stream(session.clone(), recv));
+    }
+}
+
+async fn route_uni_stream(session: Session, mut recv: quinn::RecvStream) {
+    match read_varint(&mut recv).await {
+        Ok(Some(h3::STREAM_WT_UNI)) => match read_varint(&mut recv).await {
+            Ok(Some(id)) if id == session.id() => {
+                let (_, refused) = session.0.incoming_uni.push(RecvStream::new(recv));
+                if let Some(mut r) = refused {
+                    let _ = r.stop(0);
+                }
+            }
+            _ => {
+                let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
+            }
+        },
+        Ok(Some(h3::STREAM_CONTROL)) => read_control_stream(session, recv).await,
+        Ok(Some(h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER)) => {
+            // We advertise a zero-size dynamic table; drain whatever the peer sends.
+            let mut buf = [0u8; 1024];
+            while let Ok(Some(_)) = recv.read(&mut buf).await {}
+        }
+        Ok(_) => {
+            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
+        }
+        Err(e) => debug!("unidirectional stream header: {e}"),
+    }
+}
+
+async fn read_control_stream(session: Session, mut recv: quinn::RecvStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut seen_settings = false;
+    loop {
+        loop {
+            match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
+                Ok(Some((frame, used))) => {
+                    buf.drain(..used);
+                    if frame.kind == h3::FRAME_SETTINGS && !seen_settings {
+                        seen_settings = true;
+                        match h3::parse_settings(&frame.payload) {
+                            Ok(s) => debug!(session = session.id(), "peer settings: {s:?}"),
+                            Err(e) => warn!(session = session.id(), "bad SETTINGS from peer: {e}"),
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(session = session.id(), "control stream: {e}");
+                    return;
+                }
+            }
+        }
+        match recv.read(&mut chunk).await {
+            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+}
+
+async fn datagram_loop(session: Session) {
+    let wanted = session.id() / 4;
+    loop {
+        let datagram = match session.0.conn.read_datagram().await {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        match h3::get_varint(&datagram) {
+            Some((qsid, len)) if qsid == wanted => {
+                session.0.datagrams_received.fetch_add(1, Ordering::Relaxed);
+                session.0.datagrams.push(datagram.slice(len..));
+            }
+            _ => debug!(
+                session = session.id(),
+                "datagram for another session dropped"
+            ),
+        }
+    }
+}
+
+async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut buf: Vec<u8>) {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        loop {
+            match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
+                Ok(Some((frame, used))) => {
+                    buf.drain(..used);
+                    if frame.kind != h3::FRAME_DATA {
+                        continue;
+                    }
+                    data.extend_from_slice(&frame.payload);
+                    match h3::parse_capsules(&data) {
+                        Ok((capsules, used)) => {
+                            data.drain(..used);
+                            for capsule in capsules {
+                                if let h3::Capsule::Close(code, reason) = capsule {
+                                    peer_closed(&session, code, reason).await;
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!(session = session.id(), "bad capsule: {e}");
+                            peer_closed(&session, 0, String::new()).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(session = session.id(), "CONNECT stream: {e}");
+                    peer_closed(&session, 0, String::new()).await;
+                    return;
+                }
+            }
+        }
+        match recv.read(&mut chunk).await {
+            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(None) => {
+                // A FIN without a capsule ends the session with code 0.
+                peer_closed(&session, 0, String::new()).await;
+                return;
+            }
+            Err(_) => return, // the connection watcher reports how it ended
+        }
+    }
+}
+
+async fn peer_closed(session: &Session, code: u32, reason: String) {
+    if session.mark_closed(CloseInfo {
+        code,
+        reason,
+        local: false,
+    }) {
+        // Our side of the session ends too; with one session per connection the
+        // connection goes with it, after a short grace period for the peer to close first.
+        let conn = session.0.conn.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+        });
+    }
+}
+
+/// Server side: after the QUIC handshake, wait for the CONNECT request and build the
+/// session request. On a bad request the client gets an error status and `None` returns.
+pub(crate) async fn accept_request(
+    conn: quinn::Connection,
+    request_timeout: Duration,
+    datagram_queue: usize,
+) -> Result<Option<Session>> {
+    let control = open_control_stream(&conn).await?;
+    let (mut send, mut recv) = tokio::time::timeout(request_timeout, conn.accept_bi())
+        .await
+        .map_err(|_| Error::Timeout("no CONNECT request".into()))??;
+    let mut buf = Vec::new();
+    let fields = tokio::time::timeout(request_timeout, read_headers_frame(&mut recv, &mut buf))
+        .await
+        .map_err(|_| Error::Timeout("incomplete CONNECT request".into()))??;
+    let (pseudo_fields, headers) = split_fields(fields);
+    let (path, authority) = match validate_connect(&pseudo_fields) {
+        Ok(v) => v,
+        Err(status) => {
+            let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
+            let _ = send.write_all(&frame).await;
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+            conn.close(
+                quinn::VarInt::from_u32(h3::H3_MESSAGE_ERROR),
+                b"bad CONNECT request",
+            );
+            return Ok(None);
+        }
+    };
+    let session_id = quinn::VarInt::from(send.id()).into_inner();
+    let request = RequestInfo {
+        path,
+        authority,
+        headers,
+    };
+    let session = Session::new(conn, send, session_id, true, request, datagram_queue);
+    spawn_session_tasks(&session, recv, buf, control);
+    Ok(Some(session))
+}

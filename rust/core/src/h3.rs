@@ -1,0 +1,342 @@
+//! Sans-IO wire details of HTTP/3 and WebTransport (draft-02 as browsers speak it).
+
+use wtransport_proto::frame::Frame;
+use wtransport_proto::headers::Headers;
+
+/// Unidirectional stream types.
+pub const STREAM_CONTROL: u64 = 0x00;
+/// QPACK encoder stream.
+pub const STREAM_QPACK_ENCODER: u64 = 0x02;
+/// QPACK decoder stream.
+pub const STREAM_QPACK_DECODER: u64 = 0x03;
+/// WebTransport unidirectional stream.
+pub const STREAM_WT_UNI: u64 = 0x54;
+
+/// Frame types.
+pub const FRAME_DATA: u64 = 0x00;
+/// HEADERS frame.
+pub const FRAME_HEADERS: u64 = 0x01;
+/// SETTINGS frame.
+pub const FRAME_SETTINGS: u64 = 0x04;
+/// WEBTRANSPORT_STREAM signal that starts a WebTransport bidirectional stream.
+pub const FRAME_WT_BIDI: u64 = 0x41;
+
+/// CLOSE_WEBTRANSPORT_SESSION capsule.
+pub const CAPSULE_CLOSE_SESSION: u64 = 0x2843;
+
+/// HTTP/3 error codes used here.
+pub const H3_NO_ERROR: u32 = 0x100;
+/// H3_GENERAL_PROTOCOL_ERROR.
+pub const H3_GENERAL_PROTOCOL_ERROR: u32 = 0x101;
+/// H3_STREAM_CREATION_ERROR.
+pub const H3_STREAM_CREATION_ERROR: u32 = 0x103;
+/// H3_REQUEST_REJECTED.
+pub const H3_REQUEST_REJECTED: u32 = 0x10b;
+/// H3_MESSAGE_ERROR.
+pub const H3_MESSAGE_ERROR: u32 = 0x10e;
+/// WEBTRANSPORT_SESSION_GONE.
+pub const WT_SESSION_GONE: u32 = 0x170d_7b68;
+
+/// Largest frame payload we accept on control and CONNECT streams.
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+
+const WT_CODE_FIRST: u64 = 0x52e4_a40f_a8db;
+const WT_CODE_LAST: u64 = 0x52e5_ac98_3162;
+
+/// Maps a WebTransport application error code to the HTTP/3 code that goes on the wire
+/// for stream resets and stop-sending.
+pub fn wt_code_to_h3(code: u32) -> u64 {
+    let n = u64::from(code);
+    WT_CODE_FIRST + n + n / 0x1e
+}
+
+/// Maps an HTTP/3 stream error code back to a WebTransport code. Codes outside the
+/// WebTransport range (or GREASE points inside it) map to 0.
+pub fn h3_code_to_wt(h3: u64) -> u32 {
+    if !(WT_CODE_FIRST..=WT_CODE_LAST).contains(&h3) || (h3 >= 0x21 && (h3 - 0x21) % 0x1f == 0) {
+        return 0;
+    }
+    let shifted = h3 - WT_CODE_FIRST;
+    u32::try_from(shifted - shifted / 0x1f).unwrap_or(0)
+}
+
+/// Appends a QUIC variable-length integer. Values over 2^62-1 are clamped (callers only
+/// pass stream ids, lengths and codes, which are far below).
+pub fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 1 << 6 {
+        out.push(v as u8);
+    } else if v < 1 << 14 {
+        out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes());
+    } else if v < 1 << 30 {
+        out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes());
+    } else {
+        let v = v.min((1 << 62) - 1);
+        out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes());
+    }
+}
+
+/// Parses a varint at the start of `buf`: `Some((value, length))`, or `None` when
+/// `buf` is too short.
+pub fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let first = *buf.first()?;
+    let len = 1usize << (first >> 6);
+    if buf.len() < len {
+        return None;
+    }
+    let mut v = u64::from(first & 0x3f);
+    for b in &buf[1..len] {
+        v = (v << 8) | u64::from(*b);
+    }
+    Some((v, len))
+}
+
+/// Length in bytes of a varint's encoding.
+pub fn varint_len(v: u64) -> usize {
+    match v {
+        0..=63 => 1,
+        64..=16383 => 2,
+        16384..=1_073_741_823 => 4,
+        _ => 8,
+    }
+}
+
+/// A whole HTTP/3 frame parsed out of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    /// Frame type.
+    pub kind: u64,
+    /// Frame payload.
+    pub payload: Vec<u8>,
+}
+
+/// Parses one frame from the start of `buf`: `Ok(Some((frame, consumed)))`, `Ok(None)`
+/// when more bytes are needed, or an error when the payload exceeds `max_payload`.
+pub fn parse_frame(buf: &[u8], max_payload: usize) -> Result<Option<(RawFrame, usize)>, String> {
+    let Some((kind, a)) = get_varint(buf) else {
+        return Ok(None);
+    };
+    let Some((len, b)) = get_varint(&buf[a..]) else {
+        return Ok(None);
+    };
+    let len = usize::try_from(len).map_err(|_| "frame length overflow".to_string())?;
+    if len > max_payload {
+        return Err(format!(
+            "frame of type {kind:#x} with {len} bytes exceeds {max_payload}"
+        ));
+    }
+    let start = a + b;
+    if buf.len() < start + len {
+        return Ok(None);
+    }
+    let payload = buf[start..start + len].to_vec();
+    Ok(Some((RawFrame { kind, payload }, start + len)))
+}
+
+/// Encodes a frame (type, length, payload).
+pub fn encode_frame(kind: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    put_varint(&mut out, kind);
+    put_varint(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The control stream preamble: stream type then our SETTINGS frame, advertising
+/// extended CONNECT, HTTP datagrams and WebTransport (draft-02 and later ids).
+pub fn control_stream_preamble() -> Vec<u8> {
+    let settings: [(u64, u64); 6] = [
+        (0x01, 0),        // QPACK_MAX_TABLE_CAPACITY: static table only
+        (0x07, 0),        // QPACK_BLOCKED_STREAMS
+        (0x08, 1),        // ENABLE_CONNECT_PROTOCOL
+        (0x33, 1),        // H3_DATAGRAM
+        (0x2b60_3742, 1), // ENABLE_WEBTRANSPORT (draft-02)
+        (0xc671_706a, 1), // WEBTRANSPORT_MAX_SESSIONS
+    ];
+    let mut payload = Vec::new();
+    for (id, value) in settings {
+        put_varint(&mut payload, id);
+        put_varint(&mut payload, value);
+    }
+    let mut out = vec![];
+    put_varint(&mut out, STREAM_CONTROL);
+    out.extend_from_slice(&encode_frame(FRAME_SETTINGS, &payload));
+    out
+}
+
+/// Parses a SETTINGS payload into (id, value) pairs.
+pub fn parse_settings(payload: &[u8]) -> Result<Vec<(u64, u64)>, String> {
+    let mut out = vec![];
+    let mut pos = 0;
+    while pos < payload.len() {
+        let (id, a) = get_varint(&payload[pos..]).ok_or("truncated setting id")?;
+        pos += a;
+        let (value, b) = get_varint(&payload[pos..]).ok_or("truncated setting value")?;
+        pos += b;
+        out.push((id, value));
+    }
+    Ok(out)
+}
+
+/// Encodes a HEADERS frame (QPACK with the static table only).
+pub fn encode_headers(fields: &[(String, String)]) -> Vec<u8> {
+    let headers: Headers = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let frame = headers.generate_frame();
+    encode_frame(FRAME_HEADERS, frame.payload())
+}
+
+/// Decodes a HEADERS frame payload into its fields.
+pub fn decode_headers(payload: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let frame = Frame::new_headers(std::borrow::Cow::Borrowed(payload));
+    let headers = Headers::with_frame(&frame).map_err(|e| format!("QPACK: {e:?}"))?;
+    Ok(headers
+        .as_ref()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
+/// The DATA frame carrying a CLOSE_WEBTRANSPORT_SESSION capsule. The reason is cut to
+/// 1024 bytes (on a character boundary), the protocol's limit.
+pub fn encode_close_capsule(code: u32, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(1024);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut body = code.to_be_bytes().to_vec();
+    body.extend_from_slice(&reason.as_bytes()[..cut]);
+    let mut capsule = vec![];
+    put_varint(&mut capsule, CAPSULE_CLOSE_SESSION);
+    put_varint(&mut capsule, body.len() as u64);
+    capsule.extend_from_slice(&body);
+    encode_frame(FRAME_DATA, &capsule)
+}
+
+/// A capsule read from the CONNECT stream's DATA.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Capsule {
+    /// CLOSE_WEBTRANSPORT_SESSION with its code and reason.
+    Close(u32, String),
+    /// Any other capsule (ignored).
+    Other(u64),
+}
+
+/// Parses capsules from accumulated CONNECT-stream DATA. Returns the parsed capsules and
+/// the number of bytes consumed; a partial capsule stays in the buffer.
+pub fn parse_capsules(buf: &[u8]) -> Result<(Vec<Capsule>, usize), String> {
+    let mut out = vec![];
+    let mut pos = 0;
+    loop {
+        let rest = &buf[pos..];
+        let Some((kind, a)) = get_varint(rest) else {
+            break;
+        };
+        let Some((len, b)) = get_varint(&rest[a..]) else {
+            break;
+        };
+        let len = usize::try_from(len).map_err(|_| "capsule length overflow".to_string())?;
+        if len > MAX_CONTROL_FRAME {
+            return Err(format!("capsule of {len} bytes is too large"));
+        }
+        if rest.len() < a + b + len {
+            break;
+        }
+        let body = &rest[a + b..a + b + len];
+        if kind == CAPSULE_CLOSE_SESSION {
+            if body.len() < 4 {
+                return Err("CLOSE_WEBTRANSPORT_SESSION shorter than 4 bytes".into());
+            }
+            let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            let reason = String::from_utf8_lossy(&body[4..]).into_owned();
+            out.push(Capsule::Close(code, reason));
+        } else {
+            out.push(Capsule::Other(kind));
+        }
+        pos += a + b + len;
+    }
+    Ok((out, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_roundtrip() {
+        for v in [
+            0u64,
+            63,
+            64,
+            16383,
+            16384,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 62) - 1,
+        ] {
+            let mut out = vec![];
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v));
+            assert_eq!(get_varint(&out), Some((v, out.len())));
+            assert_eq!(get_varint(&out[..out.len() - 1]), None);
+        }
+    }
+
+    #[test]
+    fn wt_code_mapping_roundtrips_and_skips_grease() {
+        for code in [0u32, 1, 29, 30, 31, 255, 65535, u32::MAX] {
+            let h3 = wt_code_to_h3(code);
+            assert!(h3 <= WT_CODE_LAST);
+            assert_ne!((h3 - 0x21) % 0x1f, 0, "mapped onto a GREASE point");
+            assert_eq!(h3_code_to_wt(h3), code);
+        }
+        assert_eq!(h3_code_to_wt(7), 0);
+    }
+
+    #[test]
+    fn headers_roundtrip() {
+        let fields = vec![
+            (":status".to_string(), "401".to_string()),
+            ("www-authenticate".to_string(), "Bearer".to_string()),
+        ];
+        let frame = encode_headers(&fields);
+        let (raw, used) = parse_frame(&frame, MAX_CONTROL_FRAME).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(raw.kind, FRAME_HEADERS);
+        let mut back = decode_headers(&raw.payload).unwrap();
+        back.sort();
+        let mut want = fields.clone();
+        want.sort();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn close_capsule_roundtrip_and_partial() {
+        let frame = encode_close_capsule(42, "bye");
+        let (raw, _) = parse_frame(&frame, MAX_CONTROL_FRAME).unwrap().unwrap();
+        assert_eq!(raw.kind, FRAME_DATA);
+        let (caps, used) = parse_capsules(&raw.payload).unwrap();
+        assert_eq!(caps, vec![Capsule::Close(42, "bye".into())]);
+        assert_eq!(used, raw.payload.len());
+        let (caps, used) = parse_capsules(&raw.payload[..3]).unwrap();
+        assert!(caps.is_empty());
+        assert_eq!(used, 0);
+    }
+
+    #[test]
+    fn oversize_frame_is_an_error_not_a_hang() {
+        let mut buf = vec![];
+        put_varint(&mut buf, FRAME_HEADERS);
+        put_varint(&mut buf, 1 << 20);
+        assert!(parse_frame(&buf, MAX_CONTROL_FRAME).is_err());
+    }
+
+    #[test]
+    fn settings_parse() {
+        let pre = control_stream_preamble();
+        let (raw, _) = parse_frame(&pre[1..], MAX_CONTROL_FRAME).unwrap().unwrap();
+        let s = parse_settings(&raw.payload).unwrap();
+        assert!(s.contains(&(0x2b60_3742, 1)));
+    }
+}

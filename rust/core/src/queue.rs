@@ -1,0 +1,231 @@
+use crate::error::Error;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+/// What a full queue does with one more item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the oldest queued item and count it (datagrams: fresh data wins).
+    DropOldest,
+    /// Refuse the new item; the producer decides what to do with it.
+    Refuse,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    overflow: Overflow,
+    dropped: u64,
+    closed: Option<Error>,
+    waker: Option<Waker>,
+}
+
+/// A bounded queue from tokio tasks (producers) to one poller (the application).
+///
+/// The consumer either pops what is ready without waiting, or registers its `Waker`
+/// atomically with finding the queue empty, so no wake-up is lost. Producers wake the
+/// consumer only when one is registered, which keeps wake-ups to one per batch.
+pub struct ReadyQueue<T> {
+    state: Mutex<State<T>>,
+}
+
+/// The result of a push.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Queued after dropping the oldest item.
+    DroppedOldest,
+    /// Not queued: the queue is full (with [`Overflow::Refuse`]) or closed.
+    Refused,
+}
+
+impl<T> ReadyQueue<T> {
+    /// A queue holding at most `capacity` items (at least one).
+    pub fn new(capacity: usize, overflow: Overflow) -> Self {
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                capacity: capacity.max(1),
+                overflow,
+                dropped: 0,
+                closed: None,
+                waker: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        // A poisoned lock only means another thread panicked while holding it; the queue
+        // state itself is always consistent between statements, so keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an item, waking the consumer if it waits. Returns the item when refused.
+    pub fn push(&self, item: T) -> (Pushed, Option<T>) {
+        let waker;
+        let pushed;
+        {
+            let mut s = self.lock();
+            if s.closed.is_some() {
+                return (Pushed::Refused, Some(item));
+            }
+            if s.items.len() >= s.capacity {
+                match s.overflow {
+                    Overflow::Refuse => return (Pushed::Refused, Some(item)),
+                    Overflow::DropOldest => {
+                        s.items.pop_front();
+                        s.dropped += 1;
+                        pushed = Pushed::DroppedOldest;
+                    }
+                }
+            } else {
+                pushed = Pushed::Queued;
+            }
+            s.items.push_back(item);
+            waker = s.waker.take();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+        (pushed, None)
+    }
+
+    /// Closes the queue: items already queued can still be popped, then `err` is returned.
+    /// The first close wins.
+    pub fn close(&self, err: Error) {
+        let waker = {
+            let mut s = self.lock();
+            if s.closed.is_none() {
+                s.closed = Some(err);
+            }
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Pops one item, or registers the waker (when given) if none is ready.
+    /// `Ok(None)` means pending.
+    pub fn try_pop(&self, waker: Option<&Waker>) -> Result<Option<T>, Error> {
+        let mut s = self.lock();
+        if let Some(item) = s.items.pop_front() {
+            return Ok(Some(item));
+        }
+        if let Some(err) = &s.closed {
+            return Err(err.clone());
+        }
+        if let Some(w) = waker {
+            s.waker = Some(w.clone());
+        }
+        Ok(None)
+    }
+
+    /// `Future`-style poll of [`Self::try_pop`].
+    pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        match self.try_pop(Some(cx.waker())) {
+            Ok(Some(item)) => Poll::Ready(Ok(item)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Pops up to `max` ready items into `out` without waiting. Returns the error only when
+    /// nothing was popped and the queue is closed; registers the waker when nothing was ready.
+    pub fn pop_many(
+        &self,
+        max: usize,
+        out: &mut Vec<T>,
+        waker: Option<&Waker>,
+    ) -> Result<(), Error> {
+        let mut s = self.lock();
+        let n = max.min(s.items.len());
+        out.extend(s.items.drain(..n));
+        if n == 0 {
+            if let Some(err) = &s.closed {
+                return Err(err.clone());
+            }
+            if let Some(w) = waker {
+                s.waker = Some(w.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Items dropped by [`Overflow::DropOldest`] so far.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes and returns everything queued (used to clean up on close).
+    pub fn drain(&self) -> Vec<T> {
+        self.lock().items.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn drop_oldest_counts_and_keeps_newest() {
+        let q = ReadyQueue::new(2, Overflow::DropOldest);
+        q.push(1);
+        q.push(2);
+        assert_eq!(q.push(3).0, Pushed::DroppedOldest);
+        assert_eq!(q.dropped(), 1);
+        let mut out = vec![];
+        q.pop_many(10, &mut out, None).unwrap();
+        assert_eq!(out, vec![2, 3]);
+    }
+
+    #[test]
+    fn refuse_when_full() {
+        let q = ReadyQueue::new(1, Overflow::Refuse);
+        q.push(1);
+        assert_eq!(q.push(2), (Pushed::Refused, Some(2)));
+    }
+
+    #[test]
+    fn waker_fires_once_per_registration_and_close_reaches_waiter() {
+        let q: ReadyQueue<u8> = ReadyQueue::new(4, Overflow::Refuse);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        assert_eq!(q.try_pop(Some(&waker)).unwrap(), None);
+        q.push(1);
+        q.push(2);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(q.try_pop(None).unwrap(), Some(1));
+        q.close(Error::EndpointClosed);
+        assert_eq!(q.try_pop(None).unwrap(), Some(2));
+        assert!(q.try_pop(None).is_err());
+        assert_eq!(q.push(3).0, Pushed::Refused);
+    }
+}

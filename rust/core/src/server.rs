@@ -1,0 +1,218 @@
+use crate::config::ServerOptions;
+use crate::driver;
+use crate::error::{Error, Result};
+use crate::h3;
+use crate::identity::Identity;
+use crate::queue::{Overflow, ReadyQueue};
+use crate::session::Session;
+use crate::tls;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+struct Shared {
+    requests: ReadyQueue<Session>,
+    sessions: Mutex<HashMap<usize, Weak<crate::session::Shared>>>,
+    options: ServerOptions,
+}
+
+/// A bound WebTransport server. Session requests come out of [`Server::requests`] in
+/// arrival order; each must be accepted or rejected.
+pub struct Server {
+    endpoints: Vec<quinn::Endpoint>,
+    shared: Arc<Shared>,
+    certificate_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.local_addrs())
+            .finish()
+    }
+}
+
+fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    use std::net::UdpSocket;
+    let socket = if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `::` should also take IPv4 (dual stack). std has no switch for IPV6_V6ONLY, and
+        // Linux defaults to dual stack, so bind directly.
+        UdpSocket::bind(addr)?
+    } else {
+        UdpSocket::bind(addr)?
+    };
+    Ok(socket)
+}
+
+impl Server {
+    /// Binds every address of `options.bind` and starts accepting. Must be called within
+    /// a tokio runtime.
+    pub fn bind(options: ServerOptions, identity: &Identity) -> Result<Self> {
+        if options.bind.is_empty() {
+            return Err(Error::Config("no address to bind".into()));
+        }
+        let crypto = tls::server_crypto(identity)?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+        let shared = Arc::new(Shared {
+            requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
+            sessions: Mutex::new(HashMap::new()),
+            options: options.clone(),
+        });
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| Error::Config("no async runtime: bind must run inside tokio".into()))?;
+        let mut endpoints = Vec::new();
+        for addr in &options.bind {
+            let socket =
+                bind_socket(*addr).map_err(|e| Error::Io(format!("cannot bind {addr}: {e}")))?;
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(server_config.clone()),
+                socket,
+                runtime.clone(),
+            )?;
+            info!(addr = %endpoint.local_addr()?, "listening");
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+            endpoints.push(endpoint);
+        }
+        Ok(Self {
+            endpoints,
+            shared,
+            certificate_hash: identity.certificate_hash(),
+        })
+    }
+
+    /// The bound addresses (with the ports the OS chose for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| e.local_addr().ok())
+            .collect()
+    }
+
+    /// SHA-256 of the served leaf certificate.
+    pub fn certificate_hash(&self) -> [u8; 32] {
+        self.certificate_hash
+    }
+
+    /// Session requests waiting for the application.
+    pub fn requests(&self) -> &ReadyQueue<Session> {
+        &self.shared.requests
+    }
+
+    /// Sessions currently open (requested or accepted).
+    pub fn session_count(&self) -> usize {
+        self.live_sessions().len()
+    }
+
+    fn live_sessions(&self) -> Vec<Session> {
+        let mut map = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        map.values()
+            .filter_map(|w| w.upgrade())
+            .map(Session)
+            .collect()
+    }
+
+    /// Stops accepting, closes every live session with `code` and `reason` (the peers see
+    /// them), waits up to `grace` for the peers to go, then closes the sockets.
+    pub async fn close(&self, code: u32, reason: &str, grace: Duration) {
+        self.shared.requests.close(Error::EndpointClosed);
+        for endpoint in &self.endpoints {
+            endpoint.set_server_config(None);
+        }
+        for pending in self.shared.requests.drain() {
+            let _ = pending.reject(503, vec![]).await;
+        }
+        let sessions = self.live_sessions();
+        for s in &sessions {
+            let _ = s.close(code, reason).await;
+        }
+        for endpoint in &self.endpoints {
+            let _ = tokio::time::timeout(grace, endpoint.wait_idle()).await;
+            endpoint.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), reason.as_bytes());
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.requests.close(Error::EndpointClosed);
+        for endpoint in &self.endpoints {
+            endpoint.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"server dropped");
+        }
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        if endpoint.open_connections() > shared.options.max_sessions {
+            debug!(peer = %incoming.remote_address(), "refused: max_sessions reached");
+            incoming.refuse();
+            continue;
+        }
+        if shared.requests.is_closed() {
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(handle_incoming(incoming, shared.clone()));
+    }
+}
+
+async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let peer = incoming.remote_address();
+    let timeout = shared.options.request_timeout;
+    let conn = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            debug!(%peer, "handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let stable_id = conn.stable_id();
+    let session = match driver::accept_request(
+        conn.clone(),
+        timeout,
+        shared.options.transport.datagram_queue_capacity,
+    )
+    .await
+    {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        Err(e) => {
+            debug!(%peer, "no session request: {e}");
+            conn.close(quinn::VarInt::from_u32(h3::H3_GENERAL_PROTOCOL_ERROR), b"");
+            return;
+        }
+    };
+    debug!(%peer, path = session.path(), session = session.id(), "session requested");
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(stable_id, Arc::downgrade(&session.0));
+    let (_, refused) = shared.requests.push(session);
+    if let Some(session) = refused {
+        warn!(%peer, "refused with 503: too many pending session requests");
+        let _ = session
+            .reject(503, vec![("retry-after".into(), "1".into())])
+            .await;
+    }
+    let closed = conn.closed().await;
+    debug!(%peer, "connection closed: {closed}");
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&stable_id);
+}

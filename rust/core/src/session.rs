@@ -1,0 +1,463 @@
+use crate::error::{CloseInfo, Error, Result};
+use crate::h3;
+use crate::queue::{Overflow, ReadyQueue};
+use crate::stream::{RecvStream, SendStream};
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionPhase {
+    /// A server-side request waiting for accept or reject.
+    Requested,
+    /// Established: streams and datagrams flow.
+    Accepted,
+    /// Rejected with an HTTP status (server side).
+    Rejected,
+    /// Closed by either side.
+    Closed,
+}
+
+/// Counters of one session.
+#[derive(Clone, Debug, Default)]
+pub struct SessionStats {
+    /// Datagrams handed to quinn for sending.
+    pub datagrams_sent: u64,
+    /// Datagrams received for this session.
+    pub datagrams_received: u64,
+    /// Datagrams dropped because the application did not read them in time.
+    pub datagrams_dropped: u64,
+    /// UDP payload bytes sent on the connection (quinn's count).
+    pub bytes_sent: u64,
+    /// UDP payload bytes received on the connection.
+    pub bytes_received: u64,
+    /// Current smoothed round-trip time.
+    pub rtt: Duration,
+    /// Packets quinn considers lost.
+    pub lost_packets: u64,
+}
+
+/// The HTTP request that opened the session (server side) or the response that
+/// accepted it (client side).
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    /// `:path`, with any query string.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// Regular header fields, lower-case names, pseudo-headers excluded.
+    pub headers: Vec<(String, String)>,
+}
+
+struct PhaseState {
+    phase: SessionPhase,
+    connect_send: Option<quinn::SendStream>,
+    close: Option<CloseInfo>,
+    close_wakers: Vec<Waker>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) session_id: u64,
+    pub(crate) is_server: bool,
+    request: RequestInfo,
+    state: Mutex<PhaseState>,
+    pub(crate) incoming_bi: ReadyQueue<(SendStream, RecvStream)>,
+    pub(crate) incoming_uni: ReadyQueue<RecvStream>,
+    pub(crate) datagrams: ReadyQueue<Bytes>,
+    datagram_header: Vec<u8>,
+    datagrams_sent: AtomicU64,
+    pub(crate) datagrams_received: AtomicU64,
+}
+
+/// A WebTransport session: on the server it starts as a request to accept or reject.
+/// Cheap to clone; all clones are the same session.
+#[derive(Clone)]
+pub struct Session(pub(crate) Arc<Shared>);
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.0.session_id)
+            .field("path", &self.0.request.path)
+            .field("peer", &self.0.conn.remote_address())
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        connect_send: quinn::SendStream,
+        session_id: u64,
+        is_server: bool,
+        request: RequestInfo,
+        datagram_queue: usize,
+    ) -> Self {
+        let mut datagram_header = vec![];
+        h3::put_varint(&mut datagram_header, session_id / 4);
+        let phase = if is_server {
+            SessionPhase::Requested
+        } else {
+            SessionPhase::Accepted
+        };
+        Self(Arc::new(Shared {
+            conn,
+            session_id,
+            is_server,
+            request,
+            state: Mutex::new(PhaseState {
+                phase,
+                connect_send: Some(connect_send),
+                close: None,
+                close_wakers: vec![],
+            }),
+            // Streams are bounded by quinn's stream limits; the queue is a safety net.
+            incoming_bi: ReadyQueue::new(65_536, Overflow::Refuse),
+            incoming_uni: ReadyQueue::new(65_536, Overflow::Refuse),
+            datagrams: ReadyQueue::new(datagram_queue, Overflow::DropOldest),
+            datagram_header,
+            datagrams_sent: AtomicU64::new(0),
+            datagrams_received: AtomicU64::new(0),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PhaseState> {
+        // Poison only means a panic elsewhere; the state stays consistent per statement.
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session id (the CONNECT stream's id).
+    pub fn id(&self) -> u64 {
+        self.0.session_id
+    }
+
+    /// The request's `:path` (with query) on the server; the requested path on the client.
+    pub fn path(&self) -> &str {
+        &self.0.request.path
+    }
+
+    /// The request's `:authority`.
+    pub fn authority(&self) -> &str {
+        &self.0.request.authority
+    }
+
+    /// Header fields of the request (server) or of the accepting response (client).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.0.request.headers
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.0.conn.remote_address()
+    }
+
+    /// Whether this is the server's side of the session.
+    pub fn is_server(&self) -> bool {
+        self.0.is_server
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> SessionPhase {
+        self.state().phase
+    }
+
+    /// How the session ended, once it has.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.state().close.clone()
+    }
+
+    /// Resolves when the session is closed, with how it ended.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        let mut s = self.state();
+        if let Some(info) = &s.close {
+            return Poll::Ready(info.clone());
+        }
+        if !s.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            s.close_wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Waits until the session is closed.
+    pub async fn closed(&self) -> CloseInfo {
+        std::future::poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    fn closed_error(&self) -> Error {
+        match self.close_info() {
+            Some(info) => Error::SessionClosed(info),
+            None => Error::InvalidState("session is not established".into()),
+        }
+    }
+
+    /// Records the end of the session once and wakes everyone waiting on it.
+    pub(crate) fn mark_closed(&self, info: CloseInfo) -> bool {
+        let wakers = {
+            let mut s = self.state();
+            if s.close.is_some() {
+                return false;
+            }
+            if s.phase != SessionPhase::Rejected {
+                s.phase = SessionPhase::Closed;
+            }
+            s.close = Some(info.clone());
+            std::mem::take(&mut s.close_wakers)
+        };
+        let err = Error::SessionClosed(info);
+        self.0.incoming_bi.close(err.clone());
+        self.0.incoming_uni.close(err.clone());
+        self.0.datagrams.close(err);
+        for w in wakers {
+            w.wake();
+        }
+        true
+    }
+
+    async fn write_on_connect_stream(&self, data: Vec<u8>, finish: bool) -> Result<()> {
+        let send = self.state().connect_send.take();
+        let Some(mut send) = send else {
+            return Err(self.closed_error());
+        };
+        let result = send
+            .write_all(&data)
+            .await
+            .map_err(|e| Error::Connection(format!("CONNECT stream: {e}")));
+        if finish {
+            let _ = send.finish();
+            // Close the connection once the peer has the data (or after a grace period), so
+            // the capsule or response is not lost to an abrupt CONNECTION_CLOSE.
+            let conn = self.0.conn.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
+                conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            });
+        } else {
+            self.state().connect_send = Some(send);
+        }
+        result
+    }
+
+    /// Accepts a requested session with a 200 response and extra header fields.
+    pub async fn accept(&self, headers: Vec<(String, String)>) -> Result<()> {
+        {
+            let s = self.state();
+            if s.phase != SessionPhase::Requested {
+                return Err(Error::InvalidState(format!(
+                    "cannot accept a session in phase {:?}",
+                    s.phase
+                )));
+            }
+        }
+        let mut fields = vec![
+            (":status".to_string(), "200".to_string()),
+            (
+                "sec-webtransport-http3-draft".to_string(),
+                "draft02".to_string(),
+            ),
+        ];
+        fields.extend(
+            headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v)),
+        );
+        self.write_on_connect_stream(h3::encode_headers(&fields), false)
+            .await?;
+        let mut s = self.state();
+        if s.phase == SessionPhase::Requested {
+            s.phase = SessionPhase::Accepted;
+        }
+        Ok(())
+    }
+
+    /// Rejects a requested session with any HTTP status (100..=599 except 2xx) and headers.
+    pub async fn reject(&self, status: u16, headers: Vec<(String, String)>) -> Result<()> {
+        if !(100..=599).contains(&status) || (200..300).contains(&status) {
+            return Err(Error::Config(format!(
+                "{status} is not a rejection status (use 100-199 or 300-599)"
+            )));
+        }
+        {
+            let mut s = self.state();
+            if s.phase != SessionPhase::Requested {
+                return Err(Error::InvalidState(format!(
+                    "cannot reject a session in phase {:?}",
+                    s.phase
+                )));
+            }
+            s.phase = SessionPhase::Rejected;
+        }
+        let mut fields = vec![(":status".to_string(), status.to_string())];
+        fields.extend(
+            headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v)),
+        );
+        let result = self
+            .write_on_connect_stream(h3::encode_headers(&fields), true)
+            .await;
+        self.mark_closed(CloseInfo {
+            code: 0,
+            reason: format!("rejected with status {status}"),
+            local: true,
+        });
+        result
+    }
+
+    /// Closes the session with an application code and reason, which the peer sees
+    /// (CLOSE_WEBTRANSPORT_SESSION). Closing twice is harmless.
+    pub async fn close(&self, code: u32, reason: &str) -> Result<()> {
+        let phase = self.phase();
+        match phase {
+            SessionPhase::Accepted => {
+                if self.mark_closed(CloseInfo {
+                    code,
+                    reason: reason.to_string(),
+                    local: true,
+                }) {
+                    let _ = self
+                        .write_on_connect_stream(h3::encode_close_capsule(code, reason), true)
+                        .await;
+                }
+                Ok(())
+            }
+            SessionPhase::Requested => {
+                // Closing an unanswered request refuses it.
+                self.reject(404, vec![]).await
+            }
+            SessionPhase::Rejected | SessionPhase::Closed => Ok(()),
+        }
+    }
+
+    /// Opens a bidirectional stream (waits while the peer's stream limit is reached).
+    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream)> {
+        self.ensure_open()?;
+        let (mut send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let mut header = vec![];
+        h3::put_varint(&mut header, h3::FRAME_WT_BIDI);
+        h3::put_varint(&mut header, self.0.session_id);
+        send.write_all(&header)
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        Ok((SendStream::new(send), RecvStream::new(recv)))
+    }
+
+    /// Opens a unidirectional stream.
+    pub async fn open_uni(&self) -> Result<SendStream> {
+        self.ensure_open()?;
+        let mut send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
+        let mut header = vec![];
+        h3::put_varint(&mut header, h3::STREAM_WT_UNI);
+        h3::put_varint(&mut header, self.0.session_id);
+        send.write_all(&header)
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        Ok(SendStream::new(send))
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        let s = self.state();
+        match (&s.close, s.phase) {
+            (Some(info), _) => Err(Error::SessionClosed(info.clone())),
+            (None, SessionPhase::Accepted) => Ok(()),
+            (None, phase) => Err(Error::InvalidState(format!(
+                "session is {phase:?}, not accepted"
+            ))),
+        }
+    }
+
+    fn lost(&self, e: quinn::ConnectionError) -> Error {
+        match self.close_info() {
+            Some(info) => Error::SessionClosed(info),
+            None => Error::Connection(e.to_string()),
+        }
+    }
+
+    /// Peer-opened bidirectional streams.
+    pub fn incoming_bi(&self) -> &ReadyQueue<(SendStream, RecvStream)> {
+        &self.0.incoming_bi
+    }
+
+    /// Peer-opened unidirectional streams.
+    pub fn incoming_uni(&self) -> &ReadyQueue<RecvStream> {
+        &self.0.incoming_uni
+    }
+
+    /// Received datagrams (oldest dropped first when the application falls behind).
+    pub fn datagrams(&self) -> &ReadyQueue<Bytes> {
+        &self.0.datagrams
+    }
+
+    /// The largest datagram payload that can be sent now, or `None` if the peer does
+    /// not accept datagrams.
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.0
+            .conn
+            .max_datagram_size()
+            .map(|m| m.saturating_sub(self.0.datagram_header.len()))
+    }
+
+    /// Sends a datagram without waiting. When quinn's send buffer is full the oldest
+    /// queued datagram is dropped (datagrams are unreliable by design).
+    pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        self.ensure_open()?;
+        let max = self.max_datagram_size().ok_or_else(|| {
+            Error::DatagramUnsupported("the peer does not accept datagrams".into())
+        })?;
+        if payload.len() > max {
+            return Err(Error::DatagramTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(self.0.datagram_header.len() + payload.len());
+        buf.extend_from_slice(&self.0.datagram_header);
+        buf.extend_from_slice(payload);
+        match self.0.conn.send_datagram(buf.freeze()) {
+            Ok(()) => {
+                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(quinn::SendDatagramError::TooLarge) => Err(Error::DatagramTooLarge {
+                size: payload.len(),
+                max: self.max_datagram_size().unwrap_or(0),
+            }),
+            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
+            Err(e) => Err(Error::DatagramUnsupported(e.to_string())),
+        }
+    }
+
+    /// Keying material exported from the TLS session (RFC 5705).
+    pub fn export_keying_material(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        self.0
+            .conn
+            .export_keying_material(&mut out, label, context)
+            .map_err(|_| Error::Config(format!("cannot export {len} bytes of keying material")))?;
+        Ok(out)
+    }
+
+    /// A snapshot of the session's counters.
+    pub fn stats(&self) -> SessionStats {
+        let q = self.0.conn.stats();
+        SessionStats {
+            datagrams_sent: self.0.datagrams_sent.load(Ordering::Relaxed),
+            datagrams_received: self.0.datagrams_received.load(Ordering::Relaxed),
+            datagrams_dropped: self.0.datagrams.dropped(),
+            bytes_sent: q.udp_tx.bytes,
+            bytes_received: q.udp_rx.bytes,
+            rtt: self.0.conn.rtt(),
+            lost_packets: q.path.lost_packets,
+        }
+    }
+}
