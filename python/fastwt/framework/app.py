@@ -1,0 +1,431 @@
+"""ServerApp: routing, middleware and lifecycle glue over ``WebTransportServer``."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+from fastwt.config import ServerConfig
+from fastwt.framework.exceptions import MiddlewareRejected
+from fastwt.framework.middleware import MiddlewareManager
+from fastwt.framework.router import RequestRouter
+from fastwt.framework.types import (
+    MiddlewareProtocol,
+    SessionHandler,
+    SessionProtocol,
+    StatefulMiddlewareProtocol,
+)
+from fastwt.server import WebTransportServer
+
+__all__ = ["ServerApp"]
+
+_logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NOT_FOUND = 404
+_INTERNAL_SERVER_ERROR = 500
+# Closing one session or answering one request must not hold up a shutdown.
+_SESSION_CLOSE_TIMEOUT = 5.0
+
+
+class _State(enum.Enum):
+    CREATED = "created"
+    STARTING = "starting"
+    STARTED = "started"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class ServerApp:
+    """Implement a high-level WebTransport application with routing and middleware.
+
+    Register routes, middleware and lifecycle hooks first, then run it one of three ways:
+
+    - ``app.run()`` — blocking; owns its event loop and stops cleanly on SIGINT/SIGTERM.
+    - ``await app.serve()`` — in your own asyncio or trio program; starts the app,
+      serves until cancelled or until the server closes, then shuts it down.
+    - ``async with app: await app.serve()`` — the same, with the lifecycle tied to the
+      ``async with`` block (as in pywebtransport).
+
+    Each session request runs in its own task: middleware (in registration order),
+    then routing (no route: 404), then ``accept()``, then ``await handler(session,
+    **params)``. When the handler returns the session is closed with code 0; when it
+    raises, the error is logged with the session's path and peer and the session is
+    closed with ``handler_error_code``; on shutdown, sessions still open are closed with
+    ``shutdown_error_code``. One session's failure never affects another.
+
+    Configuration is frozen once ``startup()`` begins: adding routes, middleware or
+    hooks afterwards raises ``RuntimeError`` instead of being silently ignored.
+    """
+
+    handler_error_code: int = 1011
+    """Session close code after a handler raised (WebSocket's "internal error")."""
+    shutdown_error_code: int = 1001
+    """Session close code for sessions open when the app shuts down ("going away")."""
+    shutdown_timeout: float = 10.0
+    """Seconds ``shutdown()`` may take (closing sessions, hooks, middleware exit)."""
+
+    def __init__(self, *, config: ServerConfig | None = None) -> None:
+        """Create the app and its server; with no ``config``, a ``ServerConfig()``
+        whose development certificate is generated at startup (no files needed)."""
+        self._server = WebTransportServer(config=config if config is not None else ServerConfig())
+        self._router = RequestRouter()
+        self._middleware = MiddlewareManager()
+        self._stateful_middleware: list[StatefulMiddlewareProtocol] = []
+        self._startup_handlers: list[Callable[[], Any]] = []
+        self._shutdown_handlers: list[Callable[[], Any]] = []
+        self._state = _State.CREATED
+        self._lifespan_stack: AsyncExitStack | None = None
+        self._context_stack: AsyncExitStack | None = None
+        self._serve_scope: anyio.CancelScope | None = None
+        self._serve_done: anyio.Event | None = None
+
+    async def __aenter__(self) -> Self:
+        """Enter the server's context, then ``startup()``."""
+        if self._context_stack is not None:
+            raise RuntimeError("ServerApp is already entered")
+        stack = AsyncExitStack()
+        await stack.enter_async_context(self._server)
+        try:
+            await self.startup()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        stack.push_async_callback(self.shutdown)
+        self._context_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """``shutdown()``, then close the server; shielded from cancellation, bounded
+        by ``shutdown_timeout``."""
+        stack, self._context_stack = self._context_stack, None
+        if stack is None:
+            return
+        with anyio.move_on_after(self.shutdown_timeout, shield=True) as scope:
+            await stack.aclose()
+        if scope.cancelled_caught:
+            _logger.warning("ServerApp shutdown exceeded %.1f s", self.shutdown_timeout)
+
+    @property
+    def server(self) -> WebTransportServer:
+        """Return the underlying WebTransportServer instance."""
+        return self._server
+
+    @property
+    def router(self) -> RequestRouter:
+        """The app's router, e.g. for ``set_default_handler`` or ``get_route_stats``.
+        Change routes through it only before startup."""
+        return self._router
+
+    def add_middleware(self, *, middleware: MiddlewareProtocol) -> None:
+        """Add a middleware to the processing chain.
+
+        A middleware that is also an async context manager (``StatefulMiddlewareProtocol``,
+        e.g. ``RateLimiter``) is entered by ``startup()`` and exited by ``shutdown()``.
+        """
+        self._ensure_configurable("add middleware")
+        self._middleware.add_middleware(middleware=middleware)
+        if isinstance(middleware, StatefulMiddlewareProtocol):
+            self._stateful_middleware.append(middleware)
+
+    def middleware(self, middleware_func: MiddlewareProtocol) -> MiddlewareProtocol:
+        """Register a middleware function (decorator)."""
+        self.add_middleware(middleware=middleware_func)
+        return middleware_func
+
+    def on_shutdown(self, handler: F) -> F:
+        """Register a handler (sync or async, no arguments) to run on shutdown.
+
+        Handlers run in registration order; one that raises is logged and the others
+        still run.
+        """
+        self._ensure_configurable("add a shutdown handler")
+        self._shutdown_handlers.append(handler)
+        return handler
+
+    def on_startup(self, handler: F) -> F:
+        """Register a handler (sync or async, no arguments) to run on startup.
+
+        Handlers run in registration order after stateful middleware were entered; one
+        that raises aborts the startup (middleware already entered are exited).
+        """
+        self._ensure_configurable("add a startup handler")
+        self._startup_handlers.append(handler)
+        return handler
+
+    def pattern_route(self, *, pattern: str) -> Callable[[SessionHandler], SessionHandler]:
+        """Register a session handler for a URL pattern (a regex matching the whole path
+        without the query; named groups become keyword arguments)."""
+
+        def decorator(handler: SessionHandler) -> SessionHandler:
+            self._ensure_configurable("add a route")
+            self._router.add_pattern_route(pattern=pattern, handler=handler)
+            return handler
+
+        return decorator
+
+    def route(self, *, path: str) -> Callable[[SessionHandler], SessionHandler]:
+        """Register a session handler for a specific path (the query string is ignored
+        for matching; the handler reads it from ``session.query``)."""
+
+        def decorator(handler: SessionHandler) -> SessionHandler:
+            self._ensure_configurable("add a route")
+            self._router.add_route(path=path, handler=handler)
+            return handler
+
+        return decorator
+
+    def run(self, *, host: str | None = None, port: int | None = None, **kwargs: Any) -> None:
+        """Execute the server application in a new event loop (blocks until stopped).
+
+        SIGINT and SIGTERM (when called from the main thread) stop it cleanly: open
+        sessions are closed with ``shutdown_error_code``, shutdown handlers run and
+        stateful middleware exit. ``backend="trio"`` (default ``"asyncio"``) and
+        ``backend_options`` choose the event loop, as for ``anyio.run``; other keyword
+        arguments go to ``serve()``. ``host``/``port`` default to the config's
+        ``bind_host``/``bind_port``.
+        """
+        backend: str = kwargs.pop("backend", "asyncio")
+        backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
+        _reject_unknown_kwargs("run", kwargs)
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                if threading.current_thread() is threading.main_thread():
+                    await tg.start(_cancel_on_signals, tg.cancel_scope)
+                await self.serve(host=host, port=port)
+                tg.cancel_scope.cancel()
+
+        try:
+            anyio.run(main, backend=backend, backend_options=backend_options)
+        except KeyboardInterrupt:
+            _logger.info("ServerApp interrupted")
+
+    async def serve(
+        self, *, host: str | None = None, port: int | None = None, **kwargs: Any
+    ) -> None:
+        """Start the server and listen for connections indefinitely.
+
+        Runs ``startup()`` first and ``shutdown()`` on the way out unless called inside
+        ``async with app``. Returns when the server stops accepting sessions (after the
+        sessions in progress end), or is cancelled; cancellation closes the open
+        sessions with ``shutdown_error_code``. Works under asyncio and trio.
+
+        With ``anyio``'s ``await task_group.start(app.serve, ...)`` it reports the
+        bound ``local_addresses`` once listening (handy with ``port=0``).
+        """
+        task_status: TaskStatus[Any] = kwargs.pop("task_status", anyio.TASK_STATUS_IGNORED)
+        _reject_unknown_kwargs("serve", kwargs)
+        if self._serve_done is not None:
+            raise RuntimeError("ServerApp is already serving")
+        self._serve_done = anyio.Event()
+        try:
+            async with AsyncExitStack() as stack:
+                if self._context_stack is None:
+                    await stack.enter_async_context(self)
+                await self._server.listen(host=host, port=port)
+                addresses = list(self._server.local_addresses)
+                _logger.info("ServerApp serving on %s", addresses)
+                with anyio.CancelScope() as scope:
+                    self._serve_scope = scope
+                    try:
+                        async with anyio.create_task_group() as tg:
+                            task_status.started(addresses)
+                            async for session in self._server.incoming_sessions():
+                                tg.start_soon(self._handle_session_request, session)
+                    finally:
+                        self._serve_scope = None
+        finally:
+            done, self._serve_done = self._serve_done, None
+            done.set()
+
+    async def shutdown(self) -> None:
+        """Run shutdown handlers and exit stateful middleware.
+
+        Stops a ``serve()`` running in another task first (its open sessions are closed
+        with ``shutdown_error_code``). Runs once: later calls, and calls before
+        ``startup()``, do nothing. Shielded from cancellation, bounded by
+        ``shutdown_timeout``.
+        """
+        if self._state is not _State.STARTED:
+            return
+        self._state = _State.STOPPING
+        with anyio.move_on_after(self.shutdown_timeout, shield=True) as scope:
+            serve_scope, serve_done = self._serve_scope, self._serve_done
+            if serve_scope is not None and serve_done is not None:
+                serve_scope.cancel()
+                await serve_done.wait()
+            for handler in self._shutdown_handlers:
+                try:
+                    await _call_hook(handler)
+                except Exception:
+                    _logger.exception("shutdown handler %r failed", handler)
+            stack, self._lifespan_stack = self._lifespan_stack, None
+            if stack is not None:
+                try:
+                    await stack.aclose()
+                except Exception:
+                    _logger.exception("exiting stateful middleware failed")
+        if scope.cancelled_caught:
+            _logger.warning("ServerApp.shutdown() exceeded %.1f s", self.shutdown_timeout)
+        self._state = _State.STOPPED
+
+    async def startup(self) -> None:
+        """Run startup handlers and enter stateful middleware.
+
+        Middleware are entered first (registration order), then handlers run. Runs
+        once: later calls do nothing; after ``shutdown()`` it raises ``RuntimeError``.
+        If it fails, whatever was entered is exited and the exception propagates.
+        """
+        if self._state is _State.STOPPED:
+            raise RuntimeError("ServerApp cannot start again after shutdown")
+        if self._state is not _State.CREATED:
+            return
+        self._state = _State.STARTING
+        stack = AsyncExitStack()
+        try:
+            for middleware in self._stateful_middleware:
+                await stack.enter_async_context(middleware)
+            for handler in self._startup_handlers:
+                await _call_hook(handler)
+        except BaseException:
+            self._state = _State.STOPPED
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        self._lifespan_stack = stack
+        self._state = _State.STARTED
+
+    def _ensure_configurable(self, action: str) -> None:
+        if self._state is not _State.CREATED:
+            raise RuntimeError(
+                f"cannot {action} after the ServerApp started; "
+                "configure routes, middleware and hooks before startup()"
+            )
+
+    async def _handle_session_request(self, session: SessionProtocol) -> None:
+        """Middleware, routing, accept and handler for one request; never raises
+        (except cancellation), so one request cannot disturb the others."""
+        try:
+            await self._middleware.process_request(session=session)
+            route = self._router.route_request(session=session)
+        except MiddlewareRejected as exc:
+            await _reject(session, status_code=exc.status_code, headers=exc.headers)
+            return
+        except Exception:
+            _logger.exception(
+                "session request for %r from %s failed", session.path, session.remote_address
+            )
+            await _reject(session, status_code=_INTERNAL_SERVER_ERROR, headers=None)
+            return
+        if route is None:
+            _logger.info("no route for %r from %s", session.path, session.remote_address)
+            await _reject(session, status_code=_NOT_FOUND, headers=None)
+            return
+        handler, params = route
+        try:
+            await session.accept()
+        except Exception as exc:
+            _logger.info(
+                "could not accept session for %r from %s: %r",
+                session.path,
+                session.remote_address,
+                exc,
+            )
+            return
+        await self._run_handler(session, handler, params)
+
+    async def _run_handler(
+        self, session: SessionProtocol, handler: SessionHandler, params: dict[str, Any]
+    ) -> None:
+        error_code, reason = 0, None
+        try:
+            await handler(session, **params)
+        except Exception:
+            _logger.exception(
+                "handler %s failed for session %s (path %r, peer %s)",
+                getattr(handler, "__qualname__", handler),
+                session.session_id,
+                session.path,
+                session.remote_address,
+            )
+            error_code, reason = self.handler_error_code, "internal server error"
+        except BaseException:
+            error_code, reason = self.shutdown_error_code, "server shutting down"
+            raise
+        finally:
+            await _close_session(session, error_code=error_code, reason=reason)
+
+
+def _reject_unknown_kwargs(method: str, kwargs: dict[str, Any]) -> None:
+    if kwargs:
+        raise TypeError(f"ServerApp.{method}() got unexpected keyword arguments: {sorted(kwargs)}")
+
+
+async def _call_hook(handler: Callable[[], Any]) -> None:
+    result = handler()
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _reject(
+    session: SessionProtocol, *, status_code: int, headers: dict[str, str] | None
+) -> None:
+    """Answer a request with an HTTP status; the peer may be gone already."""
+    try:
+        with anyio.fail_after(_SESSION_CLOSE_TIMEOUT):
+            await session.reject(status_code=status_code, headers=headers or None)
+    except Exception as exc:
+        _logger.debug("rejecting %r with %d failed: %r", session.path, status_code, exc)
+
+
+async def _close_session(session: SessionProtocol, *, error_code: int, reason: str | None) -> None:
+    """Close a session unless its handler did; runs even during cancellation."""
+    if session.is_closed:
+        return
+    with anyio.move_on_after(_SESSION_CLOSE_TIMEOUT, shield=True):
+        try:
+            await session.close(error_code=error_code, reason=reason)
+        except Exception as exc:
+            _logger.debug("closing session %s failed: %r", session.session_id, exc)
+
+
+async def _cancel_on_signals(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel ``scope`` on the first SIGINT or SIGTERM (a second one, during shutdown,
+    gets Python's default behaviour)."""
+    signals = [signal.SIGINT]
+    if hasattr(signal, "SIGTERM"):
+        signals.append(signal.SIGTERM)
+    try:
+        receiver = anyio.open_signal_receiver(*signals)
+        received = receiver.__enter__()
+    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        # No signal support here (e.g. Windows' asyncio): Ctrl-C still raises
+        # KeyboardInterrupt, which run() catches.
+        _logger.debug("signal handling unavailable: %r", exc)
+        task_status.started()
+        return
+    with receiver:
+        task_status.started()
+        async for signum in received:
+            _logger.info("received %s; shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

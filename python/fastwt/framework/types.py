@@ -1,0 +1,106 @@
+"""The whole contract between the framework, its middleware and session handlers.
+
+Everything else in :mod:`fastwt.framework` imports its types from here. The protocols
+describe only what the framework itself touches, so a middleware or handler can be
+tested against any small object with the same attributes (the unit tests use a fake
+session); at run time it is a :class:`fastwt.WebTransportSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
+
+__all__ = [
+    "AuthHandlerProtocol",
+    "Headers",
+    "MiddlewareProtocol",
+    "SessionHandler",
+    "SessionProtocol",
+    "StatefulMiddlewareProtocol",
+]
+
+Headers: TypeAlias = Mapping[str, str]
+"""HTTP header fields; names are lower-case (HTTP/3 sends them that way)."""
+
+SessionHandler: TypeAlias = Callable[..., Awaitable[None]]
+"""``async def handler(session, **params)``; ``params`` are the named groups of the
+pattern route that matched (none for exact routes and the default handler)."""
+
+
+class SessionProtocol(Protocol):
+    """What routing and middleware read from a pending session request.
+
+    ``path`` is the raw ``:path`` including any query string; ``query`` is that query
+    parsed (last value wins). ``remote_address`` is the peer's ``(ip, port)``.
+    """
+
+    @property
+    def session_id(self) -> int: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    @property
+    def origin(self) -> str | None: ...
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None: ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def accept(
+        self, *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
+    ) -> Any: ...
+
+    async def reject(
+        self, *, headers: dict[str, str] | None = None, status_code: int = 403
+    ) -> Any: ...
+
+    async def close(self, *, error_code: int = 0, reason: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class MiddlewareProtocol(Protocol):
+    """``async def middleware(*, session) -> None``, run before the session is accepted.
+
+    Return to let the request continue; raise
+    :class:`~fastwt.framework.MiddlewareRejected` to refuse it with an HTTP status.
+    Any other exception refuses it with 500.
+    """
+
+    async def __call__(self, *, session: SessionProtocol) -> None: ...
+
+
+@runtime_checkable
+class StatefulMiddlewareProtocol(MiddlewareProtocol, Protocol):
+    """A middleware that holds resources: ``ServerApp.startup()`` enters it (as an
+    async context manager) and ``ServerApp.shutdown()`` exits it, in reverse order."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
+@runtime_checkable
+class AuthHandlerProtocol(Protocol):
+    """``async def auth_handler(*, headers) -> bool``: True lets the request through.
+
+    False rejects it with 401; an exception rejects it with 500. Raising
+    ``MiddlewareRejected`` chooses the status and headers yourself.
+    """
+
+    async def __call__(self, *, headers: Headers) -> bool: ...

@@ -1,0 +1,24 @@
+"""Fixtures for the framework unit tests (no network: a fake server and sessions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastwt.framework.app as app_module
+import pytest
+from fastwt.framework import ServerApp
+from framework_fakes import FakeServer
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> ServerApp:
+    """A ServerApp whose server is a ``FakeServer`` (reach it as ``app.server``)."""
+    monkeypatch.setattr(app_module, "WebTransportServer", FakeServer)
+    monkeypatch.setattr(app_module, "ServerConfig", lambda **_: {"fake": "config"})
+    return ServerApp()
+
+
+def fake_server(app: ServerApp) -> FakeServer:
+    server: Any = app.server
+    assert isinstance(server, FakeServer)
+    return server
