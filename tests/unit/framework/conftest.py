@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import fastwt.framework.app as app_module
 import pytest
 from fastwt.framework import ServerApp
@@ -16,9 +14,3 @@ def app(monkeypatch: pytest.MonkeyPatch) -> ServerApp:
     monkeypatch.setattr(app_module, "WebTransportServer", FakeServer)
     monkeypatch.setattr(app_module, "ServerConfig", lambda **_: {"fake": "config"})
     return ServerApp()
-
-
-def fake_server(app: ServerApp) -> FakeServer:
-    server: Any = app.server
-    assert isinstance(server, FakeServer)
-    return server

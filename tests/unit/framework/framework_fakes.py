@@ -119,3 +119,10 @@ class FakeServer:
     async def close(self) -> None:
         self.close_count += 1
         self._send.close()
+
+
+def fake_server(app: Any) -> FakeServer:
+    """The ``FakeServer`` behind an app built by the ``app`` fixture."""
+    server = app.server
+    assert isinstance(server, FakeServer)
+    return server
