@@ -15,6 +15,7 @@ from typing import Any, Self, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 from fastwt.config import ServerConfig
+from fastwt.errors import ErrorCodes
 from fastwt.framework.exceptions import MiddlewareRejected
 from fastwt.framework.middleware import MiddlewareManager
 from fastwt.framework.router import RequestRouter
@@ -68,10 +69,10 @@ class ServerApp:
     hooks afterwards raises ``RuntimeError`` instead of being silently ignored.
     """
 
-    handler_error_code: int = 1011
-    """Session close code after a handler raised (WebSocket's "internal error")."""
-    shutdown_error_code: int = 1001
-    """Session close code for sessions open when the app shuts down ("going away")."""
+    handler_error_code: int = ErrorCodes.HANDLER_ERROR
+    """Session close code sent to the peer after the handler raised."""
+    shutdown_error_code: int = ErrorCodes.SERVER_SHUTDOWN
+    """Session close code for sessions still open when the app shuts down."""
     shutdown_timeout: float = 10.0
     """Seconds ``shutdown()`` may take (closing sessions, hooks, middleware exit)."""
 
