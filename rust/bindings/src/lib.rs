@@ -1,3 +1,42 @@
+//! `fastwt._core`: the Python face of fastwt-core.
+//!
+//! The contract (see docs/bridge.md): Python drives Rust futures by polling them with a
+//! token; a poll that cannot finish registers a waker that, when fired on a tokio
+//! thread, pushes the token to the event loop's [`notifier::Notifier`] without touching
+//! Python. Ready results are returned by the same call, with no event-loop hop.
+
 use pyo3::prelude::*;
+
+/// The tokio runtime owned by the extension.
+mod runtime;
+/// Token wake-ups from tokio threads to a Python event loop, batched through one pipe.
+mod notifier;
+/// Mapping of core errors to the `fastwt.errors` hierarchy.
+mod errors;
+/// Spawned one-shot operations (connect, accept, open stream, close) polled from Python.
+mod op;
+/// `ServerHandle`: a bound server and its queue of session requests.
+mod server;
+/// `ClientHandle`: connects sessions.
+mod client;
+/// `SessionHandle`: one session's streams, datagrams and close.
+mod session;
+/// `SendStreamHandle` / `RecvStreamHandle`: polled stream I/O.
+mod stream;
+/// Options parsing from Python keyword arguments.
+mod options;
+
 #[pymodule]
-fn _core(_m: &Bound<'_, PyModule>) -> PyResult<()> { Ok(()) }
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<notifier::Notifier>()?;
+    m.add_class::<op::Op>()?;
+    m.add_class::<server::ServerHandle>()?;
+    m.add_class::<client::ClientHandle>()?;
+    m.add_class::<session::SessionHandle>()?;
+    m.add_class::<stream::SendStreamHandle>()?;
+    m.add_class::<stream::RecvStreamHandle>()?;
+    m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+"""The event-loop side of the Rust bridge (see docs/bridge.md).
+
+Rust calls are polled with a *token*. A call whose result is ready returns it at once,
+with no trip through the event loop. Otherwise the call registers a waker; when Rust
+fires it (on a tokio thread) the token is queued in the loop's ``Notifier`` and one
+byte is written to its pipe per batch. The loop then drains all ready tokens in one
+call and resumes every task parked on them. Tokens belong to a resource (a stream's
+reads, a session's datagrams...), so several tasks waiting on one resource all wake
+and re-poll: no wake-up can be lost by a waker being replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import sniffio
+
+from ._core import Notifier
+
+T = TypeVar("T")
+
+__all__ = ["Hub", "get_hub", "new_token"]
+
+_tokens = itertools.count(1)
+
+
+def new_token() -> int:
+    """A fresh token for one resource's waits (unique process-wide)."""
+    return next(_tokens)
+
+
+class Hub(Protocol):
+    """One per running event loop: parks tasks on tokens until Rust reports them."""
+
+    notifier: Notifier
+
+    async def park(self, token: int) -> None: ...
+
+    def pending(self) -> int: ...
+
+
+class _AsyncioHub:
+    """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.notifier = Notifier()
+        self._loop = loop
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        loop.add_reader(self.notifier.fileno(), self._dispatch)
+
+    def _dispatch(self) -> None:
+        waiters = self._waiters
+        for token in self.notifier.drain():
+            futures = waiters.pop(token, None)
+            if futures:
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def park(self, token: int) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()
+        futures = self._waiters.setdefault(token, [])
+        futures.append(fut)
+        try:
+            await fut
+        finally:
+            if not fut.done():  # cancelled: forget this waiter so nothing stays pending
+                fut.cancel()
+            remaining = self._waiters.get(token)
+            if remaining is not None and fut in remaining:
+                remaining.remove(fut)
+                if not remaining:
+                    del self._waiters[token]
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self._waiters.values())
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self.notifier.fileno())
+
+
+class _TrioHub:
+    """trio: a system task waits for the notifier's fd with ``wait_readable``."""
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self.notifier = Notifier()
+        self._waiters: dict[int, list[Any]] = {}
+        trio.lowlevel.spawn_system_task(self._reader, name="fastwt-notifier")
+
+    async def _reader(self) -> None:
+        fd = self.notifier.fileno()
+        while True:
+            await self._trio.lowlevel.wait_readable(fd)
+            waiters = self._waiters
+            for token in self.notifier.drain():
+                events = waiters.pop(token, None)
+                if events:
+                    for ev in events:
+                        ev.set()
+
+    async def park(self, token: int) -> None:
+        ev = self._trio.Event()
+        events = self._waiters.setdefault(token, [])
+        events.append(ev)
+        try:
+            await ev.wait()
+        finally:
+            remaining = self._waiters.get(token)
+            if remaining is not None and ev in remaining:
+                remaining.remove(ev)
+                if not remaining:
+                    del self._waiters[token]
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self._waiters.values())
+
+
+_asyncio_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncioHub] = (
+    weakref.WeakKeyDictionary()
+)
+_trio_hubs: weakref.WeakKeyDictionary[Any, _TrioHub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (made on first use)."""
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        loop = asyncio.get_running_loop()
+        hub = _asyncio_hubs.get(loop)
+        if hub is None:
+            hub = _asyncio_hubs[loop] = _AsyncioHub(loop)
+        return hub
+    if library == "trio":
+        import trio
+
+        key = trio.lowlevel.current_trio_token()
+        thub = _trio_hubs.get(key)
+        if thub is None:
+            thub = _trio_hubs[key] = _TrioHub()
+        return thub
+    raise RuntimeError(f"fastwt supports asyncio and trio, not {library!r}")
+
+
+async def wait(hub: Hub, poll: Callable[[Notifier, int], T | None], token: int) -> T:
+    """Polls until a result is ready, parking on ``token`` in between."""
+    notifier = hub.notifier
+    result = poll(notifier, token)
+    while result is None:
+        await hub.park(token)
+        result = poll(notifier, token)
+    return result
+
+
+async def run_op(hub: Hub, op: Any) -> Any:
+    """Awaits a spawned Rust operation (``_core.Op``)."""
+    token = new_token()
+    notifier = hub.notifier
+    result = op.poll(notifier, token)
+    while result is None:
+        await hub.park(token)
+        result = op.poll(notifier, token)
+    return result

@@ -1,0 +1,150 @@
+"""The WebTransport server: binds, then yields session requests to accept or reject."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+
+from . import _bridge
+from ._core import ServerHandle
+from .config import ServerConfig
+from .errors import ConnectionError, ErrorCodes, ServerError
+from .session import WebTransportSession
+
+__all__ = ["WebTransportServer"]
+
+logger = logging.getLogger("fastwt.server")
+
+
+class WebTransportServer:
+    """A server endpoint. ``async with WebTransportServer(config=...) as server``, then
+    ``await server.listen()`` and iterate ``server.incoming_sessions()``."""
+
+    def __init__(self, *, config: ServerConfig | None = None) -> None:
+        self._config = config or ServerConfig()
+        self._handle: ServerHandle | None = None
+        self._hub: _bridge.Hub | None = None
+        self._token = _bridge.new_token()
+        self._closed_event: anyio.Event | None = None
+        self._closing = False
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    @property
+    def is_serving(self) -> bool:
+        return self._handle is not None and not self._closing
+
+    @property
+    def local_addresses(self) -> list[tuple[str, int]]:
+        """Bound (host, port) pairs, with the real ports when port 0 was asked."""
+        return self._handle.local_addresses() if self._handle else []
+
+    @property
+    def certificate_hash(self) -> str:
+        """Hex SHA-256 of the certificate, for browsers' ``serverCertificateHashes``."""
+        if self._handle is None:
+            raise ServerError("server is not listening")
+        return self._handle.certificate_hash()
+
+    @property
+    def session_count(self) -> int:
+        return self._handle.session_count() if self._handle else 0
+
+    async def __aenter__(self) -> WebTransportServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def listen(
+        self, *, host: str | Sequence[str] | None = None, port: int | None = None
+    ) -> None:
+        """Binds the sockets (``host``/``port`` override the config) and starts accepting."""
+        if self._handle is not None:
+            raise ServerError("server is already listening")
+        cfg = self._config
+        hosts = [host] if isinstance(host, str) else list(host) if host else cfg.bind_hosts
+        bind_port = cfg.bind_port if port is None else port
+        if not 0 <= bind_port <= 65535:
+            raise ServerError(f"port must be 0..65535, got {bind_port}")
+        bind: list[tuple[str, int]] = []
+        for h in hosts:
+            h = {"localhost": "127.0.0.1", "": "::"}.get(h, h)
+            # Several hosts with port 0 share the port chosen for the first one.
+            p = bind[0][1] if bind and bind_port == 0 else bind_port
+            bind.append((h, p))
+        self._hub = _bridge.get_hub()
+        self._closed_event = anyio.Event()
+        try:
+            if len(bind) > 1 and bind_port == 0:
+                first = ServerHandle(bind=bind[:1], **self._core_kwargs())
+                real = first.local_addresses()[0][1]
+                del first
+                bind = [(h, real) for h, _ in bind]
+            self._handle = ServerHandle(bind=bind, **self._core_kwargs())
+        except ConnectionError as e:
+            raise ServerError(str(e)) from e
+        for h, p in self._handle.local_addresses():
+            logger.info("listening on %s port %d", h, p)
+
+    def _core_kwargs(self) -> dict[str, Any]:
+        cfg = self._config
+        return {
+            "certfile": str(cfg.certfile) if cfg.certfile else None,
+            "keyfile": str(cfg.keyfile) if cfg.keyfile else None,
+            "max_sessions": cfg.max_sessions,
+            "pending_request_capacity": cfg.pending_request_capacity,
+            "request_timeout": cfg.request_timeout,
+            "max_idle_timeout": cfg.max_idle_timeout,
+            "keep_alive_interval": cfg.keep_alive_interval,
+            "max_concurrent_bidi_streams": cfg.max_concurrent_bidi_streams,
+            "max_concurrent_uni_streams": cfg.max_concurrent_uni_streams,
+            "stream_receive_window": cfg.stream_receive_window,
+            "receive_window": cfg.receive_window,
+            "send_window": cfg.send_window,
+            "datagram_queue_capacity": cfg.datagram_queue_size,
+            "congestion_control": cfg.congestion_control_algorithm,
+        }
+
+    async def accept(self) -> WebTransportSession:
+        """The next session request (not yet accepted). Raises when the server closes."""
+        if self._handle is None or self._hub is None:
+            raise ServerError("call listen() first")
+        handle = await _bridge.wait(self._hub, self._handle.poll_request, self._token)
+        return WebTransportSession(handle, hub=self._hub, is_client=False)
+
+    async def incoming_sessions(self) -> AsyncIterator[WebTransportSession]:
+        """Session requests until the server closes; each must be accepted or rejected."""
+        while True:
+            try:
+                session = await self.accept()
+            except ConnectionError:
+                return
+            yield session
+
+    async def serve_forever(self) -> None:
+        """Waits until the server is closed (the application reads
+        ``incoming_sessions()`` elsewhere)."""
+        if self._handle is None:
+            await self.listen()
+        if self._closed_event is not None and not self._closing:
+            await self._closed_event.wait()
+
+    async def close(self, *, error_code: int = ErrorCodes.NO_ERROR, reason: str = "server shutdown") -> None:
+        """Closes every session with ``error_code``/``reason`` (peers see them) and then the
+        sockets. Idempotent."""
+        if self._handle is None or self._closing or self._hub is None:
+            self._closing = True
+            return
+        self._closing = True
+        if self._closed_event is not None:
+            self._closed_event.set()
+        op = self._handle.close(int(error_code), reason, self._config.shutdown_grace)
+        with anyio.CancelScope(shield=True):
+            await _bridge.run_op(self._hub, op)
+        logger.info("server closed")

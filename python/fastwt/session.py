@@ -1,0 +1,251 @@
+"""A WebTransport session: on a server it begins as a request to accept or reject."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from . import _bridge
+from ._core import SessionHandle
+from .errors import SessionClosedError, SessionError
+from .stream import (
+    WebTransportBidirectionalStream,
+    WebTransportReceiveStream,
+    WebTransportSendStream,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Buffer
+
+__all__ = ["SessionState", "WebTransportSession"]
+
+logger = logging.getLogger("fastwt.session")
+
+
+class SessionState:
+    """The values of :attr:`WebTransportSession.state`."""
+
+    REQUESTED = "requested"
+    CONNECTED = "accepted"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+class WebTransportSession:
+    """One session. Obtained from ``WebTransportServer.incoming_sessions()`` (to accept
+    or reject) or from ``WebTransportClient.connect()`` (already established).
+
+    Must be used from the event loop it was created on.
+    """
+
+    def __init__(self, handle: SessionHandle, *, hub: _bridge.Hub, is_client: bool) -> None:
+        self._handle = handle
+        self._hub = hub
+        self._is_client = is_client
+        self._bi_token = _bridge.new_token()
+        self._uni_token = _bridge.new_token()
+        self._dgram_token = _bridge.new_token()
+        self._closed_token = _bridge.new_token()
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, str] | None = None
+
+    # --- identity -----------------------------------------------------------------
+    @property
+    def session_id(self) -> int:
+        return self._handle.session_id
+
+    @property
+    def path(self) -> str:
+        """The request's ``:path`` as sent, with any query string."""
+        return self._handle.path
+
+    @property
+    def path_without_query(self) -> str:
+        return urlsplit(self._handle.path).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query string parsed (the last value wins for repeated keys)."""
+        if self._query is None:
+            self._query = dict(parse_qsl(urlsplit(self._handle.path).query))
+        return self._query
+
+    @property
+    def authority(self) -> str:
+        return self._handle.authority
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Request headers (server side) or response headers (client side), lower-case
+        names."""
+        if self._headers is None:
+            self._headers = self._handle.headers
+        return self._headers
+
+    @property
+    def origin(self) -> str | None:
+        return self.headers.get("origin")
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        return self._handle.remote_address
+
+    @property
+    def state(self) -> str:
+        return self._handle.phase
+
+    @property
+    def is_closed(self) -> bool:
+        return self._handle.phase in ("closed", "rejected")
+
+    @property
+    def close_code(self) -> int | None:
+        info = self._handle.close_info
+        return None if info is None else info[0]
+
+    @property
+    def close_reason(self) -> str | None:
+        info = self._handle.close_info
+        return None if info is None else info[1]
+
+    @property
+    def max_datagram_size(self) -> int:
+        """The largest datagram payload that can be sent now (0 if none)."""
+        return self._handle.max_datagram_size or 0
+
+    def __repr__(self) -> str:
+        host, port = self.remote_address
+        return f"<WebTransportSession id={self.session_id} path={self.path!r} peer={host}:{port} state={self.state}>"
+
+    # --- accept / reject / close -------------------------------------------------
+    async def accept(
+        self, *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
+    ) -> None:
+        """Accepts the request (200). ``wt_protocol`` is sent as ``wt-protocol``."""
+        fields = list((headers or {}).items())
+        if wt_protocol is not None:
+            fields.append(("wt-protocol", wt_protocol))
+        await _bridge.run_op(self._hub, self._handle.accept(fields))
+
+    async def reject(self, *, headers: dict[str, str] | None = None, status_code: int = 403) -> None:
+        """Refuses the request with an HTTP status and headers; the client sees both."""
+        try:
+            op = self._handle.reject(status_code, list((headers or {}).items()))
+        except ValueError as e:
+            raise SessionError(str(e)) from None
+        await _bridge.run_op(self._hub, op)
+
+    async def close(self, *, error_code: int = 0, reason: str | None = None) -> None:
+        """Closes the session; the peer sees ``error_code`` and ``reason``
+        (CLOSE_WEBTRANSPORT_SESSION). An unanswered request is refused with 404."""
+        if not 0 <= error_code <= 0xFFFFFFFF:
+            raise SessionError(f"error_code must fit in 32 bits, got {error_code}")
+        await _bridge.run_op(self._hub, self._handle.close(error_code, reason or ""))
+
+    async def wait_closed(self) -> tuple[int, str]:
+        """Waits until the session ends; returns (code, reason)."""
+        info = await _bridge.wait(self._hub, self._handle.poll_closed, self._closed_token)
+        return info[0], info[1]
+
+    async def __aenter__(self) -> WebTransportSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.is_closed:
+            await self.close()
+
+    # --- streams -----------------------------------------------------------------
+    async def create_bidirectional_stream(self) -> WebTransportBidirectionalStream:
+        send, recv = await _bridge.run_op(self._hub, self._handle.open_bi())
+        return WebTransportBidirectionalStream(
+            session=self, send=send, recv=recv, peer_initiated=False
+        )
+
+    async def create_unidirectional_stream(self) -> WebTransportSendStream:
+        send = await _bridge.run_op(self._hub, self._handle.open_uni())
+        return WebTransportSendStream(session=self, send=send)
+
+    async def accept_bidirectional_stream(self) -> WebTransportBidirectionalStream:
+        """The next peer-opened bidirectional stream; raises when the session closes."""
+        send, recv = await _bridge.wait(self._hub, self._handle.poll_accept_bi, self._bi_token)
+        return WebTransportBidirectionalStream(session=self, send=send, recv=recv, peer_initiated=True)
+
+    async def accept_unidirectional_stream(self) -> WebTransportReceiveStream:
+        """The next peer-opened unidirectional stream; raises when the session closes."""
+        recv = await _bridge.wait(self._hub, self._handle.poll_accept_uni, self._uni_token)
+        return WebTransportReceiveStream(session=self, recv=recv)
+
+    async def incoming_bidirectional_streams(self) -> AsyncIterator[WebTransportBidirectionalStream]:
+        """Peer-opened bidirectional streams until the session closes."""
+        while True:
+            try:
+                yield await self.accept_bidirectional_stream()
+            except SessionClosedError:
+                return
+
+    async def incoming_unidirectional_streams(self) -> AsyncIterator[WebTransportReceiveStream]:
+        """Peer-opened unidirectional streams until the session closes."""
+        while True:
+            try:
+                yield await self.accept_unidirectional_stream()
+            except SessionClosedError:
+                return
+
+    # --- datagrams ---------------------------------------------------------------
+    async def send_datagram(self, *, data: Buffer) -> None:
+        """Sends one datagram without waiting. Raises :class:`DatagramError` when it is
+        larger than :attr:`max_datagram_size`. If quinn's send buffer is full, the oldest
+        queued datagram is dropped (datagrams are unreliable)."""
+        self._handle.send_datagram(data)
+
+    async def send_datagrams(self, *, data: Sequence[Buffer]) -> int:
+        """Sends many datagrams in one call to Rust; returns how many were sent."""
+        return self._handle.send_datagrams(data)
+
+    async def read_datagram(self) -> bytes:
+        """The next received datagram; raises when the session closes."""
+        return await _bridge.wait(self._hub, self._handle.poll_datagram, self._dgram_token)
+
+    async def read_datagrams(self, *, max_count: int = 64) -> list[bytes]:
+        """Between 1 and ``max_count`` received datagrams, in one call to Rust."""
+        handle = self._handle
+        return await _bridge.wait(
+            self._hub,
+            lambda n, t: handle.poll_datagrams(max_count, n, t),
+            self._dgram_token,
+        )
+
+    async def datagrams(self) -> AsyncIterator[bytes]:
+        """Received datagrams until the session closes (batched under the hood)."""
+        while True:
+            try:
+                batch = await self.read_datagrams(max_count=256)
+            except SessionClosedError:
+                return
+            for d in batch:
+                yield d
+
+    # --- misc --------------------------------------------------------------------
+    async def export_keying_material(self, *, label: str, context: Buffer, length: int) -> bytes:
+        return self._handle.export_keying_material(label.encode(), bytes(context), length)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: datagrams sent/received/dropped, bytes, rtt (s), lost packets."""
+        return dict(self._handle.stats())
+
+    async def diagnose(self) -> dict[str, Any]:
+        """A snapshot: state, path, headers, close code/reason, byte and datagram counts."""
+        info: dict[str, Any] = {
+            "session_id": self.session_id,
+            "state": self.state,
+            "path": self.path,
+            "headers": dict(self.headers),
+            "remote_address": self.remote_address,
+            "close_code": self.close_code,
+            "close_reason": self.close_reason,
+            "is_client": self._is_client,
+        }
+        info.update(self.stats())
+        return info

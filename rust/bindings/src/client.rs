@@ -1,0 +1,114 @@
+use crate::errors::to_py;
+use crate::op::{Op, OpValue};
+use crate::options;
+use crate::runtime;
+use fastwt_core::{Client, ClientOptions, TrustMode};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client endpoint; `connect` returns an `Op` resolving to a `SessionHandle`.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct ClientHandle {
+    client: Arc<Client>,
+}
+
+fn parse_hash(h: &str) -> PyResult<[u8; 32]> {
+    let clean: String = h.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
+    if clean.len() != 64 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("certificate hash must be 32 bytes of hex, got {h:?}")));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&clean[2 * i..2 * i + 2], 16)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("bad hex in certificate hash {h:?}")))?;
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl ClientHandle {
+    /// `trust` is "system", "ca", "hashes" or "insecure".
+    #[new]
+    #[pyo3(signature = (*, trust="system", ca_certs=None, certificate_hashes=Vec::new(),
+        certfile=None, keyfile=None, connect_timeout=None, headers=Vec::new(), user_agent=None,
+        max_idle_timeout=Some(30.0), keep_alive_interval=None, max_concurrent_bidi_streams=1024,
+        max_concurrent_uni_streams=1024, stream_receive_window=4*1024*1024,
+        receive_window=16*1024*1024, send_window=16*1024*1024, datagram_queue_capacity=4096,
+        congestion_control="cubic"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        trust: &str,
+        ca_certs: Option<PathBuf>,
+        certificate_hashes: Vec<String>,
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+        connect_timeout: Option<f64>,
+        headers: Vec<(String, String)>,
+        user_agent: Option<String>,
+        max_idle_timeout: Option<f64>,
+        keep_alive_interval: Option<f64>,
+        max_concurrent_bidi_streams: u32,
+        max_concurrent_uni_streams: u32,
+        stream_receive_window: u64,
+        receive_window: u64,
+        send_window: u64,
+        datagram_queue_capacity: usize,
+        congestion_control: &str,
+    ) -> PyResult<Self> {
+        let trust = match trust {
+            "system" => TrustMode::SystemRoots,
+            "ca" => TrustMode::CaFile(ca_certs.ok_or_else(|| pyo3::exceptions::PyValueError::new_err("trust='ca' needs ca_certs"))?),
+            "hashes" => TrustMode::CertificateHashes(certificate_hashes.iter().map(|h| parse_hash(h)).collect::<PyResult<_>>()?),
+            "insecure" => TrustMode::Insecure,
+            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown trust mode {other:?}"))),
+        };
+        let client_identity = match (certfile, keyfile) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(pyo3::exceptions::PyValueError::new_err("certfile and keyfile go together")),
+        };
+        let transport = options::transport(
+            max_idle_timeout,
+            keep_alive_interval,
+            max_concurrent_bidi_streams,
+            max_concurrent_uni_streams,
+            stream_receive_window,
+            receive_window,
+            send_window,
+            datagram_queue_capacity,
+            congestion_control,
+        )?;
+        let connect_timeout = match connect_timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => return Err(pyo3::exceptions::PyValueError::new_err(format!("connect_timeout must be positive, got {t}"))),
+            None => None,
+        };
+        let opts = ClientOptions { trust, client_identity, connect_timeout, headers, user_agent, transport };
+        let rt = runtime::get()?;
+        let client = py.detach(|| {
+            let _guard = rt.enter();
+            Client::new(opts)
+        });
+        Ok(Self { client: Arc::new(client.map_err(to_py)?) })
+    }
+
+    /// Opens a session to `url`; the `Op` resolves to a `SessionHandle`.
+    #[pyo3(signature = (url, headers=Vec::new(), timeout=None))]
+    fn connect(&self, url: String, headers: Vec<(String, String)>, timeout: Option<f64>) -> PyResult<Op> {
+        let timeout = match timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => return Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be positive, got {t}"))),
+            None => None,
+        };
+        let client = self.client.clone();
+        Op::spawn(async move { client.connect(&url, headers, timeout).await.map(OpValue::Session) })
+    }
+
+    /// Closes the client's sockets.
+    fn close(&self) {
+        self.client.close();
+    }
+}

@@ -1,0 +1,90 @@
+use pyo3::prelude::*;
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+
+pub(crate) struct Inner {
+    ready: Mutex<Vec<u64>>,
+    reader: UnixStream,
+    writer: UnixStream,
+}
+
+impl Inner {
+    /// Called on any thread: queue the token and, if the batch was empty, wake the loop
+    /// with one byte. Later tokens of the same batch cost only a lock and a push.
+    fn notify(&self, token: u64) {
+        let first = {
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            let first = ready.is_empty();
+            ready.push(token);
+            first
+        };
+        if first {
+            // A full pipe already guarantees a pending wake-up, so WouldBlock is fine.
+            let _ = (&self.writer).write(&[1u8]);
+        }
+    }
+}
+
+struct TokenWaker {
+    inner: Arc<Inner>,
+    token: u64,
+}
+
+impl Wake for TokenWaker {
+    fn wake(self: Arc<Self>) {
+        self.inner.notify(self.token);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.inner.notify(self.token);
+    }
+}
+
+/// One per Python event loop: tokio threads push ready tokens here; the loop watches
+/// `fileno()` and calls `drain()` to collect every token of the batch at once.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+impl Notifier {
+    /// A `Waker` that reports `token` to this notifier.
+    pub(crate) fn waker(&self, token: u64) -> Waker {
+        Waker::from(Arc::new(TokenWaker { inner: self.inner.clone(), token }))
+    }
+}
+
+#[pymethods]
+impl Notifier {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Self { inner: Arc::new(Inner { ready: Mutex::new(Vec::new()), reader, writer }) })
+    }
+
+    /// The file descriptor that becomes readable when tokens are ready.
+    fn fileno(&self) -> i32 {
+        self.inner.reader.as_raw_fd()
+    }
+
+    /// Takes every ready token. Clears the wake-up byte first, so a token pushed after
+    /// the swap writes a new byte and is not lost.
+    fn drain(&self) -> Vec<u64> {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = (&self.inner.reader).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+        std::mem::take(&mut *self.inner.ready.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reports `token` as ready from Python (used to wake a waiter without Rust work).
+    fn notify(&self, token: u64) {
+        self.inner.notify(token);
+    }
+}

@@ -1,0 +1,152 @@
+use crate::errors::to_py;
+use crate::notifier::Notifier;
+use crate::op::{Op, OpValue};
+use crate::options;
+use crate::runtime;
+use crate::session::SessionHandle;
+use fastwt_core::{Identity, Server, ServerOptions};
+use pyo3::prelude::*;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A bound server. Session requests are taken with `poll_request`.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct ServerHandle {
+    server: Arc<Server>,
+}
+
+fn load_identity(certfile: Option<PathBuf>, keyfile: Option<PathBuf>) -> PyResult<Identity> {
+    match (certfile, keyfile) {
+        (Some(c), Some(k)) => Identity::load_pem(&c, &k).map_err(to_py),
+        (None, None) => Identity::development().map_err(to_py),
+        _ => Err(to_py(fastwt_core::Error::Config(
+            "certfile and keyfile must be given together (or neither, for a development certificate)".into(),
+        ))),
+    }
+}
+
+#[pymethods]
+impl ServerHandle {
+    /// Binds `bind` (a list of (host, port)) and starts accepting connections.
+    #[new]
+    #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
+        pending_request_capacity=1024, request_timeout=10.0, max_idle_timeout=Some(30.0),
+        keep_alive_interval=None, max_concurrent_bidi_streams=1024,
+        max_concurrent_uni_streams=1024, stream_receive_window=4*1024*1024,
+        receive_window=16*1024*1024, send_window=16*1024*1024,
+        datagram_queue_capacity=4096, congestion_control="cubic"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        bind: Vec<(String, u16)>,
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+        max_sessions: usize,
+        pending_request_capacity: usize,
+        request_timeout: f64,
+        max_idle_timeout: Option<f64>,
+        keep_alive_interval: Option<f64>,
+        max_concurrent_bidi_streams: u32,
+        max_concurrent_uni_streams: u32,
+        stream_receive_window: u64,
+        receive_window: u64,
+        send_window: u64,
+        datagram_queue_capacity: usize,
+        congestion_control: &str,
+    ) -> PyResult<Self> {
+        let identity = load_identity(certfile, keyfile)?;
+        let mut addrs = Vec::new();
+        for (host, port) in bind {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let ip = host.parse().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!("bind host must be an IP address, got {host:?}"))
+            })?;
+            addrs.push(SocketAddr::new(ip, port));
+        }
+        if !(request_timeout.is_finite() && request_timeout > 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err("request_timeout must be positive"));
+        }
+        let transport = options::transport(
+            max_idle_timeout,
+            keep_alive_interval,
+            max_concurrent_bidi_streams,
+            max_concurrent_uni_streams,
+            stream_receive_window,
+            receive_window,
+            send_window,
+            datagram_queue_capacity,
+            congestion_control,
+        )?;
+        let opts = ServerOptions {
+            bind: addrs,
+            max_sessions,
+            pending_request_capacity,
+            request_timeout: Duration::from_secs_f64(request_timeout),
+            transport,
+        };
+        let rt = runtime::get()?;
+        let server = py.detach(|| {
+            let _guard = rt.enter();
+            Server::bind(opts, &identity)
+        });
+        Ok(Self { server: Arc::new(server.map_err(to_py)?) })
+    }
+
+    /// Bound addresses as (host, port).
+    fn local_addresses(&self) -> Vec<(String, u16)> {
+        self.server.local_addrs().iter().map(|a| (a.ip().to_string(), a.port())).collect()
+    }
+
+    /// Hex SHA-256 of the served certificate (for `serverCertificateHashes`).
+    fn certificate_hash(&self) -> String {
+        hex(&self.server.certificate_hash())
+    }
+
+    /// Sessions open now.
+    fn session_count(&self) -> usize {
+        self.server.session_count()
+    }
+
+    /// The next session request, or `None` (token registered) when none is waiting.
+    fn poll_request(&self, notifier: &Notifier, token: u64) -> PyResult<Option<SessionHandle>> {
+        let waker = notifier.waker(token);
+        match self.server.requests().try_pop(Some(&waker)) {
+            Ok(Some(s)) => Ok(Some(SessionHandle::new(s))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    /// Closes every session with `code`/`reason`, then the sockets (after `grace` s).
+    fn close(&self, code: u32, reason: String, grace: f64) -> PyResult<Op> {
+        let server = self.server.clone();
+        let grace = Duration::from_secs_f64(grace.max(0.0));
+        Op::spawn(async move {
+            server.close(code, &reason, grace).await;
+            Ok(OpValue::Unit)
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A development certificate: (cert PEM, key PEM, hex SHA-256). ECDSA P-256, valid for
+/// 13 days, for `localhost`, `127.0.0.1`, `::1` and any extra `names`.
+#[pyfunction]
+#[pyo3(signature = (names=None))]
+pub fn generate_dev_certificate(names: Option<Vec<String>>) -> PyResult<(String, String, String)> {
+    let mut all = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    all.extend(names.unwrap_or_default());
+    all.dedup();
+    let id = Identity::self_signed(all).map_err(to_py)?;
+    let hash = hex(&id.certificate_hash());
+    let (cert, key) = id
+        .pem()
+        .cloned()
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("generated identity has no PEM"))?;
+    Ok((cert, key, hash))
+}

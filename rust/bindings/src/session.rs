@@ -1,0 +1,220 @@
+use crate::errors::to_py;
+use crate::notifier::Notifier;
+use crate::op::{Op, OpValue};
+use crate::stream::{RecvStreamHandle, SendStreamHandle};
+use fastwt_core::{Session, SessionPhase};
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::task::{Context, Poll};
+
+/// One session. Hot calls (`poll_datagrams`, `send_datagram`) take no loop hop when the
+/// result is ready, and never block.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct SessionHandle {
+    session: Session,
+}
+
+impl SessionHandle {
+    pub fn new(session: Session) -> Self {
+        Self { session }
+    }
+}
+
+fn phase_name(p: SessionPhase) -> &'static str {
+    match p {
+        SessionPhase::Requested => "requested",
+        SessionPhase::Accepted => "accepted",
+        SessionPhase::Rejected => "rejected",
+        SessionPhase::Closed => "closed",
+    }
+}
+
+/// Runs `f` on the bytes of any buffer-protocol object (bytes, bytearray, memoryview...)
+/// without copying when it is `bytes`.
+pub(crate) fn with_buffer<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    if let Ok(b) = data.cast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
+    }
+    let buf = PyBuffer::<u8>::get(data)?;
+    let v = buf.to_vec(data.py())?;
+    Ok(f(&v))
+}
+
+#[pymethods]
+impl SessionHandle {
+    #[getter]
+    fn session_id(&self) -> u64 {
+        self.session.id()
+    }
+    #[getter]
+    fn path(&self) -> &str {
+        self.session.path()
+    }
+    #[getter]
+    fn authority(&self) -> &str {
+        self.session.authority()
+    }
+    /// Request headers (server) or response headers (client), lower-case names.
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.session.headers() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+    #[getter]
+    fn remote_address(&self) -> (String, u16) {
+        let a = self.session.remote_address();
+        let ip = match a.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(a.ip()),
+            v4 => v4,
+        };
+        (ip.to_string(), a.port())
+    }
+    #[getter]
+    fn phase(&self) -> &'static str {
+        phase_name(self.session.phase())
+    }
+    /// (code, reason, local) once closed, else `None`.
+    #[getter]
+    fn close_info(&self) -> Option<(u32, String, bool)> {
+        self.session.close_info().map(|i| (i.code, i.reason, i.local))
+    }
+    #[getter]
+    fn max_datagram_size(&self) -> Option<usize> {
+        self.session.max_datagram_size()
+    }
+
+    #[pyo3(signature = (headers=Vec::new()))]
+    fn accept(&self, headers: Vec<(String, String)>) -> PyResult<Op> {
+        let s = self.session.clone();
+        Op::spawn(async move { s.accept(headers).await.map(|_| OpValue::Unit) })
+    }
+
+    #[pyo3(signature = (status_code, headers=Vec::new()))]
+    fn reject(&self, status_code: u16, headers: Vec<(String, String)>) -> PyResult<Op> {
+        if !(100..=599).contains(&status_code) || (200..300).contains(&status_code) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "status_code must be 100-199 or 300-599 to reject, got {status_code}"
+            )));
+        }
+        let s = self.session.clone();
+        Op::spawn(async move { s.reject(status_code, headers).await.map(|_| OpValue::Unit) })
+    }
+
+    #[pyo3(signature = (code=0, reason=String::new()))]
+    fn close(&self, code: u32, reason: String) -> PyResult<Op> {
+        let s = self.session.clone();
+        Op::spawn(async move { s.close(code, &reason).await.map(|_| OpValue::Unit) })
+    }
+
+    fn open_bi(&self) -> PyResult<Op> {
+        let s = self.session.clone();
+        Op::spawn(async move { s.open_bi().await.map(|(a, b)| OpValue::Bi(a, b)) })
+    }
+
+    fn open_uni(&self) -> PyResult<Op> {
+        let s = self.session.clone();
+        Op::spawn(async move { s.open_uni().await.map(OpValue::Uni) })
+    }
+
+    /// (code, reason, local) when closed, else `None` with the token registered.
+    fn poll_closed(&self, notifier: &Notifier, token: u64) -> Option<(u32, String, bool)> {
+        let waker = notifier.waker(token);
+        let mut cx = Context::from_waker(&waker);
+        match self.session.poll_closed(&mut cx) {
+            Poll::Ready(i) => Some((i.code, i.reason, i.local)),
+            Poll::Pending => None,
+        }
+    }
+
+    /// A peer-opened bidirectional stream, or `None` (token registered).
+    fn poll_accept_bi(&self, notifier: &Notifier, token: u64) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
+        let waker = notifier.waker(token);
+        match self.session.incoming_bi().try_pop(Some(&waker)) {
+            Ok(Some((s, r))) => Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r)))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    /// A peer-opened unidirectional stream, or `None` (token registered).
+    fn poll_accept_uni(&self, notifier: &Notifier, token: u64) -> PyResult<Option<RecvStreamHandle>> {
+        let waker = notifier.waker(token);
+        match self.session.incoming_uni().try_pop(Some(&waker)) {
+            Ok(Some(r)) => Ok(Some(RecvStreamHandle::new(r))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    /// One received datagram, or `None` (token registered).
+    fn poll_datagram<'py>(&self, py: Python<'py>, notifier: &Notifier, token: u64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let waker = notifier.waker(token);
+        match self.session.datagrams().try_pop(Some(&waker)) {
+            Ok(Some(d)) => Ok(Some(PyBytes::new(py, &d))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    /// Up to `max_count` received datagrams in one call, or `None` (token registered)
+    /// when none is ready.
+    fn poll_datagrams<'py>(
+        &self,
+        py: Python<'py>,
+        max_count: usize,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let waker = notifier.waker(token);
+        let mut out = Vec::new();
+        self.session.datagrams().pop_many(max_count.max(1), &mut out, Some(&waker)).map_err(to_py)?;
+        if out.is_empty() {
+            return Ok(None);
+        }
+        let list = PyList::empty(py);
+        for d in out {
+            list.append(PyBytes::new(py, &d))?;
+        }
+        Ok(Some(list))
+    }
+
+    /// Sends one datagram now (never waits; the oldest queued is dropped if quinn's
+    /// buffer is full). Raises `DatagramError` when too large.
+    fn send_datagram(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        with_buffer(data, |b| self.session.send_datagram(b))?.map_err(to_py)
+    }
+
+    /// Sends many datagrams in one call; stops at the first error.
+    fn send_datagrams(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut sent = 0;
+        for item in data.try_iter()? {
+            let item = item?;
+            with_buffer(&item, |b| self.session.send_datagram(b))?.map_err(to_py)?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    fn export_keying_material<'py>(&self, py: Python<'py>, label: &[u8], context: &[u8], length: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self.session.export_keying_material(label, context, length).map_err(to_py)?;
+        Ok(PyBytes::new(py, &v))
+    }
+
+    /// Counters: datagrams sent/received/dropped, bytes, RTT (seconds), lost packets.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.session.stats();
+        let d = PyDict::new(py);
+        d.set_item("datagrams_sent", s.datagrams_sent)?;
+        d.set_item("datagrams_received", s.datagrams_received)?;
+        d.set_item("datagrams_dropped", s.datagrams_dropped)?;
+        d.set_item("bytes_sent", s.bytes_sent)?;
+        d.set_item("bytes_received", s.bytes_received)?;
+        d.set_item("rtt", s.rtt.as_secs_f64())?;
+        d.set_item("lost_packets", s.lost_packets)?;
+        Ok(d)
+    }
+}

@@ -1,0 +1,130 @@
+use crate::errors::to_py;
+use crate::notifier::Notifier;
+use crate::session::with_buffer;
+use fastwt_core::{RecvStream, SendStream};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+/// Largest chunk one `poll_read` returns when the caller sets no limit.
+const DEFAULT_READ_CHUNK: usize = 64 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The sending half of a stream, written by polling from the event loop's thread.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct SendStreamHandle {
+    inner: Mutex<SendStream>,
+    id: u64,
+}
+
+impl SendStreamHandle {
+    pub fn new(s: SendStream) -> Self {
+        let id = s.id();
+        Self { inner: Mutex::new(s), id }
+    }
+}
+
+#[pymethods]
+impl SendStreamHandle {
+    #[getter]
+    fn stream_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes from `data[offset:]` as much as flow control allows; returns the count.
+    /// When it is less than what was left, the token is registered for more room.
+    fn poll_write(&self, data: &Bound<'_, PyAny>, offset: usize, notifier: &Notifier, token: u64) -> PyResult<usize> {
+        let mut s = lock(&self.inner);
+        with_buffer(data, |buf| {
+            let buf = buf.get(offset..).unwrap_or(&[]);
+            let waker = notifier.waker(token);
+            let mut cx = Context::from_waker(&waker);
+            let mut written = 0;
+            while written < buf.len() {
+                match s.poll_write(&mut cx, &buf[written..]) {
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) if written == 0 => return Err(to_py(e)),
+                    Poll::Ready(Err(_)) | Poll::Pending => break,
+                }
+            }
+            Ok(written)
+        })?
+    }
+
+    /// Ends the stream gracefully (does not wait for the peer's acknowledgement).
+    fn finish(&self) -> PyResult<()> {
+        lock(&self.inner).finish().map_err(to_py)
+    }
+
+    /// Abandons the stream with a WebTransport error code.
+    fn reset(&self, code: u32) -> PyResult<()> {
+        lock(&self.inner).reset(code).map_err(to_py)
+    }
+
+    #[getter]
+    fn bytes_sent(&self) -> u64 {
+        lock(&self.inner).bytes_sent()
+    }
+}
+
+/// The receiving half of a stream.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct RecvStreamHandle {
+    inner: Mutex<(RecvStream, Vec<u8>)>,
+    id: u64,
+}
+
+impl RecvStreamHandle {
+    pub fn new(r: RecvStream) -> Self {
+        let id = r.id();
+        Self { inner: Mutex::new((r, Vec::new())), id }
+    }
+}
+
+#[pymethods]
+impl RecvStreamHandle {
+    #[getter]
+    fn stream_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Up to `max_size` bytes (any amount when negative), `b""` at the end of the stream,
+    /// or `None` with the token registered when nothing is ready.
+    fn poll_read<'py>(&self, py: Python<'py>, max_size: isize, notifier: &Notifier, token: u64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let mut guard = lock(&self.inner);
+        let (stream, scratch) = &mut *guard;
+        let want = if max_size < 0 { DEFAULT_READ_CHUNK } else { (max_size as usize).min(16 * 1024 * 1024) };
+        if want == 0 {
+            return Ok(Some(PyBytes::new(py, b"")));
+        }
+        if scratch.len() < want {
+            scratch.resize(want, 0);
+        }
+        let waker = notifier.waker(token);
+        let mut cx = Context::from_waker(&waker);
+        match stream.poll_read(&mut cx, &mut scratch[..want]) {
+            Poll::Ready(Ok(n)) => Ok(Some(PyBytes::new(py, &scratch[..n]))),
+            Poll::Ready(Err(e)) => Err(to_py(e)),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Asks the peer to stop sending, with a WebTransport error code.
+    fn stop(&self, code: u32) -> PyResult<()> {
+        lock(&self.inner).0.stop(code).map_err(to_py)
+    }
+
+    #[getter]
+    fn is_finished(&self) -> bool {
+        lock(&self.inner).0.is_finished()
+    }
+
+    #[getter]
+    fn bytes_received(&self) -> u64 {
+        lock(&self.inner).0.bytes_received()
+    }
+}
