@@ -34,7 +34,9 @@ class WebTransportClient:
             cfg = self._config
             kwargs: dict[str, Any] = {}
             if cfg.server_certificate_hashes:
-                kwargs.update(trust="hashes", certificate_hashes=list(cfg.server_certificate_hashes))
+                kwargs.update(
+                    trust="hashes", certificate_hashes=list(cfg.server_certificate_hashes)
+                )
             elif cfg.ca_certs is not None:
                 kwargs.update(trust="ca", ca_certs=str(cfg.ca_certs))
             elif cfg.verify_mode == ssl.CERT_NONE:
@@ -71,7 +73,7 @@ class WebTransportClient:
         *,
         url: str,
         headers: dict[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the reference API's parameter
     ) -> WebTransportSession:
         """Opens a session. A non-2xx answer raises :class:`SessionRejectedError`
         carrying ``status_code`` and ``headers``; no answer in ``timeout`` (default

@@ -135,7 +135,9 @@ class WebTransportServer:
         if self._closed_event is not None and not self._closing:
             await self._closed_event.wait()
 
-    async def close(self, *, error_code: int = ErrorCodes.NO_ERROR, reason: str = "server shutdown") -> None:
+    async def close(
+        self, *, error_code: int = ErrorCodes.NO_ERROR, reason: str = "server shutdown"
+    ) -> None:
         """Closes every session with ``error_code``/``reason`` (peers see them) and then the
         sockets. Idempotent."""
         if self._handle is None or self._closing or self._hub is None:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import _bridge
 from ._core import SessionHandle
+from ._types import Buffer
 from .errors import SessionClosedError, SessionError
 from .stream import (
     WebTransportBidirectionalStream,
     WebTransportReceiveStream,
     WebTransportSendStream,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Buffer
 
 __all__ = ["SessionState", "WebTransportSession"]
 
@@ -117,7 +115,10 @@ class WebTransportSession:
 
     def __repr__(self) -> str:
         host, port = self.remote_address
-        return f"<WebTransportSession id={self.session_id} path={self.path!r} peer={host}:{port} state={self.state}>"
+        return (
+            f"<WebTransportSession id={self.session_id} path={self.path!r} "
+            f"peer={host}:{port} state={self.state}>"
+        )
 
     # --- accept / reject / close -------------------------------------------------
     async def accept(
@@ -129,7 +130,9 @@ class WebTransportSession:
             fields.append(("wt-protocol", wt_protocol))
         await _bridge.run_op(self._hub, self._handle.accept(fields))
 
-    async def reject(self, *, headers: dict[str, str] | None = None, status_code: int = 403) -> None:
+    async def reject(
+        self, *, headers: dict[str, str] | None = None, status_code: int = 403
+    ) -> None:
         """Refuses the request with an HTTP status and headers; the client sees both."""
         try:
             op = self._handle.reject(status_code, list((headers or {}).items()))
@@ -170,14 +173,18 @@ class WebTransportSession:
     async def accept_bidirectional_stream(self) -> WebTransportBidirectionalStream:
         """The next peer-opened bidirectional stream; raises when the session closes."""
         send, recv = await _bridge.wait(self._hub, self._handle.poll_accept_bi, self._bi_token)
-        return WebTransportBidirectionalStream(session=self, send=send, recv=recv, peer_initiated=True)
+        return WebTransportBidirectionalStream(
+            session=self, send=send, recv=recv, peer_initiated=True
+        )
 
     async def accept_unidirectional_stream(self) -> WebTransportReceiveStream:
         """The next peer-opened unidirectional stream; raises when the session closes."""
         recv = await _bridge.wait(self._hub, self._handle.poll_accept_uni, self._uni_token)
         return WebTransportReceiveStream(session=self, recv=recv)
 
-    async def incoming_bidirectional_streams(self) -> AsyncIterator[WebTransportBidirectionalStream]:
+    async def incoming_bidirectional_streams(
+        self,
+    ) -> AsyncIterator[WebTransportBidirectionalStream]:
         """Peer-opened bidirectional streams until the session closes."""
         while True:
             try:

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
 from ._core import RecvStreamHandle, SendStreamHandle
+from ._types import Buffer
 from .errors import StreamError
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
-
     from .session import WebTransportSession
 
 __all__ = [
@@ -156,9 +155,7 @@ class _Receiving(WebTransportStream):
         while len(self._buffer) < size:
             chunk = await self._read_chunk(-1)
             if not chunk:
-                raise StreamError(
-                    f"stream ended after {len(self._buffer)} of {size} bytes"
-                )
+                raise StreamError(f"stream ended after {len(self._buffer)} of {size} bytes")
             self._buffer += chunk
         out = bytes(self._buffer[:size])
         del self._buffer[:size]

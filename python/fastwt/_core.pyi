@@ -1,0 +1,164 @@
+"""Type stubs of the compiled module ``fastwt._core`` (checked by ``mypy.stubtest``).
+
+The contract is in docs/bridge.md: ``poll_*`` methods and ``Op.poll`` return a result
+when one is ready, else ``None`` after registering ``token`` with ``notifier``.
+"""
+
+from collections.abc import Iterable
+from typing import Any, final
+
+__all__ = [
+    "ClientHandle",
+    "Notifier",
+    "Op",
+    "RecvStreamHandle",
+    "SendStreamHandle",
+    "ServerHandle",
+    "SessionHandle",
+    "__version__",
+    "generate_dev_certificate",
+    "io_threads",
+]
+
+__version__: str
+
+def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, str]:
+    """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
+    localhost, 127.0.0.1, ::1 and ``names``."""
+
+def io_threads() -> int:
+    """How many tokio I/O threads the extension runs (env ``FASTWT_IO_THREADS``)."""
+
+@final
+class Notifier:
+    """Collects tokens woken on tokio threads for one event loop."""
+
+    def __new__(cls) -> Notifier: ...
+    def fileno(self) -> int:
+        """Readable when tokens are ready."""
+    def drain(self) -> list[int]:
+        """Every ready token since the last call."""
+    def notify(self, token: int) -> None:
+        """Marks ``token`` ready from Python."""
+
+@final
+class Op:
+    """A spawned Rust operation."""
+
+    def poll(self, notifier: Notifier, token: int) -> Any | None:
+        """The result (``True`` when there is none) or ``None`` while pending."""
+
+@final
+class ServerHandle:
+    def __new__(
+        cls,
+        *,
+        bind: list[tuple[str, int]],
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        max_sessions: int = 10000,
+        pending_request_capacity: int = 1024,
+        request_timeout: float = 10.0,
+        max_idle_timeout: float | None = ...,
+        keep_alive_interval: float | None = None,
+        max_concurrent_bidi_streams: int = 1024,
+        max_concurrent_uni_streams: int = 1024,
+        stream_receive_window: int = ...,
+        receive_window: int = ...,
+        send_window: int = ...,
+        datagram_queue_capacity: int = 4096,
+        congestion_control: str = "cubic",
+    ) -> ServerHandle: ...
+    def local_addresses(self) -> list[tuple[str, int]]: ...
+    def certificate_hash(self) -> str: ...
+    def session_count(self) -> int: ...
+    def poll_request(self, notifier: Notifier, token: int) -> SessionHandle | None: ...
+    def close(self, code: int, reason: str, grace: float) -> Op: ...
+
+@final
+class ClientHandle:
+    def __new__(
+        cls,
+        *,
+        trust: str = "system",
+        ca_certs: str | None = None,
+        certificate_hashes: list[str] = ...,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        connect_timeout: float | None = None,
+        headers: list[tuple[str, str]] = ...,
+        user_agent: str | None = None,
+        max_idle_timeout: float | None = ...,
+        keep_alive_interval: float | None = None,
+        max_concurrent_bidi_streams: int = 1024,
+        max_concurrent_uni_streams: int = 1024,
+        stream_receive_window: int = ...,
+        receive_window: int = ...,
+        send_window: int = ...,
+        datagram_queue_capacity: int = 4096,
+        congestion_control: str = "cubic",
+    ) -> ClientHandle: ...
+    def connect(
+        self, url: str, headers: list[tuple[str, str]] = ..., timeout: float | None = None
+    ) -> Op: ...
+    def close(self) -> None: ...
+
+@final
+class SessionHandle:
+    @property
+    def session_id(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def authority(self) -> str: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def remote_address(self) -> tuple[str, int]: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def close_info(self) -> tuple[int, str, bool] | None: ...
+    @property
+    def max_datagram_size(self) -> int | None: ...
+    def accept(self, headers: list[tuple[str, str]] = ...) -> Op: ...
+    def reject(self, status_code: int, headers: list[tuple[str, str]] = ...) -> Op: ...
+    def close(self, code: int = 0, reason: str = ...) -> Op: ...
+    def open_bi(self) -> Op: ...
+    def open_uni(self) -> Op: ...
+    def poll_closed(self, notifier: Notifier, token: int) -> tuple[int, str, bool] | None: ...
+    def poll_accept_bi(
+        self, notifier: Notifier, token: int
+    ) -> tuple[SendStreamHandle, RecvStreamHandle] | None: ...
+    def poll_accept_uni(self, notifier: Notifier, token: int) -> RecvStreamHandle | None: ...
+    def poll_datagram(self, notifier: Notifier, token: int) -> bytes | None: ...
+    def poll_datagrams(
+        self, max_count: int, notifier: Notifier, token: int
+    ) -> list[bytes] | None: ...
+    def send_datagram(self, data: bytes | bytearray | memoryview) -> None: ...
+    def send_datagrams(self, data: Iterable[bytes | bytearray | memoryview]) -> int: ...
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes: ...
+    def stats(self) -> dict[str, int | float]: ...
+
+@final
+class SendStreamHandle:
+    @property
+    def stream_id(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    def poll_write(
+        self, data: bytes | bytearray | memoryview, offset: int, notifier: Notifier, token: int
+    ) -> int: ...
+    def finish(self) -> None: ...
+    def reset(self, code: int) -> None: ...
+
+@final
+class RecvStreamHandle:
+    @property
+    def stream_id(self) -> int: ...
+    @property
+    def is_finished(self) -> bool: ...
+    @property
+    def bytes_received(self) -> int: ...
+    def poll_read(self, max_size: int, notifier: Notifier, token: int) -> bytes | None: ...
+    def stop(self, code: int) -> None: ...
