@@ -1,0 +1,733 @@
+//! Raw-Rust ceiling for the fastwt benchmark suite: a wtransport echo server and a load
+//! client, no Python anywhere.
+//!
+//! ```text
+//! wt-ceiling server [--seconds N]
+//! wt-ceiling client <bulk|datagrams|reqresp|sessions|fanout|memory> --url URL [options]
+//! ```
+//!
+//! The server listens on 127.0.0.1:0 and prints `PORT <n>` and `HASH <hex>`. Paths:
+//! `/echo` echoes every bidirectional stream and every datagram, `/fanout` receives a
+//! 64-byte datagram per 20 Hz tick (tick number in the first 8 bytes, little endian),
+//! `/idle` does nothing. The client prints one JSON line of results; it reads the server's
+//! CPU time and RSS from `/proc/<--server-pid>`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use wtransport::endpoint::endpoint_side::Client;
+use wtransport::{ClientConfig, Connection, Endpoint, Identity, ServerConfig};
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const PAYLOAD: usize = 64;
+const CHUNK: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// command line
+// ---------------------------------------------------------------------------------------
+
+struct Args {
+    positional: Vec<String>,
+    opts: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let mut positional = Vec::new();
+        let mut opts = HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            if let Some(key) = a.strip_prefix("--") {
+                if let Some((k, v)) = key.split_once('=') {
+                    opts.insert(k.to_string(), v.to_string());
+                } else {
+                    let v = it.next().unwrap_or_default();
+                    opts.insert(key.to_string(), v);
+                }
+            } else {
+                positional.push(a);
+            }
+        }
+        Self { positional, opts }
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str, default: T) -> T {
+        self.opts
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    fn string(&self, key: &str) -> String {
+        self.opts.get(key).cloned().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc probes
+// ---------------------------------------------------------------------------------------
+
+fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of `pid` in seconds (0 when unknown).
+fn cpu_seconds(pid: u32, tck: f64) -> f64 {
+    if pid == 0 {
+        return 0.0;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let st: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (ut + st) / tck
+}
+
+/// Resident set size of `pid` in bytes (0 when unknown).
+fn rss_bytes(pid: u32) -> f64 {
+    if pid == 0 {
+        return 0.0;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0.0;
+    };
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("VmRSS:") {
+            let kb: f64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0.0);
+            return kb * 1024.0;
+        }
+    }
+    0.0
+}
+
+struct CpuProbe {
+    pid: u32,
+    tck: f64,
+    cpu0: f64,
+    t0: Instant,
+}
+
+impl CpuProbe {
+    fn start(pid: u32) -> Self {
+        let tck = clk_tck();
+        Self {
+            pid,
+            tck,
+            cpu0: cpu_seconds(pid, tck),
+            t0: Instant::now(),
+        }
+    }
+
+    /// (server CPU seconds, wall seconds) since start.
+    fn stop(&self) -> (f64, f64) {
+        (
+            cpu_seconds(self.pid, self.tck) - self.cpu0,
+            self.t0.elapsed().as_secs_f64(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// output
+// ---------------------------------------------------------------------------------------
+
+fn emit(fields: &[(&str, f64)]) {
+    let mut out = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let v = if v.is_finite() { *v } else { 0.0 };
+        let _ = write!(out, "\"{k}\": {v}");
+    }
+    out.push('}');
+    println!("{out}");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+// ---------------------------------------------------------------------------------------
+// server
+// ---------------------------------------------------------------------------------------
+
+type FanoutSet = Arc<Mutex<HashMap<usize, Connection>>>;
+
+async fn run_server(args: &Args) -> AnyResult<()> {
+    let seconds: f64 = args.get("seconds", 600.0);
+    let hz: f64 = args.get("hz", 20.0);
+    let identity = Identity::self_signed(["localhost", "127.0.0.1", "::1"])?;
+    let hash = identity.certificate_chain().as_slice()[0]
+        .hash()
+        .fmt(wtransport::tls::Sha256DigestFmt::DottedHex)
+        .replace(':', "");
+    let config = ServerConfig::builder()
+        .with_bind_socket(udp_socket()?)
+        .with_identity(identity)
+        .keep_alive_interval(Some(Duration::from_secs(3)))
+        .max_idle_timeout(Some(Duration::from_secs(30)))?
+        .build();
+    let endpoint = Endpoint::server(config)?;
+    println!("PORT {}", endpoint.local_addr()?.port());
+    println!("HASH {hash}");
+
+    let fanout: FanoutSet = Arc::new(Mutex::new(HashMap::new()));
+    tokio::spawn(fanout_ticker(fanout.clone(), hz));
+
+    let deadline = tokio::time::sleep(Duration::from_secs_f64(seconds));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            incoming = endpoint.accept() => {
+                let fanout = fanout.clone();
+                tokio::spawn(async move {
+                    let _ = serve_session(incoming, fanout).await;
+                });
+            }
+        }
+    }
+    endpoint.close(0u32.into(), b"bye");
+    Ok(())
+}
+
+async fn serve_session(
+    incoming: wtransport::endpoint::IncomingSession,
+    fanout: FanoutSet,
+) -> AnyResult<()> {
+    let request = incoming.await?;
+    let path = request.path().to_string();
+    let conn = request.accept().await?;
+    if path.starts_with("/fanout") {
+        let id = conn.stable_id();
+        lock(&fanout).insert(id, conn.clone());
+        conn.closed().await;
+        lock(&fanout).remove(&id);
+    } else if path.starts_with("/idle") {
+        conn.closed().await;
+    } else {
+        let dconn = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(dgram) = dconn.receive_datagram().await {
+                let _ = dconn.send_datagram(dgram.payload());
+            }
+        });
+        loop {
+            let (send, recv) = conn.accept_bi().await?;
+            tokio::spawn(async move {
+                let _ = echo_stream(send, recv).await;
+            });
+        }
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+async fn echo_stream(
+    mut send: wtransport::SendStream,
+    mut recv: wtransport::RecvStream,
+) -> AnyResult<()> {
+    let mut buf = vec![0u8; CHUNK];
+    while let Some(n) = recv.read(&mut buf).await? {
+        send.write_all(&buf[..n]).await?;
+    }
+    // quinn's own finish: ends the stream without waiting for the peer's ACK.
+    let _ = send.quic_stream_mut().finish();
+    Ok(())
+}
+
+async fn fanout_ticker(set: FanoutSet, hz: f64) {
+    let period = Duration::from_secs_f64(1.0 / hz);
+    let start = Instant::now();
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut payload = [0u8; PAYLOAD];
+    loop {
+        interval.tick().await;
+        // Tick number from the wall clock: a late or skipped tick shows up as a gap.
+        let tick = (start.elapsed().as_secs_f64() * hz).round() as u64;
+        payload[..8].copy_from_slice(&tick.to_le_bytes());
+        let conns: Vec<Connection> = lock(&set).values().cloned().collect();
+        for c in &conns {
+            let _ = c.send_datagram(payload);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// client
+// ---------------------------------------------------------------------------------------
+
+/// A UDP socket on 127.0.0.1:0 with `SOCKBUF` bytes of kernel send and receive buffer
+/// (capped by net.core.[rw]mem_max). The OS default (~208 KiB) drops the 1,000-datagram
+/// bursts of the fan-out tick.
+fn udp_socket() -> AnyResult<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind: SocketAddr = "127.0.0.1:0".parse()?;
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let size: usize = std::env::var("SOCKBUF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4 << 20);
+    if size > 0 {
+        let _ = sock.set_recv_buffer_size(size);
+        let _ = sock.set_send_buffer_size(size);
+    }
+    sock.bind(&bind.into())?;
+    Ok(sock.into())
+}
+
+fn client_endpoint() -> AnyResult<Endpoint<Client>> {
+    let config = ClientConfig::builder()
+        .with_bind_socket(udp_socket()?)
+        .with_no_cert_validation()
+        .keep_alive_interval(Some(Duration::from_secs(3)))
+        .max_idle_timeout(Some(Duration::from_secs(30)))?
+        .build();
+    Ok(Endpoint::client(config)?)
+}
+
+static ERRORS_SHOWN: AtomicU64 = AtomicU64::new(0);
+
+/// Show the first few errors on stderr (the driver keeps stderr in its log).
+fn note_error(e: &(dyn std::error::Error + Send + Sync)) {
+    if ERRORS_SHOWN.fetch_add(1, Ordering::Relaxed) < 3 {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Connect with a 5 s bound (a dead server would otherwise hold us until the idle timeout).
+async fn connect(endpoint: &Endpoint<Client>, url: &str) -> AnyResult<Connection> {
+    match tokio::time::timeout(Duration::from_secs(5), endpoint.connect(url)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err("connect timed out after 5 s".into()),
+    }
+}
+
+fn with_path(url: &str, path: &str) -> String {
+    // url is https://host:port[/...]; replace the path.
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    format!("{}{}", &url[..path_start], path)
+}
+
+async fn client_bulk(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let size: u64 = args.get("size", 64 * 1024 * 1024);
+    let endpoint = client_endpoint()?;
+    let conn = connect(&endpoint, &with_path(url, "/echo")).await?;
+    let (mut send, mut recv) = conn.open_bi().await?.await?;
+    let probe = CpuProbe::start(pid);
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x5au8; CHUNK];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            send.write_all(&chunk[..n]).await?;
+            left -= n as u64;
+        }
+        let _ = send.quic_stream_mut().finish();
+        // keep the stream alive until the reader is done
+        Ok::<_, wtransport::error::StreamWriteError>(send)
+    });
+    let mut buf = vec![0u8; CHUNK];
+    let mut got: u64 = 0;
+    while let Some(n) = recv.read(&mut buf).await? {
+        got += n as u64;
+    }
+    let (cpu, wall) = probe.stop();
+    let _ = writer.await;
+    conn.close(0u32.into(), b"");
+    emit(&[
+        ("bytes", got as f64),
+        ("seconds", wall),
+        ("mb_per_s", got as f64 / wall / 1e6),
+        ("server_cpu_s", cpu),
+        ("server_cpu_s_per_gib", cpu / (got as f64 / (1u64 << 30) as f64)),
+    ]);
+    Ok(())
+}
+
+async fn client_datagrams(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let duration: f64 = args.get("duration", 5.0);
+    let window: u64 = args.get("window", 128);
+    let endpoint = client_endpoint()?;
+    let conn = connect(&endpoint, &with_path(url, "/echo")).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(Notify::new());
+    let rconn = conn.clone();
+    let (r2, n2) = (received.clone(), notify.clone());
+    let reader = tokio::spawn(async move {
+        while rconn.receive_datagram().await.is_ok() {
+            r2.fetch_add(1, Ordering::Relaxed);
+            n2.notify_one();
+        }
+    });
+    let payload = [0x42u8; PAYLOAD];
+    let probe = CpuProbe::start(pid);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(duration);
+    let mut sent: u64 = 0;
+    let mut written_off: u64 = 0;
+    while Instant::now() < end {
+        let got = received.load(Ordering::Relaxed);
+        let outstanding = sent.saturating_sub(got + written_off);
+        if outstanding < window {
+            for _ in 0..(window - outstanding) {
+                let _ = conn.send_datagram(payload);
+                sent += 1;
+            }
+        } else if tokio::time::timeout(Duration::from_millis(20), notify.notified())
+            .await
+            .is_err()
+        {
+            // nothing came back for 20 ms: count what is outstanding as lost
+            written_off = sent.saturating_sub(got);
+        }
+    }
+    let got_in_window = received.load(Ordering::Relaxed);
+    let (cpu, wall) = probe.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_total = received.load(Ordering::Relaxed);
+    reader.abort();
+    conn.close(0u32.into(), b"");
+    emit(&[
+        ("sent", sent as f64),
+        ("received", got_total as f64),
+        ("seconds", wall),
+        ("received_per_s", got_in_window as f64 / wall),
+        ("loss", 1.0 - got_total as f64 / sent.max(1) as f64),
+        ("server_cpu_s", cpu),
+        ("server_cpu_us_per_datagram", cpu * 1e6 / got_in_window.max(1) as f64),
+    ]);
+    Ok(())
+}
+
+async fn one_request(conn: &Connection, payload: &[u8]) -> AnyResult<usize> {
+    let (mut send, mut recv) = conn.open_bi().await?.await?;
+    send.write_all(payload).await?;
+    let _ = send.quic_stream_mut().finish();
+    let mut buf = [0u8; 256];
+    let mut got = 0;
+    while let Some(n) = recv.read(&mut buf).await? {
+        got += n;
+    }
+    Ok(got)
+}
+
+async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let duration: f64 = args.get("duration", 5.0);
+    let concurrency: usize = args.get("concurrency", 1);
+    let endpoint = client_endpoint()?;
+    let conn = connect(&endpoint, &with_path(url, "/echo")).await?;
+    // warm-up
+    one_request(&conn, &[1u8; PAYLOAD]).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = CpuProbe::start(pid);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let conn = conn.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let payload = [7u8; PAYLOAD];
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match one_request(&conn, &payload).await {
+                    Ok(n) if n == PAYLOAD => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    Ok(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        note_error(&*e);
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    let (cpu, wall) = probe.stop();
+    conn.close(0u32.into(), b"");
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let n = lat.len() as f64;
+    emit(&[
+        ("requests", n),
+        ("errors", errors as f64),
+        ("seconds", wall),
+        ("concurrency", concurrency as f64),
+        ("req_per_s", n / wall),
+        ("p50_ms", percentile(&lat, 0.50)),
+        ("p99_ms", percentile(&lat, 0.99)),
+        ("server_cpu_s", cpu),
+        ("server_cpu_us_per_request", cpu * 1e6 / n.max(1.0)),
+    ]);
+    Ok(())
+}
+
+async fn client_sessions(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let duration: f64 = args.get("duration", 5.0);
+    let concurrency: usize = args.get("concurrency", 4);
+    let endpoint = Arc::new(client_endpoint()?);
+    let target = with_path(url, "/echo");
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = CpuProbe::start(pid);
+    let deadline = Instant::now() + Duration::from_secs_f64(duration);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let endpoint = endpoint.clone();
+        let stop = stop.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match connect(&endpoint, &target).await {
+                    Ok(conn) => {
+                        if Instant::now() <= deadline {
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                        conn.close(0u32.into(), b"");
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        note_error(&*e);
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (cpu, wall) = probe.stop();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let n = lat.len() as f64;
+    emit(&[
+        ("sessions", n),
+        ("errors", errors as f64),
+        ("seconds", wall),
+        ("sessions_per_s", n / wall),
+        ("connect_p50_ms", percentile(&lat, 0.50)),
+        ("connect_p99_ms", percentile(&lat, 0.99)),
+        ("server_cpu_s", cpu),
+        ("server_cpu_ms_per_session", cpu * 1e3 / n.max(1.0)),
+    ]);
+    Ok(())
+}
+
+async fn open_many(
+    endpoint: &Arc<Endpoint<Client>>,
+    target: &str,
+    count: usize,
+    parallel: usize,
+) -> (Vec<Connection>, u64) {
+    let sem = Arc::new(Semaphore::new(parallel));
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let endpoint = endpoint.clone();
+        let target = target.to_string();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.ok()?;
+            match connect(&endpoint, &target).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    note_error(&*e);
+                    None
+                }
+            }
+        }));
+    }
+    let mut conns = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Some(c)) => conns.push(c),
+            _ => errors += 1,
+        }
+    }
+    (conns, errors)
+}
+
+async fn client_fanout(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let sessions: usize = args.get("sessions", 1000);
+    let duration: f64 = args.get("duration", 10.0);
+    let hz: f64 = args.get("hz", 20.0);
+    let endpoint = Arc::new(client_endpoint()?);
+    let (conns, errors) = open_many(&endpoint, &with_path(url, "/fanout"), sessions, 32).await;
+    let counting = Arc::new(AtomicBool::new(false));
+    let per_tick: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut readers = Vec::new();
+    for c in &conns {
+        let c = c.clone();
+        let counting = counting.clone();
+        let per_tick = per_tick.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(d) = c.receive_datagram().await {
+                if counting.load(Ordering::Relaxed) && d.payload().len() >= 8 {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&d.payload()[..8]);
+                    *lock(&per_tick).entry(u64::from_le_bytes(b)).or_insert(0) += 1;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // settle
+    let probe = CpuProbe::start(pid);
+    counting.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+    counting.store(false, Ordering::Relaxed);
+    let (cpu, wall) = probe.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let counts = lock(&per_tick).clone();
+    for r in readers {
+        r.abort();
+    }
+    for c in &conns {
+        c.close(0u32.into(), b"");
+    }
+    let (k0, k1) = match (counts.keys().min(), counts.keys().max()) {
+        (Some(a), Some(b)) => (*a, *b),
+        _ => (0, 0),
+    };
+    // drop the two edge ticks, which the window may have cut
+    let (lo, hi) = (k0 + 1, k1.saturating_sub(1));
+    let ticks = if hi >= lo { hi - lo + 1 } else { 0 };
+    let received: u64 = counts
+        .iter()
+        .filter(|(k, _)| **k >= lo && **k <= hi)
+        .map(|(_, v)| *v)
+        .sum();
+    let n = conns.len() as f64;
+    let expected = n * ticks as f64;
+    emit(&[
+        ("sessions", n),
+        ("connect_errors", errors as f64),
+        ("hz", hz),
+        ("seconds", wall),
+        ("ticks", ticks as f64),
+        ("received", received as f64),
+        ("delivered_fraction", if expected > 0.0 { received as f64 / expected } else { 0.0 }),
+        ("server_cpu_s", cpu),
+        ("server_cpu_fraction", cpu / wall),
+        ("server_cpu_us_per_datagram", cpu * 1e6 / (received.max(1)) as f64),
+    ]);
+    Ok(())
+}
+
+async fn client_memory(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
+    let sessions: usize = args.get("sessions", 1000);
+    let warm: usize = 10.min(sessions / 2);
+    let endpoint = Arc::new(client_endpoint()?);
+    let target = with_path(url, "/idle");
+    let (mut conns, mut errors) = open_many(&endpoint, &target, warm, 32).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss0 = rss_bytes(pid);
+    let (more, e2) = open_many(&endpoint, &target, sessions - warm, 32).await;
+    conns.extend(more);
+    errors += e2;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = rss_bytes(pid);
+    let added = (conns.len() - warm.min(conns.len())) as f64;
+    for c in &conns {
+        c.close(0u32.into(), b"");
+    }
+    emit(&[
+        ("sessions", conns.len() as f64),
+        ("connect_errors", errors as f64),
+        ("rss_before_bytes", rss0),
+        ("rss_after_bytes", rss1),
+        ("rss_per_session_bytes", (rss1 - rss0) / added.max(1.0)),
+    ]);
+    Ok(())
+}
+
+async fn run_client(args: &Args) -> AnyResult<()> {
+    let workload = args.positional.get(1).cloned().unwrap_or_default();
+    let url = args.string("url");
+    let pid: u32 = args.get("server-pid", 0);
+    match workload.as_str() {
+        "bulk" => client_bulk(args, &url, pid).await,
+        "datagrams" => client_datagrams(args, &url, pid).await,
+        "reqresp" => client_reqresp(args, &url, pid).await,
+        "sessions" => client_sessions(args, &url, pid).await,
+        "fanout" => client_fanout(args, &url, pid).await,
+        "memory" => client_memory(args, &url, pid).await,
+        other => Err(format!("unknown workload {other:?}").into()),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match args.positional.first().map(String::as_str) {
+        Some("server") => runtime.block_on(run_server(&args)),
+        Some("client") => runtime.block_on(run_client(&args)),
+        _ => Err("usage: wt-ceiling server|client <workload> --url URL".into()),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    // Do not wait for lingering tasks.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+}

@@ -1,0 +1,398 @@
+"""Workloads shared by the Python clients of the suite (pywebtransport and fastwt).
+
+Each client supplies an ``Adapter`` for its library; the workload logic, the measurement and
+the JSON it prints are the same as the raw-Rust client's (benches/rust-ceiling), so the numbers
+compare. Server CPU and RSS are read from ``/proc/<server pid>`` around the measured window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+PAYLOAD = 64
+CHUNK = 65536
+
+DatagramSink = Callable[[list[bytes]], None]
+
+
+class Adapter(Protocol):
+    """What a client library must offer the workloads."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def connect(self, url: str) -> Any: ...
+
+    async def close_session(self, session: Any) -> None: ...
+
+    async def request(self, session: Any, payload: bytes) -> bytes:
+        """Open a bidirectional stream, send ``payload`` and end it, read the reply to its end."""
+        ...
+
+    async def bulk(self, session: Any, size: int) -> int:
+        """Send ``size`` bytes through one bidirectional stream; return the bytes echoed back."""
+        ...
+
+    def receive_datagrams(self, session: Any, sink: DatagramSink) -> asyncio.Task[None] | None:
+        """Start delivering the session's incoming datagrams to ``sink`` (in batches)."""
+        ...
+
+    async def send_datagrams(self, session: Any, payloads: list[bytes]) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc probes
+# ---------------------------------------------------------------------------------------------
+
+_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    if pid <= 0:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / _TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def rss_bytes(pid: int) -> float:
+    if pid <= 0:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return float(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+class CpuProbe:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpu0 = cpu_seconds(pid)
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        return cpu_seconds(self.pid) - self.cpu0, time.perf_counter() - self.t0
+
+
+_ERRORS_SHOWN = 0
+
+
+def note_error(e: BaseException) -> None:
+    """Show the first few errors on stderr (the driver keeps stderr in its log)."""
+    global _ERRORS_SHOWN
+    if _ERRORS_SHOWN < 3:
+        _ERRORS_SHOWN += 1
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    idx = round((len(sorted_values) - 1) * p)
+    return sorted_values[min(idx, len(sorted_values) - 1)]
+
+
+def with_path(url: str, path: str) -> str:
+    scheme_end = url.find("://") + 3
+    slash = url.find("/", scheme_end)
+    base = url if slash < 0 else url[:slash]
+    return base + path
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+# ---------------------------------------------------------------------------------------------
+
+
+async def wl_bulk(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    session = await a.connect(with_path(args.url, "/echo"))
+    probe = CpuProbe(args.server_pid)
+    got = await a.bulk(session, args.size)
+    cpu, wall = probe.stop()
+    await a.close_session(session)
+    return {
+        "bytes": got,
+        "seconds": wall,
+        "mb_per_s": got / wall / 1e6,
+        "server_cpu_s": cpu,
+        "server_cpu_s_per_gib": cpu / (got / 2**30) if got else 0.0,
+    }
+
+
+async def wl_datagrams(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    session = await a.connect(with_path(args.url, "/echo"))
+    received = 0
+    arrived = asyncio.Event()
+
+    def sink(batch: list[bytes]) -> None:
+        nonlocal received
+        received += len(batch)
+        arrived.set()
+
+    task = a.receive_datagrams(session, sink)
+    payload = bytes([0x42]) * PAYLOAD
+    window = args.window
+    sent = 0
+    written_off = 0
+    probe = CpuProbe(args.server_pid)
+    end = time.perf_counter() + args.duration
+    while time.perf_counter() < end:
+        outstanding = sent - received - written_off
+        if outstanding < window:
+            n = window - outstanding
+            await a.send_datagrams(session, [payload] * n)
+            sent += n
+        else:
+            arrived.clear()
+            if sent - received - written_off < window:
+                continue
+            try:
+                await asyncio.wait_for(arrived.wait(), 0.02)
+            except TimeoutError:
+                written_off = sent - received  # nothing came back for 20 ms: count as lost
+    got_in_window = received
+    cpu, wall = probe.stop()
+    await asyncio.sleep(0.3)
+    if task is not None:
+        task.cancel()
+    await a.close_session(session)
+    return {
+        "sent": sent,
+        "received": received,
+        "seconds": wall,
+        "received_per_s": got_in_window / wall,
+        "loss": 1.0 - received / max(sent, 1),
+        "server_cpu_s": cpu,
+        "server_cpu_us_per_datagram": cpu * 1e6 / max(got_in_window, 1),
+    }
+
+
+async def wl_reqresp(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    session = await a.connect(with_path(args.url, "/echo"))
+    await a.request(session, bytes(PAYLOAD))  # warm-up
+    payload = bytes([7]) * PAYLOAD
+    latencies: list[float] = []
+    errors = 0
+    stop = False
+
+    async def worker() -> None:
+        nonlocal errors
+        while not stop:
+            t = time.perf_counter()
+            try:
+                reply = await a.request(session, payload)
+            except Exception as e:
+                errors += 1
+                note_error(e)
+                await asyncio.sleep(0.001)
+                continue
+            if len(reply) == PAYLOAD:
+                latencies.append((time.perf_counter() - t) * 1e3)
+            else:
+                errors += 1
+
+    probe = CpuProbe(args.server_pid)
+    workers = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
+    await asyncio.sleep(args.duration)
+    stop = True
+    _done, pending = await asyncio.wait(workers, timeout=5.0)
+    for w in pending:
+        w.cancel()
+    cpu, wall = probe.stop()
+    await a.close_session(session)
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": errors,
+        "seconds": wall,
+        "concurrency": args.concurrency,
+        "req_per_s": n / wall,
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "server_cpu_s": cpu,
+        "server_cpu_us_per_request": cpu * 1e6 / max(n, 1),
+    }
+
+
+async def wl_sessions(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    url = with_path(args.url, "/echo")
+    latencies: list[float] = []
+    errors = 0
+    stop = False
+
+    async def worker() -> None:
+        nonlocal errors
+        while not stop:
+            t = time.perf_counter()
+            try:
+                session = await asyncio.wait_for(a.connect(url), 5.0)
+            except Exception as e:
+                errors += 1
+                note_error(e)
+                await asyncio.sleep(0.01)
+                continue
+            if time.perf_counter() <= deadline:
+                latencies.append((time.perf_counter() - t) * 1e3)
+            try:
+                await asyncio.wait_for(a.close_session(session), 5.0)
+            except Exception:
+                pass
+
+    probe = CpuProbe(args.server_pid)
+    deadline = time.perf_counter() + args.duration
+    workers = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
+    await asyncio.sleep(args.duration)
+    stop = True
+    cpu, wall = probe.stop()
+    _done, pending = await asyncio.wait(workers, timeout=10.0)
+    for w in pending:
+        w.cancel()
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "sessions": n,
+        "errors": errors,
+        "seconds": wall,
+        "sessions_per_s": n / wall,
+        "connect_p50_ms": percentile(latencies, 0.50),
+        "connect_p99_ms": percentile(latencies, 0.99),
+        "server_cpu_s": cpu,
+        "server_cpu_ms_per_session": cpu * 1e3 / max(n, 1),
+    }
+
+
+async def open_many(a: Adapter, url: str, count: int, parallel: int = 32) -> tuple[list[Any], int]:
+    sem = asyncio.Semaphore(parallel)
+
+    async def one() -> Any:
+        async with sem:
+            return await asyncio.wait_for(a.connect(url), 30.0)
+
+    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    sessions = [r for r in results if not isinstance(r, BaseException)]
+    for r in results:
+        if isinstance(r, BaseException):
+            note_error(r)
+    return sessions, count - len(sessions)
+
+
+async def wl_fanout(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    sessions, errors = await open_many(a, with_path(args.url, "/fanout"), args.sessions)
+    per_tick: dict[int, int] = {}
+    counting = False
+
+    def sink(batch: list[bytes]) -> None:
+        if not counting:
+            return
+        for d in batch:
+            if len(d) >= 8:
+                (tick,) = struct.unpack_from("<Q", d)
+                per_tick[tick] = per_tick.get(tick, 0) + 1
+
+    tasks = [a.receive_datagrams(s, sink) for s in sessions]
+    await asyncio.sleep(1.0)  # settle
+    probe = CpuProbe(args.server_pid)
+    counting = True
+    await asyncio.sleep(args.duration)
+    counting = False
+    cpu, wall = probe.stop()
+    await asyncio.sleep(0.2)
+    for t in tasks:
+        if t is not None:
+            t.cancel()
+    await asyncio.gather(*(a.close_session(s) for s in sessions), return_exceptions=True)
+    if per_tick:
+        lo, hi = min(per_tick) + 1, max(per_tick) - 1  # the edge ticks may be cut by the window
+    else:
+        lo, hi = 1, 0
+    ticks = max(hi - lo + 1, 0)
+    received = sum(v for k, v in per_tick.items() if lo <= k <= hi)
+    expected = len(sessions) * ticks
+    return {
+        "sessions": len(sessions),
+        "connect_errors": errors,
+        "hz": args.hz,
+        "seconds": wall,
+        "ticks": ticks,
+        "received": received,
+        "delivered_fraction": received / expected if expected else 0.0,
+        "server_cpu_s": cpu,
+        "server_cpu_fraction": cpu / wall,
+        "server_cpu_us_per_datagram": cpu * 1e6 / max(received, 1),
+    }
+
+
+async def wl_memory(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    url = with_path(args.url, "/idle")
+    warm = min(10, args.sessions // 2)
+    sessions, errors = await open_many(a, url, warm)
+    await asyncio.sleep(1.0)
+    rss0 = rss_bytes(args.server_pid)
+    more, e2 = await open_many(a, url, args.sessions - warm)
+    sessions += more
+    errors += e2
+    await asyncio.sleep(2.0)
+    rss1 = rss_bytes(args.server_pid)
+    added = len(more)
+    await asyncio.gather(*(a.close_session(s) for s in sessions), return_exceptions=True)
+    return {
+        "sessions": len(sessions),
+        "connect_errors": errors,
+        "rss_before_bytes": rss0,
+        "rss_after_bytes": rss1,
+        "rss_per_session_bytes": (rss1 - rss0) / max(added, 1),
+    }
+
+
+WORKLOADS = {
+    "bulk": wl_bulk,
+    "datagrams": wl_datagrams,
+    "reqresp": wl_reqresp,
+    "sessions": wl_sessions,
+    "fanout": wl_fanout,
+    "memory": wl_memory,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload", choices=sorted(WORKLOADS))
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--server-pid", type=int, default=0)
+    ap.add_argument("--cert-hash", default="")
+    ap.add_argument("--size", type=int, default=64 * 2**20)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--window", type=int, default=128)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--hz", type=float, default=20.0)
+    return ap.parse_args(argv)
+
+
+async def run(a: Adapter, args: argparse.Namespace) -> None:
+    await a.start()
+    try:
+        result = await WORKLOADS[args.workload](a, args)
+    finally:
+        try:
+            await asyncio.wait_for(a.stop(), 10.0)
+        except Exception:
+            pass
+    print(json.dumps(result), flush=True)
