@@ -14,6 +14,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
+
 from fastwt.config import ServerConfig
 from fastwt.errors import ErrorCodes
 from fastwt.framework.exceptions import MiddlewareRejected
