@@ -1,0 +1,243 @@
+"""An independent WebTransport peer built on aioquic's HTTP/3 layer (asyncio only).
+
+aioquic speaks WebTransport draft-02 (SETTINGS_ENABLE_WEBTRANSPORT, H3_DATAGRAM,
+WEBTRANSPORT_STREAM frames), which is what browsers and fastwt negotiate too. This
+module gives the interop tests an aioquic echo *server* and an aioquic *client*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aioquic.asyncio import QuicConnectionProtocol, connect, serve
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import (
+    DatagramReceived,
+    DataReceived,
+    H3Event,
+    HeadersReceived,
+    WebTransportStreamDataReceived,
+)
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    ProtocolNegotiated,
+    QuicEvent,
+    StreamDataReceived,
+)
+
+CLOSE_WEBTRANSPORT_SESSION = 0x2843
+
+
+def close_capsule(code: int, reason: str) -> bytes:
+    """A CLOSE_WEBTRANSPORT_SESSION capsule: 32-bit code, then the UTF-8 reason."""
+    payload = code.to_bytes(4, "big") + reason.encode()
+    return encode_uint_var(CLOSE_WEBTRANSPORT_SESSION) + encode_uint_var(len(payload)) + payload
+
+
+def is_bidirectional(stream_id: int) -> bool:
+    return stream_id & 0x2 == 0
+
+
+class WebTransportProtocol(QuicConnectionProtocol):
+    """An aioquic connection with an H3 layer that has WebTransport enabled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.http: H3Connection | None = None
+        self.session_id: int | None = None
+        self.datagrams: asyncio.Queue[bytes] = asyncio.Queue()
+        self.buffers: dict[int, bytearray] = defaultdict(bytearray)
+        self.ended: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self.events: list[H3Event] = []
+        self.terminated = asyncio.Event()
+        # Bidirectional streams this side opened: aioquic's H3 layer does not know the
+        # replies on them are WebTransport data, so they bypass it.
+        self.local_bidi: set[int] = set()
+
+    def open_bidi_stream(self) -> int:
+        assert self.http is not None and self.session_id is not None
+        stream_id = self.http.create_webtransport_stream(self.session_id)
+        self.local_bidi.add(stream_id)
+        return stream_id
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived) and event.stream_id in self.local_bidi:
+            self.h3_event_received(
+                WebTransportStreamDataReceived(
+                    data=event.data,
+                    session_id=self.session_id or 0,
+                    stream_id=event.stream_id,
+                    stream_ended=event.end_stream,
+                )
+            )
+            return
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self.http = H3Connection(self._quic, enable_webtransport=True)
+        elif isinstance(event, ConnectionTerminated):
+            self.terminated.set()
+        if self.http is not None:
+            for h3_event in self.http.handle_event(event):
+                self.events.append(h3_event)
+                self.h3_event_received(h3_event)
+
+    def h3_event_received(self, event: H3Event) -> None:
+        if isinstance(event, WebTransportStreamDataReceived):
+            self.buffers[event.stream_id] += event.data
+            if event.stream_ended:
+                self.ended[event.stream_id].set()
+        elif isinstance(event, DatagramReceived):
+            self.datagrams.put_nowait(event.data)
+
+    async def read_stream(self, stream_id: int, wait: float = 5.0) -> bytes:
+        """Everything received on ``stream_id`` once the peer ends it."""
+        await asyncio.wait_for(self.ended[stream_id].wait(), wait)
+        return bytes(self.buffers[stream_id])
+
+
+class EchoServerProtocol(WebTransportProtocol):
+    """Accepts WebTransport sessions on any path and echoes like ``fastwt dev``:
+    bidirectional streams on themselves, unidirectional streams on a new one,
+    datagrams back. A session on ``/close`` is closed by the server (code 7, reason
+    "bye from aioquic") as soon as it is accepted."""
+
+    CLOSE_CODE = 7
+    CLOSE_REASON = "bye from aioquic"
+
+    def h3_event_received(self, event: H3Event) -> None:
+        assert self.http is not None
+        if isinstance(event, HeadersReceived):
+            headers = dict(event.headers)
+            is_connect = headers.get(b":method") == b"CONNECT"
+            if is_connect and headers.get(b":protocol") == b"webtransport":
+                self.session_id = event.stream_id
+                self.http.send_headers(
+                    event.stream_id,
+                    [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")],
+                )
+                if headers.get(b":path", b"").split(b"?")[0] == b"/close":
+                    self.http.send_data(
+                        event.stream_id,
+                        close_capsule(self.CLOSE_CODE, self.CLOSE_REASON),
+                        end_stream=True,
+                    )
+            else:
+                self.http.send_headers(event.stream_id, [(b":status", b"404")], end_stream=True)
+        elif isinstance(event, WebTransportStreamDataReceived):
+            if is_bidirectional(event.stream_id):
+                self._quic.send_stream_data(event.stream_id, event.data, event.stream_ended)
+            else:
+                self.buffers[event.stream_id] += event.data
+                if event.stream_ended:
+                    reply = self.http.create_webtransport_stream(
+                        event.session_id, is_unidirectional=True
+                    )
+                    data = bytes(self.buffers.pop(event.stream_id))
+                    self._quic.send_stream_data(reply, data, end_stream=True)
+        elif isinstance(event, DatagramReceived):
+            self.http.send_datagram(event.stream_id, event.data)
+        self.transmit()
+
+
+@contextlib.asynccontextmanager
+async def aioquic_echo_server(
+    *, host: str, port: int, certfile: str, keyfile: str
+) -> AsyncIterator[int]:
+    """Run an aioquic WebTransport echo server; yields its UDP port."""
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=False, max_datagram_frame_size=65536
+    )
+    configuration.load_cert_chain(certfile, keyfile)
+    server = await serve(
+        host, port, configuration=configuration, create_protocol=EchoServerProtocol
+    )
+    try:
+        yield server._transport.get_extra_info("sockname")[1]
+    finally:
+        server.close()
+
+
+@contextlib.asynccontextmanager
+async def aioquic_session(
+    *, host: str, port: int, path: str = "/echo", cafile: str | None = None
+) -> AsyncIterator[WebTransportProtocol]:
+    """Connect with aioquic and open a WebTransport session; yields the connection
+    with ``session_id`` set once the server answered 200."""
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=True, max_datagram_frame_size=65536
+    )
+    if cafile is None:
+        configuration.verify_mode = ssl.CERT_NONE
+    else:
+        configuration.load_verify_locations(cafile)
+    async with connect(
+        host, port, configuration=configuration, create_protocol=WebTransportProtocol
+    ) as client:
+        assert isinstance(client, WebTransportProtocol)
+        assert client.http is not None
+        # The server's SETTINGS must allow extended CONNECT before we send it.
+        for _ in range(200):
+            if client.http.received_settings is not None:
+                break
+            await asyncio.sleep(0.01)
+        stream_id = client._quic.get_next_available_stream_id()
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        client.http.send_headers(
+            stream_id,
+            [
+                (b":method", b"CONNECT"),
+                (b":scheme", b"https"),
+                (b":authority", authority.encode()),
+                (b":path", path.encode()),
+                (b":protocol", b"webtransport"),
+                (b"origin", b"https://aioquic.test"),
+                (b"sec-webtransport-http3-draft02", b"1"),
+            ],
+        )
+        client.transmit()
+        status = await asyncio.wait_for(_response_status(client, stream_id), 5.0)
+        if status != b"200":
+            raise ConnectionRefusedError(f"WebTransport session refused: {status!r}")
+        client.session_id = stream_id
+        yield client
+
+
+async def _response_status(client: WebTransportProtocol, stream_id: int) -> bytes:
+    while True:
+        for event in client.events:
+            if isinstance(event, HeadersReceived) and event.stream_id == stream_id:
+                return dict(event.headers).get(b":status", b"")
+        await asyncio.sleep(0.005)
+
+
+async def bidi_echo(client: WebTransportProtocol, payload: bytes) -> bytes:
+    stream_id = client.open_bidi_stream()
+    client._quic.send_stream_data(stream_id, payload, end_stream=True)
+    client.transmit()
+    return await client.read_stream(stream_id)
+
+
+async def datagram_echo(client: WebTransportProtocol, payload: bytes, tries: int = 10) -> bytes:
+    """Send ``payload`` as a datagram until one comes back (datagrams may be lost)."""
+    assert client.http is not None and client.session_id is not None
+    for _ in range(tries):
+        client.http.send_datagram(client.session_id, payload)
+        client.transmit()
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(client.datagrams.get(), 0.5)
+    raise TimeoutError(f"no datagram came back after {tries} tries")
+
+
+def session_close_data(client: WebTransportProtocol) -> bytes:
+    """What the peer sent on the CONNECT stream after its response headers."""
+    return b"".join(
+        event.data
+        for event in client.events
+        if isinstance(event, DataReceived) and event.stream_id == client.session_id
+    )
