@@ -42,6 +42,8 @@ class Hub(Protocol):
 
     def pending(self) -> int: ...
 
+    def is_waiting(self, token: int) -> bool: ...
+
 
 class _AsyncioHub:
     """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``."""
@@ -77,7 +79,12 @@ class _AsyncioHub:
                     del self._waiters[token]
 
     def pending(self) -> int:
+        """Tasks parked now (all tokens)."""
         return sum(len(v) for v in self._waiters.values())
+
+    def is_waiting(self, token: int) -> bool:
+        """Whether any task is parked on ``token``."""
+        return bool(self._waiters.get(token))
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -120,7 +127,12 @@ class _TrioHub:
                     del self._waiters[token]
 
     def pending(self) -> int:
+        """Tasks parked now (all tokens)."""
         return sum(len(v) for v in self._waiters.values())
+
+    def is_waiting(self, token: int) -> bool:
+        """Whether any task is parked on ``token``."""
+        return bool(self._waiters.get(token))
 
 
 _asyncio_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncioHub] = (

@@ -72,20 +72,11 @@ class WebTransportServer:
         bind_port = cfg.bind_port if port is None else port
         if not 0 <= bind_port <= 65535:
             raise ServerError(f"port must be 0..65535, got {bind_port}")
-        bind: list[tuple[str, int]] = []
-        for h in hosts:
-            h = {"localhost": "127.0.0.1", "": "::"}.get(h, h)
-            # Several hosts with port 0 share the port chosen for the first one.
-            p = bind[0][1] if bind and bind_port == 0 else bind_port
-            bind.append((h, p))
+        bind = [({"localhost": "127.0.0.1", "": "::"}.get(h, h), bind_port) for h in hosts]
         self._hub = _bridge.get_hub()
         self._closed_event = anyio.Event()
         try:
-            if len(bind) > 1 and bind_port == 0:
-                first = ServerHandle(bind=bind[:1], **self._core_kwargs())
-                real = first.local_addresses()[0][1]
-                del first
-                bind = [(h, real) for h, _ in bind]
+            # With port 0, every address gets the port the OS picked for the first.
             self._handle = ServerHandle(bind=bind, **self._core_kwargs())
         except ConnectionError as e:
             raise ServerError(str(e)) from e

@@ -17,12 +17,15 @@ pub struct ClientHandle {
 fn parse_hash(h: &str) -> PyResult<[u8; 32]> {
     let clean: String = h.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
     if clean.len() != 64 {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("certificate hash must be 32 bytes of hex, got {h:?}")));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "certificate hash must be 32 bytes of hex, got {h:?}"
+        )));
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&clean[2 * i..2 * i + 2], 16)
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("bad hex in certificate hash {h:?}")))?;
+        *byte = u8::from_str_radix(&clean[2 * i..2 * i + 2], 16).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("bad hex in certificate hash {h:?}"))
+        })?;
     }
     Ok(out)
 }
@@ -60,15 +63,30 @@ impl ClientHandle {
     ) -> PyResult<Self> {
         let trust = match trust {
             "system" => TrustMode::SystemRoots,
-            "ca" => TrustMode::CaFile(ca_certs.ok_or_else(|| pyo3::exceptions::PyValueError::new_err("trust='ca' needs ca_certs"))?),
-            "hashes" => TrustMode::CertificateHashes(certificate_hashes.iter().map(|h| parse_hash(h)).collect::<PyResult<_>>()?),
+            "ca" => TrustMode::CaFile(ca_certs.ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err("trust='ca' needs ca_certs")
+            })?),
+            "hashes" => TrustMode::CertificateHashes(
+                certificate_hashes
+                    .iter()
+                    .map(|h| parse_hash(h))
+                    .collect::<PyResult<_>>()?,
+            ),
             "insecure" => TrustMode::Insecure,
-            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown trust mode {other:?}"))),
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown trust mode {other:?}"
+                )))
+            }
         };
         let client_identity = match (certfile, keyfile) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            _ => return Err(pyo3::exceptions::PyValueError::new_err("certfile and keyfile go together")),
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "certfile and keyfile go together",
+                ))
+            }
         };
         let transport = options::transport(
             max_idle_timeout,
@@ -83,28 +101,55 @@ impl ClientHandle {
         )?;
         let connect_timeout = match connect_timeout {
             Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => return Err(pyo3::exceptions::PyValueError::new_err(format!("connect_timeout must be positive, got {t}"))),
+            Some(t) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "connect_timeout must be positive, got {t}"
+                )))
+            }
             None => None,
         };
-        let opts = ClientOptions { trust, client_identity, connect_timeout, headers, user_agent, transport };
+        let opts = ClientOptions {
+            trust,
+            client_identity,
+            connect_timeout,
+            headers,
+            user_agent,
+            transport,
+        };
         let rt = runtime::get()?;
         let client = py.detach(|| {
             let _guard = rt.enter();
             Client::new(opts)
         });
-        Ok(Self { client: Arc::new(client.map_err(to_py)?) })
+        Ok(Self {
+            client: Arc::new(client.map_err(to_py)?),
+        })
     }
 
     /// Opens a session to `url`; the `Op` resolves to a `SessionHandle`.
     #[pyo3(signature = (url, headers=Vec::new(), timeout=None))]
-    fn connect(&self, url: String, headers: Vec<(String, String)>, timeout: Option<f64>) -> PyResult<Op> {
+    fn connect(
+        &self,
+        url: String,
+        headers: Vec<(String, String)>,
+        timeout: Option<f64>,
+    ) -> PyResult<Op> {
         let timeout = match timeout {
             Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => return Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be positive, got {t}"))),
+            Some(t) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "timeout must be positive, got {t}"
+                )))
+            }
             None => None,
         };
         let client = self.client.clone();
-        Op::spawn(async move { client.connect(&url, headers, timeout).await.map(OpValue::Session) })
+        Op::spawn(async move {
+            client
+                .connect(&url, headers, timeout)
+                .await
+                .map(OpValue::Session)
+        })
     }
 
     /// Closes the client's sockets.

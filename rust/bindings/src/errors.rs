@@ -6,11 +6,17 @@ use pyo3::types::PyDict;
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let module = ERRORS_MODULE.get_or_try_init(py, || Ok::<_, PyErr>(py.import("fastwt.errors")?.unbind()))?;
+    let module = ERRORS_MODULE
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("fastwt.errors")?.unbind()))?;
     module.bind(py).getattr(name)
 }
 
-fn build(py: Python<'_>, name: &str, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyResult<PyErr> {
+fn build(
+    py: Python<'_>,
+    name: &str,
+    message: String,
+    attrs: &[(&str, Py<PyAny>)],
+) -> PyResult<PyErr> {
     let cls = class(py, name)?;
     let exc = cls.call1((message,))?;
     for (k, v) in attrs {
@@ -33,8 +39,21 @@ pub fn to_py(err: Error) -> PyErr {
                 "SessionClosedError",
                 message,
                 &[
-                    ("error_code", info.code.into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None())),
-                    ("reason", info.reason.clone().into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None())),
+                    (
+                        "error_code",
+                        info.code
+                            .into_pyobject(py)
+                            .map(|v| v.into_any().unbind())
+                            .unwrap_or_else(|_| py.None()),
+                    ),
+                    (
+                        "reason",
+                        info.reason
+                            .clone()
+                            .into_pyobject(py)
+                            .map(|v| v.into_any().unbind())
+                            .unwrap_or_else(|_| py.None()),
+                    ),
                 ],
             ),
             Error::Rejected { status, headers } => {
@@ -42,19 +61,44 @@ pub fn to_py(err: Error) -> PyErr {
                 for (k, v) in headers {
                     let _ = dict.set_item(k, v);
                 }
-                let status_obj = status.into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None());
-                build(py, "SessionRejectedError", message, &[("status_code", status_obj), ("headers", dict.into_any().unbind())])
+                let status_obj = status
+                    .into_pyobject(py)
+                    .map(|v| v.into_any().unbind())
+                    .unwrap_or_else(|_| py.None());
+                build(
+                    py,
+                    "SessionRejectedError",
+                    message,
+                    &[
+                        ("status_code", status_obj),
+                        ("headers", dict.into_any().unbind()),
+                    ],
+                )
             }
             Error::Protocol(_) => build(py, "ProtocolError", message, &[]),
             Error::StreamReset(code) | Error::StreamStopped(code) => {
-                let code_obj = code.into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None());
+                let code_obj = code
+                    .into_pyobject(py)
+                    .map(|v| v.into_any().unbind())
+                    .unwrap_or_else(|_| py.None());
                 build(py, "StreamError", message, &[("error_code", code_obj)])
             }
             Error::StreamClosed => build(py, "StreamError", message, &[]),
             Error::DatagramTooLarge { size, max } => {
-                let max_obj = max.into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None());
-                let size_obj = size.into_pyobject(py).map(|v| v.into_any().unbind()).unwrap_or_else(|_| py.None());
-                build(py, "DatagramError", message, &[("max_size", max_obj), ("size", size_obj)])
+                let max_obj = max
+                    .into_pyobject(py)
+                    .map(|v| v.into_any().unbind())
+                    .unwrap_or_else(|_| py.None());
+                let size_obj = size
+                    .into_pyobject(py)
+                    .map(|v| v.into_any().unbind())
+                    .unwrap_or_else(|_| py.None());
+                build(
+                    py,
+                    "DatagramError",
+                    message,
+                    &[("max_size", max_obj), ("size", size_obj)],
+                )
             }
             Error::DatagramUnsupported(_) => build(py, "DatagramError", message, &[]),
             Error::Timeout(_) => build(py, "TimeoutError", message, &[]),

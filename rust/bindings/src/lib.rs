@@ -7,24 +7,24 @@
 
 use pyo3::prelude::*;
 
-/// The tokio runtime owned by the extension.
-mod runtime;
-/// Token wake-ups from tokio threads to a Python event loop, batched through one pipe.
-mod notifier;
-/// Mapping of core errors to the `fastwt.errors` hierarchy.
-mod errors;
-/// Spawned one-shot operations (connect, accept, open stream, close) polled from Python.
-mod op;
-/// `ServerHandle`: a bound server and its queue of session requests.
-mod server;
 /// `ClientHandle`: connects sessions.
 mod client;
+/// Mapping of core errors to the `fastwt.errors` hierarchy.
+mod errors;
+/// Token wake-ups from tokio threads to a Python event loop, batched through one pipe.
+mod notifier;
+/// Spawned one-shot operations (connect, accept, open stream, close) polled from Python.
+mod op;
+/// Options parsing from Python keyword arguments.
+mod options;
+/// The tokio runtime owned by the extension.
+mod runtime;
+/// `ServerHandle`: a bound server and its queue of session requests.
+mod server;
 /// `SessionHandle`: one session's streams, datagrams and close.
 mod session;
 /// `SendStreamHandle` / `RecvStreamHandle`: polled stream I/O.
 mod stream;
-/// Options parsing from Python keyword arguments.
-mod options;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

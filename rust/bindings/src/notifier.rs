@@ -52,7 +52,10 @@ pub struct Notifier {
 impl Notifier {
     /// A `Waker` that reports `token` to this notifier.
     pub(crate) fn waker(&self, token: u64) -> Waker {
-        Waker::from(Arc::new(TokenWaker { inner: self.inner.clone(), token }))
+        Waker::from(Arc::new(TokenWaker {
+            inner: self.inner.clone(),
+            token,
+        }))
     }
 }
 
@@ -63,7 +66,13 @@ impl Notifier {
         let (reader, writer) = UnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
-        Ok(Self { inner: Arc::new(Inner { ready: Mutex::new(Vec::new()), reader, writer }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ready: Mutex::new(Vec::new()),
+                reader,
+                writer,
+            }),
+        })
     }
 
     /// The file descriptor that becomes readable when tokens are ready.

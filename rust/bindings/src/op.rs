@@ -1,8 +1,8 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
+use crate::runtime;
 use crate::session::SessionHandle;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
-use crate::runtime;
 use fastwt_core::{RecvStream, SendStream, Session};
 use pyo3::prelude::*;
 use std::future::Future;
@@ -40,7 +40,9 @@ impl Op {
         runtime::get()?.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        Ok(Self { rx: Mutex::new(Some(rx)) })
+        Ok(Self {
+            rx: Mutex::new(Some(rx)),
+        })
     }
 }
 
@@ -64,7 +66,9 @@ impl Op {
     fn poll(&self, py: Python<'_>, notifier: &Notifier, token: u64) -> PyResult<Option<Py<PyAny>>> {
         let mut slot = self.rx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(rx) = slot.as_mut() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("operation already completed"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "operation already completed",
+            ));
         };
         let waker = notifier.waker(token);
         let mut cx = Context::from_waker(&waker);
@@ -75,7 +79,9 @@ impl Op {
                 match result {
                     Ok(Ok(value)) => Ok(Some(value_to_py(py, value)?)),
                     Ok(Err(e)) => Err(to_py(e)),
-                    Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err("operation was dropped by the runtime")),
+                    Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "operation was dropped by the runtime",
+                    )),
                 }
             }
         }

@@ -6,7 +6,9 @@ fn secs(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     match v {
         None => Ok(None),
         Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!("{what} must be a positive number of seconds, got {s}"))),
+        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what} must be a positive number of seconds, got {s}"
+        ))),
     }
 }
 

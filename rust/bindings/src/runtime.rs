@@ -8,7 +8,11 @@ fn threads() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2)
+        })
 }
 
 /// The extension's tokio runtime, created on first use. I/O threads never take the GIL.
@@ -22,7 +26,9 @@ pub fn get() -> PyResult<&'static tokio::runtime::Runtime> {
                 .build()
         })
         .as_ref()
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the I/O runtime: {e}")))
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the I/O runtime: {e}"))
+        })
 }
 
 /// How many tokio I/O threads the extension runs (env `FASTWT_IO_THREADS`).

@@ -61,12 +61,16 @@ impl ServerHandle {
         for (host, port) in bind {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let ip = host.parse().map_err(|_| {
-                pyo3::exceptions::PyValueError::new_err(format!("bind host must be an IP address, got {host:?}"))
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "bind host must be an IP address, got {host:?}"
+                ))
             })?;
             addrs.push(SocketAddr::new(ip, port));
         }
         if !(request_timeout.is_finite() && request_timeout > 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err("request_timeout must be positive"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "request_timeout must be positive",
+            ));
         }
         let transport = options::transport(
             max_idle_timeout,
@@ -91,12 +95,18 @@ impl ServerHandle {
             let _guard = rt.enter();
             Server::bind(opts, &identity)
         });
-        Ok(Self { server: Arc::new(server.map_err(to_py)?) })
+        Ok(Self {
+            server: Arc::new(server.map_err(to_py)?),
+        })
     }
 
     /// Bound addresses as (host, port).
     fn local_addresses(&self) -> Vec<(String, u16)> {
-        self.server.local_addrs().iter().map(|a| (a.ip().to_string(), a.port())).collect()
+        self.server
+            .local_addrs()
+            .iter()
+            .map(|a| (a.ip().to_string(), a.port()))
+            .collect()
     }
 
     /// Hex SHA-256 of the served certificate (for `serverCertificateHashes`).
@@ -139,14 +149,17 @@ pub fn hex(bytes: &[u8]) -> String {
 #[pyfunction]
 #[pyo3(signature = (names=None))]
 pub fn generate_dev_certificate(names: Option<Vec<String>>) -> PyResult<(String, String, String)> {
-    let mut all = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut all = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     all.extend(names.unwrap_or_default());
     all.dedup();
     let id = Identity::self_signed(all).map_err(to_py)?;
     let hash = hex(&id.certificate_hash());
-    let (cert, key) = id
-        .pem()
-        .cloned()
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("generated identity has no PEM"))?;
+    let (cert, key) = id.pem().cloned().ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("generated identity has no PEM")
+    })?;
     Ok((cert, key, hash))
 }

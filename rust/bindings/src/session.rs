@@ -68,7 +68,10 @@ impl SessionHandle {
     fn remote_address(&self) -> (String, u16) {
         let a = self.session.remote_address();
         let ip = match a.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(a.ip()),
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(a.ip()),
             v4 => v4,
         };
         (ip.to_string(), a.port())
@@ -80,7 +83,9 @@ impl SessionHandle {
     /// (code, reason, local) once closed, else `None`.
     #[getter]
     fn close_info(&self) -> Option<(u32, String, bool)> {
-        self.session.close_info().map(|i| (i.code, i.reason, i.local))
+        self.session
+            .close_info()
+            .map(|i| (i.code, i.reason, i.local))
     }
     #[getter]
     fn max_datagram_size(&self) -> Option<usize> {
@@ -131,7 +136,11 @@ impl SessionHandle {
     }
 
     /// A peer-opened bidirectional stream, or `None` (token registered).
-    fn poll_accept_bi(&self, notifier: &Notifier, token: u64) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
+    fn poll_accept_bi(
+        &self,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
         let waker = notifier.waker(token);
         match self.session.incoming_bi().try_pop(Some(&waker)) {
             Ok(Some((s, r))) => Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r)))),
@@ -141,7 +150,11 @@ impl SessionHandle {
     }
 
     /// A peer-opened unidirectional stream, or `None` (token registered).
-    fn poll_accept_uni(&self, notifier: &Notifier, token: u64) -> PyResult<Option<RecvStreamHandle>> {
+    fn poll_accept_uni(
+        &self,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<Option<RecvStreamHandle>> {
         let waker = notifier.waker(token);
         match self.session.incoming_uni().try_pop(Some(&waker)) {
             Ok(Some(r)) => Ok(Some(RecvStreamHandle::new(r))),
@@ -151,7 +164,12 @@ impl SessionHandle {
     }
 
     /// One received datagram, or `None` (token registered).
-    fn poll_datagram<'py>(&self, py: Python<'py>, notifier: &Notifier, token: u64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn poll_datagram<'py>(
+        &self,
+        py: Python<'py>,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let waker = notifier.waker(token);
         match self.session.datagrams().try_pop(Some(&waker)) {
             Ok(Some(d)) => Ok(Some(PyBytes::new(py, &d))),
@@ -171,7 +189,10 @@ impl SessionHandle {
     ) -> PyResult<Option<Bound<'py, PyList>>> {
         let waker = notifier.waker(token);
         let mut out = Vec::new();
-        self.session.datagrams().pop_many(max_count.max(1), &mut out, Some(&waker)).map_err(to_py)?;
+        self.session
+            .datagrams()
+            .pop_many(max_count.max(1), &mut out, Some(&waker))
+            .map_err(to_py)?;
         if out.is_empty() {
             return Ok(None);
         }
@@ -199,8 +220,17 @@ impl SessionHandle {
         Ok(sent)
     }
 
-    fn export_keying_material<'py>(&self, py: Python<'py>, label: &[u8], context: &[u8], length: usize) -> PyResult<Bound<'py, PyBytes>> {
-        let v = self.session.export_keying_material(label, context, length).map_err(to_py)?;
+    fn export_keying_material<'py>(
+        &self,
+        py: Python<'py>,
+        label: &[u8],
+        context: &[u8],
+        length: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self
+            .session
+            .export_keying_material(label, context, length)
+            .map_err(to_py)?;
         Ok(PyBytes::new(py, &v))
     }
 

@@ -24,7 +24,10 @@ pub struct SendStreamHandle {
 impl SendStreamHandle {
     pub fn new(s: SendStream) -> Self {
         let id = s.id();
-        Self { inner: Mutex::new(s), id }
+        Self {
+            inner: Mutex::new(s),
+            id,
+        }
     }
 }
 
@@ -37,7 +40,13 @@ impl SendStreamHandle {
 
     /// Writes from `data[offset:]` as much as flow control allows; returns the count.
     /// When it is less than what was left, the token is registered for more room.
-    fn poll_write(&self, data: &Bound<'_, PyAny>, offset: usize, notifier: &Notifier, token: u64) -> PyResult<usize> {
+    fn poll_write(
+        &self,
+        data: &Bound<'_, PyAny>,
+        offset: usize,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<usize> {
         let mut s = lock(&self.inner);
         with_buffer(data, |buf| {
             let buf = buf.get(offset..).unwrap_or(&[]);
@@ -81,7 +90,10 @@ pub struct RecvStreamHandle {
 impl RecvStreamHandle {
     pub fn new(r: RecvStream) -> Self {
         let id = r.id();
-        Self { inner: Mutex::new((r, Vec::new())), id }
+        Self {
+            inner: Mutex::new((r, Vec::new())),
+            id,
+        }
     }
 }
 
@@ -94,10 +106,20 @@ impl RecvStreamHandle {
 
     /// Up to `max_size` bytes (any amount when negative), `b""` at the end of the stream,
     /// or `None` with the token registered when nothing is ready.
-    fn poll_read<'py>(&self, py: Python<'py>, max_size: isize, notifier: &Notifier, token: u64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn poll_read<'py>(
+        &self,
+        py: Python<'py>,
+        max_size: isize,
+        notifier: &Notifier,
+        token: u64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut guard = lock(&self.inner);
         let (stream, scratch) = &mut *guard;
-        let want = if max_size < 0 { DEFAULT_READ_CHUNK } else { (max_size as usize).min(16 * 1024 * 1024) };
+        let want = if max_size < 0 {
+            DEFAULT_READ_CHUNK
+        } else {
+            (max_size as usize).min(16 * 1024 * 1024)
+        };
         if want == 0 {
             return Ok(Some(PyBytes::new(py, b"")));
         }

@@ -44,9 +44,7 @@ pub(crate) async fn read_headers_frame(
 }
 
 /// Splits pseudo-headers from regular fields.
-pub(crate) fn split_fields(
-    fields: Vec<(String, String)>,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub(crate) fn split_fields(fields: h3::Fields) -> (h3::Fields, h3::Fields) {
     fields.into_iter().partition(|(k, _)| k.starts_with(':'))
 }
 

@@ -37,6 +37,9 @@ pub const H3_MESSAGE_ERROR: u32 = 0x10e;
 /// WEBTRANSPORT_SESSION_GONE.
 pub const WT_SESSION_GONE: u32 = 0x170d_7b68;
 
+/// Header fields as (name, value) pairs.
+pub type Fields = Vec<(String, String)>;
+
 /// Largest frame payload we accept on control and CONNECT streams.
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 

@@ -35,15 +35,8 @@ impl std::fmt::Debug for Server {
 }
 
 fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
-    use std::net::UdpSocket;
-    let socket = if addr.is_ipv6() && addr.ip().is_unspecified() {
-        // `::` should also take IPv4 (dual stack). std has no switch for IPV6_V6ONLY, and
-        // Linux defaults to dual stack, so bind directly.
-        UdpSocket::bind(addr)?
-    } else {
-        UdpSocket::bind(addr)?
-    };
-    Ok(socket)
+    // An IPv6 `::` socket also takes IPv4 where the OS defaults to dual stack (Linux).
+    Ok(std::net::UdpSocket::bind(addr)?)
 }
 
 impl Server {
@@ -64,16 +57,26 @@ impl Server {
         let runtime = quinn::default_runtime()
             .ok_or_else(|| Error::Config("no async runtime: bind must run inside tokio".into()))?;
         let mut endpoints = Vec::new();
+        let mut chosen_port = None;
         for addr in &options.bind {
+            let mut addr = *addr;
+            // Several addresses with port 0 share the port the OS picked for the first.
+            if addr.port() == 0 {
+                if let Some(port) = chosen_port {
+                    addr.set_port(port);
+                }
+            }
             let socket =
-                bind_socket(*addr).map_err(|e| Error::Io(format!("cannot bind {addr}: {e}")))?;
+                bind_socket(addr).map_err(|e| Error::Io(format!("cannot bind {addr}: {e}")))?;
             let endpoint = quinn::Endpoint::new(
                 quinn::EndpointConfig::default(),
                 Some(server_config.clone()),
                 socket,
                 runtime.clone(),
             )?;
-            info!(addr = %endpoint.local_addr()?, "listening");
+            let local = endpoint.local_addr()?;
+            chosen_port.get_or_insert(local.port());
+            info!(addr = %local, "listening");
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
             endpoints.push(endpoint);
         }

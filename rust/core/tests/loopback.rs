@@ -1,22 +1,38 @@
 //! Server and client of this crate talking over 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::{Client, ClientOptions, Error, Identity, Server, ServerOptions, Session, TrustMode};
+use fastwt_core::{
+    Client, ClientOptions, Error, Identity, Server, ServerOptions, Session, TrustMode,
+};
 use std::time::Duration;
 
 fn server() -> (Server, String, [u8; 32]) {
     let identity = Identity::development().unwrap();
-    let options = ServerOptions { bind: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
+    let options = ServerOptions {
+        bind: vec!["127.0.0.1:0".parse().unwrap()],
+        ..Default::default()
+    };
     let server = Server::bind(options, &identity).unwrap();
     let port = server.local_addrs()[0].port();
-    (server, format!("https://127.0.0.1:{port}"), identity.certificate_hash())
+    (
+        server,
+        format!("https://127.0.0.1:{port}"),
+        identity.certificate_hash(),
+    )
 }
 
 fn client(hash: [u8; 32]) -> Client {
-    Client::new(ClientOptions { trust: TrustMode::CertificateHashes(vec![hash]), ..Default::default() }).unwrap()
+    Client::new(ClientOptions {
+        trust: TrustMode::CertificateHashes(vec![hash]),
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 async fn next_request(server: &Server) -> Session {
-    std::future::poll_fn(|cx| server.requests().poll_pop(cx)).await.unwrap()
+    std::future::poll_fn(|cx| server.requests().poll_pop(cx))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -26,10 +42,14 @@ async fn echo_stream_datagram_and_close_codes() {
     let server_task = tokio::spawn(async move {
         let session = next_request(&server).await;
         assert_eq!(session.path(), "/echo?x=1");
-        assert!(session.headers().iter().any(|(k, v)| k == "x-token" && v == "abc"));
+        assert!(session
+            .headers()
+            .iter()
+            .any(|(k, v)| k == "x-token" && v == "abc"));
         session.accept(vec![]).await.unwrap();
-        let (mut send, mut recv) =
-            std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)).await.unwrap();
+        let (mut send, mut recv) = std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
+            .await
+            .unwrap();
         let mut buf = vec![0u8; 1024];
         let mut got = Vec::new();
         loop {
@@ -41,13 +61,19 @@ async fn echo_stream_datagram_and_close_codes() {
         }
         send.write_all(&got).await.unwrap();
         send.finish().unwrap();
-        let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await.unwrap();
+        let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx))
+            .await
+            .unwrap();
         session.send_datagram(&d).unwrap();
         let info = session.closed().await;
         (info, server)
     });
     let session = client
-        .connect(&format!("{base}/echo?x=1"), vec![("X-Token".into(), "abc".into())], None)
+        .connect(
+            &format!("{base}/echo?x=1"),
+            vec![("X-Token".into(), "abc".into())],
+            None,
+        )
         .await
         .unwrap();
     let (mut send, mut recv) = session.open_bi().await.unwrap();
@@ -57,13 +83,24 @@ async fn echo_stream_datagram_and_close_codes() {
     let n = recv.read(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"hello");
     let max = session.max_datagram_size().unwrap();
-    assert!(matches!(session.send_datagram(&vec![0u8; max + 1]), Err(Error::DatagramTooLarge { .. })));
+    assert!(matches!(
+        session.send_datagram(&vec![0u8; max + 1]),
+        Err(Error::DatagramTooLarge { .. })
+    ));
     session.send_datagram(b"ping").unwrap();
-    let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await.unwrap();
+    let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx))
+        .await
+        .unwrap();
     assert_eq!(&d[..], b"ping");
     session.close(42, "bye").await.unwrap();
-    let (info, _server) = tokio::time::timeout(Duration::from_secs(5), server_task).await.unwrap().unwrap();
-    assert_eq!((info.code, info.reason.as_str(), info.local), (42, "bye", false));
+    let (info, _server) = tokio::time::timeout(Duration::from_secs(5), server_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.code, info.reason.as_str(), info.local),
+        (42, "bye", false)
+    );
 }
 
 #[tokio::test]
@@ -73,13 +110,19 @@ async fn rejection_status_and_headers_reach_client() {
     let server_task = tokio::spawn(async move {
         for status in [401u16, 403, 404, 429, 500] {
             let session = next_request(&server).await;
-            session.reject(status, vec![("retry-after".into(), "7".into())]).await.unwrap();
+            session
+                .reject(status, vec![("retry-after".into(), "7".into())])
+                .await
+                .unwrap();
         }
         server
     });
     for status in [401u16, 403, 404, 429, 500] {
         match client.connect(&format!("{base}/x"), vec![], None).await {
-            Err(Error::Rejected { status: got, headers }) => {
+            Err(Error::Rejected {
+                status: got,
+                headers,
+            }) => {
                 assert_eq!(got, status);
                 assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "7"));
             }
@@ -93,12 +136,15 @@ async fn rejection_status_and_headers_reach_client() {
 async fn server_close_reaches_client_with_code() {
     let (server, base, hash) = server();
     let client = client(hash);
-    let connect = tokio::spawn(async move { client.connect(&format!("{base}/"), vec![], None).await });
+    let connect =
+        tokio::spawn(async move { client.connect(&format!("{base}/"), vec![], None).await });
     let s = next_request(&server).await;
     s.accept(vec![]).await.unwrap();
     let session = connect.await.unwrap().unwrap();
     server.close(7, "shutdown", Duration::from_secs(1)).await;
-    let info = tokio::time::timeout(Duration::from_secs(5), session.closed()).await.unwrap();
+    let info = tokio::time::timeout(Duration::from_secs(5), session.closed())
+        .await
+        .unwrap();
     assert_eq!((info.code, info.reason.as_str()), (7, "shutdown"));
 }
 
@@ -106,7 +152,9 @@ async fn server_close_reaches_client_with_code() {
 async fn wrong_certificate_hash_fails_handshake() {
     let (server, base, _hash) = server();
     let client = client([1u8; 32]);
-    let r = client.connect(&format!("{base}/"), vec![], Some(Duration::from_secs(3))).await;
+    let r = client
+        .connect(&format!("{base}/"), vec![], Some(Duration::from_secs(3)))
+        .await;
     assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
     drop(server);
 }
