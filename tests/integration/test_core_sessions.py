@@ -126,7 +126,7 @@ async def test_idle_timeout_closes_session() -> None:
     async with echo_server(max_idle_timeout=0.5) as echo, echo.client(max_idle_timeout=0.5) as c:
         session = await c.connect(url=f"{echo.url}/echo")
         with anyio.fail_after(5):
-            code, reason = await session.wait_closed()
+            _code, reason = await session.wait_closed()
         assert "timed out" in reason
 
 

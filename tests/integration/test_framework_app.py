@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+
 from fastwt import (
     ClientConfig,
     ErrorCodes,

@@ -17,6 +17,7 @@ from types import ModuleType
 
 import anyio
 import pytest
+
 from fastwt import ClientConfig, SessionRejectedError, WebTransportClient, generate_dev_certificate
 from fastwt.framework import ServerApp
 
