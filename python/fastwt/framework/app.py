@@ -199,8 +199,8 @@ class ServerApp:
         SIGINT and SIGTERM (when called from the main thread) stop it cleanly: open
         sessions are closed with ``shutdown_error_code``, shutdown handlers run and
         stateful middleware exit. ``backend="trio"`` (default ``"asyncio"``) and
-        ``backend_options`` choose the event loop, as for ``anyio.run``; other keyword
-        arguments go to ``serve()``. ``host``/``port`` default to the config's
+        ``backend_options`` choose the event loop, as for ``anyio.run``; any other
+        keyword argument raises ``TypeError``. ``host``/``port`` default to the config's
         ``bind_host``/``bind_port``.
         """
         backend: str = kwargs.pop("backend", "asyncio")
@@ -261,7 +261,8 @@ class ServerApp:
         """Run shutdown handlers and exit stateful middleware.
 
         Stops a ``serve()`` running in another task first (its open sessions are closed
-        with ``shutdown_error_code``). Runs once: later calls, and calls before
+        with ``shutdown_error_code``) — so do not await it from a session handler, which
+        that would wait for until ``shutdown_timeout``. Runs once: later calls, and calls before
         ``startup()``, do nothing. Shielded from cancellation, bounded by
         ``shutdown_timeout``.
         """
