@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import fastwt.framework.app as app_module
 import pytest
-from fastwt.framework import ServerApp
 from framework_fakes import FakeServer
+
+import fastwt.framework.app as app_module
+from fastwt.framework import ServerApp
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastwt.framework import MiddlewareRejected, create_auth_middleware, create_cors_middleware
 from framework_fakes import FakeSession
+
+from fastwt.framework import MiddlewareRejected, create_auth_middleware, create_cors_middleware
 
 pytestmark = pytest.mark.anyio
 

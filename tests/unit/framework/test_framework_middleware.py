@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 import pytest
-from fastwt.framework import MiddlewareManager, MiddlewareRejected
 from framework_fakes import FakeSession
+
+from fastwt.framework import MiddlewareManager, MiddlewareRejected
 
 pytestmark = pytest.mark.anyio
 

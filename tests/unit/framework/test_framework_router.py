@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastwt.framework import RequestRouter
 from framework_fakes import FakeSession
+
+from fastwt.framework import RequestRouter
 
 
 async def handler_a(session: Any, **params: Any) -> None: ...

@@ -11,8 +11,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from fastwt.framework import MiddlewareRejected, ServerApp, create_rate_limit_middleware
 from framework_fakes import FakeSession, fake_server
+
+from fastwt.framework import MiddlewareRejected, ServerApp, create_rate_limit_middleware
 
 pytestmark = pytest.mark.anyio
 
