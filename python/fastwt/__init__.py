@@ -24,6 +24,20 @@ from .errors import (
     TimeoutError,
     WebTransportError,
 )
+from .framework import (
+    AuthHandlerProtocol,
+    MiddlewareManager,
+    MiddlewareProtocol,
+    MiddlewareRejected,
+    RateLimiter,
+    RequestRouter,
+    ServerApp,
+    SessionHandler,
+    StatefulMiddlewareProtocol,
+    create_auth_middleware,
+    create_cors_middleware,
+    create_rate_limit_middleware,
+)
 from .server import WebTransportServer
 from .session import WebTransportSession
 from .stream import (
@@ -34,18 +48,27 @@ from .stream import (
 )
 
 __all__ = [
+    "AuthHandlerProtocol",
     "ClientConfig",
     "ClientError",
     "ConfigurationError",
     "ConnectionError",
     "DatagramError",
     "ErrorCodes",
+    "MiddlewareManager",
+    "MiddlewareProtocol",
+    "MiddlewareRejected",
     "ProtocolError",
+    "RateLimiter",
+    "RequestRouter",
+    "ServerApp",
     "ServerConfig",
     "ServerError",
     "SessionClosedError",
     "SessionError",
+    "SessionHandler",
     "SessionRejectedError",
+    "StatefulMiddlewareProtocol",
     "StreamError",
     "TimeoutError",
     "WebTransportBidirectionalStream",
@@ -57,5 +80,8 @@ __all__ = [
     "WebTransportSession",
     "WebTransportStream",
     "__version__",
+    "create_auth_middleware",
+    "create_cors_middleware",
+    "create_rate_limit_middleware",
     "generate_dev_certificate",
 ]
