@@ -111,8 +111,7 @@ async def echo(session: WebTransportSession) -> None:
                 tg.start_soon(_echo_uni, session, stream)
 
         async def datagrams() -> None:
-            while True:
-                data = await session.read_datagram()
+            async for data in session.datagrams():
                 await session.send_datagram(data=data)
 
         for loop in (bidi_streams, uni_streams, datagrams):
