@@ -11,6 +11,7 @@ import pytest
 from _browser import Browser, require_chromium
 from _certs import DevCert, make_dev_cert
 from anyio.from_thread import start_blocking_portal
+
 from fastwt import devserver
 
 

@@ -22,6 +22,7 @@ from _aioquic_peer import (
     session_close_data,
 )
 from _certs import DevCert
+
 from fastwt import ClientConfig, WebTransportClient, devserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]

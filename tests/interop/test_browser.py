@@ -14,6 +14,7 @@ from _aioquic_peer import EchoServerProtocol, aioquic_echo_server
 from _browser import Browser, expect_results, run_interop_checks
 from _certs import DevCert
 from anyio.from_thread import start_blocking_portal
+
 from fastwt.devserver import DevServerInfo
 
 pytestmark = pytest.mark.browser

@@ -21,6 +21,7 @@ import anyio
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from fastwt import ClientConfig, WebTransportClient
 from fastwt.cli import main
 
