@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import _bridge
-from ._core import SessionHandle
+from ._core import Op, SessionHandle
 from ._types import Buffer
 from .errors import SessionClosedError, SessionError
 from .stream import (
@@ -161,13 +161,17 @@ class WebTransportSession:
 
     # --- streams -----------------------------------------------------------------
     async def create_bidirectional_stream(self) -> WebTransportBidirectionalStream:
-        send, recv = await _bridge.run_op(self._hub, self._handle.open_bi())
+        opened = self._handle.open_bi()
+        if isinstance(opened, Op):
+            opened = await _bridge.run_op(self._hub, opened)
+        send, recv = opened
         return WebTransportBidirectionalStream(
             session=self, send=send, recv=recv, peer_initiated=False
         )
 
     async def create_unidirectional_stream(self) -> WebTransportSendStream:
-        send = await _bridge.run_op(self._hub, self._handle.open_uni())
+        opened = self._handle.open_uni()
+        send = await _bridge.run_op(self._hub, opened) if isinstance(opened, Op) else opened
         return WebTransportSendStream(session=self, send=send)
 
     async def accept_bidirectional_stream(self) -> WebTransportBidirectionalStream:

@@ -1,8 +1,8 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
-use crate::op::{Op, OpValue};
+use crate::op::{value_to_py, Op, OpValue};
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
-use fastwt_core::{Session, SessionPhase};
+use fastwt_core::{Opened, Session, SessionPhase};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -115,14 +115,27 @@ impl SessionHandle {
         Op::spawn(async move { s.close(code, &reason).await.map(|_| OpValue::Unit) })
     }
 
-    fn open_bi(&self) -> PyResult<Op> {
-        let s = self.session.clone();
-        Op::spawn(async move { s.open_bi().await.map(|(a, b)| OpValue::Bi(a, b)) })
+    /// A new bidirectional stream as (send, recv) when it can be opened at once,
+    /// else an `Op` resolving to it.
+    fn open_bi(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.session.open_bi_now().map_err(to_py)? {
+            Opened::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
+            Opened::Pending(fut) => Ok(Py::new(
+                py,
+                Op::spawn(async move { fut.await.map(|(a, b)| OpValue::Bi(a, b)) })?,
+            )?
+            .into_any()),
+        }
     }
 
-    fn open_uni(&self) -> PyResult<Op> {
-        let s = self.session.clone();
-        Op::spawn(async move { s.open_uni().await.map(OpValue::Uni) })
+    /// A new unidirectional stream when it can be opened at once, else an `Op`.
+    fn open_uni(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.session.open_uni_now().map_err(to_py)? {
+            Opened::Ready(send) => value_to_py(py, OpValue::Uni(send)),
+            Opened::Pending(fut) => {
+                Ok(Py::new(py, Op::spawn(async move { fut.await.map(OpValue::Uni) })?)?.into_any())
+            }
+        }
     }
 
     /// (code, reason, local) when closed, else `None` with the token registered.

@@ -34,5 +34,5 @@ pub use config::{ClientOptions, CongestionControl, ServerOptions, TransportOptio
 pub use error::{CloseInfo, Error, Result};
 pub use identity::Identity;
 pub use server::Server;
-pub use session::{Session, SessionPhase, SessionStats};
+pub use session::{Opened, Session, SessionPhase, SessionStats};
 pub use stream::{RecvStream, SendStream};

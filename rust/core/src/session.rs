@@ -3,11 +3,35 @@ use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::stream::{RecvStream, SendStream};
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+/// A stream opened at once, or the future that completes the opening.
+pub enum Opened<T> {
+    /// Ready to use.
+    Ready(T),
+    /// Finishes on the runtime (stream credit or send window was exhausted).
+    Pending(Pin<Box<dyn Future<Output = Result<T>> + Send>>),
+}
+
+/// Writes as much of `data` as quinn takes right now; the rest, if any, is returned.
+fn write_now(send: &mut quinn::SendStream, data: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut written = 0;
+    while written < data.len() {
+        match Pin::new(&mut *send).poll_write(&mut cx, &data[written..]) {
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Ready(Err(e)) => return Err(Error::Connection(e.to_string())),
+            Poll::Pending => return Ok(Some(data[written..].to_vec())),
+        }
+    }
+    Ok(None)
+}
 
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,6 +356,75 @@ impl Session {
             }
             SessionPhase::Rejected | SessionPhase::Closed => Ok(()),
         }
+    }
+
+    /// Opens a bidirectional stream without waiting when the peer's stream credit and
+    /// the send window allow it (the common case): no task, no thread hop. Otherwise
+    /// returns a future that finishes the job.
+    pub fn open_bi_now(&self) -> Result<Opened<(SendStream, RecvStream)>> {
+        self.ensure_open()?;
+        let header = self.stream_header(h3::FRAME_WT_BIDI);
+        let opened = {
+            let mut fut = std::pin::pin!(self.0.conn.open_bi());
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match opened {
+            Poll::Ready(Ok((mut send, recv))) => match write_now(&mut send, &header)? {
+                None => Ok(Opened::Ready((
+                    SendStream::new(send),
+                    RecvStream::new(recv),
+                ))),
+                Some(rest) => Ok(Opened::Pending(Box::pin(async move {
+                    send.write_all(&rest)
+                        .await
+                        .map_err(|e| Error::Connection(e.to_string()))?;
+                    Ok((SendStream::new(send), RecvStream::new(recv)))
+                }))),
+            },
+            Poll::Ready(Err(e)) => Err(self.lost(e)),
+            Poll::Pending => {
+                let this = self.clone();
+                Ok(Opened::Pending(Box::pin(
+                    async move { this.open_bi().await },
+                )))
+            }
+        }
+    }
+
+    /// Opens a unidirectional stream without waiting when possible (see
+    /// [`Self::open_bi_now`]).
+    pub fn open_uni_now(&self) -> Result<Opened<SendStream>> {
+        self.ensure_open()?;
+        let header = self.stream_header(h3::STREAM_WT_UNI);
+        let opened = {
+            let mut fut = std::pin::pin!(self.0.conn.open_uni());
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match opened {
+            Poll::Ready(Ok(mut send)) => match write_now(&mut send, &header)? {
+                None => Ok(Opened::Ready(SendStream::new(send))),
+                Some(rest) => Ok(Opened::Pending(Box::pin(async move {
+                    send.write_all(&rest)
+                        .await
+                        .map_err(|e| Error::Connection(e.to_string()))?;
+                    Ok(SendStream::new(send))
+                }))),
+            },
+            Poll::Ready(Err(e)) => Err(self.lost(e)),
+            Poll::Pending => {
+                let this = self.clone();
+                Ok(Opened::Pending(Box::pin(
+                    async move { this.open_uni().await },
+                )))
+            }
+        }
+    }
+
+    fn stream_header(&self, kind: u64) -> Vec<u8> {
+        let mut header = Vec::with_capacity(16);
+        h3::put_varint(&mut header, kind);
+        h3::put_varint(&mut header, self.0.session_id);
+        header
     }
 
     /// Opens a bidirectional stream (waits while the peer's stream limit is reached).
