@@ -34,27 +34,33 @@ fi
 step "python: test dependencies and the extension (release build, editable install)"
 bash scripts/install.sh --test
 
-step "rust: cargo fmt --check"
-cargo fmt --all --check
+# The checks below all run, even after one fails, so that one report shows every
+# problem; the script fails at the end if any did. pytest runs last, so that its
+# summary is the last line of the output.
+failed=()
+check() {
+    local name=$1
+    shift
+    step "$name"
+    if ! "$@"; then
+        failed+=("$name")
+        echo "FAILED: $name" >&2
+    fi
+}
 
-step "rust: cargo clippy --workspace -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
-
-step "rust: cargo test -p fastwt-core"
-cargo test -p fastwt-core
-
-step "python: ruff"
-"$PYTHON" -m ruff check .
-"$PYTHON" -m ruff format --check .
-
-step "python: mypy --strict (configured in pyproject.toml)"
-"$PYTHON" -m mypy
-
+check "rust: cargo fmt --check" cargo fmt --all --check
+check "rust: cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+check "rust: cargo test -p fastwt-core" cargo test -p fastwt-core
+check "python: ruff check" "$PYTHON" -m ruff check .
+check "python: ruff format --check" "$PYTHON" -m ruff format --check .
+check "python: mypy --strict" "$PYTHON" -m mypy
 if [ -f python/fastwt/_core.pyi ]; then
-    step "python: stubtest fastwt._core"
-    "$PYTHON" -m mypy.stubtest fastwt._core
+    check "python: stubtest fastwt._core" "$PYTHON" -m mypy.stubtest fastwt._core
 fi
 
+if [ ${#failed[@]} -gt 0 ]; then
+    step "failed so far: ${failed[*]}"
+fi
 step "python: pytest tests"
 set +e
 # shellcheck disable=SC2086
@@ -65,5 +71,7 @@ if [ "$rc" = 5 ]; then
     echo "warning: pytest collected no tests" >&2
     rc=0
 fi
-step "done (pytest exit $rc)"
+if [ "$rc" = 0 ] && [ ${#failed[@]} -gt 0 ]; then
+    rc=1
+fi
 exit "$rc"
