@@ -20,11 +20,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from fastwt import generate_dev_certificate
+from fastwt import __version__, generate_dev_certificate
 from fastwt.errors import WebTransportError
 from fastwt.framework import ServerApp
+
+if TYPE_CHECKING:
+    from fastwt.devserver import DevServerInfo
 
 __all__ = ["main", "write_dev_certificate"]
 
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="WebTransport for Python with a Rust core.",
         epilog="Run 'fastwt COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, required=True
     )
@@ -175,9 +178,13 @@ def _existing_file(text: str) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _check_cert_pair(args: argparse.Namespace) -> None:
     if (args.certfile is None) != (args.keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _check_cert_pair(args)
     app = load_app(args.app)
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
@@ -224,8 +231,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     from fastwt import devserver
 
-    if (args.certfile is None) != (args.keyfile is None):
-        raise UsageError("--certfile and --keyfile go together")
+    _check_cert_pair(args)
     hosts = tuple(args.hosts or devserver.DEFAULT_HOSTS)
     backend, options = _backend(args.backend)
 
@@ -246,7 +252,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_dev_banner(info: Any, *, custom_cert: bool) -> None:
+def _print_dev_banner(info: DevServerInfo, *, custom_cert: bool) -> None:
     from fastwt.devserver import js_snippet
 
     listening = ", ".join(_format_addr(host, port) for host, port in info.addresses)
@@ -326,15 +332,6 @@ def write_dev_certificate(out_dir: Path, *, names: Sequence[str] = ()) -> str:
 def _configure_logging(level: str) -> None:
     numeric = 5 if level == "trace" else getattr(logging, level.upper())
     logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fastwt")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
