@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "generate_dev_certificate",
     "io_threads",
+    "refresh_logging",
 ]
 
 __version__: str
@@ -25,6 +26,10 @@ __version__: str
 def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, str]:
     """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
     localhost, 127.0.0.1, ::1 and ``names``."""
+
+def refresh_logging() -> None:
+    """Re-reads Python logger levels for the Rust side's log records (they are cached);
+    call after changing the level of ``fastwt.core`` or ``quinn`` loggers."""
 
 def io_threads() -> int:
     """How many tokio I/O threads the extension runs (env ``FASTWT_IO_THREADS``)."""

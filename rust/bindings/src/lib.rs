@@ -29,6 +29,12 @@ mod stream;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Rust log events (target "fastwt.core", and quinn's) go to Python `logging`; the
+    // levels are read from the Python loggers and cached, so disabled levels cost
+    // nothing and tokio threads take the GIL only for records that will be emitted.
+    if let Ok(handle) = pyo3_log::try_init() {
+        let _ = runtime::LOG_RESET.set(handle);
+    }
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;
     m.add_class::<server::ServerHandle>()?;
@@ -38,5 +44,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::RecvStreamHandle>()?;
     m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::refresh_logging, m)?)?;
     Ok(())
 }

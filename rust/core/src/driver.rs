@@ -122,7 +122,7 @@ async fn watch_connection(session: Session, control: quinn::SendStream) {
         },
     };
     if session.mark_closed(info.clone()) {
-        debug!(session = session.id(), peer = %session.remote_address(), "session ended: {info}");
+        debug!(target: "fastwt.core", session = session.id(), peer = %session.remote_address(), "session ended: {info}");
     }
 }
 
@@ -164,7 +164,7 @@ async fn route_bi_stream(
             reject(&mut send, &mut recv, h3::H3_REQUEST_REJECTED)
         }
         Ok(_) => reject(&mut send, &mut recv, h3::H3_STREAM_CREATION_ERROR),
-        Err(e) => debug!("bidirectional stream header: {e}"),
+        Err(e) => debug!(target: "fastwt.core", "bidirectional stream header: {e}"),
     }
 }
 
@@ -200,7 +200,7 @@ async fn route_uni_stream(session: Session, mut recv: quinn::RecvStream) {
         Ok(_) => {
             let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
         }
-        Err(e) => debug!("unidirectional stream header: {e}"),
+        Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
     }
 }
 
@@ -216,14 +216,18 @@ async fn read_control_stream(session: Session, mut recv: quinn::RecvStream) {
                     if frame.kind == h3::FRAME_SETTINGS && !seen_settings {
                         seen_settings = true;
                         match h3::parse_settings(&frame.payload) {
-                            Ok(s) => debug!(session = session.id(), "peer settings: {s:?}"),
-                            Err(e) => warn!(session = session.id(), "bad SETTINGS from peer: {e}"),
+                            Ok(s) => {
+                                debug!(target: "fastwt.core", session = session.id(), "peer settings: {s:?}")
+                            }
+                            Err(e) => {
+                                warn!(target: "fastwt.core", session = session.id(), "bad SETTINGS from peer: {e}")
+                            }
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(session = session.id(), "control stream: {e}");
+                    warn!(target: "fastwt.core", session = session.id(), "control stream: {e}");
                     return;
                 }
             }
@@ -247,7 +251,7 @@ async fn datagram_loop(session: Session) {
                 session.0.datagrams_received.fetch_add(1, Ordering::Relaxed);
                 session.0.datagrams.push(datagram.slice(len..));
             }
-            _ => debug!(
+            _ => debug!(target: "fastwt.core",
                 session = session.id(),
                 "datagram for another session dropped"
             ),
@@ -278,7 +282,7 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                             }
                         }
                         Err(e) => {
-                            warn!(session = session.id(), "bad capsule: {e}");
+                            warn!(target: "fastwt.core", session = session.id(), "bad capsule: {e}");
                             peer_closed(&session, 0, String::new()).await;
                             return;
                         }
@@ -286,7 +290,7 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(session = session.id(), "CONNECT stream: {e}");
+                    warn!(target: "fastwt.core", session = session.id(), "CONNECT stream: {e}");
                     peer_closed(&session, 0, String::new()).await;
                     return;
                 }

@@ -76,7 +76,7 @@ impl Server {
             )?;
             let local = endpoint.local_addr()?;
             chosen_port.get_or_insert(local.port());
-            info!(addr = %local, "listening");
+            info!(target: "fastwt.core", addr = %local, "listening");
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
             endpoints.push(endpoint);
         }
@@ -156,7 +156,7 @@ impl Drop for Server {
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
         if endpoint.open_connections() > shared.options.max_sessions {
-            debug!(peer = %incoming.remote_address(), "refused: max_sessions reached");
+            debug!(target: "fastwt.core", peer = %incoming.remote_address(), "refused: max_sessions reached");
             incoming.refuse();
             continue;
         }
@@ -174,11 +174,11 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let conn = match tokio::time::timeout(timeout, incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
-            debug!(%peer, "handshake failed: {e}");
+            debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
             return;
         }
         Err(_) => {
-            debug!(%peer, "handshake timed out");
+            debug!(target: "fastwt.core", %peer, "handshake timed out");
             return;
         }
     };
@@ -193,12 +193,12 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         Ok(Some(session)) => session,
         Ok(None) => return,
         Err(e) => {
-            debug!(%peer, "no session request: {e}");
+            debug!(target: "fastwt.core", %peer, "no session request: {e}");
             conn.close(quinn::VarInt::from_u32(h3::H3_GENERAL_PROTOCOL_ERROR), b"");
             return;
         }
     };
-    debug!(%peer, path = session.path(), session = session.id(), "session requested");
+    debug!(target: "fastwt.core", %peer, path = session.path(), session = session.id(), "session requested");
     shared
         .sessions
         .lock()
@@ -206,13 +206,13 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         .insert(stable_id, Arc::downgrade(&session.0));
     let (_, refused) = shared.requests.push(session);
     if let Some(session) = refused {
-        warn!(%peer, "refused with 503: too many pending session requests");
+        warn!(target: "fastwt.core", %peer, "refused with 503: too many pending session requests");
         let _ = session
             .reject(503, vec![("retry-after".into(), "1".into())])
             .await;
     }
     let closed = conn.closed().await;
-    debug!(%peer, "connection closed: {closed}");
+    debug!(target: "fastwt.core", %peer, "connection closed: {closed}");
     shared
         .sessions
         .lock()
