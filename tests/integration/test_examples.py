@@ -24,6 +24,7 @@ import pytest
 from fastwt import (
     ClientConfig,
     ServerConfig,
+    SessionRejectedError,
     WebTransportClient,
     WebTransportSession,
 )
@@ -46,6 +47,7 @@ def load_example(name: str) -> ModuleType:
 
 
 chat_room = load_example("chat_room")
+game_broadcast = load_example("game_broadcast")
 
 
 def loopback() -> ServerConfig:
@@ -176,6 +178,173 @@ async def test_chat_room_disconnects_a_member_that_does_not_read(
                 await anyio.lowlevel.checkpoint()
         assert chat.members("lobby") == ["talker"]
         await talker.session.close()
+
+
+# --------------------------------------------------------------------------- game broadcast
+
+
+class GamePlayer:
+    """A fastwt client of the game: its welcome, and every state it received."""
+
+    def __init__(self, session: WebTransportSession, welcome: tuple[int, int, int, int]):
+        self.session = session
+        self.id, self.tick_rate, self.width, self.height = welcome
+        self.states: dict[int, dict[int, tuple[int, int]]] = {}
+
+    @classmethod
+    async def join(cls, served: Served) -> GamePlayer:
+        session = await served.connect("/game")
+        with anyio.fail_after(10):
+            stream = await session.accept_unidirectional_stream()
+            welcome = game_broadcast.WELCOME.unpack(await stream.read_all())
+        return cls(session, welcome)
+
+    async def receive(self) -> None:
+        async for data in self.session.datagrams():
+            tick, players = game_broadcast.parse_state(data)
+            self.states.setdefault(tick, {}).update(players)
+
+    async def send_input(self, dx: int, dy: int) -> None:
+        await self.session.send_datagram(data=game_broadcast.INPUT.pack(dx, dy))
+
+
+DIRECTIONS = [(1, 0), (-1, 0), (0, 1), (0, -1), (0, 0)]
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+@pytest.mark.anyio
+async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -> None:
+    game = game_broadcast.Game(tick_rate=20, seed=7)
+    app = game_broadcast.create_app(config=loopback(), game=game)
+    async with serving(app) as served:
+        players: list[GamePlayer] = []
+
+        async def join() -> None:
+            players.append(await GamePlayer.join(served))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(join)
+        assert len(game.players) == 50
+        assert len({p.id for p in players}) == 50
+        assert all(p.tick_rate == 20 for p in players)
+
+        async def steer() -> None:
+            # Like a game client: the current input, every tick (datagrams may be lost).
+            while True:
+                for i, p in enumerate(players):
+                    await p.send_input(*DIRECTIONS[i % len(DIRECTIONS)])
+                await anyio.sleep(0.05)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for p in players:
+                    tg.start_soon(p.receive)
+                tg.start_soon(steer)
+                await anyio.sleep(0.2)  # everyone is receiving and steering
+                first_tick, start = game.tick, anyio.current_time()
+                await anyio.sleep(1.0)
+                last_tick, elapsed = game.tick, anyio.current_time() - start
+                await anyio.sleep(0.2)  # the last ticks' datagrams are on their way
+                tg.cancel_scope.cancel()
+
+        sent = last_tick - first_tick
+        assert sent >= 0.9 * 20 * elapsed, f"the server ticked {sent} times in {elapsed:.2f} s"
+        window = range(first_tick + 1, last_tick + 1)
+        for p in players:
+            got = sum(1 for tick in window if tick in p.states)
+            assert got >= 0.9 * sent, f"player {p.id} got {got} of {sent} ticks"
+
+        # Every state carries all 50 players, and every client saw the same world.
+        common = max(set.intersection(*(set(p.states) for p in players)))
+        reference = players[0].states[common]
+        assert len(reference) == 50
+        assert all(p.states[common] == reference for p in players)
+
+        # Each player moved the way it steered, and only that way.
+        for i, p in enumerate(players):
+            dx, dy = DIRECTIONS[i % len(DIRECTIONS)]
+            ticks = sorted(p.states)
+            (x0, y0), (x1, y1) = p.states[ticks[0]][p.id], p.states[ticks[-1]][p.id]
+            assert (_sign(x1 - x0), _sign(y1 - y0)) == (dx, dy), (i, (x0, y0), (x1, y1))
+            assert game.players[p.id].inputs > 0
+        for p in players:
+            await p.session.close()
+        with anyio.fail_after(10):
+            while game.players:
+                await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_game_ticks_only_while_someone_plays_and_refuses_when_full() -> None:
+    game = game_broadcast.Game(tick_rate=50, max_players=2)
+    app = game_broadcast.create_app(config=loopback(), game=game)
+    async with serving(app) as served:
+        await anyio.sleep(0.1)
+        assert game.tick == 0  # nobody yet: no tick loop
+        first = await GamePlayer.join(served)
+        second = await GamePlayer.join(served)
+        with pytest.raises(SessionRejectedError) as caught:
+            await served.connect("/game")
+        assert caught.value.status_code == 503
+        # The player running the tick loop leaves: the other still gets states.
+        runner, other = (first, second)
+        await runner.session.close()
+        with anyio.fail_after(10):
+            while len(game.players) != 1:
+                await anyio.sleep(0.01)
+            tick, _ = game_broadcast.parse_state(await other.session.read_datagram())
+            later, players = game_broadcast.parse_state(await other.session.read_datagram())
+        assert later > tick and list(players) == [other.id]
+        await other.session.close()
+        with anyio.fail_after(10):
+            while game.players:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)
+        stopped = game.tick
+        await anyio.sleep(0.1)
+        assert game.tick == stopped  # the loop stopped with the last player
+        # ... and starts again with the next one.
+        again = await GamePlayer.join(served)
+        with anyio.fail_after(10):
+            tick, players = game_broadcast.parse_state(await again.session.read_datagram())
+        assert tick > stopped and list(players) == [again.id]
+        await again.session.close()
+
+
+def test_game_state_is_split_over_datagrams_that_fit() -> None:
+    game = game_broadcast.Game(seed=1)
+    for pid in range(1, 501):
+        game.players[pid] = game_broadcast.Player(pid, None, pid, 1000 - pid)  # type: ignore[arg-type]
+    game.step()
+    packets = game.packets()
+    assert len(packets) == -(-500 // game_broadcast.PLAYERS_PER_DATAGRAM) > 1
+    assert all(len(p) <= game_broadcast.DATAGRAM_BUDGET for p in packets)
+    merged: dict[int, tuple[int, int]] = {}
+    for packet in packets:
+        tick, players = game_broadcast.parse_state(packet)
+        assert tick == 1
+        merged.update(players)
+    assert merged == {pid: (pid, 1000 - pid) for pid in range(1, 501)}
+
+
+def test_game_page_carries_the_url_and_hash() -> None:
+    import urllib.request
+
+    url, digest = "https://127.0.0.1:4433/game", "ab" * 32
+    httpd = game_broadcast.start_page_server(0, url=url, certificate_hash=digest)
+    try:
+        page = f"http://127.0.0.1:{httpd.server_address[1]}/"
+        with urllib.request.urlopen(page, timeout=10) as response:
+            html = response.read().decode()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert url in html and digest in html and "serverCertificateHashes" in html
 
 
 # --------------------------------------------------------------------------- as scripts
