@@ -16,9 +16,11 @@ __all__ = [
     "ServerHandle",
     "SessionHandle",
     "__version__",
+    "dropped_log_records",
     "generate_dev_certificate",
     "io_threads",
-    "refresh_logging",
+    "next_log_records",
+    "set_log_level",
 ]
 
 __version__: str
@@ -27,9 +29,14 @@ def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, 
     """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
     localhost, 127.0.0.1, ::1 and ``names``."""
 
-def refresh_logging() -> None:
-    """Re-reads Python logger levels for the Rust side's log records (they are cached);
-    call after changing the level of ``fastwt.core`` or ``quinn`` loggers."""
+def set_log_level(level: int) -> None:
+    """The most verbose Python logging level the Rust side produces records for."""
+
+def next_log_records(timeout: float) -> list[tuple[int, str, str]]:
+    """Waits up to ``timeout`` s (GIL released); returns (level, target, message)s."""
+
+def dropped_log_records() -> int:
+    """Records lost because the queue (10,000) was full."""
 
 def io_threads() -> int:
     """How many tokio I/O threads the extension runs (env ``FASTWT_IO_THREADS``)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from . import _bridge
 from ._core import ClientHandle
+from ._logging import start_log_forwarding
 from .config import ClientConfig
 from .errors import ClientError
 from .session import WebTransportSession
@@ -79,6 +80,7 @@ class WebTransportClient:
         carrying ``status_code`` and ``headers``; no answer in ``timeout`` (default
         ``config.connect_timeout``) raises :class:`fastwt.errors.TimeoutError`."""
         hub = _bridge.get_hub()
+        start_log_forwarding()
         op = self._core().connect(url, list((headers or {}).items()), timeout)
         handle = await _bridge.run_op(hub, op)
         return WebTransportSession(handle, hub=hub, is_client=True)

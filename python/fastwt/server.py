@@ -10,6 +10,7 @@ import anyio
 
 from . import _bridge
 from ._core import ServerHandle
+from ._logging import start_log_forwarding
 from .config import ServerConfig
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
@@ -74,6 +75,7 @@ class WebTransportServer:
             raise ServerError(f"port must be 0..65535, got {bind_port}")
         bind = [({"localhost": "127.0.0.1", "": "::"}.get(h, h), bind_port) for h in hosts]
         self._hub = _bridge.get_hub()
+        start_log_forwarding()
         self._closed_event = anyio.Event()
         try:
             # With port 0, every address gets the port the OS picked for the first.

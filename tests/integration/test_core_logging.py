@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from fastwt import SessionRejectedError
-from fastwt._core import refresh_logging
+from fastwt._logging import refresh_logging
 
 from .echo_server import echo_server
 

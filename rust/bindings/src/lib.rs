@@ -11,6 +11,8 @@ use pyo3::prelude::*;
 mod client;
 /// Mapping of core errors to the `fastwt.errors` hierarchy.
 mod errors;
+/// Rust log records to Python `logging` through a queue (no GIL on tokio threads).
+mod logging;
 /// Token wake-ups from tokio threads to a Python event loop, batched through one pipe.
 mod notifier;
 /// Spawned one-shot operations (connect, accept, open stream, close) polled from Python.
@@ -29,12 +31,7 @@ mod stream;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    // Rust log events (target "fastwt.core", and quinn's) go to Python `logging`; the
-    // levels are read from the Python loggers and cached, so disabled levels cost
-    // nothing and tokio threads take the GIL only for records that will be emitted.
-    if let Ok(handle) = pyo3_log::try_init() {
-        let _ = runtime::LOG_RESET.set(handle);
-    }
+    logging::install();
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;
     m.add_class::<server::ServerHandle>()?;
@@ -44,6 +41,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::RecvStreamHandle>()?;
     m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::refresh_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::next_log_records, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::dropped_log_records, m)?)?;
     Ok(())
 }

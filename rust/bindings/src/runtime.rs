@@ -36,14 +36,3 @@ pub fn get() -> PyResult<&'static tokio::runtime::Runtime> {
 pub fn io_threads() -> usize {
     threads()
 }
-
-/// The handle that clears pyo3-log's cache of Python logger levels.
-pub static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
-
-/// Re-reads Python logger levels for Rust log events (call after changing them).
-#[pyfunction]
-pub fn refresh_logging() {
-    if let Some(handle) = LOG_RESET.get() {
-        handle.reset();
-    }
-}
