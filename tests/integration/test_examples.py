@@ -48,6 +48,7 @@ def load_example(name: str) -> ModuleType:
 
 chat_room = load_example("chat_room")
 game_broadcast = load_example("game_broadcast")
+telemetry_ingest = load_example("telemetry_ingest")
 
 
 def loopback() -> ServerConfig:
@@ -319,7 +320,7 @@ async def test_game_ticks_only_while_someone_plays_and_refuses_when_full() -> No
 def test_game_state_is_split_over_datagrams_that_fit() -> None:
     game = game_broadcast.Game(seed=1)
     for pid in range(1, 501):
-        game.players[pid] = game_broadcast.Player(pid, None, pid, 1000 - pid)  # type: ignore[arg-type]
+        game.players[pid] = game_broadcast.Player(pid, None, pid, 1000 - pid)
     game.step()
     packets = game.packets()
     assert len(packets) == -(-500 // game_broadcast.PLAYERS_PER_DATAGRAM) > 1
@@ -345,6 +346,120 @@ def test_game_page_carries_the_url_and_hash() -> None:
         httpd.shutdown()
         httpd.server_close()
     assert url in html and digest in html and "serverCertificateHashes" in html
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+@pytest.mark.anyio
+async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_roughly() -> None:
+    store = telemetry_ingest.TelemetryStore()
+    app = telemetry_ingest.create_app(config=loopback(), store=store)
+    devices = [f"dev-{i}" for i in range(5)]
+    per_device = 2000  # 5 x 2000 = 10,000 records over streams
+    datagram_records = 600
+    async with serving(app) as served:
+        sessions: list[WebTransportSession] = []
+
+        async def device(i: int, name: str) -> None:
+            # Devices 0-2 name themselves in the path, 3-4 in a header.
+            if i < 3:
+                session = await served.connect(f"/ingest/{name}")
+            else:
+                session = await served.connect("/ingest", **{"x-device-id": name})
+            sessions.append(session)
+            quarter = per_device // 4
+            # Four streams: two of JSON lines, two of packed records; value = 1..2000.
+            await telemetry_ingest.push_json_lines(
+                session, [{"metric": "temp", "value": v} for v in range(1, quarter + 1)]
+            )
+            await telemetry_ingest.push_json_lines(
+                session,
+                [{"metric": "hum", "value": v} for v in range(quarter + 1, 2 * quarter + 1)],
+            )
+            await telemetry_ingest.push_records(
+                session,
+                [(7, 1_000_000 + v, float(v)) for v in range(2 * quarter + 1, 3 * quarter + 1)],
+            )
+            await telemetry_ingest.push_records(
+                session,
+                [(8, 2_000_000 + v, float(v)) for v in range(3 * quarter + 1, per_device + 1)],
+            )
+            # Datagrams, paced a little: they may be dropped, never duplicated.
+            records = [(9, v, 1.0) for v in range(datagram_records)]
+            for packet in telemetry_ingest.pack_datagrams(records):
+                await session.send_datagram(data=packet)
+                await anyio.sleep(0.001)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i, name in enumerate(devices):
+                    tg.start_soon(device, i, name)
+
+        # Streams are reliable: wait until every record is in, over the /totals API.
+        reader = await served.connect("/totals")
+        with anyio.fail_after(30):
+            while True:
+                totals = await telemetry_ingest.fetch_totals(reader)
+                if sum(t["stream_records"] for t in totals.values()) >= 5 * per_device:
+                    break
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)  # the last datagrams
+        totals = await telemetry_ingest.fetch_totals(reader)
+        assert sorted(totals) == devices
+        expected_sum = per_device * (per_device + 1) / 2
+        for name in devices:
+            t = totals[name]
+            assert t["stream_records"] == per_device, (name, t)
+            assert t["rejected"] == 0, (name, t)
+            assert t["metrics"]["temp"] == t["metrics"]["hum"] == per_device // 4
+            assert t["metrics"]["7"] == t["metrics"]["8"] == per_device // 4
+            assert datagram_records // 2 <= t["datagram_records"] <= datagram_records, t
+            assert t["metrics"]["9"] == t["datagram_records"]
+            assert t["value_sum"] == expected_sum + t["datagram_records"]
+        # One device's totals; the in-process store agrees with the wire.
+        one = await telemetry_ingest.fetch_totals(reader, "dev-3")
+        assert one == {"dev-3": totals["dev-3"]}
+        assert store.totals() == totals
+        for session in [*sessions, reader]:
+            await session.close()
+
+
+@pytest.mark.anyio
+async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> None:
+    store = telemetry_ingest.TelemetryStore()
+    app = telemetry_ingest.create_app(config=loopback(), store=store)
+    async with serving(app) as served:
+        for path, headers in [("/ingest", {}), ("/ingest", {"x-device-id": "bad/name"})]:
+            with pytest.raises(SessionRejectedError) as caught:
+                await served.connect(path, **headers)
+            assert caught.value.status_code == 400
+            assert "x-device-id" in caught.value.headers["x-error"]
+
+        session = await served.connect("/ingest/probe")
+        stream = await session.create_unidirectional_stream()
+        # Good, malformed, not JSON, non-finite, blank, and a last line without "\n",
+        # written in pieces that split lines.
+        body = b'{"metric":"a","value":1}\n{"metric":"a"}\nnope\n{"metric":"a","value":NaN}\n\n'
+        for i in range(0, len(body), 7):
+            await stream.write(data=body[i : i + 7])
+        await stream.write(data=b'{"metric":"a","value":2}', end_stream=True)
+        # A packed stream with a torn last record.
+        packed = await session.create_unidirectional_stream()
+        data = telemetry_ingest.STREAM_MAGIC + telemetry_ingest.RECORD.pack(1, 0, 5.0)
+        await packed.write(data=data + b"\x01\x02", end_stream=True)
+        # Datagrams whose count does not match their size.
+        await session.send_datagram(data=b"\x05\x00" + telemetry_ingest.RECORD.pack(1, 0, 1.0))
+        await session.send_datagram(data=b"\x01")
+        with anyio.fail_after(10):
+            while store.totals().get("probe", {}).get("rejected", 0) < 6:
+                await anyio.sleep(0.01)
+        totals = store.totals("probe")["probe"]
+        assert totals["stream_records"] == 3
+        assert totals["value_sum"] == 8.0
+        assert totals["rejected"] == 6
+        assert totals["datagram_records"] == 0
+        await session.close()
 
 
 # --------------------------------------------------------------------------- as scripts
@@ -409,7 +524,37 @@ async def _chat_script_client(url: str, cert_hash: str) -> None:
         await session.close()
 
 
+async def _game_script_client(url: str, cert_hash: str) -> None:
+    config = ClientConfig(server_certificate_hashes=[cert_hash])
+    async with WebTransportClient(config=config) as client:
+        session = await client.connect(url=url, timeout=10)
+        with anyio.fail_after(10):
+            stream = await session.accept_unidirectional_stream()
+            pid, rate, _, _ = game_broadcast.WELCOME.unpack(await stream.read_all())
+            _, players = game_broadcast.parse_state(await session.read_datagram())
+        assert rate == 20 and pid in players
+        await session.close()
+
+
+async def _telemetry_script_client(url: str, cert_hash: str) -> None:
+    config = ClientConfig(server_certificate_hashes=[cert_hash])
+    async with WebTransportClient(config=config) as client:
+        session = await client.connect(url=url, timeout=10)
+        await telemetry_ingest.push_json_lines(session, [{"metric": "x", "value": 1}] * 10)
+        totals_url = url.replace("/ingest/script", "/totals")
+        reader = await client.connect(url=totals_url, timeout=10)
+        with anyio.fail_after(10):
+            while (await telemetry_ingest.fetch_totals(reader, "script")).get("script", {}).get(
+                "stream_records"
+            ) != 10:
+                await anyio.sleep(0.05)
+        await session.close()
+        await reader.close()
+
+
 SCRIPT_CLIENTS: dict[str, Any] = {
+    "game_broadcast": (r"URL: +(https://\S+)", _game_script_client, "/game"),
+    "telemetry_ingest": (r"URL: +(https://\S+)", _telemetry_script_client, "/ingest/script"),
     "chat_room": (r"URL: +(https://\S+)", _chat_script_client, "/chat/lobby?nick=script"),
 }
 
