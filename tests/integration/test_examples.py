@@ -6,6 +6,7 @@ client, stops cleanly on SIGINT)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from fastwt import (
     ClientConfig,
@@ -346,6 +348,84 @@ def test_game_page_carries_the_url_and_hash() -> None:
         httpd.shutdown()
         httpd.server_close()
     assert url in html and digest in html and "serverCertificateHashes" in html
+
+
+CHROMIUM = os.environ.get("FASTWT_CHROMIUM", "/usr/bin/chromium")
+
+
+def require_chromium() -> None:
+    """Skip without Chromium or Playwright, except in CI, where it fails."""
+    problems = []
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        problems.append(f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("playwright is not installed")
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {'; '.join(problems)}", pytrace=False)
+        pytest.skip("; ".join(problems))
+
+
+@pytest.mark.browser
+def test_game_page_in_chromium_three_tabs_play_together(tmp_path: Path) -> None:
+    """The page served by ``--http-port``: three tabs join, see each other, and one
+    moves right when told to."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    game = game_broadcast.Game(tick_rate=20, seed=3)
+    app = game_broadcast.create_app(config=loopback(), game=game)
+    console: list[str] = []
+    with start_blocking_portal() as portal:
+        future, addresses = portal.start_task(app.serve)
+        url = f"https://127.0.0.1:{addresses[0][1]}/game"
+        httpd = game_broadcast.start_page_server(
+            0, url=url, certificate_hash=app.server.certificate_hash
+        )
+        try:
+            with sync_playwright() as playwright:
+                context = playwright.chromium.launch_persistent_context(
+                    str(tmp_path / "profile"),
+                    executable_path=CHROMIUM,
+                    headless=True,
+                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                )
+                try:
+                    pages = []
+                    for _ in range(3):
+                        page = context.new_page()
+                        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+                        pages.append(page)
+                    for page in pages:
+                        page.wait_for_function(
+                            "window.game.error || (window.game.players.size === 3"
+                            " && window.game.states > 5)",
+                            timeout=30_000,
+                        )
+                        assert page.evaluate("window.game.error") is None, console
+                    ids = {page.evaluate("window.game.id") for page in pages}
+                    assert ids == set(game.players), console
+                    mover = pages[0]
+                    x0 = mover.evaluate("window.game.players.get(window.game.id)[0]")
+                    mover.evaluate("window.move(1, 0)")
+                    mover.wait_for_function(
+                        f"window.game.players.get(window.game.id)[0] > {x0} + 20",
+                        timeout=10_000,
+                    )
+                    # The others see it move too (the same broadcast).
+                    mover_id = mover.evaluate("window.game.id")
+                    pages[1].wait_for_function(
+                        f"window.game.players.get({mover_id})[0] > {x0} + 20", timeout=10_000
+                    )
+                finally:
+                    context.close()
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            future.cancel()
 
 
 # --------------------------------------------------------------------------- telemetry
