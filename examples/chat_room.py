@@ -12,7 +12,8 @@ on their own stream. The server also writes notices on the stream:
 
 A member leaves by ending its stream (FIN) or closing the session. A member whose
 outgoing queue fills up (it does not read) is disconnected rather than allowed to slow
-down the room.
+down the room: its session is closed with code :data:`SLOW_READER` and the others see
+``"* <nick> was disconnected (not reading)\\n"``.
 
 Run it (a development certificate is generated; its SHA-256 is printed for browsers'
 ``serverCertificateHashes``)::
@@ -53,6 +54,8 @@ MAX_LINE = 4096
 """Longest line a member may send (bytes, newline included); longer closes its stream."""
 OUTBOX_SIZE = 256
 """Lines queued for one member before it is considered stuck and disconnected."""
+SLOW_READER = 0x10
+"""Session close code for a member disconnected because it did not read."""
 STREAM_WAIT = 10.0
 """Seconds a member has after connecting to open its stream."""
 
@@ -61,10 +64,20 @@ _NICK = re.compile(r"[^\w.-]")
 
 @dataclass(eq=False)
 class Member:
-    """One connected member: its nickname and the queue its writer task drains."""
+    """One connected member: its nickname, the queue its writer task drains, and the
+    scope of its tasks (cancelled to disconnect it)."""
 
     nick: str
     outbox: MemoryObjectSendStream[bytes]
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    dropped: bool = False
+
+    def drop(self) -> None:
+        """Disconnect a member that does not keep up: its writer may be stuck in a
+        write that flow control holds forever, so cancel rather than wait."""
+        self.dropped = True
+        self.outbox.close()
+        self.scope.cancel()
 
 
 @dataclass
@@ -86,7 +99,7 @@ class ChatRoom:
             except anyio.WouldBlock:
                 logger.warning("%s in %s is not reading; disconnecting", member.nick, self.name)
                 self.members.remove(member)
-                member.outbox.close()
+                member.drop()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass
 
@@ -122,19 +135,24 @@ class ChatServer:
         room.broadcast(f"* {nick} joined\n", exclude=member)
         logger.info("%s joined %s", nick, room_name)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_write_lines, stream, receive, tg.cancel_scope)
-                await _read_lines(stream, room, member)
-                # The member ended its stream: stop writing to it as well.
-                tg.cancel_scope.cancel()
+            with member.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_write_lines, stream, receive, member.scope)
+                    await _read_lines(stream, room, member)
+                    # The member ended its stream: stop writing to it as well.
+                    member.scope.cancel()
         finally:
             if member in room.members:
                 room.members.remove(member)
+            if not member.dropped:
                 room.broadcast(f"* {nick} left\n")
-            if not room.members:
-                self.rooms.pop(room_name, None)
+            if not room.members and self.rooms.get(room_name) is room:
+                del self.rooms[room_name]
             send.close()
             logger.info("%s left %s", nick, room_name)
+        if member.dropped:
+            room.broadcast(f"* {nick} was disconnected (not reading)\n")
+            await session.close(error_code=SLOW_READER, reason="not reading fast enough")
 
 
 async def _read_lines(

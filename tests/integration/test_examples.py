@@ -170,7 +170,7 @@ async def test_chat_room_disconnects_a_member_that_does_not_read(
     chat = chat_room.ChatServer()
     app = chat_room.create_app(config=loopback(), chat=chat)
     async with serving(app) as served:
-        _sleeper, _ = await ChatMember.join(served, "lobby", "sleeper")
+        sleeper, _ = await ChatMember.join(served, "lobby", "sleeper")
         talker, _ = await ChatMember.join(served, "lobby", "talker")
         # The sleeper never reads; its outbox is tiny, but the stream's flow-control
         # window absorbs a lot first. Keep talking until the server gives up on it.
@@ -180,6 +180,14 @@ async def test_chat_room_disconnects_a_member_that_does_not_read(
                 await talker.say(line)
                 await anyio.lowlevel.checkpoint()
         assert chat.members("lobby") == ["talker"]
+        # Its session is closed with the code that says why, even though the server's
+        # writes to it were stuck on flow control.
+        with anyio.fail_after(10):
+            code, reason = await sleeper.session.wait_closed()
+        assert (code, reason) == (chat_room.SLOW_READER, "not reading fast enough")
+        with anyio.fail_after(10):
+            while (await talker.line()) != "* sleeper was disconnected (not reading)":
+                pass
         await talker.session.close()
 
 
