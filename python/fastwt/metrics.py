@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -161,8 +162,8 @@ class ServerStats:
 
     Usually made with :meth:`attach`. Without it, call :meth:`track` for each accepted
     session and :meth:`record_refused` for refusals yourself (e.g. for client sessions).
-    Not thread-safe: use it from the event loop that runs the server (scraping from
-    another thread only reads, which is safe enough for monitoring numbers).
+    :meth:`snapshot` may run in any thread (``prometheus_client.start_http_server``
+    scrapes from its own): a lock keeps each closed session counted exactly once.
     """
 
     def __init__(self, server: WebTransportServer | None = None) -> None:
@@ -172,6 +173,7 @@ class ServerStats:
         self._accepted = 0
         self._refused: Counter[int] = Counter()
         self._sweep_at = 64
+        self._lock = threading.Lock()
 
     @classmethod
     def attach(cls, target: ServerApp | WebTransportServer) -> ServerStats:
@@ -198,15 +200,17 @@ class ServerStats:
     def track(self, session: _StatsSource) -> None:
         """Count ``session`` as accepted and include its counters from now on (its
         final values are kept after it closes)."""
-        self._accepted += 1
-        self._tracked[id(session)] = _Tracked(session)
-        if len(self._tracked) >= self._sweep_at:
-            self._sweep()
-            self._sweep_at = max(64, 2 * len(self._tracked))
+        with self._lock:
+            self._accepted += 1
+            self._tracked[id(session)] = _Tracked(session)
+            if len(self._tracked) >= self._sweep_at:
+                self._sweep()
+                self._sweep_at = max(64, 2 * len(self._tracked))
 
     def record_refused(self, status_code: int) -> None:
         """Count one request refused with ``status_code``."""
-        self._refused[int(status_code)] += 1
+        with self._lock:
+            self._refused[int(status_code)] += 1
 
     def _instrument(self, session: WebTransportSession) -> None:
         """Wrap this one request's accept/reject/close to record what happens."""
@@ -249,7 +253,8 @@ class ServerStats:
         return tracked.last, bool(getattr(session, "is_closed", False))
 
     def _sweep(self) -> None:
-        """Fold closed sessions' final counters into the totals and forget them."""
+        """Fold closed sessions' final counters into the totals and forget them (with
+        the lock held)."""
         for key, tracked in list(self._tracked.items()):
             stats, closed = self._read(tracked)
             if closed:
@@ -258,25 +263,27 @@ class ServerStats:
 
     def snapshot(self) -> ServerStatsSnapshot:
         """Read every tracked session now (cost: one call into Rust per open session)."""
-        totals = self._closed_totals
         rtts: list[float] = []
         open_count = 0
-        for key, tracked in list(self._tracked.items()):
-            stats, closed = self._read(tracked)
-            if closed:
-                self._closed_totals += stats
-                del self._tracked[key]
-            else:
-                open_count += 1
-                if stats.rtt is not None:
-                    rtts.append(stats.rtt)
-            totals += stats
+        with self._lock:
+            totals = self._closed_totals
+            for key, tracked in list(self._tracked.items()):
+                stats, closed = self._read(tracked)
+                if closed:
+                    self._closed_totals += stats
+                    del self._tracked[key]
+                else:
+                    open_count += 1
+                    if stats.rtt is not None:
+                        rtts.append(stats.rtt)
+                totals += stats
+            accepted, refused = self._accepted, dict(self._refused)
         if self._server is not None:
             open_count = self._server.session_count
         return ServerStatsSnapshot(
             sessions_open=open_count,
-            sessions_accepted=self._accepted,
-            sessions_refused=dict(self._refused),
+            sessions_accepted=accepted,
+            sessions_refused=refused,
             totals=totals,
             rtt_mean=sum(rtts) / len(rtts) if rtts else None,
             rtt_max=max(rtts) if rtts else None,

@@ -152,3 +152,51 @@ async def test_server_stats_on_a_bare_server() -> None:
             assert snap.rtt_mean is not None and snap.rtt_mean > 0
             await session.close()
             tg.cancel_scope.cancel()
+
+
+async def test_scraped_over_http_from_prometheus_client_thread() -> None:
+    """``start_http_server`` scrapes in its own thread while sessions come and go."""
+    import urllib.request
+
+    from prometheus_client import start_http_server
+
+    app = ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
+
+    @app.route(path="/hold")
+    async def hold(session: WebTransportSession) -> None:
+        await session.wait_closed()
+
+    registry = CollectorRegistry()
+    enable_prometheus(app, registry, namespace="wt")
+    httpd, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    metrics_url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+
+    def fetch() -> str:
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            return str(response.read().decode())
+
+    try:
+        async with serving(app) as (port, client):
+            scrapes: list[str] = []
+
+            async def scrape_repeatedly() -> None:
+                while True:
+                    scrapes.append(await anyio.to_thread.run_sync(fetch))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(scrape_repeatedly)
+                for _ in range(10):
+                    session = await client.connect(url=f"https://127.0.0.1:{port}/hold")
+                    await session.close()
+                with anyio.fail_after(10):
+                    while app.server.session_count:
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+            text = await anyio.to_thread.run_sync(fetch)
+        assert scrapes
+        assert "wt_sessions_accepted_total 10.0" in text
+        assert "wt_sessions_open 0.0" in text
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
