@@ -19,7 +19,11 @@ and the session stays open for more questions.
 
 Run it (a development certificate is generated; its SHA-256 is printed)::
 
-    python examples/telemetry_ingest.py --port 4433
+    python examples/telemetry_ingest.py --port 4433 [--metrics-port 9100]
+
+``--metrics-port`` serves the server's Prometheus metrics (``fastwt.metrics``; needs
+``prometheus_client``). Log lines about a device carry its session's id, path and peer
+(``fastwt.metrics.session_logger``).
 
 The client side is here too (:func:`push_json_lines`, :func:`push_records`,
 :func:`push_datagrams`, :func:`fetch_totals`) for devices written with fastwt.
@@ -45,6 +49,7 @@ import anyio
 from fastwt import ServerConfig, WebTransportError, WebTransportSession
 from fastwt.framework import MiddlewareRejected, ServerApp
 from fastwt.framework.types import SessionProtocol
+from fastwt.metrics import enable_prometheus, session_logger
 from fastwt.stream import WebTransportReceiveStream
 
 __all__ = [
@@ -155,7 +160,8 @@ class TelemetryStore:
     async def ingest(self, session: WebTransportSession, device_name: str) -> None:
         """Read the device's streams and datagrams until its session ends."""
         device = self.device(device_name)
-        logger.info("device %s connected from %s", device_name, session.remote_address)
+        log = session_logger(session, logger)  # records carry session id, path, peer
+        log.info("device %s connected", device_name)
 
         async def streams() -> None:
             async with anyio.create_task_group() as readers:
@@ -171,7 +177,7 @@ class TelemetryStore:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_quietly, streams, device_name)
             tg.start_soon(_quietly, datagrams, device_name)
-        logger.info("device %s disconnected", device_name)
+        log.info("device %s disconnected", device_name)
 
     async def read_stream(self, device: DeviceTotals, stream: WebTransportReceiveStream) -> None:
         """One unidirectional stream: packed records if it starts with
@@ -320,8 +326,19 @@ async def fetch_totals(
 # --------------------------------------------------------------------------- script
 
 
-async def serve_until_signal(app: ServerApp, host: str, port: int) -> None:
-    """Serve ``app``, print where and how to trust it, stop cleanly on SIGINT/SIGTERM."""
+async def serve_until_signal(
+    app: ServerApp, host: str, port: int, metrics_port: int | None = None
+) -> None:
+    """Serve ``app``, print where and how to trust it, stop cleanly on SIGINT/SIGTERM.
+    With ``metrics_port``, also serve Prometheus metrics (sessions, bytes, datagrams,
+    RTT: see :mod:`fastwt.metrics`) on ``http://127.0.0.1:METRICS_PORT/metrics``."""
+    httpd = None
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        enable_prometheus(app, registry)
+        httpd, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
             addresses = await tg.start(functools.partial(app.serve, host=host, port=port))
@@ -332,10 +349,16 @@ async def serve_until_signal(app: ServerApp, host: str, port: int) -> None:
             print(f"telemetry ingest listening on {addresses}", flush=True)
             print(f"  URL:                 https://{authority}:{bound_port}/ingest/DEVICE")
             print(f"  totals:              https://{authority}:{bound_port}/totals")
+            if httpd is not None:
+                metrics_url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+                print(f"  metrics:             {metrics_url}")
             print(f"  certificate SHA-256: {app.server.certificate_hash}", flush=True)
             async for _ in signals:
                 break
             tg.cancel_scope.cancel()
+    if httpd is not None:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -344,12 +367,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=4433)
     parser.add_argument("--certfile", help="PEM certificate (default: a development one)")
     parser.add_argument("--keyfile", help="PEM private key")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (needs prometheus_client)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
         bind_host=args.host, bind_port=args.port, certfile=args.certfile, keyfile=args.keyfile
     )
-    anyio.run(serve_until_signal, create_app(config=config), args.host, args.port)
+    app = create_app(config=config)
+    anyio.run(serve_until_signal, app, args.host, args.port, args.metrics_port)
 
 
 if __name__ == "__main__":

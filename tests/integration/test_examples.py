@@ -640,23 +640,41 @@ async def _telemetry_script_client(url: str, cert_hash: str) -> None:
         await reader.close()
 
 
+def _telemetry_metrics(script: Script) -> None:
+    import urllib.request
+
+    url = script.wait_for(r"metrics: +(http://\S+)")[1]
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    # The script client's two sessions (ingest and totals).
+    assert "fastwt_sessions_accepted_total 2.0" in text, text
+
+
 SCRIPT_CLIENTS: dict[str, Any] = {
     "game_broadcast": (r"URL: +(https://\S+)", _game_script_client, "/game"),
-    "telemetry_ingest": (r"URL: +(https://\S+)", _telemetry_script_client, "/ingest/script"),
+    "telemetry_ingest": (
+        r"URL: +(https://\S+)",
+        _telemetry_script_client,
+        "/ingest/script",
+        "--metrics-port",
+        "0",
+    ),
     "chat_room": (r"URL: +(https://\S+)", _chat_script_client, "/chat/lobby?nick=script"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPT_CLIENTS))
 def test_example_runs_as_a_script(name: str) -> None:
-    url_pattern, client, path = SCRIPT_CLIENTS[name]
-    script = Script(name, "--host", "127.0.0.1", "--port", "0")
+    url_pattern, client, path, *extra_args = SCRIPT_CLIENTS[name]
+    script = Script(name, "--host", "127.0.0.1", "--port", "0", *extra_args)
     try:
         url = script.wait_for(url_pattern)[1]
         cert_hash = script.wait_for(r"SHA-256: +([0-9a-f]{64})")[1]
         base = re.match(r"https://[^/]+", url)
         assert base is not None
         anyio.run(client, base[0] + path, cert_hash)
+        if name == "telemetry_ingest":
+            _telemetry_metrics(script)
     finally:
         status = script.stop()
     assert status == 0, "".join(script.lines)
