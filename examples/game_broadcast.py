@@ -420,7 +420,8 @@ async def serve_until_signal(app: ServerApp, host: str, port: int, http_port: in
             httpd = None
             if http_port is not None:
                 httpd = start_page_server(http_port, url=url, certificate_hash=cert_hash)
-                print(f"  page:                http://127.0.0.1:{httpd.server_address[1]}/")
+                page = f"http://127.0.0.1:{httpd.server_address[1]}/"
+                print(f"  page:                {page}", flush=True)
             try:
                 async for _ in signals:
                     break

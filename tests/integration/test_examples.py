@@ -640,6 +640,15 @@ async def _telemetry_script_client(url: str, cert_hash: str) -> None:
         await reader.close()
 
 
+def _game_page(script: Script, url: str, cert_hash: str) -> None:
+    import urllib.request
+
+    page = script.wait_for(r"page: +(http://\S+)")[1]
+    with urllib.request.urlopen(page, timeout=10) as response:
+        html = response.read().decode()
+    assert url in html and cert_hash in html
+
+
 def _telemetry_metrics(script: Script) -> None:
     import urllib.request
 
@@ -651,7 +660,7 @@ def _telemetry_metrics(script: Script) -> None:
 
 
 SCRIPT_CLIENTS: dict[str, Any] = {
-    "game_broadcast": (r"URL: +(https://\S+)", _game_script_client, "/game"),
+    "game_broadcast": (r"URL: +(https://\S+)", _game_script_client, "/game", "--http-port", "0"),
     "telemetry_ingest": (
         r"URL: +(https://\S+)",
         _telemetry_script_client,
@@ -675,6 +684,8 @@ def test_example_runs_as_a_script(name: str) -> None:
         anyio.run(client, base[0] + path, cert_hash)
         if name == "telemetry_ingest":
             _telemetry_metrics(script)
+        if name == "game_broadcast":
+            _game_page(script, url, cert_hash)
     finally:
         status = script.stop()
     assert status == 0, "".join(script.lines)
