@@ -159,7 +159,12 @@ class SendStreamHandle:
     @property
     def bytes_sent(self) -> int: ...
     def poll_write(
-        self, data: bytes | bytearray | memoryview, offset: int, notifier: Notifier, token: int
+        self,
+        data: bytes | bytearray | memoryview,
+        offset: int,
+        notifier: Notifier,
+        token: int,
+        finish: bool = False,
     ) -> int: ...
     def finish(self) -> None: ...
     def reset(self, code: int) -> None: ...

@@ -240,13 +240,13 @@ class _Sending(WebTransportStream):
         send = self._send
         hub = self._hub
         token = self._write_token
-        offset = send.poll_write(payload, 0, hub.notifier, token) if total else 0
-        while offset < total:
-            await hub.park(token)
-            offset += send.poll_write(payload, offset, hub.notifier, token)
         if end_stream:
             self._write_closed = True
-            send.finish()
+        # One call writes what fits and, with end_stream, finishes the stream too.
+        offset = send.poll_write(payload, 0, hub.notifier, token, end_stream)
+        while offset < total:
+            await hub.park(token)
+            offset += send.poll_write(payload, offset, hub.notifier, token, end_stream)
 
     async def write_all(
         self, *, data: Buffer, chunk_size: int = 65536, end_stream: bool = True

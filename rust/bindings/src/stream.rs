@@ -39,13 +39,16 @@ impl SendStreamHandle {
     }
 
     /// Writes from `data[offset:]` as much as flow control allows; returns the count.
-    /// When it is less than what was left, the token is registered for more room.
+    /// When it is less than what was left, the token is registered for more room. With
+    /// `finish`, the stream is ended in the same call once everything is written.
+    #[pyo3(signature = (data, offset, notifier, token, finish=false))]
     fn poll_write(
         &self,
         data: &Bound<'_, PyAny>,
         offset: usize,
         notifier: &Notifier,
         token: u64,
+        finish: bool,
     ) -> PyResult<usize> {
         let mut s = lock(&self.inner);
         with_buffer(data, |buf| {
@@ -59,6 +62,9 @@ impl SendStreamHandle {
                     Poll::Ready(Err(e)) if written == 0 => return Err(to_py(e)),
                     Poll::Ready(Err(_)) | Poll::Pending => break,
                 }
+            }
+            if finish && written == buf.len() {
+                s.finish().map_err(to_py)?;
             }
             Ok(written)
         })?

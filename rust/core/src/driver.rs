@@ -4,8 +4,9 @@
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use crate::session::{RequestInfo, Session};
-use crate::stream::{read_varint, RecvStream, SendStream};
+use crate::stream::{Preamble, RecvStream, SendStream, StreamHeader};
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -127,79 +128,111 @@ async fn watch_connection(session: Session, control: quinn::SendStream) {
 }
 
 async fn accept_bi_loop(session: Session) {
+    let is_wt = |kind: u64| kind == h3::FRAME_WT_BIDI;
     loop {
-        let (send, recv) = match session.0.conn.accept_bi().await {
+        let (send, mut recv) = match session.0.conn.accept_bi().await {
             Ok(pair) => pair,
             Err(_) => return,
         };
-        tokio::spawn(route_bi_stream(session.clone(), send, recv));
+        // The header usually arrives with the stream's first data: route it right here
+        // and only hand incomplete ones to a task.
+        let mut preamble = Preamble::new();
+        let noop = &mut Context::from_waker(Waker::noop());
+        match preamble.poll(&mut recv, noop, is_wt) {
+            Poll::Ready(header) => route_bi_stream(&session, send, recv, header),
+            Poll::Pending => {
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let header =
+                        std::future::poll_fn(|cx| preamble.poll(&mut recv, cx, is_wt)).await;
+                    route_bi_stream(&session, send, recv, header);
+                });
+            }
+        }
     }
 }
 
-async fn route_bi_stream(
-    session: Session,
+fn route_bi_stream(
+    session: &Session,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    header: Result<Option<StreamHeader>>,
 ) {
-    let reject = |send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, code: u32| {
+    let mut reject = |code: u32| {
         let _ = send.reset(quinn::VarInt::from_u32(code));
         let _ = recv.stop(quinn::VarInt::from_u32(code));
     };
-    match read_varint(&mut recv).await {
-        Ok(Some(h3::FRAME_WT_BIDI)) => match read_varint(&mut recv).await {
-            Ok(Some(id)) if id == session.id() => {
-                let (_, refused) = session
-                    .0
-                    .incoming_bi
-                    .push((SendStream::new(send), RecvStream::new(recv)));
-                if let Some((mut s, mut r)) = refused {
-                    let _ = s.reset(0);
-                    let _ = r.stop(0);
-                }
+    match header {
+        Ok(Some((h3::FRAME_WT_BIDI, Some(id)))) if id == session.id() => {
+            let (_, refused) = session
+                .0
+                .incoming_bi
+                .push((SendStream::new(send), RecvStream::new(recv)));
+            if let Some((mut s, mut r)) = refused {
+                let _ = s.reset(0);
+                let _ = r.stop(0);
             }
-            _ => reject(&mut send, &mut recv, h3::WT_SESSION_GONE),
-        },
-        Ok(Some(h3::FRAME_HEADERS)) => {
-            // One session per connection: a second CONNECT is refused.
-            reject(&mut send, &mut recv, h3::H3_REQUEST_REJECTED)
         }
-        Ok(_) => reject(&mut send, &mut recv, h3::H3_STREAM_CREATION_ERROR),
+        Ok(Some((h3::FRAME_WT_BIDI, _))) => reject(h3::WT_SESSION_GONE),
+        // One session per connection: a second CONNECT is refused.
+        Ok(Some((h3::FRAME_HEADERS, _))) => reject(h3::H3_REQUEST_REJECTED),
+        Ok(_) => reject(h3::H3_STREAM_CREATION_ERROR),
         Err(e) => debug!(target: "fastwt.core", "bidirectional stream header: {e}"),
     }
 }
 
 async fn accept_uni_loop(session: Session) {
+    let is_wt = |kind: u64| kind == h3::STREAM_WT_UNI;
     loop {
-        let recv = match session.0.conn.accept_uni().await {
+        let mut recv = match session.0.conn.accept_uni().await {
             Ok(r) => r,
             Err(_) => return,
         };
-        tokio::spawn(route_uni_stream(session.clone(), recv));
+        let mut preamble = Preamble::new();
+        let noop = &mut Context::from_waker(Waker::noop());
+        match preamble.poll(&mut recv, noop, is_wt) {
+            Poll::Ready(Ok(Some((h3::STREAM_WT_UNI, Some(id))))) if id == session.id() => {
+                push_uni(&session, recv);
+            }
+            _ => {
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let header =
+                        std::future::poll_fn(|cx| preamble.poll(&mut recv, cx, is_wt)).await;
+                    route_uni_stream(session, recv, header).await;
+                });
+            }
+        }
     }
 }
 
-async fn route_uni_stream(session: Session, mut recv: quinn::RecvStream) {
-    match read_varint(&mut recv).await {
-        Ok(Some(h3::STREAM_WT_UNI)) => match read_varint(&mut recv).await {
-            Ok(Some(id)) if id == session.id() => {
-                let (_, refused) = session.0.incoming_uni.push(RecvStream::new(recv));
-                if let Some(mut r) = refused {
-                    let _ = r.stop(0);
-                }
-            }
-            _ => {
-                let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
-            }
-        },
-        Ok(Some(h3::STREAM_CONTROL)) => read_control_stream(session, recv).await,
-        Ok(Some(h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER)) => {
+fn push_uni(session: &Session, recv: quinn::RecvStream) {
+    let (_, refused) = session.0.incoming_uni.push(RecvStream::new(recv));
+    if let Some(mut r) = refused {
+        let _ = r.stop(0);
+    }
+}
+
+async fn route_uni_stream(
+    session: Session,
+    mut recv: quinn::RecvStream,
+    header: Result<Option<StreamHeader>>,
+) {
+    match header {
+        Ok(Some((h3::STREAM_WT_UNI, Some(id)))) if id == session.id() => push_uni(&session, recv),
+        Ok(Some((h3::STREAM_WT_UNI, _))) => {
+            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
+        }
+        Ok(Some((h3::STREAM_CONTROL, _))) => read_control_stream(session, recv).await,
+        Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
             // We advertise a zero-size dynamic table; drain whatever the peer sends.
             let mut buf = [0u8; 1024];
             while let Ok(Some(_)) = recv.read(&mut buf).await {}
         }
-        Ok(_) => {
+        Ok(Some(_)) => {
             let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
         }
+        Ok(None) => {}
         Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
     }
 }

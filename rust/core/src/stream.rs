@@ -163,21 +163,64 @@ impl RecvStream {
     }
 }
 
-/// Reads exactly one varint from the start of a stream (stream headers), byte by byte so
-/// nothing after it is consumed. `Ok(None)` when the stream ends first.
-pub(crate) async fn read_varint(recv: &mut quinn::RecvStream) -> Result<Option<u64>> {
-    let mut first = [0u8; 1];
-    match recv.read(&mut first).await.map_err(map_read_error)? {
-        Some(1) => {}
-        _ => return Ok(None),
+/// A stream's type and, for WebTransport streams, its session id.
+pub(crate) type StreamHeader = (u64, Option<u64>);
+
+/// Incremental reader of a stream's preamble: a type varint and, for WebTransport
+/// streams, the session id varint. It reads exactly those bytes (never payload), and can
+/// be polled first with a no-op waker (the header usually arrives with the first data)
+/// and then, if incomplete, from a task.
+#[derive(Debug, Default)]
+pub(crate) struct Preamble {
+    buf: [u8; 16],
+    filled: usize,
+    start: usize,
+    want: usize,
+    kind: Option<u64>,
+}
+
+impl Preamble {
+    pub(crate) fn new() -> Self {
+        Self {
+            want: 1,
+            ..Self::default()
+        }
     }
-    let len = 1usize << (first[0] >> 6);
-    let mut buf = [0u8; 8];
-    buf[0] = first[0];
-    if len > 1 {
-        recv.read_exact(&mut buf[1..len])
-            .await
-            .map_err(|e| Error::Protocol(format!("truncated stream header: {e}")))?;
+
+    /// `Ready(Ok(Some((kind, id))))` once complete (`id` only when `needs_id(kind)`),
+    /// `Ready(Ok(None))` if the stream ended first.
+    pub(crate) fn poll(
+        &mut self,
+        recv: &mut quinn::RecvStream,
+        cx: &mut Context<'_>,
+        needs_id: impl Fn(u64) -> bool,
+    ) -> Poll<Result<Option<StreamHeader>>> {
+        loop {
+            while self.filled < self.want {
+                match recv.poll_read(cx, &mut self.buf[self.filled..self.want]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(None)),
+                    Poll::Ready(Ok(n)) => self.filled += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(map_read_error(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let len = 1usize << (self.buf[self.start] >> 6);
+            if self.filled < self.start + len {
+                self.want = self.start + len;
+                continue;
+            }
+            let Some((value, _)) = h3::get_varint(&self.buf[self.start..self.filled]) else {
+                return Poll::Ready(Err(Error::Protocol("bad stream header".into())));
+            };
+            match self.kind {
+                None if needs_id(value) => {
+                    self.kind = Some(value);
+                    self.start = self.filled;
+                    self.want = self.filled + 1;
+                }
+                None => return Poll::Ready(Ok(Some((value, None)))),
+                Some(kind) => return Poll::Ready(Ok(Some((kind, Some(value))))),
+            }
+        }
     }
-    Ok(h3::get_varint(&buf[..len]).map(|(v, _)| v))
 }
