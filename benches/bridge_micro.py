@@ -24,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-
 from fastwt import ClientConfig, ServerConfig, WebTransportClient, WebTransportServer
 from fastwt._bridge import get_hub, new_token
 

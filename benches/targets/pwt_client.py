@@ -30,7 +30,7 @@ def make_config() -> ClientConfig:
         "max_sessions": 5000,
         "initial_max_streams_bidi": 1000,
         "max_event_listeners": 1000,
-        "connect_timeout": 30.0,
+        "connect_timeout": 10.0,
         "keep_alive_interval": 5.0,
         "max_connection_retries": 0,
     }

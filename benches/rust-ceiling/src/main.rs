@@ -454,6 +454,7 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
     one_request(&conn, &[1u8; PAYLOAD]).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let probe = CpuProbe::start(pid);
+    let deadline = Instant::now() + Duration::from_secs_f64(duration);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let conn = conn.clone();
@@ -465,7 +466,11 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 match one_request(&conn, &payload).await {
-                    Ok(n) if n == PAYLOAD => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    Ok(n) if n == PAYLOAD => {
+                        if Instant::now() <= deadline {
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                    }
                     Ok(_) => errors += 1,
                     Err(e) => {
                         errors += 1;
@@ -478,21 +483,27 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
     }
     tokio::time::sleep(Duration::from_secs_f64(duration)).await;
     stop.store(true, Ordering::Relaxed);
+    let (cpu, wall) = probe.stop();
     let mut lat = Vec::new();
     let mut errors = 0;
+    let mut stuck = 0u64;
     for t in tasks {
-        if let Ok((l, e)) = t.await {
-            lat.extend(l);
-            errors += e;
+        // requests still unanswered 3 s after the window closed are stuck
+        match tokio::time::timeout(Duration::from_secs(3), t).await {
+            Ok(Ok((l, e))) => {
+                lat.extend(l);
+                errors += e;
+            }
+            _ => stuck += 1,
         }
     }
-    let (cpu, wall) = probe.stop();
     conn.close(0u32.into(), b"");
     lat.sort_by(|a, b| a.total_cmp(b));
     let n = lat.len() as f64;
     emit(&[
         ("requests", n),
         ("errors", errors as f64),
+        ("stuck", stuck as f64),
         ("seconds", wall),
         ("concurrency", concurrency as f64),
         ("req_per_s", n / wall),

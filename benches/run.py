@@ -1,0 +1,759 @@
+#!/usr/bin/env python3
+"""fastwt side-by-side benchmark driver (issue 4).
+
+One command runs every workload against every target, alternating the targets run by run
+(A B C D A B C D ...), and writes ``results.json``, ``results.md`` (medians, min-max,
+ratios) and PNG plots of the ratios into ``--out`` (default ``benches/results``)::
+
+    bash benches/setup_targets.sh          # once: reference venvs, certificate, Rust build
+    python3 benches/run.py                 # full run: 5 runs of everything (~25 min)
+    python3 benches/run.py --quick --targets fastwt,rust   # smoke run, ~1 min
+
+Targets, each driven by its own client: ``fastwt`` (bare WebTransportServer),
+``fastwt-app`` (fastwt ServerApp with auth + CORS + rate limit; sessions/s only),
+``pwt020`` (pywebtransport 0.20.x ServerApp, the reference), ``pwt011`` (pywebtransport
+0.11.x, pure Python on aioquic) and ``rust`` (raw wtransport echo server and client: the
+ceiling). Every server is a fresh subprocess on 127.0.0.1 port 0 per measurement, killed
+afterwards; every client runs under a time limit. Server CPU (utime+stime) and RSS are
+read by the clients from /proc/<server pid> around the measured window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TARGETS_DIR = HERE / "targets"
+VENVS = HERE / ".venvs"
+CEILING_DIR = HERE / "rust-ceiling"
+
+ALL_TARGETS = ["fastwt", "fastwt-app", "pwt020", "pwt011", "rust"]
+DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "fastwt-app"]
+REFERENCE = "pwt020"
+CEILING = "rust"
+AUTH_HEADERS = [
+    "--header",
+    "authorization=Bearer bench",
+    "--header",
+    "origin=https://bench.example",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads ("cases")
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    workload: str
+    title: str
+    full: dict[str, float]
+    quick: dict[str, float]
+    # primary metrics: (key, label, higher_is_better)
+    metrics: tuple[tuple[str, str, bool], ...]
+    # how long a client may take, on top of the measured duration
+    slack: float = 60.0
+
+    def params(self, quick: bool) -> dict[str, float]:
+        return self.quick if quick else self.full
+
+
+CASES: list[Case] = [
+    Case(
+        "bulk",
+        "bulk",
+        "64 MiB through one bidirectional stream, echoed",
+        {"size": 64 * 2**20},
+        {"size": 8 * 2**20},
+        (("mb_per_s", "MB/s", True), ("server_cpu_s_per_gib", "server CPU-s per GiB", False)),
+        slack=150.0,
+    ),
+    Case(
+        "datagrams",
+        "datagrams",
+        "64-byte datagrams echoed, closed loop (128 in flight)",
+        {"duration": 5, "window": 128},
+        {"duration": 1.5, "window": 128},
+        (
+            ("received_per_s", "received/s", True),
+            ("loss", "loss", False),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+        ),
+    ),
+    Case(
+        "reqresp_c1",
+        "reqresp",
+        "64-byte request/response, new bidi stream each, concurrency 1",
+        {"duration": 5, "concurrency": 1},
+        {"duration": 1.5, "concurrency": 1},
+        (
+            ("req_per_s", "req/s", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("server_cpu_us_per_request", "server CPU-us per request", False),
+            ("stuck", "requests stuck >3 s", False),
+        ),
+    ),
+    Case(
+        "reqresp_c32",
+        "reqresp",
+        "64-byte request/response, new bidi stream each, concurrency 32",
+        {"duration": 5, "concurrency": 32},
+        {"duration": 1.5, "concurrency": 32},
+        (
+            ("req_per_s", "req/s", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("server_cpu_us_per_request", "server CPU-us per request", False),
+            ("stuck", "requests stuck >3 s", False),
+        ),
+    ),
+    Case(
+        "sessions",
+        "sessions",
+        "new sessions per second (connect + close, 4 in parallel)",
+        {"duration": 5, "concurrency": 4},
+        {"duration": 1.5, "concurrency": 4},
+        (
+            ("sessions_per_s", "sessions/s", True),
+            ("connect_p50_ms", "connect p50 ms", False),
+            ("server_cpu_ms_per_session", "server CPU-ms per session", False),
+        ),
+    ),
+    Case(
+        "fanout",
+        "fanout",
+        "server pushes 64-byte datagrams to 1,000 sessions at 20 Hz",
+        {"sessions": 1000, "hz": 20, "duration": 10},
+        {"sessions": 100, "hz": 20, "duration": 2},
+        (
+            ("delivered_fraction", "delivered fraction", True),
+            ("server_cpu_fraction", "server CPU (cores)", False),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+        ),
+        slack=120.0,
+    ),
+    Case(
+        "memory",
+        "memory",
+        "server RSS per idle session, 1,000 sessions open",
+        {"sessions": 1000},
+        {"sessions": 100},
+        (("rss_per_session_bytes", "RSS bytes per idle session", False),),
+        slack=120.0,
+    ),
+]
+CASE_BY_NAME = {c.name: c for c in CASES}
+
+# which cases each target takes part in
+TARGET_CASES: dict[str, list[str]] = {
+    "fastwt-app": ["sessions"],
+}
+
+# issue 4's goals: (case, metric, against, op, value, label)
+GOALS: list[tuple[str, str, str, str, float, str]] = [
+    ("bulk", "mb_per_s", REFERENCE, ">=", 5.0, "bulk MB/s >= 5x reference"),
+    ("bulk", "mb_per_s", CEILING, ">=", 0.8, "bulk MB/s >= 80% raw Rust"),
+    ("datagrams", "received_per_s", REFERENCE, ">=", 20.0, "datagrams/s >= 20x reference"),
+    ("datagrams", "received_per_s", CEILING, ">=", 0.6, "datagrams/s >= 60% raw Rust"),
+    ("reqresp_c1", "req_per_s", REFERENCE, ">=", 10.0, "req/s (c=1) >= 10x reference"),
+    ("reqresp_c1", "req_per_s", CEILING, ">=", 0.5, "req/s (c=1) >= 50% raw Rust"),
+    ("reqresp_c32", "req_per_s", REFERENCE, ">=", 10.0, "req/s (c=32) >= 10x reference"),
+    ("reqresp_c32", "req_per_s", CEILING, ">=", 0.5, "req/s (c=32) >= 50% raw Rust"),
+    ("sessions", "sessions_per_s", REFERENCE, ">=", 5.0, "sessions/s >= 5x reference"),
+    ("sessions", "sessions_per_s", CEILING, ">=", 0.8, "sessions/s >= 80% raw Rust"),
+    ("bulk", "server_cpu_s_per_gib", REFERENCE, "<=", 0.2, "server CPU per GiB <= 1/5 reference"),
+    ("memory", "rss_per_session_bytes", REFERENCE, "<=", 0.5, "RSS per idle session <= 1/2 ref."),
+    ("fanout", "delivered_fraction", "", ">=", 0.995, "fan-out delivered >= 99.5% (1,000 x 20 Hz)"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    title: str
+    server_cmd: list[str]
+    client_cmd: list[str]
+    client_extra: list[str] = field(default_factory=list)
+    available: bool = True
+    reason: str = ""
+    version: str = ""
+    prints_hash: bool = True
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def probe_python(python: str, code: str) -> tuple[bool, str]:
+    try:
+        p = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, str(e)
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["failed"])[-1]
+        return False, last
+    return True, p.stdout.strip()
+
+
+def read_setup_status() -> dict[str, str]:
+    """What setup_targets.sh recorded for each target ("ok ..." or "missing <why>")."""
+    status: dict[str, str] = {}
+    path = VENVS / "targets.txt"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, rest = line.partition(" ")
+            status[name] = rest
+    return status
+
+
+def ensure_cert(workdir: Path) -> tuple[Path, Path] | None:
+    cert, key = VENVS / "cert.pem", VENVS / "key.pem"
+    if cert.exists() and key.exists() and time.time() - cert.stat().st_mtime < 5 * 86400:
+        return cert, key
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    for py in [VENVS / "tools/bin/python", VENVS / "pwt020/bin/python", Path(sys.executable)]:
+        if not py.exists():
+            continue
+        p = subprocess.run(
+            [str(py), str(TARGETS_DIR / "gen_cert.py"), str(cert), str(key)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if p.returncode == 0:
+            return cert, key
+    return None
+
+
+def build_ceiling() -> tuple[bool, str, Path]:
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target_dir / "release" / "wt-ceiling"
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return binary.exists(), "cargo not found", binary
+    log("[setup] building the raw-Rust ceiling (cargo build --release -j 2) ...")
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
+    p = subprocess.run(
+        [cargo, "build", "--release", "-j", "2", "-q"],
+        cwd=CEILING_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if p.returncode != 0:
+        return False, "cargo build failed: " + p.stderr.strip()[-300:], binary
+    return binary.exists(), "", binary
+
+
+def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[str, Target]:
+    targets: dict[str, Target] = {}
+    status = read_setup_status()
+    certs: tuple[Path, Path] | None = None
+    for name in names:
+        if name in ("fastwt", "fastwt-app"):
+            mode = "bare" if name == "fastwt" else "app"
+            t = Target(
+                name,
+                "fastwt (WebTransportServer)"
+                if name == "fastwt"
+                else "fastwt ServerApp+auth+CORS+rl",
+                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", mode],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
+                AUTH_HEADERS if name == "fastwt-app" else [],
+            )
+            ok, out = probe_python(
+                fastwt_python, "import fastwt, fastwt._core; print(fastwt.__version__)"
+            )
+            t.available, t.version = ok, out if ok else ""
+            t.reason = "" if ok else f"fastwt not importable with {fastwt_python}: {out}"
+        elif name in ("pwt020", "pwt011"):
+            py = VENVS / name / "bin" / "python"
+            line = "0.20.x" if name == "pwt020" else "0.11.x"
+            t = Target(
+                name,
+                f"pywebtransport {line} ServerApp",
+                [str(py), str(TARGETS_DIR / "pwt_server.py")],
+                [str(py), str(TARGETS_DIR / "pwt_client.py")],
+            )
+            if not py.exists():
+                why = status.get(name, "missing venv not set up (run benches/setup_targets.sh)")
+                t.available, t.reason = (
+                    False,
+                    "reference not available: " + why.removeprefix("missing "),
+                )
+            else:
+                ok, out = probe_python(
+                    str(py), "import pywebtransport; print(pywebtransport.__version__)"
+                )
+                t.available, t.version = ok, out if ok else ""
+                t.reason = "" if ok else f"reference not available: {out}"
+                t.title = f"pywebtransport {out if ok else line} ServerApp"
+            t.prints_hash = False
+            if t.available:
+                if certs is None:
+                    certs = ensure_cert(workdir)
+                if certs is None:
+                    t.available, t.reason = False, "no certificate (cryptography missing)"
+                else:
+                    t.server_cmd += ["--cert", str(certs[0]), "--key", str(certs[1])]
+        elif name == "rust":
+            ok, why, binary = build_ceiling()
+            t = Target(
+                name,
+                "raw Rust (wtransport 0.7.2 + tokio)",
+                [str(binary), "server"],
+                [str(binary), "client"],
+            )
+            t.available, t.reason, t.version = ok, why, "wtransport 0.7.2"
+        else:
+            raise SystemExit(f"unknown target {name!r}; known: {', '.join(ALL_TARGETS)}")
+        targets[name] = t
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------
+# one measurement
+# ---------------------------------------------------------------------------------------------
+
+
+def stop_process(p: subprocess.Popen[str]) -> None:
+    if p.poll() is not None:
+        return
+    try:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+def start_server(t: Target, lifetime: float, logf: Any) -> tuple[subprocess.Popen[str], int, str]:
+    """Start ``t``'s server; wait for ``PORT <n>`` (and ``HASH <hex>`` where it prints one)."""
+    cmd = [*t.server_cmd, "--seconds", str(int(lifetime))]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf, text=True, cwd=str(TARGETS_DIR))
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    port, cert_hash = 0, ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (port and (cert_hash or not t.prints_hash)):
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
+        if line.startswith("PORT "):
+            port = int(line.split()[1])
+        elif line.startswith("HASH "):
+            cert_hash = line.split()[1]
+    if not port:
+        stop_process(p)
+        raise RuntimeError("server did not report its port (see raw/bench.log)")
+    return p, port, cert_hash
+
+
+def measure(t: Target, case: Case, quick: bool, logf: Any) -> tuple[dict[str, float] | None, str]:
+    params = case.params(quick)
+    budget = float(params.get("duration", 0)) + case.slack
+    server, port, cert_hash = start_server(t, budget + 30, logf)
+    try:
+        time.sleep(0.3)  # let the server settle
+        cmd = [
+            *t.client_cmd,
+            case.workload,
+            "--url",
+            f"https://127.0.0.1:{port}/",
+            "--server-pid",
+            str(server.pid),
+        ]
+        if cert_hash:
+            cmd += ["--cert-hash", cert_hash]
+        for k, v in params.items():
+            cmd += [f"--{k}", str(int(v)) if float(v).is_integer() else str(v)]
+        cmd += t.client_extra
+        logf.write(f"$ {' '.join(cmd)}\n")
+        logf.flush()
+        try:
+            p = subprocess.run(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=logf,
+                text=True,
+                timeout=budget,
+                cwd=str(TARGETS_DIR),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"client timed out after {budget:.0f} s"
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not lines:
+            return None, f"client exit {p.returncode}"
+        result: dict[str, float] = json.loads(lines[-1])
+        if server.poll() is not None:
+            result["server_died"] = 1.0
+        return result, ""
+    finally:
+        stop_process(server)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+# ---------------------------------------------------------------------------------------------
+
+
+def summarize(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for case in CASES:
+        per_metric: dict[str, Any] = {}
+        for key, _label, _hib in case.metrics:
+            per_target: dict[str, Any] = {}
+            for rec in raw:
+                if rec["case"] != case.name or not rec["ok"]:
+                    continue
+                v = rec["metrics"].get(key)
+                if isinstance(v, int | float):
+                    per_target.setdefault(rec["target"], []).append(float(v))
+            per_metric[key] = {
+                tn: {
+                    "median": statistics.median(vals),
+                    "min": min(vals),
+                    "max": max(vals),
+                    "n": len(vals),
+                    "values": vals,
+                }
+                for tn, vals in per_target.items()
+            }
+        summary[case.name] = per_metric
+    return summary
+
+
+def ratio(summary: dict[str, Any], case: str, metric: str, a: str, b: str) -> float | None:
+    m = summary.get(case, {}).get(metric, {})
+    if a not in m or b not in m:
+        return None
+    den = m[b]["median"]
+    if den == 0:
+        return None
+    return float(m[a]["median"] / den)
+
+
+def ratios(summary: dict[str, Any], targets: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    others = [t for t in (REFERENCE, "pwt011", CEILING) if t in targets]
+    for case in CASES:
+        for key, _label, _hib in case.metrics:
+            for other in others:
+                r = ratio(summary, case.name, key, "fastwt", other)
+                if r is not None:
+                    out.setdefault(case.name, {}).setdefault(key, {})[f"fastwt/{other}"] = r
+    app = ratio(summary, "sessions", "sessions_per_s", "fastwt-app", "fastwt")
+    if app is not None:
+        out.setdefault("sessions", {}).setdefault("sessions_per_s", {})["fastwt-app/fastwt"] = app
+    return out
+
+
+def evaluate_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for case, metric, against, op, value, label in GOALS:
+        if against:
+            got = ratio(summary, case, metric, "fastwt", against)
+        else:
+            m = summary.get(case, {}).get(metric, {}).get("fastwt")
+            got = m["median"] if m else None
+        if got is None:
+            status = "n/a"
+        else:
+            met = got >= value if op == ">=" else got <= value
+            status = "met" if met else "MISSED"
+        rows.append(
+            {
+                "goal": label,
+                "case": case,
+                "metric": metric,
+                "against": against or "absolute",
+                "op": op,
+                "value": value,
+                "got": got,
+                "status": status,
+            }
+        )
+    return rows
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 2**20:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def fmt(v: float | None, key: str = "") -> str:
+    if v is None:
+        return "—"
+    if key in ("loss", "delivered_fraction"):
+        return f"{v * 100:.2f}%"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def write_markdown(data: dict[str, Any], path: Path) -> None:
+    s = data["summary"]
+    tnames = [t for t in data["config"]["targets"]]
+    tinfo = data["targets"]
+    m = data["machine"]
+    out: list[str] = []
+    out.append("# fastwt benchmark results\n")
+    out.append(
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory']}, kernel {m['kernel']}; "
+        f"{m['date_utc']}. Runs per target: {data['config']['runs']}"
+        f"{' (quick mode)' if data['config']['quick'] else ''}; targets alternated run by run.\n"
+    )
+    out.append(f"Command: `{data['config']['command']}`\n")
+    out.append("## Targets\n")
+    for tn in tnames:
+        t = tinfo[tn]
+        state = "available" if t["available"] else f"**not available** — {t['reason']}"
+        out.append(f"- `{tn}`: {t['title']} {t['version']} — {state}")
+    out.append("")
+    out.append("## Goals (issue 4), medians of the same run\n")
+    out.append("| goal | fastwt got | status |")
+    out.append("|---|---|---|")
+    for g in data["goals"]:
+        got = g["got"]
+        if got is None:
+            shown = "—"
+        elif g["against"] == "absolute":
+            shown = fmt(got, g["metric"])
+        else:
+            shown = f"{got:.2f}× {g['against']}"
+        out.append(f"| {g['goal']} | {shown} | {g['status']} |")
+    out.append("")
+    out.append("## Medians (min–max)\n")
+    header = "| workload | metric | " + " | ".join(tnames) + " | fastwt/ref | fastwt/rust |"
+    out.append(header)
+    out.append("|---|---|" + "---|" * len(tnames) + "---|---|")
+    for case in CASES:
+        for key, label, _hib in case.metrics:
+            row = [case.name, label]
+            vals = s.get(case.name, {}).get(key, {})
+            for tn in tnames:
+                v = vals.get(tn)
+                if v is None:
+                    row.append("—")
+                else:
+                    row.append(
+                        f"{fmt(v['median'], key)} ({fmt(v['min'], key)}–{fmt(v['max'], key)})"
+                    )
+            for other in (REFERENCE, CEILING):
+                r = data["ratios"].get(case.name, {}).get(key, {}).get(f"fastwt/{other}")
+                row.append("—" if r is None else f"{r:.2f}×")
+            out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    app = data["ratios"].get("sessions", {}).get("sessions_per_s", {}).get("fastwt-app/fastwt")
+    if app is not None:
+        out.append(
+            f"ServerApp with auth + CORS + rate limit vs bare server, sessions/s: {app:.2f}×\n"
+        )
+    out.append("## Workloads\n")
+    for case in CASES:
+        out.append(
+            f"- `{case.name}`: {case.title}; parameters {case.params(data['config']['quick'])}"
+        )
+    fails = [r for r in data["raw"] if not r["ok"]]
+    if fails:
+        out.append("\n## Failed measurements\n")
+        for r in fails:
+            out.append(f"- run {r['run']} {r['case']} {r['target']}: {r['error']}")
+    path.write_text("\n".join(out) + "\n")
+
+
+def make_plots(json_path: Path, out_dir: Path) -> str:
+    plotter = HERE / "plot.py"
+    for py in [sys.executable, str(VENVS / "tools/bin/python")]:
+        if not Path(py).exists():
+            continue
+        ok, _ = probe_python(py, "import matplotlib")
+        if ok:
+            p = subprocess.run(
+                [py, str(plotter), str(json_path), str(out_dir)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return p.stdout.strip() if p.returncode == 0 else "plot failed: " + p.stderr[-300:]
+    return "matplotlib not available: no plots (run benches/setup_targets.sh)"
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--runs", type=int, default=None, help="runs per target (default 5; --quick: 1)"
+    )
+    ap.add_argument("--quick", action="store_true", help="short mode: small sizes, 1 run")
+    ap.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated")
+    ap.add_argument("--workloads", default=",".join(c.name for c in CASES), help="comma-separated")
+    ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
+    ap.add_argument("--fastwt-python", default=sys.executable, help="Python with fastwt installed")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+
+    runs: int = args.runs if args.runs is not None else (1 if args.quick else 5)
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    case_names = [c.strip() for c in args.workloads.split(",") if c.strip()]
+    for c in case_names:
+        if c not in CASE_BY_NAME:
+            raise SystemExit(f"unknown workload {c!r}; known: {', '.join(CASE_BY_NAME)}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir = out_dir / "raw"
+    raw_dir.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="fastwt-bench-"))
+
+    targets = make_targets(names, args.fastwt_python, workdir)
+    for t in targets.values():
+        state = f"ok {t.version}" if t.available else f"NOT AVAILABLE: {t.reason}"
+        log(f"[setup] {t.name:10s} {state}")
+    active = [t for t in targets.values() if t.available]
+
+    plan = [
+        (run, CASE_BY_NAME[c], t)
+        for run in range(1, runs + 1)
+        for c in case_names
+        for t in active
+        if c in TARGET_CASES.get(t.name, case_names)
+    ]
+    raw: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with open(raw_dir / "bench.log", "w") as logf:
+        for i, (run, case, t) in enumerate(plan, 1):
+            t0 = time.monotonic()
+            logf.write(f"\n=== run {run} {case.name} {t.name}\n")
+            logf.flush()
+            try:
+                result, error = measure(t, case, args.quick, logf)
+            except Exception as e:  # a broken target must not stop the suite
+                result, error = None, f"{type(e).__name__}: {e}"
+            took = time.monotonic() - t0
+            rec = {
+                "run": run,
+                "case": case.name,
+                "target": t.name,
+                "ok": result is not None,
+                "metrics": result or {},
+                "error": error,
+                "seconds": took,
+            }
+            raw.append(rec)
+            key, label, _ = case.metrics[0]
+            shown = f"{fmt(result.get(key), key)} {label}" if result else f"FAILED ({error})"
+            log(
+                f"[{i:3d}/{len(plan)}] run {run}/{runs} {case.name:12s} {t.name:10s} "
+                f"{shown}  ({took:.1f} s, elapsed {time.monotonic() - started:.0f} s)"
+            )
+
+    summary = summarize(raw)
+    data: dict[str, Any] = {
+        "machine": machine_info(),
+        "config": {
+            "runs": runs,
+            "quick": args.quick,
+            "targets": [t for t in names if t in targets],
+            "workloads": case_names,
+            "command": " ".join(
+                ["python3", "benches/run.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
+        },
+        "targets": {
+            n: {
+                "title": t.title,
+                "available": t.available,
+                "reason": t.reason,
+                "version": t.version,
+            }
+            for n, t in targets.items()
+        },
+        "summary": summary,
+        "ratios": ratios(summary, names),
+        "raw": raw,
+    }
+    data["goals"] = evaluate_goals(summary)
+    json_path = out_dir / "results.json"
+    json_path.write_text(json.dumps(data, indent=1))
+    write_markdown(data, out_dir / "results.md")
+    log(f"[done] {json_path} and {out_dir / 'results.md'} written")
+    if not args.no_plots:
+        log("[done] " + make_plots(json_path, out_dir))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
