@@ -59,8 +59,10 @@ class ServerConfig:
     usually limits them to about 1,200 bytes)."""
     datagram_queue_size: int = 4096
     """Received datagrams buffered per session before the oldest is dropped (counted)."""
-    max_concurrent_bidi_streams: int = 1024
-    max_concurrent_uni_streams: int = 1024
+    max_concurrent_bidi_streams: int = 100
+    """Streams the peer may have open at once (more wait for credit). quinn keeps state
+    per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
+    max_concurrent_uni_streams: int = 100
     stream_receive_window: int = 4 * 1024 * 1024
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024
@@ -109,8 +111,8 @@ class ClientConfig:
     max_idle_timeout: float | None = 30.0
     keep_alive_interval: float | None = None
     datagram_queue_size: int = 4096
-    max_concurrent_bidi_streams: int = 1024
-    max_concurrent_uni_streams: int = 1024
+    max_concurrent_bidi_streams: int = 100
+    max_concurrent_uni_streams: int = 100
     stream_receive_window: int = 4 * 1024 * 1024
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024

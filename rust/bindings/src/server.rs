@@ -33,8 +33,8 @@ impl ServerHandle {
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, max_idle_timeout=Some(30.0),
-        keep_alive_interval=None, max_concurrent_bidi_streams=1024,
-        max_concurrent_uni_streams=1024, stream_receive_window=4*1024*1024,
+        keep_alive_interval=None, max_concurrent_bidi_streams=100,
+        max_concurrent_uni_streams=100, stream_receive_window=4*1024*1024,
         receive_window=16*1024*1024, send_window=16*1024*1024,
         datagram_queue_capacity=4096, congestion_control="cubic"))]
     #[allow(clippy::too_many_arguments)]

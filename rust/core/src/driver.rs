@@ -26,7 +26,6 @@ pub(crate) async fn read_headers_frame(
     recv: &mut quinn::RecvStream,
     buf: &mut Vec<u8>,
 ) -> Result<Vec<(String, String)>> {
-    let mut chunk = [0u8; 4096];
     loop {
         while let Some((frame, used)) =
             h3::parse_frame(buf, h3::MAX_CONTROL_FRAME).map_err(Error::Protocol)?
@@ -36,8 +35,8 @@ pub(crate) async fn read_headers_frame(
                 return h3::decode_headers(&frame.payload).map_err(Error::Protocol);
             }
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+        match recv.read_chunk(4096, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => return Err(Error::Protocol("stream ended before HEADERS".into())),
             Err(e) => return Err(Error::Connection(format!("reading HEADERS: {e}"))),
         }
@@ -226,8 +225,7 @@ async fn route_uni_stream(
         Ok(Some((h3::STREAM_CONTROL, _))) => read_control_stream(session, recv).await,
         Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
             // We advertise a zero-size dynamic table; drain whatever the peer sends.
-            let mut buf = [0u8; 1024];
-            while let Ok(Some(_)) = recv.read(&mut buf).await {}
+            while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
         }
         Ok(Some(_)) => {
             let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
@@ -239,7 +237,6 @@ async fn route_uni_stream(
 
 async fn read_control_stream(session: Session, mut recv: quinn::RecvStream) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     let mut seen_settings = false;
     loop {
         loop {
@@ -265,8 +262,8 @@ async fn read_control_stream(session: Session, mut recv: quinn::RecvStream) {
                 }
             }
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+        match recv.read_chunk(4096, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             _ => return,
         }
     }
@@ -294,7 +291,6 @@ async fn datagram_loop(session: Session) {
 
 async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut buf: Vec<u8>) {
     let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
     loop {
         loop {
             match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
@@ -329,8 +325,8 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                 }
             }
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+        match recv.read_chunk(4096, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => {
                 // A FIN without a capsule ends the session with code 0.
                 peer_closed(&session, 0, String::new()).await;
