@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -387,11 +388,21 @@ def start_server(t: Target, lifetime: float, logf: Any) -> tuple[subprocess.Pope
     return p, port, cert_hash
 
 
-def measure(t: Target, case: Case, quick: bool, logf: Any) -> tuple[dict[str, float] | None, str]:
+ServerHook = Callable[[subprocess.Popen[str]], Callable[[], None]]
+
+
+def measure(
+    t: Target, case: Case, quick: bool, logf: Any, hook: ServerHook | None = None
+) -> tuple[dict[str, float] | None, str]:
+    """One fresh server, one client run. ``hook(server)`` runs once the server listens and
+    returns a function called when the client is done (the profiler uses it)."""
     params = case.params(quick)
     budget = float(params.get("duration", 0)) + case.slack
     server, port, cert_hash = start_server(t, budget + 30, logf)
+    done_hook: Callable[[], None] | None = None
     try:
+        if hook is not None:
+            done_hook = hook(server)
         time.sleep(0.3)  # let the server settle
         cmd = [
             *t.client_cmd,
@@ -428,6 +439,8 @@ def measure(t: Target, case: Case, quick: bool, logf: Any) -> tuple[dict[str, fl
             result["server_died"] = 1.0
         return result, ""
     finally:
+        if done_hook is not None:
+            done_hook()
         stop_process(server)
 
 
@@ -530,7 +543,18 @@ def machine_info() -> dict[str, Any]:
             mem = f"{int(f.readline().split()[1]) / 2**20:.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    commit = ""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        pass
     return {
+        "fastwt_commit": commit,
         "cpu_model": model,
         "cores": os.cpu_count(),
         "kernel": platform.release(),
@@ -570,6 +594,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         f"{' (quick mode)' if data['config']['quick'] else ''}; targets alternated run by run.\n"
     )
     out.append(f"Command: `{data['config']['command']}`\n")
+    out.append(f"fastwt at commit: {m.get('fastwt_commit', '?')}\n")
     out.append("## Targets\n")
     for tn in tnames:
         t = tinfo[tn]
