@@ -128,24 +128,29 @@ class WebTransportSession:
         fields = list((headers or {}).items())
         if wt_protocol is not None:
             fields.append(("wt-protocol", wt_protocol))
-        await _bridge.run_op(self._hub, self._handle.accept(fields))
+        done = self._handle.accept(fields)
+        if isinstance(done, Op):
+            await _bridge.run_op(self._hub, done)
 
     async def reject(
         self, *, headers: dict[str, str] | None = None, status_code: int = 403
     ) -> None:
         """Refuses the request with an HTTP status and headers; the client sees both."""
         try:
-            op = self._handle.reject(status_code, list((headers or {}).items()))
+            done = self._handle.reject(status_code, list((headers or {}).items()))
         except ValueError as e:
             raise SessionError(str(e)) from None
-        await _bridge.run_op(self._hub, op)
+        if isinstance(done, Op):
+            await _bridge.run_op(self._hub, done)
 
     async def close(self, *, error_code: int = 0, reason: str | None = None) -> None:
         """Closes the session; the peer sees ``error_code`` and ``reason``
         (CLOSE_WEBTRANSPORT_SESSION). An unanswered request is refused with 404."""
         if not 0 <= error_code <= 0xFFFFFFFF:
             raise SessionError(f"error_code must fit in 32 bits, got {error_code}")
-        await _bridge.run_op(self._hub, self._handle.close(error_code, reason or ""))
+        done = self._handle.close(error_code, reason or "")
+        if isinstance(done, Op):
+            await _bridge.run_op(self._hub, done)
 
     async def wait_closed(self) -> tuple[int, str]:
         """Waits until the session ends; returns (code, reason)."""

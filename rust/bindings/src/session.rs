@@ -1,6 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
 use crate::op::{value_to_py, Op, OpValue};
+use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
 use fastwt_core::{Opened, Session, SessionPhase};
 use pyo3::buffer::PyBuffer;
@@ -92,27 +93,41 @@ impl SessionHandle {
         self.session.max_datagram_size()
     }
 
+    /// `True` when the response went out at once, else an `Op` finishing it.
     #[pyo3(signature = (headers=Vec::new()))]
-    fn accept(&self, headers: Vec<(String, String)>) -> PyResult<Op> {
-        let s = self.session.clone();
-        Op::spawn(async move { s.accept(headers).await.map(|_| OpValue::Unit) })
+    fn accept(&self, py: Python<'_>, headers: Vec<(String, String)>) -> PyResult<Py<PyAny>> {
+        let _rt = runtime::get()?.enter();
+        let opened = self.session.accept_now(headers).map_err(to_py)?;
+        done_or_op(py, opened)
     }
 
+    /// `True` when the response went out at once, else an `Op` finishing it.
     #[pyo3(signature = (status_code, headers=Vec::new()))]
-    fn reject(&self, status_code: u16, headers: Vec<(String, String)>) -> PyResult<Op> {
+    fn reject(
+        &self,
+        py: Python<'_>,
+        status_code: u16,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<Py<PyAny>> {
         if !(100..=599).contains(&status_code) || (200..300).contains(&status_code) {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "status_code must be 100-199 or 300-599 to reject, got {status_code}"
             )));
         }
-        let s = self.session.clone();
-        Op::spawn(async move { s.reject(status_code, headers).await.map(|_| OpValue::Unit) })
+        let _rt = runtime::get()?.enter();
+        let opened = self
+            .session
+            .reject_now(status_code, headers)
+            .map_err(to_py)?;
+        done_or_op(py, opened)
     }
 
+    /// `True` when the close went out at once, else an `Op` finishing it.
     #[pyo3(signature = (code=0, reason=String::new()))]
-    fn close(&self, code: u32, reason: String) -> PyResult<Op> {
-        let s = self.session.clone();
-        Op::spawn(async move { s.close(code, &reason).await.map(|_| OpValue::Unit) })
+    fn close(&self, py: Python<'_>, code: u32, reason: String) -> PyResult<Py<PyAny>> {
+        let _rt = runtime::get()?.enter();
+        let opened = self.session.close_now(code, &reason).map_err(to_py)?;
+        done_or_op(py, opened)
     }
 
     /// A new bidirectional stream as (send, recv) when it can be opened at once,
@@ -259,5 +274,16 @@ impl SessionHandle {
         d.set_item("rtt", s.rtt.as_secs_f64())?;
         d.set_item("lost_packets", s.lost_packets)?;
         Ok(d)
+    }
+}
+
+fn done_or_op(py: Python<'_>, opened: Opened<()>) -> PyResult<Py<PyAny>> {
+    match opened {
+        Opened::Ready(()) => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+        Opened::Pending(fut) => Ok(Py::new(
+            py,
+            Op::spawn(async move { fut.await.map(|_| OpValue::Unit) })?,
+        )?
+        .into_any()),
     }
 }

@@ -242,42 +242,66 @@ impl Session {
         true
     }
 
-    async fn write_on_connect_stream(&self, data: Vec<u8>, finish: bool) -> Result<()> {
-        let send = self.state().connect_send.take();
-        let Some(mut send) = send else {
+    /// Writes on the CONNECT stream at once when quinn takes all of it (the usual case),
+    /// else returns a future that finishes the write. With `finish`, the stream is ended
+    /// and the connection closed once the peer has the data. Needs a tokio context.
+    fn write_on_connect_stream_now(&self, data: Vec<u8>, finish: bool) -> Result<Opened<()>> {
+        let Some(mut send) = self.state().connect_send.take() else {
             return Err(self.closed_error());
         };
-        let result = send
-            .write_all(&data)
-            .await
-            .map_err(|e| Error::Connection(format!("CONNECT stream: {e}")));
-        if finish {
-            let _ = send.finish();
-            // Close the connection once the peer has the data (or after a grace period), so
-            // the capsule or response is not lost to an abrupt CONNECTION_CLOSE.
-            let conn = self.0.conn.clone();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
-                let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
-                conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
-            });
-        } else {
-            self.state().connect_send = Some(send);
-        }
-        result
-    }
-
-    /// Accepts a requested session with a 200 response and extra header fields.
-    pub async fn accept(&self, headers: Vec<(String, String)>) -> Result<()> {
-        {
-            let s = self.state();
-            if s.phase != SessionPhase::Requested {
-                return Err(Error::InvalidState(format!(
-                    "cannot accept a session in phase {:?}",
-                    s.phase
-                )));
+        match write_now(&mut send, &data) {
+            Ok(None) => {
+                self.after_connect_write(send, finish);
+                Ok(Opened::Ready(()))
+            }
+            Ok(Some(rest)) => {
+                let this = self.clone();
+                Ok(Opened::Pending(Box::pin(async move {
+                    let result = send
+                        .write_all(&rest)
+                        .await
+                        .map_err(|e| Error::Connection(format!("CONNECT stream: {e}")));
+                    this.after_connect_write(send, finish);
+                    result
+                })))
+            }
+            Err(e) => {
+                self.after_connect_write(send, finish);
+                Err(e)
             }
         }
+    }
+
+    fn after_connect_write(&self, mut send: quinn::SendStream, finish: bool) {
+        if !finish {
+            self.state().connect_send = Some(send);
+            return;
+        }
+        let _ = send.finish();
+        // Close the connection once the peer has the data (or after a grace period), so
+        // the capsule or response is not lost to an abrupt CONNECTION_CLOSE.
+        let conn = self.0.conn.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
+            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+        });
+    }
+
+    fn check_phase(&self, want: SessionPhase, what: &str) -> Result<()> {
+        let phase = self.state().phase;
+        if phase != want {
+            return Err(Error::InvalidState(format!(
+                "cannot {what} a session in phase {phase:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Accepts a requested session with a 200 response and extra header fields, without
+    /// waiting when the response fits in the send window. Needs a tokio context.
+    pub fn accept_now(&self, headers: Vec<(String, String)>) -> Result<Opened<()>> {
+        self.check_phase(SessionPhase::Requested, "accept")?;
         let mut fields = vec![
             (":status".to_string(), "200".to_string()),
             (
@@ -290,17 +314,39 @@ impl Session {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v)),
         );
-        self.write_on_connect_stream(h3::encode_headers(&fields), false)
-            .await?;
-        let mut s = self.state();
-        if s.phase == SessionPhase::Requested {
-            s.phase = SessionPhase::Accepted;
+        let accepted = |this: &Session| {
+            let mut s = this.state();
+            if s.phase == SessionPhase::Requested {
+                s.phase = SessionPhase::Accepted;
+            }
+        };
+        match self.write_on_connect_stream_now(h3::encode_headers(&fields), false)? {
+            Opened::Ready(()) => {
+                accepted(self);
+                Ok(Opened::Ready(()))
+            }
+            Opened::Pending(fut) => {
+                let this = self.clone();
+                Ok(Opened::Pending(Box::pin(async move {
+                    fut.await?;
+                    accepted(&this);
+                    Ok(())
+                })))
+            }
         }
-        Ok(())
     }
 
-    /// Rejects a requested session with any HTTP status (100..=599 except 2xx) and headers.
-    pub async fn reject(&self, status: u16, headers: Vec<(String, String)>) -> Result<()> {
+    /// Accepts a requested session (see [`Self::accept_now`]).
+    pub async fn accept(&self, headers: Vec<(String, String)>) -> Result<()> {
+        match self.accept_now(headers)? {
+            Opened::Ready(()) => Ok(()),
+            Opened::Pending(fut) => fut.await,
+        }
+    }
+
+    /// Rejects a requested session with any HTTP status (100..=599 except 2xx) and
+    /// headers, without waiting when possible. Needs a tokio context.
+    pub fn reject_now(&self, status: u16, headers: Vec<(String, String)>) -> Result<Opened<()>> {
         if !(100..=599).contains(&status) || (200..300).contains(&status) {
             return Err(Error::Config(format!(
                 "{status} is not a rejection status (use 100-199 or 300-599)"
@@ -322,9 +368,7 @@ impl Session {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v)),
         );
-        let result = self
-            .write_on_connect_stream(h3::encode_headers(&fields), true)
-            .await;
+        let result = self.write_on_connect_stream_now(h3::encode_headers(&fields), true);
         self.mark_closed(CloseInfo {
             code: 0,
             reason: format!("rejected with status {status}"),
@@ -333,28 +377,47 @@ impl Session {
         result
     }
 
+    /// Rejects a requested session (see [`Self::reject_now`]).
+    pub async fn reject(&self, status: u16, headers: Vec<(String, String)>) -> Result<()> {
+        match self.reject_now(status, headers)? {
+            Opened::Ready(()) => Ok(()),
+            Opened::Pending(fut) => fut.await,
+        }
+    }
+
     /// Closes the session with an application code and reason, which the peer sees
-    /// (CLOSE_WEBTRANSPORT_SESSION). Closing twice is harmless.
-    pub async fn close(&self, code: u32, reason: &str) -> Result<()> {
-        let phase = self.phase();
-        match phase {
+    /// (CLOSE_WEBTRANSPORT_SESSION), without waiting when possible. Closing twice is
+    /// harmless; an unanswered request is refused with 404. Needs a tokio context.
+    pub fn close_now(&self, code: u32, reason: &str) -> Result<Opened<()>> {
+        match self.phase() {
             SessionPhase::Accepted => {
                 if self.mark_closed(CloseInfo {
                     code,
                     reason: reason.to_string(),
                     local: true,
                 }) {
-                    let _ = self
-                        .write_on_connect_stream(h3::encode_close_capsule(code, reason), true)
-                        .await;
+                    // The peer may already be gone; the session is closed either way.
+                    if let Ok(Opened::Pending(fut)) = self
+                        .write_on_connect_stream_now(h3::encode_close_capsule(code, reason), true)
+                    {
+                        return Ok(Opened::Pending(Box::pin(async move {
+                            let _ = fut.await;
+                            Ok(())
+                        })));
+                    }
                 }
-                Ok(())
+                Ok(Opened::Ready(()))
             }
-            SessionPhase::Requested => {
-                // Closing an unanswered request refuses it.
-                self.reject(404, vec![]).await
-            }
-            SessionPhase::Rejected | SessionPhase::Closed => Ok(()),
+            SessionPhase::Requested => self.reject_now(404, vec![]),
+            SessionPhase::Rejected | SessionPhase::Closed => Ok(Opened::Ready(())),
+        }
+    }
+
+    /// Closes the session (see [`Self::close_now`]).
+    pub async fn close(&self, code: u32, reason: &str) -> Result<()> {
+        match self.close_now(code, reason)? {
+            Opened::Ready(()) => Ok(()),
+            Opened::Pending(fut) => fut.await,
         }
     }
 
