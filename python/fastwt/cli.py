@@ -268,7 +268,7 @@ def _print_dev_banner(info: DevServerInfo, *, custom_cert: bool) -> None:
         lines += ["", f"  Demo page: open {info.page_url} in Chrome or Edge"]
     lines += [
         "",
-        "Paste into the DevTools console of a secure-context page (http://127.0.0.1:..., ",
+        "Paste into the DevTools console of a secure-context page (http://127.0.0.1:...,",
         "http://localhost:... or any https:// page; not about:blank):",
         "",
         js_snippet(info.url, info.certificate_hash),

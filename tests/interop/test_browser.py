@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from _aioquic_peer import EchoServerProtocol, aioquic_echo_server
-from _browser import Browser, expect_results, run_interop_checks
+from _browser import Browser, expect_results, run_interop_checks, serve_html
 from _certs import DevCert
 from anyio.from_thread import start_blocking_portal
 
-from fastwt.devserver import DevServerInfo
+from fastwt.devserver import DevServerInfo, js_snippet
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +43,19 @@ def test_chromium_against_fastwt(browser: Browser, fastwt_echo_server: DevServer
             "server_close": {"closeCode": CLOSE_CODE, "reason": CLOSE_REASON},
         },
         browser,
+    )
+
+
+def test_printed_js_snippet_works(browser: Browser, fastwt_echo_server: DevServerInfo) -> None:
+    """The snippet ``fastwt dev`` prints for a DevTools console runs as printed."""
+    snippet = js_snippet(fastwt_echo_server.url, fastwt_echo_server.certificate_hash)
+    with serve_html("<!doctype html><title>console</title>") as page_url:
+        page = browser.open(page_url)
+        # The console allows top-level await; an async function body is the same.
+        page.evaluate(f"async () => {{\n{snippet}\n}}")
+    logged = [line for line in browser.console if line.startswith("console.log:")]
+    assert logged == ["console.log: echoed: hello, fastwt", "console.log: datagram: ping"], (
+        browser.console_report()
     )
 
 
