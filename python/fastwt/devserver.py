@@ -46,6 +46,7 @@ __all__ = [
     "handle_session",
     "js_snippet",
     "serve",
+    "start_page_server",
 ]
 
 log = logging.getLogger("fastwt.devserver")
@@ -179,7 +180,7 @@ async def serve(
         info = DevServerInfo(url=url, certificate_hash=server.certificate_hash, addresses=addresses)
         httpd: http.server.ThreadingHTTPServer | None = None
         if http_port is not None:
-            httpd = _start_page_server(http_port, url=url, certificate_hash=info.certificate_hash)
+            httpd = start_page_server(demo_page(url, info.certificate_hash), port=http_port)
             page_port = httpd.server_address[1]
             info = DevServerInfo(
                 url=url,
@@ -401,15 +402,16 @@ def demo_page(url: str, certificate_hash: str) -> str:
     return _DEMO_HTML.replace("__CLIENT_JS__", CLIENT_JS).replace("__CONFIG__", config)
 
 
-def _start_page_server(
-    port: int, *, url: str, certificate_hash: str
-) -> http.server.ThreadingHTTPServer:
-    body = demo_page(url, certificate_hash).encode()
+def start_page_server(html: str, *, port: int = 0) -> http.server.ThreadingHTTPServer:
+    """Serve ``html`` at ``http://127.0.0.1:PORT/`` (a secure context, where browsers
+    offer ``WebTransport``) from a daemon thread; ``port=0`` picks a free port
+    (``server_address[1]``). Stop it with ``shutdown()`` and ``server_close()``."""
+    body = html.encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
-            if path == "/favicon.ico":
+            if path == "/favicon.ico":  # keeps a 404 out of the browser console
                 self.send_response(204)
                 self.end_headers()
                 return
@@ -428,5 +430,5 @@ def _start_page_server(
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, name="fastwt-demo-page", daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, name="fastwt-page", daemon=True).start()
     return httpd

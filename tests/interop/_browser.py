@@ -10,15 +10,15 @@ the real cause, which only the console tells).
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fastwt.devserver import CLIENT_JS, start_page_server
 
 CHROMIUM = os.environ.get("FASTWT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -51,36 +51,12 @@ def require_chromium() -> None:
 @contextlib.contextmanager
 def serve_html(html: str) -> Iterator[str]:
     """Serve ``html`` at ``http://127.0.0.1:PORT/`` from a thread; yields that URL."""
-    body = html.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?")[0]
-            if path == "/favicon.ico":  # keep the console free of a 404 message
-                self.send_response(204)
-                self.end_headers()
-                return
-            if path not in ("/", "/index.html"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    httpd = start_page_server(html)
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     finally:
         httpd.shutdown()
         httpd.server_close()
-        thread.join(5)
 
 
 class Browser:
@@ -157,8 +133,6 @@ def run_interop_checks(
     browser: Browser, *, echo_url: str, close_url: str, certificate_hash: str
 ) -> dict[str, dict[str, Any]]:
     """Open a page with fastwt's browser helpers and run the interop checks there."""
-    from fastwt.devserver import CLIENT_JS
-
     html = f"<!doctype html><meta charset=utf-8><title>interop</title><script>{CLIENT_JS}</script>"
     with serve_html(html) as page_url:
         page = browser.open(page_url)

@@ -23,6 +23,17 @@ CLOSE_CODE = 4242
 CLOSE_REASON = "server says bye"
 
 
+def _expected(close_code: int, close_reason: str) -> dict[str, Any]:
+    """What the page reports when every check passes."""
+    return {
+        "connect": "ready",
+        "bidi": "bidi from chromium",
+        "uni": "uni from chromium",
+        "datagram": "datagram from chromium",
+        "server_close": {"closeCode": close_code, "reason": close_reason},
+    }
+
+
 def test_chromium_against_fastwt(browser: Browser, fastwt_echo_server: DevServerInfo) -> None:
     """Bidirectional echo, a unidirectional stream each way, datagram echo, and a
     server-initiated close whose code and reason reach ``transport.closed``."""
@@ -33,17 +44,7 @@ def test_chromium_against_fastwt(browser: Browser, fastwt_echo_server: DevServer
         close_url=f"{base}/close?code={CLOSE_CODE}&reason={CLOSE_REASON.replace(' ', '%20')}",
         certificate_hash=fastwt_echo_server.certificate_hash,
     )
-    expect_results(
-        results,
-        {
-            "connect": "ready",
-            "bidi": "bidi from chromium",
-            "uni": "uni from chromium",
-            "datagram": "datagram from chromium",
-            "server_close": {"closeCode": CLOSE_CODE, "reason": CLOSE_REASON},
-        },
-        browser,
-    )
+    expect_results(results, _expected(CLOSE_CODE, CLOSE_REASON), browser)
 
 
 def test_printed_js_snippet_works(browser: Browser, fastwt_echo_server: DevServerInfo) -> None:
@@ -82,20 +83,8 @@ def test_chromium_against_aioquic(browser: Browser, aioquic_server: int, dev_cer
         close_url=f"{base}/close",
         certificate_hash=dev_cert.sha256,
     )
-    expect_results(
-        results,
-        {
-            "connect": "ready",
-            "bidi": "bidi from chromium",
-            "uni": "uni from chromium",
-            "datagram": "datagram from chromium",
-            "server_close": {
-                "closeCode": EchoServerProtocol.CLOSE_CODE,
-                "reason": EchoServerProtocol.CLOSE_REASON,
-            },
-        },
-        browser,
-    )
+    expected = _expected(EchoServerProtocol.CLOSE_CODE, EchoServerProtocol.CLOSE_REASON)
+    expect_results(results, expected, browser)
 
 
 def test_demo_page(browser: Browser, fastwt_cli: Callable[..., Any]) -> None:
