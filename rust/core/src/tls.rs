@@ -13,13 +13,13 @@ const ALPN_H3: &[u8] = b"h3";
 /// and SHA-384 (AES-256's suite) does not, which made it the top handshake cost.
 fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| {
-        match suite.suite() {
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| match suite.suite() {
             rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
             rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => 1,
             _ => 2,
-        }
-    });
+        });
     Arc::new(provider)
 }
 
