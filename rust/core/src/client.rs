@@ -205,6 +205,12 @@ impl Client {
         Ok(session)
     }
 
+    /// The QUIC client configuration this client uses (TLS trust, ALPN `h3`, transport
+    /// knobs), for tools that speak raw QUIC to a server: tests and benchmarks.
+    pub fn quic_config(&self) -> quinn::ClientConfig {
+        self.config.clone()
+    }
+
     /// Closes the client's sockets; sessions still open end abruptly.
     pub fn close(&self) {
         let eps = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());

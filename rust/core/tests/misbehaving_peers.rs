@@ -1,0 +1,131 @@
+//! Clients that break the protocol must cost the server only their own connection.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fastwt_core::h3;
+use fastwt_core::{Client, ClientOptions, Identity, Server, ServerOptions, Session, TrustMode};
+use std::time::Duration;
+
+fn setup() -> (Server, Client, std::net::SocketAddr) {
+    let identity = Identity::development().unwrap();
+    let options = ServerOptions {
+        bind: vec!["127.0.0.1:0".parse().unwrap()],
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let server = Server::bind(options, &identity).unwrap();
+    let addr = server.local_addrs()[0];
+    let client = Client::new(ClientOptions {
+        trust: TrustMode::CertificateHashes(vec![identity.certificate_hash()]),
+        ..Default::default()
+    })
+    .unwrap();
+    (server, client, addr)
+}
+
+async fn raw_connection(client: &Client, addr: std::net::SocketAddr) -> quinn::Connection {
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint
+        .connect_with(client.quic_config(), addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+fn connect_request(addr: std::net::SocketAddr) -> Vec<u8> {
+    h3::encode_headers(&[
+        (":method".into(), "CONNECT".into()),
+        (":protocol".into(), "webtransport".into()),
+        (":scheme".into(), "https".into()),
+        (":authority".into(), addr.to_string()),
+        (":path".into(), "/bad".into()),
+    ])
+}
+
+async fn next_request(server: &Server) -> Session {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
+    )
+    .await
+    .expect("a session request")
+    .unwrap()
+}
+
+/// The server still serves a well-behaved client.
+async fn still_serving(server: &Server, client: &Client, addr: std::net::SocketAddr) {
+    let url = format!("https://{addr}/good");
+    let connect = client.connect(&url, vec![], Some(Duration::from_secs(5)));
+    let accept = async {
+        let s = next_request(server).await;
+        assert_eq!(s.path(), "/good");
+        s.accept(vec![]).await.unwrap();
+        s
+    };
+    let (session, _server_side) = tokio::join!(connect, accept);
+    let session = session.unwrap();
+    let (mut send, mut recv) = session.open_bi().await.unwrap();
+    send.write_all(b"x").await.unwrap();
+    drop(recv.stop(0));
+    session.close(0, "").await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_capsule_and_frames_on_the_connect_stream() {
+    let (server, client, addr) = setup();
+    let conn = raw_connection(&client, addr).await;
+    let mut control = conn.open_uni().await.unwrap();
+    control
+        .write_all(&h3::control_stream_preamble())
+        .await
+        .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&connect_request(addr)).await.unwrap();
+    let session = next_request(&server).await;
+    session.accept(vec![]).await.unwrap();
+    // 01 00: an empty HEADERS frame; then a CLOSE_WEBTRANSPORT_SESSION capsule that is
+    // too short to hold its error code.
+    send.write_all(&[0x01, 0x00]).await.unwrap();
+    send.write_all(&h3::encode_frame(h3::FRAME_DATA, &[0x68, 0x43, 0x01, 0x00]))
+        .await
+        .unwrap();
+    let info = tokio::time::timeout(Duration::from_secs(5), session.closed())
+        .await
+        .unwrap();
+    assert!(!info.local);
+    still_serving(&server, &client, addr).await;
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_connect_request() {
+    let (server, client, addr) = setup();
+    let conn = raw_connection(&client, addr).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0xff; 64]).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "the server closes a connection that sends garbage"
+    );
+    still_serving(&server, &client, addr).await;
+}
+
+#[tokio::test]
+async fn silent_client_times_out_and_oversized_headers_are_refused() {
+    let (server, client, addr) = setup();
+    let silent = raw_connection(&client, addr).await;
+    let big = raw_connection(&client, addr).await;
+    let (mut send, _recv) = big.open_bi().await.unwrap();
+    // A HEADERS frame announcing 1 MiB: over the limit, refused without buffering it.
+    let mut header = vec![];
+    h3::put_varint(&mut header, h3::FRAME_HEADERS);
+    h3::put_varint(&mut header, 1 << 20);
+    send.write_all(&header).await.unwrap();
+    let silent_closed = tokio::time::timeout(Duration::from_secs(5), silent.closed()).await;
+    assert!(
+        silent_closed.is_ok(),
+        "request_timeout closes a silent connection"
+    );
+    let big_closed = tokio::time::timeout(Duration::from_secs(5), big.closed()).await;
+    assert!(big_closed.is_ok());
+    still_serving(&server, &client, addr).await;
+}
