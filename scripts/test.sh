@@ -48,7 +48,7 @@ check() {
     fi
 }
 
-check "rust: cargo fmt --check" cargo fmt --all --check
+check "rust: cargo fmt --check" cargo fmt --all --check -- --color never
 check "rust: cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 check "rust: cargo test -p fastwt-core" cargo test -p fastwt-core
 check "python: ruff check" "$PYTHON" -m ruff check .
