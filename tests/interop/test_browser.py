@@ -6,6 +6,7 @@ development certificate through ``serverCertificateHashes``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from _browser import Browser, expect_results, run_interop_checks, serve_html
 from _certs import DevCert
 from anyio.from_thread import start_blocking_portal
 
+from fastwt import devserver
 from fastwt.devserver import DevServerInfo, js_snippet
 
 pytestmark = pytest.mark.browser
@@ -58,6 +60,32 @@ def test_printed_js_snippet_works(browser: Browser, fastwt_echo_server: DevServe
     assert logged == ["console.log: echoed: hello, fastwt", "console.log: datagram: ping"], (
         browser.console_report()
     )
+
+
+def test_chromium_reaches_dev_server_by_every_loopback_name(browser: Browser) -> None:
+    """``fastwt dev`` binds 127.0.0.1 and ::1, so ``localhost`` works too (Chromium
+    tries ::1 first for it and does not fall back to IPv4 for QUIC)."""
+    serve = functools.partial(devserver.serve, hosts=devserver.DEFAULT_HOSTS, port=0)
+    with start_blocking_portal() as portal:
+        future, info = portal.start_task(serve)
+        try:
+            with serve_html(f"<script>{devserver.CLIENT_JS}</script>") as page_url:
+                page = browser.open(page_url)
+                for host in ("localhost", "[::1]", "127.0.0.1"):
+                    echoed = page.evaluate(
+                        """async ([url, hash]) => {
+                          try {
+                            const wt = await fastwt.connect(url, hash);
+                            const echoed = await fastwt.bidiEcho(wt, "hi");
+                            wt.close();
+                            return echoed;
+                          } catch (e) { return String(e); }
+                        }""",
+                        [f"https://{host}:{info.port}/echo", info.certificate_hash],
+                    )
+                    assert echoed == "hi", f"{host}: {echoed}\n{browser.console_report()}"
+        finally:
+            future.cancel()
 
 
 @pytest.fixture
