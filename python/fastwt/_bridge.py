@@ -45,6 +45,15 @@ class Hub(Protocol):
     def is_waiting(self, token: int) -> bool: ...
 
 
+def _discard(waiters: dict[int, list[Any]], token: int, waiter: Any) -> None:
+    """Forgets one parked waiter (done or cancelled) so the hub holds nothing stale."""
+    remaining = waiters.get(token)
+    if remaining is not None and waiter in remaining:
+        remaining.remove(waiter)
+        if not remaining:
+            del waiters[token]
+
+
 class _AsyncioHub:
     """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``."""
 
@@ -72,11 +81,7 @@ class _AsyncioHub:
         finally:
             if not fut.done():  # cancelled: forget this waiter so nothing stays pending
                 fut.cancel()
-            remaining = self._waiters.get(token)
-            if remaining is not None and fut in remaining:
-                remaining.remove(fut)
-                if not remaining:
-                    del self._waiters[token]
+            _discard(self._waiters, token, fut)
 
     def pending(self) -> int:
         """Tasks parked now (all tokens)."""
@@ -120,11 +125,7 @@ class _TrioHub:
         try:
             await ev.wait()
         finally:
-            remaining = self._waiters.get(token)
-            if remaining is not None and ev in remaining:
-                remaining.remove(ev)
-                if not remaining:
-                    del self._waiters[token]
+            _discard(self._waiters, token, ev)
 
     def pending(self) -> int:
         """Tasks parked now (all tokens)."""

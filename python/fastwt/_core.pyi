@@ -15,6 +15,7 @@ __all__ = [
     "SendStreamHandle",
     "ServerHandle",
     "SessionHandle",
+    "Transport",
     "__version__",
     "dropped_log_records",
     "generate_dev_certificate",
@@ -61,6 +62,24 @@ class Op:
         """The result (``True`` when there is none) or ``None`` while pending."""
 
 @final
+class Transport:
+    """QUIC knobs shared by servers and clients (checked when made)."""
+
+    def __new__(
+        cls,
+        *,
+        max_idle_timeout: float | None = ...,
+        keep_alive_interval: float | None = None,
+        max_concurrent_bidi_streams: int = 100,
+        max_concurrent_uni_streams: int = 100,
+        stream_receive_window: int = 4194304,
+        receive_window: int = 16777216,
+        send_window: int = 16777216,
+        datagram_queue_capacity: int = 4096,
+        congestion_control: str = "cubic",
+    ) -> Transport: ...
+
+@final
 class ServerHandle:
     def __new__(
         cls,
@@ -71,15 +90,7 @@ class ServerHandle:
         max_sessions: int = 10000,
         pending_request_capacity: int = 1024,
         request_timeout: float = 10.0,
-        max_idle_timeout: float | None = ...,
-        keep_alive_interval: float | None = None,
-        max_concurrent_bidi_streams: int = 100,
-        max_concurrent_uni_streams: int = 100,
-        stream_receive_window: int = ...,
-        receive_window: int = ...,
-        send_window: int = ...,
-        datagram_queue_capacity: int = 4096,
-        congestion_control: str = "cubic",
+        transport: Transport | None = None,
     ) -> ServerHandle: ...
     def local_addresses(self) -> list[tuple[str, int]]: ...
     def certificate_hash(self) -> str: ...
@@ -100,15 +111,7 @@ class ClientHandle:
         connect_timeout: float | None = None,
         headers: list[tuple[str, str]] = ...,
         user_agent: str | None = None,
-        max_idle_timeout: float | None = ...,
-        keep_alive_interval: float | None = None,
-        max_concurrent_bidi_streams: int = 100,
-        max_concurrent_uni_streams: int = 100,
-        stream_receive_window: int = ...,
-        receive_window: int = ...,
-        send_window: int = ...,
-        datagram_queue_capacity: int = 4096,
-        congestion_control: str = "cubic",
+        transport: Transport | None = None,
     ) -> ClientHandle: ...
     def connect(
         self, url: str, headers: list[tuple[str, str]] = ..., timeout: float | None = None

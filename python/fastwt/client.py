@@ -8,7 +8,7 @@ from typing import Any
 from . import _bridge
 from ._core import ClientHandle
 from ._logging import start_log_forwarding
-from .config import ClientConfig
+from .config import ClientConfig, transport_of
 from .errors import ClientError
 from .session import WebTransportSession
 
@@ -50,15 +50,7 @@ class WebTransportClient:
                 connect_timeout=cfg.connect_timeout,
                 headers=list(cfg.headers.items()),
                 user_agent=cfg.user_agent,
-                max_idle_timeout=cfg.max_idle_timeout,
-                keep_alive_interval=cfg.keep_alive_interval,
-                max_concurrent_bidi_streams=cfg.max_concurrent_bidi_streams,
-                max_concurrent_uni_streams=cfg.max_concurrent_uni_streams,
-                stream_receive_window=cfg.stream_receive_window,
-                receive_window=cfg.receive_window,
-                send_window=cfg.send_window,
-                datagram_queue_capacity=cfg.datagram_queue_size,
-                congestion_control=cfg.congestion_control_algorithm,
+                transport=transport_of(cfg),
                 **kwargs,
             )
         return self._handle

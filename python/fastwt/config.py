@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._core import Transport
 from .errors import ConfigurationError
 
 __all__ = ["ClientConfig", "ServerConfig"]
@@ -128,3 +129,18 @@ class ClientConfig:
             if len(clean) != 64:
                 raise ConfigurationError(f"certificate hash must be 64 hex digits: {h!r}")
         _check_common(self)
+
+
+def transport_of(cfg: ServerConfig | ClientConfig) -> Transport:
+    """The QUIC knobs of a server or client config, for the Rust core."""
+    return Transport(
+        max_idle_timeout=cfg.max_idle_timeout,
+        keep_alive_interval=cfg.keep_alive_interval,
+        max_concurrent_bidi_streams=cfg.max_concurrent_bidi_streams,
+        max_concurrent_uni_streams=cfg.max_concurrent_uni_streams,
+        stream_receive_window=cfg.stream_receive_window,
+        receive_window=cfg.receive_window,
+        send_window=cfg.send_window,
+        datagram_queue_capacity=cfg.datagram_queue_size,
+        congestion_control=cfg.congestion_control_algorithm,
+    )

@@ -11,7 +11,7 @@ import anyio
 from . import _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
-from .config import ServerConfig
+from .config import ServerConfig, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
@@ -93,15 +93,7 @@ class WebTransportServer:
             "max_sessions": cfg.max_sessions,
             "pending_request_capacity": cfg.pending_request_capacity,
             "request_timeout": cfg.request_timeout,
-            "max_idle_timeout": cfg.max_idle_timeout,
-            "keep_alive_interval": cfg.keep_alive_interval,
-            "max_concurrent_bidi_streams": cfg.max_concurrent_bidi_streams,
-            "max_concurrent_uni_streams": cfg.max_concurrent_uni_streams,
-            "stream_receive_window": cfg.stream_receive_window,
-            "receive_window": cfg.receive_window,
-            "send_window": cfg.send_window,
-            "datagram_queue_capacity": cfg.datagram_queue_size,
-            "congestion_control": cfg.congestion_control_algorithm,
+            "transport": transport_of(cfg),
         }
 
     async def accept(self) -> WebTransportSession:

@@ -1,6 +1,6 @@
 use crate::errors::to_py;
 use crate::op::{Op, OpValue};
-use crate::options;
+use crate::options::Transport;
 use crate::runtime;
 use fastwt_core::{Client, ClientOptions, TrustMode};
 use pyo3::prelude::*;
@@ -36,10 +36,7 @@ impl ClientHandle {
     #[new]
     #[pyo3(signature = (*, trust="system", ca_certs=None, certificate_hashes=Vec::new(),
         certfile=None, keyfile=None, connect_timeout=None, headers=Vec::new(), user_agent=None,
-        max_idle_timeout=Some(30.0), keep_alive_interval=None, max_concurrent_bidi_streams=100,
-        max_concurrent_uni_streams=100, stream_receive_window=4*1024*1024,
-        receive_window=16*1024*1024, send_window=16*1024*1024, datagram_queue_capacity=4096,
-        congestion_control="cubic"))]
+        transport=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -51,15 +48,7 @@ impl ClientHandle {
         connect_timeout: Option<f64>,
         headers: Vec<(String, String)>,
         user_agent: Option<String>,
-        max_idle_timeout: Option<f64>,
-        keep_alive_interval: Option<f64>,
-        max_concurrent_bidi_streams: u32,
-        max_concurrent_uni_streams: u32,
-        stream_receive_window: u64,
-        receive_window: u64,
-        send_window: u64,
-        datagram_queue_capacity: usize,
-        congestion_control: &str,
+        transport: Option<PyRef<'_, Transport>>,
     ) -> PyResult<Self> {
         let trust = match trust {
             "system" => TrustMode::SystemRoots,
@@ -88,17 +77,7 @@ impl ClientHandle {
                 ))
             }
         };
-        let transport = options::transport(
-            max_idle_timeout,
-            keep_alive_interval,
-            max_concurrent_bidi_streams,
-            max_concurrent_uni_streams,
-            stream_receive_window,
-            receive_window,
-            send_window,
-            datagram_queue_capacity,
-            congestion_control,
-        )?;
+        let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
         let connect_timeout = match connect_timeout {
             Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
             Some(t) => {

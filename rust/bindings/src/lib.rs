@@ -34,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;
+    m.add_class::<options::Transport>()?;
     m.add_class::<server::ServerHandle>()?;
     m.add_class::<client::ClientHandle>()?;
     m.add_class::<session::SessionHandle>()?;

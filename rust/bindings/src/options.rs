@@ -12,39 +12,53 @@ fn secs(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     }
 }
 
-/// QUIC knobs from Python values (the dataclass fields of ServerConfig/ClientConfig).
-#[allow(clippy::too_many_arguments)]
-pub fn transport(
-    max_idle_timeout: Option<f64>,
-    keep_alive_interval: Option<f64>,
-    max_concurrent_bidi_streams: u32,
-    max_concurrent_uni_streams: u32,
-    stream_receive_window: u64,
-    receive_window: u64,
-    send_window: u64,
-    datagram_queue_capacity: usize,
-    congestion_control: &str,
-) -> PyResult<TransportOptions> {
-    let congestion_control = match congestion_control.to_ascii_lowercase().as_str() {
-        "cubic" => CongestionControl::Cubic,
-        "bbr" => CongestionControl::Bbr,
-        "newreno" | "reno" => CongestionControl::NewReno,
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "congestion_control must be 'cubic', 'bbr' or 'newreno', got {other:?}"
-            )))
-        }
-    };
-    Ok(TransportOptions {
-        max_idle_timeout: secs(max_idle_timeout, "max_idle_timeout")?,
-        keep_alive_interval: secs(keep_alive_interval, "keep_alive_interval")?,
-        max_concurrent_bidi_streams,
-        max_concurrent_uni_streams,
-        stream_receive_window,
-        receive_window,
-        send_window,
-        datagram_queue_capacity,
-        congestion_control,
-        ..TransportOptions::default()
-    })
+/// QUIC knobs shared by servers and clients, checked once when made.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct Transport {
+    pub(crate) options: TransportOptions,
+}
+
+#[pymethods]
+impl Transport {
+    #[new]
+    #[pyo3(signature = (*, max_idle_timeout=Some(30.0), keep_alive_interval=None,
+        max_concurrent_bidi_streams=100, max_concurrent_uni_streams=100,
+        stream_receive_window=4194304, receive_window=16777216, send_window=16777216,
+        datagram_queue_capacity=4096, congestion_control="cubic"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        max_idle_timeout: Option<f64>,
+        keep_alive_interval: Option<f64>,
+        max_concurrent_bidi_streams: u32,
+        max_concurrent_uni_streams: u32,
+        stream_receive_window: u64,
+        receive_window: u64,
+        send_window: u64,
+        datagram_queue_capacity: usize,
+        congestion_control: &str,
+    ) -> PyResult<Self> {
+        let congestion_control = match congestion_control.to_ascii_lowercase().as_str() {
+            "cubic" => CongestionControl::Cubic,
+            "bbr" => CongestionControl::Bbr,
+            "newreno" | "reno" => CongestionControl::NewReno,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "congestion_control must be 'cubic', 'bbr' or 'newreno', got {other:?}"
+                )))
+            }
+        };
+        let options = TransportOptions {
+            max_idle_timeout: secs(max_idle_timeout, "max_idle_timeout")?,
+            keep_alive_interval: secs(keep_alive_interval, "keep_alive_interval")?,
+            max_concurrent_bidi_streams,
+            max_concurrent_uni_streams,
+            stream_receive_window,
+            receive_window,
+            send_window,
+            datagram_queue_capacity,
+            congestion_control,
+            ..TransportOptions::default()
+        };
+        Ok(Self { options })
+    }
 }

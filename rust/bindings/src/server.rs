@@ -1,7 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
 use crate::op::{Op, OpValue};
-use crate::options;
+use crate::options::Transport;
 use crate::runtime;
 use crate::session::SessionHandle;
 use fastwt_core::{Identity, Server, ServerOptions};
@@ -32,11 +32,7 @@ impl ServerHandle {
     /// Binds `bind` (a list of (host, port)) and starts accepting connections.
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
-        pending_request_capacity=1024, request_timeout=10.0, max_idle_timeout=Some(30.0),
-        keep_alive_interval=None, max_concurrent_bidi_streams=100,
-        max_concurrent_uni_streams=100, stream_receive_window=4*1024*1024,
-        receive_window=16*1024*1024, send_window=16*1024*1024,
-        datagram_queue_capacity=4096, congestion_control="cubic"))]
+        pending_request_capacity=1024, request_timeout=10.0, transport=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -46,15 +42,7 @@ impl ServerHandle {
         max_sessions: usize,
         pending_request_capacity: usize,
         request_timeout: f64,
-        max_idle_timeout: Option<f64>,
-        keep_alive_interval: Option<f64>,
-        max_concurrent_bidi_streams: u32,
-        max_concurrent_uni_streams: u32,
-        stream_receive_window: u64,
-        receive_window: u64,
-        send_window: u64,
-        datagram_queue_capacity: usize,
-        congestion_control: &str,
+        transport: Option<PyRef<'_, Transport>>,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
         let mut addrs = Vec::new();
@@ -72,17 +60,7 @@ impl ServerHandle {
                 "request_timeout must be positive",
             ));
         }
-        let transport = options::transport(
-            max_idle_timeout,
-            keep_alive_interval,
-            max_concurrent_bidi_streams,
-            max_concurrent_uni_streams,
-            stream_receive_window,
-            receive_window,
-            send_window,
-            datagram_queue_capacity,
-            congestion_control,
-        )?;
+        let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
         let opts = ServerOptions {
             bind: addrs,
             max_sessions,
