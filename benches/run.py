@@ -44,8 +44,9 @@ TARGETS_DIR = HERE / "targets"
 VENVS = HERE / ".venvs"
 CEILING_DIR = HERE / "rust-ceiling"
 
-ALL_TARGETS = ["fastwt", "fastwt-app", "pwt020", "pwt011", "rust"]
-DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "fastwt-app"]
+ALL_TARGETS = ["fastwt", "fastwt-app", "fastwt-rc", "pwt020", "pwt011", "rust"]
+DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "fastwt-rc", "fastwt-app"]
+FASTWT_PROBE = "import fastwt, fastwt._core; print(fastwt.__version__)"
 REFERENCE = "pwt020"
 CEILING = "rust"
 AUTH_HEADERS = [
@@ -324,6 +325,20 @@ def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[st
                     t.available, t.reason = False, "no certificate (cryptography missing)"
                 else:
                     t.server_cmd += ["--cert", str(certs[0]), "--key", str(certs[1])]
+        elif name == "fastwt-rc":
+            ok, why, binary = build_ceiling()
+            t = Target(
+                name,
+                "fastwt server driven by the raw-Rust client",
+                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", "bare"],
+                [str(binary), "client"],
+            )
+            ok2, out = probe_python(
+                fastwt_python, "import fastwt, fastwt._core; print(fastwt.__version__)"
+            )
+            t.available = ok and ok2
+            t.version = out if ok2 else ""
+            t.reason = why if not ok else ("" if ok2 else f"fastwt not importable: {out}")
         elif name == "rust":
             ok, why, binary = build_ceiling()
             t = Target(
@@ -490,10 +505,11 @@ def ratios(summary: dict[str, Any], targets: list[str]) -> dict[str, Any]:
     others = [t for t in (REFERENCE, "pwt011", CEILING) if t in targets]
     for case in CASES:
         for key, _label, _hib in case.metrics:
-            for other in others:
-                r = ratio(summary, case.name, key, "fastwt", other)
-                if r is not None:
-                    out.setdefault(case.name, {}).setdefault(key, {})[f"fastwt/{other}"] = r
+            for mine in ("fastwt", "fastwt-rc"):
+                for other in others:
+                    r = ratio(summary, case.name, key, mine, other)
+                    if r is not None:
+                        out.setdefault(case.name, {}).setdefault(key, {})[f"{mine}/{other}"] = r
     app = ratio(summary, "sessions", "sessions_per_s", "fastwt-app", "fastwt")
     if app is not None:
         out.setdefault("sessions", {}).setdefault("sessions_per_s", {})["fastwt-app/fastwt"] = app
@@ -501,30 +517,31 @@ def ratios(summary: dict[str, Any], targets: list[str]) -> dict[str, Any]:
 
 
 def evaluate_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal for fastwt with its own client, and for the fastwt server driven by the
+    raw-Rust client (``fastwt-rc``: the server's share, without the Python client)."""
     rows = []
     for case, metric, against, op, value, label in GOALS:
-        if against:
-            got = ratio(summary, case, metric, "fastwt", against)
-        else:
-            m = summary.get(case, {}).get(metric, {}).get("fastwt")
-            got = m["median"] if m else None
-        if got is None:
-            status = "n/a"
-        else:
-            met = got >= value if op == ">=" else got <= value
-            status = "met" if met else "MISSED"
-        rows.append(
-            {
-                "goal": label,
-                "case": case,
-                "metric": metric,
-                "against": against or "absolute",
-                "op": op,
-                "value": value,
-                "got": got,
-                "status": status,
-            }
-        )
+        row: dict[str, Any] = {
+            "goal": label,
+            "case": case,
+            "metric": metric,
+            "against": against or "absolute",
+            "op": op,
+            "value": value,
+        }
+        for mine, key in (("fastwt", "got"), ("fastwt-rc", "got_rc")):
+            if against:
+                got = ratio(summary, case, metric, mine, against)
+            else:
+                m = summary.get(case, {}).get(metric, {}).get(mine)
+                got = m["median"] if m else None
+            row[key] = got
+            if got is None:
+                row[key.replace("got", "status")] = "n/a"
+            else:
+                met = got >= value if op == ">=" else got <= value
+                row[key.replace("got", "status")] = "met" if met else "MISSED"
+        rows.append(row)
     return rows
 
 
@@ -602,22 +619,38 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         out.append(f"- `{tn}`: {t['title']} {t['version']} — {state}")
     out.append("")
     out.append("## Goals (issue 4), medians of the same run\n")
-    out.append("| goal | fastwt got | status |")
-    out.append("|---|---|---|")
-    for g in data["goals"]:
-        got = g["got"]
+    out.append(
+        "`fastwt` is driven by fastwt's own Python client, as the issue asks; `fastwt-rc` is "
+        "the same fastwt server driven by the raw-Rust client, which shows the server's share "
+        "without the Python client's cost.\n"
+    )
+    out.append("| goal | fastwt | status | fastwt-rc | status |")
+    out.append("|---|---|---|---|---|")
+
+    def shown(g: dict[str, Any], got: float | None) -> str:
         if got is None:
-            shown = "—"
-        elif g["against"] == "absolute":
-            shown = fmt(got, g["metric"])
-        else:
-            shown = f"{got:.2f}× {g['against']}"
-        out.append(f"| {g['goal']} | {shown} | {g['status']} |")
+            return "—"
+        if g["against"] == "absolute":
+            return fmt(got, g["metric"])
+        return f"{got:.2f}× {g['against']}"
+
+    for g in data["goals"]:
+        out.append(
+            f"| {g['goal']} | {shown(g, g['got'])} | {g['status']} | "
+            f"{shown(g, g.get('got_rc'))} | {g.get('status_rc', 'n/a')} |"
+        )
     out.append("")
     out.append("## Medians (min–max)\n")
-    header = "| workload | metric | " + " | ".join(tnames) + " | fastwt/ref | fastwt/rust |"
+    ratio_cols = [("fastwt", REFERENCE), ("fastwt", CEILING), ("fastwt-rc", CEILING)]
+    header = (
+        "| workload | metric | "
+        + " | ".join(tnames)
+        + " | "
+        + " | ".join(f"{a}/{b}" for a, b in ratio_cols)
+        + " |"
+    )
     out.append(header)
-    out.append("|---|---|" + "---|" * len(tnames) + "---|---|")
+    out.append("|---|---|" + "---|" * (len(tnames) + len(ratio_cols)))
     for case in CASES:
         for key, label, _hib in case.metrics:
             row = [case.name, label]
@@ -630,8 +663,8 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
                     row.append(
                         f"{fmt(v['median'], key)} ({fmt(v['min'], key)}–{fmt(v['max'], key)})"
                     )
-            for other in (REFERENCE, CEILING):
-                r = data["ratios"].get(case.name, {}).get(key, {}).get(f"fastwt/{other}")
+            for mine, other in ratio_cols:
+                r = data["ratios"].get(case.name, {}).get(key, {}).get(f"{mine}/{other}")
                 row.append("—" if r is None else f"{r:.2f}×")
             out.append("| " + " | ".join(row) + " |")
     out.append("")

@@ -103,16 +103,17 @@ class Handlers:
     async def ticker(self, hz: float) -> None:
         period = 1.0 / hz
         start = time.monotonic()
-        next_at = start
+        tick = 0
         pad = bytes(56)
         while True:
-            next_at += period
-            delay = next_at - time.monotonic()
+            # Tick k is due at start + k*period. A tick more than a period late is skipped:
+            # its number never goes out, and the client counts the gap as undelivered.
+            tick += 1
+            delay = start + tick * period - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            else:
-                next_at = time.monotonic()  # late: skip, the client sees the gap
-            tick = round((time.monotonic() - start) * hz)
+            elif -delay > period:
+                tick = int((time.monotonic() - start) / period)
             payload = struct.pack("<Q", tick) + pad
             for s in list(self.fanout):
                 try:

@@ -131,16 +131,18 @@ def build_app(cert: str, key: str, hz: float) -> tuple[ServerApp, set[WebTranspo
 async def ticker(fanout: set[WebTransportSession], hz: float) -> None:
     period = 1.0 / hz
     start = time.monotonic()
-    next_at = start
+    tick = 0
+    pad = bytes(56)
     while True:
-        next_at += period
-        delay = next_at - time.monotonic()
+        # Tick k is due at start + k*period. A tick more than a period late is skipped:
+        # its number never goes out, and the client counts the gap as undelivered.
+        tick += 1
+        delay = start + tick * period - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        else:
-            next_at = time.monotonic()  # late: skip, the client sees the gap
-        tick = round((time.monotonic() - start) * hz)
-        payload = struct.pack("<Q", tick) + bytes(56)
+        elif -delay > period:
+            tick = int((time.monotonic() - start) / period)
+        payload = struct.pack("<Q", tick) + pad
         sessions = list(fanout)
         if sessions:
             await asyncio.gather(

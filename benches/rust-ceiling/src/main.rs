@@ -266,14 +266,20 @@ async fn echo_stream(
 
 async fn fanout_ticker(set: FanoutSet, hz: f64) {
     let period = Duration::from_secs_f64(1.0 / hz);
-    let start = Instant::now();
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let start = tokio::time::Instant::now();
+    let mut tick: u64 = 0;
     let mut payload = [0u8; PAYLOAD];
     loop {
-        interval.tick().await;
-        // Tick number from the wall clock: a late or skipped tick shows up as a gap.
-        let tick = (start.elapsed().as_secs_f64() * hz).round() as u64;
+        // Tick k is due at start + k*period. A tick more than a period late is skipped:
+        // its number never goes out, and the client counts the gap as undelivered.
+        tick += 1;
+        let due = start + period.mul_f64(tick as f64);
+        let now = tokio::time::Instant::now();
+        if due > now {
+            tokio::time::sleep_until(due).await;
+        } else if now - due > period {
+            tick = ((now - start).as_secs_f64() * hz) as u64;
+        }
         payload[..8].copy_from_slice(&tick.to_le_bytes());
         let conns: Vec<Connection> = lock(&set).values().cloned().collect();
         for c in &conns {
@@ -326,10 +332,18 @@ fn note_error(e: &(dyn std::error::Error + Send + Sync)) {
 
 /// Connect with a 5 s bound (a dead server would otherwise hold us until the idle timeout).
 async fn connect(endpoint: &Endpoint<Client>, url: &str) -> AnyResult<Connection> {
-    match tokio::time::timeout(Duration::from_secs(5), endpoint.connect(url)).await {
+    connect_within(endpoint, url, Duration::from_secs(5)).await
+}
+
+async fn connect_within(
+    endpoint: &Endpoint<Client>,
+    url: &str,
+    limit: Duration,
+) -> AnyResult<Connection> {
+    match tokio::time::timeout(limit, endpoint.connect(url)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err("connect timed out after 5 s".into()),
+        Err(_) => Err(format!("connect timed out after {limit:?}").into()),
     }
 }
 
@@ -533,7 +547,9 @@ async fn client_sessions(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                match connect(&endpoint, &target).await {
+                // a loopback handshake takes milliseconds: one that has not completed
+                // in 1 s is counted as an error rather than left to stall the task
+                match connect_within(&endpoint, &target, Duration::from_secs(1)).await {
                     Ok(conn) => {
                         if Instant::now() <= deadline {
                             lat.push(t.elapsed().as_secs_f64() * 1e3);
