@@ -133,6 +133,7 @@ impl SessionHandle {
     /// A new bidirectional stream as (send, recv) when it can be opened at once,
     /// else an `Op` resolving to it.
     fn open_bi(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let _rt = runtime::get()?.enter();
         match self.session.open_bi_now().map_err(to_py)? {
             Opened::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
             Opened::Pending(fut) => Ok(Py::new(
@@ -145,6 +146,7 @@ impl SessionHandle {
 
     /// A new unidirectional stream when it can be opened at once, else an `Op`.
     fn open_uni(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let _rt = runtime::get()?.enter();
         match self.session.open_uni_now().map_err(to_py)? {
             Opened::Ready(send) => value_to_py(py, OpValue::Uni(send)),
             Opened::Pending(fut) => {

@@ -89,7 +89,7 @@ impl SendStreamHandle {
 /// The receiving half of a stream.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct RecvStreamHandle {
-    inner: Mutex<(RecvStream, Vec<u8>)>,
+    inner: Mutex<(RecvStream, Vec<bytes::Bytes>)>,
     id: u64,
 }
 
@@ -111,7 +111,8 @@ impl RecvStreamHandle {
     }
 
     /// Up to `max_size` bytes (any amount when negative), `b""` at the end of the stream,
-    /// or `None` with the token registered when nothing is ready.
+    /// or `None` with the token registered when nothing is ready. One copy: from the
+    /// received chunks straight into the new bytes object.
     fn poll_read<'py>(
         &self,
         py: Python<'py>,
@@ -120,7 +121,7 @@ impl RecvStreamHandle {
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut guard = lock(&self.inner);
-        let (stream, scratch) = &mut *guard;
+        let (stream, chunks) = &mut *guard;
         let want = if max_size < 0 {
             DEFAULT_READ_CHUNK
         } else {
@@ -129,13 +130,27 @@ impl RecvStreamHandle {
         if want == 0 {
             return Ok(Some(PyBytes::new(py, b"")));
         }
-        if scratch.len() < want {
-            scratch.resize(want, 0);
-        }
         let waker = notifier.waker(token);
         let mut cx = Context::from_waker(&waker);
-        match stream.poll_read(&mut cx, &mut scratch[..want]) {
-            Poll::Ready(Ok(n)) => Ok(Some(PyBytes::new(py, &scratch[..n]))),
+        chunks.clear();
+        match stream.poll_read_chunks(&mut cx, want, chunks) {
+            Poll::Ready(Ok(true)) => Ok(Some(PyBytes::new(py, b""))),
+            Poll::Ready(Ok(false)) => {
+                if let [one] = chunks.as_slice() {
+                    return Ok(Some(PyBytes::new(py, one)));
+                }
+                let total = chunks.iter().map(|c| c.len()).sum();
+                let bytes = PyBytes::new_with(py, total, |out| {
+                    let mut at = 0;
+                    for c in chunks.iter() {
+                        out[at..at + c.len()].copy_from_slice(c);
+                        at += c.len();
+                    }
+                    Ok(())
+                })?;
+                chunks.clear();
+                Ok(Some(bytes))
+            }
             Poll::Ready(Err(e)) => Err(to_py(e)),
             Poll::Pending => Ok(None),
         }

@@ -3,8 +3,9 @@
 
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
+use crate::preamble::{Preamble, StreamHeader};
 use crate::session::{RequestInfo, Session};
-use crate::stream::{Preamble, RecvStream, SendStream, StreamHeader};
+use crate::stream::{RecvStream, SendStream};
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -166,7 +167,7 @@ fn route_bi_stream(
             let (_, refused) = session
                 .0
                 .incoming_bi
-                .push((SendStream::new(send), RecvStream::new(recv)));
+                .push((SendStream::new(send, None), RecvStream::new(recv)));
             if let Some((mut s, mut r)) = refused {
                 let _ = s.reset(0);
                 let _ = r.stop(0);

@@ -18,6 +18,8 @@ pub mod error;
 pub mod h3;
 /// TLS identities: PEM loading, the development certificate, certificate hashes.
 pub mod identity;
+/// Parsing of a peer stream's type and session id.
+mod preamble;
 /// Bounded, waker-aware hand-over queues between tokio tasks and a poller.
 pub mod queue;
 /// The server endpoint: binding, accepting connections, handing out session requests.

@@ -432,18 +432,10 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok((mut send, recv))) => match write_now(&mut send, &header)? {
-                None => Ok(Opened::Ready((
-                    SendStream::new(send),
-                    RecvStream::new(recv),
-                ))),
-                Some(rest) => Ok(Opened::Pending(Box::pin(async move {
-                    send.write_all(&rest)
-                        .await
-                        .map_err(|e| Error::Connection(e.to_string()))?;
-                    Ok((SendStream::new(send), RecvStream::new(recv)))
-                }))),
-            },
+            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready((
+                SendStream::new(send, Some(header)),
+                RecvStream::new(recv),
+            ))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -464,15 +456,7 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok(mut send)) => match write_now(&mut send, &header)? {
-                None => Ok(Opened::Ready(SendStream::new(send))),
-                Some(rest) => Ok(Opened::Pending(Box::pin(async move {
-                    send.write_all(&rest)
-                        .await
-                        .map_err(|e| Error::Connection(e.to_string()))?;
-                    Ok(SendStream::new(send))
-                }))),
-            },
+            Poll::Ready(Ok(send)) => Ok(Opened::Ready(SendStream::new(send, Some(header)))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -493,27 +477,19 @@ impl Session {
     /// Opens a bidirectional stream (waits while the peer's stream limit is reached).
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream)> {
         self.ensure_open()?;
-        let (mut send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
-        let mut header = vec![];
-        h3::put_varint(&mut header, h3::FRAME_WT_BIDI);
-        h3::put_varint(&mut header, self.0.session_id);
-        send.write_all(&header)
-            .await
-            .map_err(|e| Error::Connection(e.to_string()))?;
-        Ok((SendStream::new(send), RecvStream::new(recv)))
+        let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let header = self.stream_header(h3::FRAME_WT_BIDI);
+        Ok((SendStream::new(send, Some(header)), RecvStream::new(recv)))
     }
 
     /// Opens a unidirectional stream.
     pub async fn open_uni(&self) -> Result<SendStream> {
         self.ensure_open()?;
-        let mut send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
-        let mut header = vec![];
-        h3::put_varint(&mut header, h3::STREAM_WT_UNI);
-        h3::put_varint(&mut header, self.0.session_id);
-        send.write_all(&header)
-            .await
-            .map_err(|e| Error::Connection(e.to_string()))?;
-        Ok(SendStream::new(send))
+        let send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
+        Ok(SendStream::new(
+            send,
+            Some(self.stream_header(h3::STREAM_WT_UNI)),
+        ))
     }
 
     fn ensure_open(&self) -> Result<()> {

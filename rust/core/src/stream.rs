@@ -1,7 +1,24 @@
+//! WebTransport streams as the application sees them.
+//!
+//! The application never touches quinn's stream objects: quinn holds its connection
+//! lock while the connection driver runs (including UDP sends), so an application
+//! thread calling into quinn stalls behind it. Instead each half has a small pump task
+//! on the runtime that owns the quinn half, and the application exchanges data with it
+//! through a bounded buffer under a lock of its own (uncontended, held for a copy).
+
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use bytes::{Buf, Bytes};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Bytes a send half buffers before `poll_write` waits (quinn buffers more, up to the
+/// peer's flow-control window).
+const SEND_BUFFER: usize = 1024 * 1024;
+/// Bytes a receive half buffers ahead of the application; beyond it the pump stops
+/// reading and QUIC flow control holds the peer back.
+const RECV_BUFFER: usize = 1024 * 1024;
 
 fn connection_lost(e: quinn::ConnectionError) -> Error {
     match e {
@@ -19,7 +36,7 @@ fn connection_lost(e: quinn::ConnectionError) -> Error {
     }
 }
 
-fn map_write_error(e: quinn::WriteError) -> Error {
+pub(crate) fn map_write_error(e: quinn::WriteError) -> Error {
     match e {
         quinn::WriteError::Stopped(code) => {
             Error::StreamStopped(h3::h3_code_to_wt(code.into_inner()))
@@ -30,7 +47,7 @@ fn map_write_error(e: quinn::WriteError) -> Error {
     }
 }
 
-fn map_read_error(e: quinn::ReadError) -> Error {
+pub(crate) fn map_read_error(e: quinn::ReadError) -> Error {
     match e {
         quinn::ReadError::Reset(code) => Error::StreamReset(h3::h3_code_to_wt(code.into_inner())),
         quinn::ReadError::ConnectionLost(e) => connection_lost(e),
@@ -40,102 +57,311 @@ fn map_read_error(e: quinn::ReadError) -> Error {
     }
 }
 
-/// The sending half of a WebTransport stream. Its WebTransport stream header has already
-/// been written (for locally opened streams) or read (for peer-opened ones).
-#[derive(Debug)]
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poison only means a panic elsewhere; every field is valid between statements.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
+}
+
+#[derive(Default)]
+struct SendState {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    fin: bool,
+    reset: Option<u32>,
+    error: Option<Error>,
+    sent: u64,
+    app: Option<Waker>,
+    pump: Option<Waker>,
+}
+
+/// The sending half of a WebTransport stream.
 pub struct SendStream {
-    inner: quinn::SendStream,
-    bytes_sent: u64,
+    state: Arc<Mutex<SendState>>,
+    id: u64,
+}
+
+impl std::fmt::Debug for SendStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendStream").field("id", &self.id).finish()
+    }
 }
 
 impl SendStream {
-    pub(crate) fn new(inner: quinn::SendStream) -> Self {
-        Self {
-            inner,
-            bytes_sent: 0,
-        }
+    /// Wraps a quinn send half; `header` (the WebTransport stream header of a locally
+    /// opened stream) goes out first. Spawns the pump: needs a tokio context.
+    pub(crate) fn new(inner: quinn::SendStream, header: Option<Vec<u8>>) -> Self {
+        let id = quinn::VarInt::from(inner.id()).into_inner();
+        let state = Arc::new(Mutex::new(SendState::default()));
+        tokio::spawn(send_pump(state.clone(), inner, header));
+        Self { state, id }
     }
 
     /// The QUIC stream id.
     pub fn id(&self) -> u64 {
-        quinn::VarInt::from(self.inner.id()).into_inner()
+        self.id
     }
 
-    /// Writes as much of `buf` as flow control allows now; `Pending` registers the waker.
+    /// Queues as much of `buf` as the buffer has room for; `Pending` (waker kept) when
+    /// it is full. Errors once the peer stopped the stream or the session ended.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                self.bytes_sent += n as u64;
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(map_write_error(e))),
-            Poll::Pending => Poll::Pending,
+        let mut s = lock(&self.state);
+        if let Some(e) = &s.error {
+            return Poll::Ready(Err(e.clone()));
         }
+        if s.fin || s.reset.is_some() {
+            return Poll::Ready(Err(Error::StreamClosed));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let room = SEND_BUFFER.saturating_sub(s.queued);
+        if room == 0 {
+            s.app = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = room.min(buf.len());
+        s.queue.push_back(Bytes::copy_from_slice(&buf[..n]));
+        s.queued += n;
+        wake(&mut s.pump);
+        Poll::Ready(Ok(n))
     }
 
-    /// Writes all of `buf`.
-    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        self.inner.write_all(buf).await.map_err(map_write_error)?;
-        self.bytes_sent += buf.len() as u64;
+    /// Writes all of `buf`, waiting for room.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        while !buf.is_empty() {
+            let n = std::future::poll_fn(|cx| self.poll_write(cx, buf)).await?;
+            buf = &buf[n..];
+        }
         Ok(())
     }
 
-    /// Ends the stream gracefully without waiting for the peer's acknowledgement (so a
-    /// request/response exchange does not stall on delayed ACKs).
+    /// Ends the stream gracefully once the queued data is out; does not wait for the
+    /// peer's acknowledgement.
     pub fn finish(&mut self) -> Result<()> {
-        self.inner.finish().map_err(|_| Error::StreamClosed)
+        let mut s = lock(&self.state);
+        if s.fin || s.reset.is_some() {
+            return Err(Error::StreamClosed);
+        }
+        s.fin = true;
+        wake(&mut s.pump);
+        Ok(())
     }
 
-    /// Abandons the stream with a WebTransport error code.
+    /// Abandons the stream with a WebTransport error code (queued data is dropped).
     pub fn reset(&mut self, code: u32) -> Result<()> {
-        let h3 =
-            quinn::VarInt::from_u64(h3::wt_code_to_h3(code)).map_err(|_| Error::StreamClosed)?;
-        self.inner.reset(h3).map_err(|_| Error::StreamClosed)
+        let mut s = lock(&self.state);
+        if s.reset.is_some() {
+            return Err(Error::StreamClosed);
+        }
+        s.reset = Some(code);
+        s.queue.clear();
+        s.queued = 0;
+        wake(&mut s.pump);
+        Ok(())
     }
 
-    /// Bytes written so far.
+    /// Bytes handed to QUIC so far.
     pub fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
+        lock(&self.state).sent
     }
+}
+
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        // Like quinn: dropping a send half finishes it after what was queued.
+        let mut s = lock(&self.state);
+        if !s.fin && s.reset.is_none() {
+            s.fin = true;
+            wake(&mut s.pump);
+        }
+    }
+}
+
+enum SendWork {
+    Data(Vec<Bytes>),
+    Finish,
+    Reset(u32),
+}
+
+async fn send_pump(
+    state: Arc<Mutex<SendState>>,
+    mut inner: quinn::SendStream,
+    header: Option<Vec<u8>>,
+) {
+    let fail = |state: &Arc<Mutex<SendState>>, e: Error| {
+        let mut s = lock(state);
+        s.error = Some(e);
+        s.queue.clear();
+        wake(&mut s.app);
+    };
+    if let Some(header) = header {
+        if let Err(e) = inner.write_all(&header).await {
+            fail(&state, map_write_error(e));
+            return;
+        }
+    }
+    loop {
+        let work = std::future::poll_fn(|cx| {
+            let mut s = lock(&state);
+            if let Some(code) = s.reset {
+                return Poll::Ready(SendWork::Reset(code));
+            }
+            if !s.queue.is_empty() {
+                return Poll::Ready(SendWork::Data(s.queue.drain(..).collect()));
+            }
+            if s.fin {
+                return Poll::Ready(SendWork::Finish);
+            }
+            s.pump = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        // While idle, a STOP_SENDING from the peer must still reach the application.
+        let work = tokio::select! {
+            work = work => work,
+            stopped = inner.stopped() => {
+                if let Ok(Some(code)) = stopped {
+                    fail(&state, Error::StreamStopped(h3::h3_code_to_wt(code.into_inner())));
+                }
+                return;
+            }
+        };
+        match work {
+            SendWork::Reset(code) => {
+                if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                    let _ = inner.reset(v);
+                }
+                return;
+            }
+            SendWork::Finish => {
+                let _ = inner.finish();
+                return;
+            }
+            SendWork::Data(mut chunks) => {
+                let total: usize = chunks.iter().map(Bytes::len).sum();
+                if let Err(e) = inner.write_all_chunks(&mut chunks).await {
+                    fail(&state, map_write_error(e));
+                    return;
+                }
+                let mut s = lock(&state);
+                s.queued = s.queued.saturating_sub(total);
+                s.sent += total as u64;
+                wake(&mut s.app);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct RecvState {
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    eof: bool,
+    error: Option<Error>,
+    stop: Option<u32>,
+    received: u64,
+    app: Option<Waker>,
+    pump: Option<Waker>,
 }
 
 /// The receiving half of a WebTransport stream.
-#[derive(Debug)]
 pub struct RecvStream {
-    inner: quinn::RecvStream,
-    bytes_received: u64,
+    state: Arc<Mutex<RecvState>>,
+    id: u64,
     finished: bool,
 }
 
+impl std::fmt::Debug for RecvStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvStream").field("id", &self.id).finish()
+    }
+}
+
 impl RecvStream {
+    /// Wraps a quinn receive half (its header already read). Spawns the pump: needs a
+    /// tokio context.
     pub(crate) fn new(inner: quinn::RecvStream) -> Self {
+        let id = quinn::VarInt::from(inner.id()).into_inner();
+        let state = Arc::new(Mutex::new(RecvState::default()));
+        tokio::spawn(recv_pump(state.clone(), inner));
         Self {
-            inner,
-            bytes_received: 0,
+            state,
+            id,
             finished: false,
         }
     }
 
     /// The QUIC stream id.
     pub fn id(&self) -> u64 {
-        quinn::VarInt::from(self.inner.id()).into_inner()
+        self.id
     }
 
-    /// Reads what is available into `buf`: `Ok(0)` means the peer finished the stream.
-    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize>> {
+    /// Takes up to `max` buffered bytes as chunks (no copy): `Ok(true)` at the end of
+    /// the stream, `Ok(false)` with chunks, `Pending` (waker kept) when nothing is there.
+    pub fn poll_read_chunks(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<Result<bool>> {
         if self.finished {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(Ok(true));
         }
-        match self.inner.poll_read(cx, buf) {
-            Poll::Ready(Ok(0)) if !buf.is_empty() => {
+        let mut s = lock(&self.state);
+        if s.chunks.is_empty() {
+            if s.eof {
                 self.finished = true;
-                Poll::Ready(Ok(0))
+                return Poll::Ready(Ok(true));
             }
-            Poll::Ready(Ok(n)) => {
-                self.bytes_received += n as u64;
+            if let Some(e) = &s.error {
+                return Poll::Ready(Err(e.clone()));
+            }
+            s.app = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let mut left = max.max(1);
+        while left > 0 {
+            let Some(front) = s.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                if let Some(chunk) = s.chunks.pop_front() {
+                    out.push(chunk);
+                }
+            } else {
+                out.push(front.split_to(left));
+                left = 0;
+            }
+        }
+        let taken: usize = out.iter().map(Bytes::len).sum();
+        s.buffered -= taken.min(s.buffered);
+        if s.buffered < RECV_BUFFER / 2 {
+            wake(&mut s.pump);
+        }
+        Poll::Ready(Ok(false))
+    }
+
+    /// Reads into `buf`: `Ok(0)` at the end of the stream.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize>> {
+        let mut chunks = Vec::new();
+        match self.poll_read_chunks(cx, buf.len(), &mut chunks) {
+            Poll::Ready(Ok(true)) => Poll::Ready(Ok(0)),
+            Poll::Ready(Ok(false)) => {
+                let mut n = 0;
+                for mut c in chunks {
+                    let k = c.len();
+                    c.copy_to_slice(&mut buf[n..n + k]);
+                    n += k;
+                }
                 Poll::Ready(Ok(n))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(map_read_error(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -147,9 +373,15 @@ impl RecvStream {
 
     /// Asks the peer to stop sending, with a WebTransport error code.
     pub fn stop(&mut self, code: u32) -> Result<()> {
-        let h3 =
-            quinn::VarInt::from_u64(h3::wt_code_to_h3(code)).map_err(|_| Error::StreamClosed)?;
-        self.inner.stop(h3).map_err(|_| Error::StreamClosed)
+        let mut s = lock(&self.state);
+        if s.stop.is_some() || (s.eof && s.chunks.is_empty()) {
+            return Err(Error::StreamClosed);
+        }
+        s.stop = Some(code);
+        s.chunks.clear();
+        s.buffered = 0;
+        wake(&mut s.pump);
+        Ok(())
     }
 
     /// Whether the peer finished the stream and everything was read.
@@ -157,69 +389,85 @@ impl RecvStream {
         self.finished
     }
 
-    /// Bytes read so far.
+    /// Bytes received so far (read or buffered).
     pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
+        lock(&self.state).received
     }
 }
 
-/// A stream's type and, for WebTransport streams, its session id.
-pub(crate) type StreamHeader = (u64, Option<u64>);
-
-/// Incremental reader of a stream's preamble: a type varint and, for WebTransport
-/// streams, the session id varint. It reads exactly those bytes (never payload), and can
-/// be polled first with a no-op waker (the header usually arrives with the first data)
-/// and then, if incomplete, from a task.
-#[derive(Debug, Default)]
-pub(crate) struct Preamble {
-    buf: [u8; 16],
-    filled: usize,
-    start: usize,
-    want: usize,
-    kind: Option<u64>,
-}
-
-impl Preamble {
-    pub(crate) fn new() -> Self {
-        Self {
-            want: 1,
-            ..Self::default()
+impl Drop for RecvStream {
+    fn drop(&mut self) {
+        // Like quinn: dropping an unfinished receive half stops it.
+        let mut s = lock(&self.state);
+        if s.stop.is_none() && !s.eof {
+            s.stop = Some(0);
+            wake(&mut s.pump);
         }
     }
+}
 
-    /// `Ready(Ok(Some((kind, id))))` once complete (`id` only when `needs_id(kind)`),
-    /// `Ready(Ok(None))` if the stream ended first.
-    pub(crate) fn poll(
-        &mut self,
-        recv: &mut quinn::RecvStream,
-        cx: &mut Context<'_>,
-        needs_id: impl Fn(u64) -> bool,
-    ) -> Poll<Result<Option<StreamHeader>>> {
-        loop {
-            while self.filled < self.want {
-                match recv.poll_read(cx, &mut self.buf[self.filled..self.want]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(None)),
-                    Poll::Ready(Ok(n)) => self.filled += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(map_read_error(e))),
-                    Poll::Pending => return Poll::Pending,
+async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
+    loop {
+        // Wait for room (or a stop request) before reading more.
+        let stop = std::future::poll_fn(|cx| {
+            let mut s = lock(&state);
+            if let Some(code) = s.stop {
+                return Poll::Ready(Some(code));
+            }
+            if s.buffered < RECV_BUFFER {
+                return Poll::Ready(None);
+            }
+            s.pump = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        if let Some(code) = stop {
+            if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                let _ = inner.stop(v);
+            }
+            return;
+        }
+        let stop_requested = std::future::poll_fn(|cx| {
+            let mut s = lock(&state);
+            match s.stop {
+                Some(code) => Poll::Ready(code),
+                None => {
+                    s.pump = Some(cx.waker().clone());
+                    Poll::Pending
                 }
             }
-            let len = 1usize << (self.buf[self.start] >> 6);
-            if self.filled < self.start + len {
-                self.want = self.start + len;
-                continue;
-            }
-            let Some((value, _)) = h3::get_varint(&self.buf[self.start..self.filled]) else {
-                return Poll::Ready(Err(Error::Protocol("bad stream header".into())));
-            };
-            match self.kind {
-                None if needs_id(value) => {
-                    self.kind = Some(value);
-                    self.start = self.filled;
-                    self.want = self.filled + 1;
+        });
+        // Take every chunk quinn has ready in one call (one lock of quinn's connection
+        // state for up to 32 packets' worth, instead of one per packet).
+        let mut bufs: [Bytes; 32] = Default::default();
+        let read = tokio::select! {
+            read = inner.read_chunks(&mut bufs) => read,
+            code = stop_requested => {
+                if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                    let _ = inner.stop(v);
                 }
-                None => return Poll::Ready(Ok(Some((value, None)))),
-                Some(kind) => return Poll::Ready(Ok(Some((kind, Some(value))))),
+                return;
+            }
+        };
+        let mut s = lock(&state);
+        match read {
+            Ok(Some(n)) => {
+                for chunk in bufs.into_iter().take(n) {
+                    s.received += chunk.len() as u64;
+                    s.buffered += chunk.len();
+                    s.chunks.push_back(chunk);
+                }
+                wake(&mut s.app);
+            }
+            Ok(None) => {
+                s.eof = true;
+                wake(&mut s.app);
+                return;
+            }
+            Err(e) => {
+                s.error = Some(map_read_error(e));
+                wake(&mut s.app);
+                return;
             }
         }
     }
