@@ -12,7 +12,6 @@ Bad arguments print one line on stderr and exit with status 2; Ctrl-C exits quie
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import importlib
 import logging
@@ -188,21 +187,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
-    if args.certfile is not None:
-        _use_certificate(app, certfile=args.certfile, keyfile=args.keyfile)
+    cert = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     backend, options = _backend(args.backend)
-    app.run(host=args.host, port=args.port, backend=backend, backend_options=options)
+    app.run(host=args.host, port=args.port, backend=backend, backend_options=options, **cert)
     return 0
-
-
-def _use_certificate(app: ServerApp, *, certfile: str, keyfile: str) -> None:
-    """Give ``app`` a server whose configuration is the app's own with this
-    certificate and key (the configuration is frozen, so the server is rebuilt)."""
-    server = app.server
-    if server.is_serving:
-        raise UsageError("the app is already serving")
-    config = dataclasses.replace(server.config, certfile=certfile, keyfile=keyfile)
-    app._server = type(server)(config=config)
 
 
 def load_app(spec: str) -> Any:

@@ -36,6 +36,13 @@ class WebTransportServer:
     def config(self) -> ServerConfig:
         return self._config
 
+    def _replace_config(self, config: ServerConfig) -> None:
+        """Use ``config`` instead (``ServerApp.run``/``serve`` keyword overrides); only
+        before ``listen()``, which is when the configuration is read."""
+        if self._handle is not None:
+            raise ServerError("the configuration cannot change after listen()")
+        self._config = config
+
     @property
     def is_serving(self) -> bool:
         return self._handle is not None and not self._closing

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fastwt import ClientConfig, WebTransportClient
 from fastwt.cli import main
+from fastwt.framework import ServerApp
 
 COMMANDS = ["run", "dev", "demo", "cert"]
 
@@ -119,6 +120,36 @@ def test_certfile_needs_keyfile(tmp_path: Path, capsys: pytest.CaptureFixture[st
     cert.write_text("x")
     assert main(["dev", "--certfile", str(cert)]) == 2
     assert "--certfile and --keyfile go together" in capsys.readouterr().err
+
+
+def test_run_passes_the_certificate_to_app_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fastwt run --certfile/--keyfile`` uses ``ServerApp.run``'s config overrides."""
+    (tmp_path / "cli_cert_app.py").write_text(
+        "from fastwt.framework import ServerApp\napp = ServerApp()\n"
+    )
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ServerApp, "run", lambda self, **kwargs: calls.append(kwargs))
+    args = ["run", "cli_cert_app:app", "--certfile", str(cert), "--keyfile", str(key)]
+    assert main([*args, "--port", "0", "--backend", "uvloop"]) == 0
+    assert main(["run", "cli_cert_app:app"]) == 0
+    assert calls == [
+        {
+            "host": None,
+            "port": 0,
+            "backend": "asyncio",
+            "backend_options": {"use_uvloop": True},
+            "certfile": str(cert),
+            "keyfile": str(key),
+        },
+        {"host": None, "port": None, "backend": "asyncio", "backend_options": {}},
+    ]
 
 
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:

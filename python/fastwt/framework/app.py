@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import logging
@@ -38,6 +39,8 @@ _NOT_FOUND = 404
 _INTERNAL_SERVER_ERROR = 500
 # Closing one session or answering one request must not hold up a shutdown.
 _SESSION_CLOSE_TIMEOUT = 5.0
+# Keyword arguments of run()/serve() that override the app's ServerConfig.
+_CONFIG_FIELDS = tuple(sorted(f.name for f in dataclasses.fields(ServerConfig)))
 
 
 class _State(enum.Enum):
@@ -199,13 +202,16 @@ class ServerApp:
         SIGINT and SIGTERM (when called from the main thread) stop it cleanly: open
         sessions are closed with ``shutdown_error_code``, shutdown handlers run and
         stateful middleware exit. ``backend="trio"`` (default ``"asyncio"``) and
-        ``backend_options`` choose the event loop, as for ``anyio.run``; any other
-        keyword argument raises ``TypeError``. ``host``/``port`` default to the config's
+        ``backend_options`` choose the event loop, as for ``anyio.run``. Any
+        ``ServerConfig`` field (``certfile=``, ``keyfile=``, ``max_sessions=``, ...)
+        overrides the app's configuration, as for ``serve()``; any other keyword
+        argument raises ``TypeError``. ``host``/``port`` default to the config's
         ``bind_host``/``bind_port``.
         """
         backend: str = kwargs.pop("backend", "asyncio")
         backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
-        _reject_unknown_kwargs("run", kwargs)
+        _check_kwargs("run", kwargs, host=host, port=port, extra=("backend", "backend_options"))
+        self._apply_config_overrides(kwargs)
 
         async def main() -> None:
             async with anyio.create_task_group() as tg:
@@ -229,13 +235,21 @@ class ServerApp:
         sessions in progress end), or is cancelled; cancellation closes the open
         sessions with ``shutdown_error_code``. Works under asyncio and trio.
 
+        Keyword arguments named like ``ServerConfig`` fields (``certfile=``,
+        ``keyfile=``, ``max_sessions=``, ...) replace those values of the app's
+        configuration (``dataclasses.replace``, so they are validated the same way)
+        before the server binds; ``app.server.config`` shows the result. Any other
+        keyword argument raises ``TypeError``, as does giving both ``host`` and
+        ``bind_host`` (or ``port`` and ``bind_port``).
+
         With ``anyio``'s ``await task_group.start(app.serve, ...)`` it reports the
         bound ``local_addresses`` once listening (handy with ``port=0``).
         """
         task_status: TaskStatus[Any] = kwargs.pop("task_status", anyio.TASK_STATUS_IGNORED)
-        _reject_unknown_kwargs("serve", kwargs)
+        _check_kwargs("serve", kwargs, host=host, port=port, extra=("task_status",))
         if self._serve_done is not None:
             raise RuntimeError("ServerApp is already serving")
+        self._apply_config_overrides(kwargs)
         self._serve_done = anyio.Event()
         try:
             async with AsyncExitStack() as stack:
@@ -315,6 +329,16 @@ class ServerApp:
         self._lifespan_stack = stack
         self._state = _State.STARTED
 
+    def _apply_config_overrides(self, overrides: dict[str, Any]) -> None:
+        """Give the server ``dataclasses.replace(config, **overrides)`` (same server
+        object, so hooks such as ``ServerStats.attach`` stay in place)."""
+        if not overrides:
+            return
+        server = self._server
+        if server.is_serving:
+            raise RuntimeError("cannot change the configuration of a server already listening")
+        server._replace_config(dataclasses.replace(server.config, **overrides))
+
     def _ensure_configurable(self, action: str) -> None:
         if self._state is not _State.CREATED:
             raise RuntimeError(
@@ -376,9 +400,29 @@ class ServerApp:
             await _close_session(session, error_code=error_code, reason=reason)
 
 
-def _reject_unknown_kwargs(method: str, kwargs: dict[str, Any]) -> None:
-    if kwargs:
-        raise TypeError(f"ServerApp.{method}() got unexpected keyword arguments: {sorted(kwargs)}")
+def _check_kwargs(
+    method: str,
+    kwargs: dict[str, Any],
+    *,
+    host: str | None,
+    port: int | None,
+    extra: tuple[str, ...],
+) -> None:
+    """``TypeError`` unless ``kwargs`` are all ServerConfig fields and none of them
+    duplicates ``host``/``port``."""
+    unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"ServerApp.{method}() got unexpected keyword arguments {unknown}; it takes "
+            f"host, port, {', '.join(extra)} and the ServerConfig fields: "
+            f"{', '.join(_CONFIG_FIELDS)}"
+        )
+    for given, field_name in ((host, "host"), (port, "port")):
+        if given is not None and kwargs.get(f"bind_{field_name}") is not None:
+            raise TypeError(
+                f"ServerApp.{method}() got both {field_name}= and bind_{field_name}=; "
+                "give one of them"
+            )
 
 
 async def _call_hook(handler: Callable[[], Any]) -> None:

@@ -105,6 +105,10 @@ class FakeServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def _replace_config(self, config: Any) -> None:
+        assert self.listened is None, "the configuration is read by listen()"
+        self.config = config
+
     async def listen(self, *, host: str | None = None, port: int | None = None) -> None:
         self.listened = (host, port)
         self.local_addresses = [("127.0.0.1", 4433 if port is None else port)]
