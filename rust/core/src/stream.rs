@@ -10,6 +10,7 @@ use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -449,26 +450,40 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
                 return;
             }
         };
+        let mut read = read;
         let mut s = lock(&state);
-        match read {
-            Ok(Some(n)) => {
-                for chunk in bufs.into_iter().take(n) {
-                    s.received += chunk.len() as u64;
-                    s.buffered += chunk.len();
-                    s.chunks.push_back(chunk);
+        // Keep taking what is already there (typically the FIN right behind the data)
+        // before waking the application, so data and end of stream cost one wake-up.
+        loop {
+            match read {
+                Ok(Some(n)) => {
+                    for chunk in bufs.iter_mut().take(n) {
+                        let chunk = std::mem::take(chunk);
+                        s.received += chunk.len() as u64;
+                        s.buffered += chunk.len();
+                        s.chunks.push_back(chunk);
+                    }
+                    if s.buffered >= RECV_BUFFER {
+                        break;
+                    }
+                    let mut more = std::pin::pin!(inner.read_chunks(&mut bufs));
+                    match more.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                        Poll::Ready(next) => read = next,
+                        Poll::Pending => break,
+                    }
                 }
-                wake(&mut s.app);
-            }
-            Ok(None) => {
-                s.eof = true;
-                wake(&mut s.app);
-                return;
-            }
-            Err(e) => {
-                s.error = Some(map_read_error(e));
-                wake(&mut s.app);
-                return;
+                Ok(None) => {
+                    s.eof = true;
+                    wake(&mut s.app);
+                    return;
+                }
+                Err(e) => {
+                    s.error = Some(map_read_error(e));
+                    wake(&mut s.app);
+                    return;
+                }
             }
         }
+        wake(&mut s.app);
     }
 }
