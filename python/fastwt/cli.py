@@ -253,7 +253,7 @@ def _print_dev_banner(info: DevServerInfo, *, custom_cert: bool) -> None:
     if not custom_cert:
         lines.append("  (a development certificate, regenerated at each start)")
     if info.page_url:
-        lines += ["", f"  Demo page: open {info.page_url} in Chrome or Edge"]
+        lines += ["", f"  Demo page: open {info.page_url} in a Chromium-based browser"]
     lines += [
         "",
         "Paste into the DevTools console of a secure-context page (http://127.0.0.1:...,",
