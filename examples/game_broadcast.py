@@ -25,26 +25,25 @@ Run it with a page that many browser tabs can join (arrow keys or WASD move)::
     python examples/game_broadcast.py --port 4433 --http-port 8000 [--tick-rate 30]
 
 then open http://127.0.0.1:8000/ (the page is given the server's URL and the
-development certificate's SHA-256 for ``serverCertificateHashes``).
+development certificate's SHA-256 for ``serverCertificateHashes``; it is served with
+``fastwt.devserver.start_page_server``, like ``fastwt demo``'s page).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import http.server
 import json
 import logging
 import random
 import signal
 import struct
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from fastwt import ServerConfig, WebTransportError, WebTransportSession
+from fastwt.devserver import start_page_server
 from fastwt.framework import MiddlewareRejected, ServerApp
 from fastwt.framework.types import SessionProtocol
 
@@ -374,35 +373,6 @@ def game_page(url: str, certificate_hash: str) -> str:
     return _PAGE.replace("__CONFIG__", json.dumps({"url": url, "hash": certificate_hash}))
 
 
-def start_page_server(
-    port: int, *, url: str, certificate_hash: str, host: str = "127.0.0.1"
-) -> http.server.ThreadingHTTPServer:
-    """Serve :func:`game_page` on ``http://HOST:PORT/`` from a daemon thread (plain
-    HTTP on 127.0.0.1 is a secure context, where browsers offer ``WebTransport``).
-    Stop it with ``shutdown()`` and ``server_close()``."""
-    body = game_page(url, certificate_hash).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/", "/index.html"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("page: " + format, *args)
-
-    httpd = http.server.ThreadingHTTPServer((host, port), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, name="game-page", daemon=True).start()
-    return httpd
-
-
 async def serve_until_signal(app: ServerApp, host: str, port: int, http_port: int | None) -> None:
     """Serve ``app`` (and the page), print where, stop cleanly on SIGINT/SIGTERM."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -419,7 +389,7 @@ async def serve_until_signal(app: ServerApp, host: str, port: int, http_port: in
             print(f"  certificate SHA-256: {cert_hash}", flush=True)
             httpd = None
             if http_port is not None:
-                httpd = start_page_server(http_port, url=url, certificate_hash=cert_hash)
+                httpd = start_page_server(game_page(url, cert_hash), port=http_port)
                 page = f"http://127.0.0.1:{httpd.server_address[1]}/"
                 print(f"  page:                {page}", flush=True)
             try:

@@ -6,12 +6,8 @@ client, stops cleanly on SIGINT)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +18,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 from anyio.from_thread import start_blocking_portal
+from browser_support import Browser, require_chromium, serve_html
+from process_support import PythonScript
 
 from fastwt import (
     ClientConfig,
@@ -30,6 +28,7 @@ from fastwt import (
     WebTransportClient,
     WebTransportSession,
 )
+from fastwt.devserver import start_page_server
 from fastwt.framework import ServerApp
 from fastwt.stream import WebTransportBidirectionalStream
 
@@ -347,7 +346,7 @@ def test_game_page_carries_the_url_and_hash() -> None:
     import urllib.request
 
     url, digest = "https://127.0.0.1:4433/game", "ab" * 32
-    httpd = game_broadcast.start_page_server(0, url=url, certificate_hash=digest)
+    httpd = start_page_server(game_broadcast.game_page(url, digest))
     try:
         page = f"http://127.0.0.1:{httpd.server_address[1]}/"
         with urllib.request.urlopen(page, timeout=10) as response:
@@ -358,81 +357,44 @@ def test_game_page_carries_the_url_and_hash() -> None:
     assert url in html and digest in html and "serverCertificateHashes" in html
 
 
-CHROMIUM = os.environ.get("FASTWT_CHROMIUM", "/usr/bin/chromium")
-
-
-def require_chromium() -> None:
-    """Skip without Chromium or Playwright, except in CI, where it fails."""
-    problems = []
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        problems.append(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problems.append("playwright is not installed")
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {'; '.join(problems)}", pytrace=False)
-        pytest.skip("; ".join(problems))
-
-
 @pytest.mark.browser
 def test_game_page_in_chromium_three_tabs_play_together(tmp_path: Path) -> None:
     """The page served by ``--http-port``: three tabs join, see each other, and one
     moves right when told to."""
     require_chromium()
-    from playwright.sync_api import sync_playwright
 
     game = game_broadcast.Game(tick_rate=20, seed=3)
     app = game_broadcast.create_app(config=loopback(), game=game)
-    console: list[str] = []
     with start_blocking_portal() as portal:
         future, addresses = portal.start_task(app.serve)
         url = f"https://127.0.0.1:{addresses[0][1]}/game"
-        httpd = game_broadcast.start_page_server(
-            0, url=url, certificate_hash=app.server.certificate_hash
-        )
+        page_html = game_broadcast.game_page(url, app.server.certificate_hash)
         try:
-            with sync_playwright() as playwright:
-                context = playwright.chromium.launch_persistent_context(
-                    str(tmp_path / "profile"),
-                    executable_path=CHROMIUM,
-                    headless=True,
-                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            with serve_html(page_html) as page_url, Browser(tmp_path / "profile") as browser:
+                console = browser.console
+                pages = [browser.open(page_url) for _ in range(3)]
+                for page in pages:
+                    page.wait_for_function(
+                        "window.game.error || (window.game.players.size === 3"
+                        " && window.game.states > 5)",
+                        timeout=30_000,
+                    )
+                    assert page.evaluate("window.game.error") is None, console
+                ids = {page.evaluate("window.game.id") for page in pages}
+                assert ids == set(game.players), console
+                mover = pages[0]
+                x0 = mover.evaluate("window.game.players.get(window.game.id)[0]")
+                mover.evaluate("window.move(1, 0)")
+                mover.wait_for_function(
+                    f"window.game.players.get(window.game.id)[0] > {x0} + 20",
+                    timeout=10_000,
                 )
-                try:
-                    pages = []
-                    for _ in range(3):
-                        page = context.new_page()
-                        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-                        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
-                        pages.append(page)
-                    for page in pages:
-                        page.wait_for_function(
-                            "window.game.error || (window.game.players.size === 3"
-                            " && window.game.states > 5)",
-                            timeout=30_000,
-                        )
-                        assert page.evaluate("window.game.error") is None, console
-                    ids = {page.evaluate("window.game.id") for page in pages}
-                    assert ids == set(game.players), console
-                    mover = pages[0]
-                    x0 = mover.evaluate("window.game.players.get(window.game.id)[0]")
-                    mover.evaluate("window.move(1, 0)")
-                    mover.wait_for_function(
-                        f"window.game.players.get(window.game.id)[0] > {x0} + 20",
-                        timeout=10_000,
-                    )
-                    # The others see it move too (the same broadcast).
-                    mover_id = mover.evaluate("window.game.id")
-                    pages[1].wait_for_function(
-                        f"window.game.players.get({mover_id})[0] > {x0} + 20", timeout=10_000
-                    )
-                finally:
-                    context.close()
+                # The others see it move too (the same broadcast).
+                mover_id = mover.evaluate("window.game.id")
+                pages[1].wait_for_function(
+                    f"window.game.players.get({mover_id})[0] > {x0} + 20", timeout=10_000
+                )
         finally:
-            httpd.shutdown()
-            httpd.server_close()
             future.cancel()
 
 
@@ -553,54 +515,6 @@ async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> Non
 # --------------------------------------------------------------------------- as scripts
 
 
-class Script:
-    """``python examples/<name>.py ARGS``, its output collected line by line."""
-
-    def __init__(self, name: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        regex = re.compile(pattern)
-        with self._changed:
-            ok = self._changed.wait_for(
-                lambda: any(regex.search(x) for x in self.lines) or not self._reader.is_alive(),
-                timeout,
-            )
-            for line in self.lines:
-                if m := regex.search(line):
-                    return m
-        pytest.fail(f"no {pattern!r} (ok={ok}) in output:\n{''.join(self.lines)}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-
 async def _chat_script_client(url: str, cert_hash: str) -> None:
     config = ClientConfig(server_certificate_hashes=[cert_hash])
     async with WebTransportClient(config=config) as client:
@@ -640,7 +554,7 @@ async def _telemetry_script_client(url: str, cert_hash: str) -> None:
         await reader.close()
 
 
-def _game_page(script: Script, url: str, cert_hash: str) -> None:
+def _game_page(script: PythonScript, url: str, cert_hash: str) -> None:
     import urllib.request
 
     page = script.wait_for(r"page: +(http://\S+)")[1]
@@ -649,7 +563,7 @@ def _game_page(script: Script, url: str, cert_hash: str) -> None:
     assert url in html and cert_hash in html
 
 
-def _telemetry_metrics(script: Script) -> None:
+def _telemetry_metrics(script: PythonScript) -> None:
     import urllib.request
 
     url = script.wait_for(r"metrics: +(http://\S+)")[1]
@@ -675,7 +589,9 @@ SCRIPT_CLIENTS: dict[str, Any] = {
 @pytest.mark.parametrize("name", sorted(SCRIPT_CLIENTS))
 def test_example_runs_as_a_script(name: str) -> None:
     url_pattern, client, path, *extra_args = SCRIPT_CLIENTS[name]
-    script = Script(name, "--host", "127.0.0.1", "--port", "0", *extra_args)
+    script = PythonScript(
+        EXAMPLES / f"{name}.py", "--host", "127.0.0.1", "--port", "0", *extra_args
+    )
     try:
         url = script.wait_for(url_pattern)[1]
         cert_hash = script.wait_for(r"SHA-256: +([0-9a-f]{64})")[1]
@@ -688,4 +604,4 @@ def test_example_runs_as_a_script(name: str) -> None:
             _game_page(script, url, cert_hash)
     finally:
         status = script.stop()
-    assert status == 0, "".join(script.lines)
+    assert status == 0, script.output

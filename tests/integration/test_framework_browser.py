@@ -8,34 +8,21 @@ Playwright) trusts the development certificate by its hash.
 from __future__ import annotations
 
 import contextlib
-import http.server
-import os
-import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from browser_support import Browser, require_chromium, serve_html
 
 from fastwt import ServerConfig, WebTransportSession
 from fastwt.framework import ServerApp, create_cors_middleware
 
-CHROMIUM = os.environ.get("FASTWT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-PAGE = b"<!doctype html><meta charset=utf-8><title>cors</title>"
+PAGE = "<!doctype html><meta charset=utf-8><title>cors</title>"
 
 CONNECT_JS = """
 async ([url, hash]) => {
@@ -65,74 +52,22 @@ async ([url, hash]) => {
 """
 
 
-def require_chromium() -> None:
-    problems = []
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        problems.append(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problems.append("playwright is not installed")
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {'; '.join(problems)}", pytrace=False)
-        pytest.skip("; ".join(problems))
-
-
 @contextlib.contextmanager
 def page_server() -> Iterator[str]:
     """An empty page at ``http://127.0.0.1:PORT/``; yields that origin."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/":
-                self.send_response(204)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(PAGE)))
-            self.end_headers()
-            self.wfile.write(PAGE)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serve_html(PAGE) as url:
+        yield url.removesuffix("/")
 
 
 def connect_from(pages: list[str], url: str, cert_hash: str) -> tuple[list[Any], list[str]]:
     """Open each page in Chromium and connect to ``url`` from it (blocking)."""
-    from playwright.sync_api import sync_playwright
-
-    console: list[str] = []
-    profile = tempfile.mkdtemp(prefix="fastwt-chromium-")
-    try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                results = []
-                for page_url in pages:
-                    page = context.new_page()
-                    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-                    page.goto(page_url + "/")
-                    results.append(page.evaluate(CONNECT_JS, [url, cert_hash]))
-                    page.close()
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    return results, console
+    with Browser(Path(tempfile.mkdtemp(prefix="fastwt-chromium-"))) as browser:
+        results = []
+        for page_url in pages:
+            page = browser.open(page_url + "/")
+            results.append(page.evaluate(CONNECT_JS, [url, cert_hash]))
+            page.close()
+        return results, browser.console
 
 
 @pytest.mark.anyio

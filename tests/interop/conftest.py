@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _browser import Browser, require_chromium
 from _certs import DevCert, make_dev_cert
 from anyio.from_thread import start_blocking_portal
+from browser_support import Browser, require_chromium
 
 from fastwt import devserver
 

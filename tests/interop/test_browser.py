@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from _aioquic_peer import EchoServerProtocol, aioquic_echo_server
-from _browser import Browser, expect_results, run_interop_checks, serve_html
+from _browser import expect_results, run_interop_checks
 from _certs import DevCert
 from anyio.from_thread import start_blocking_portal
+from browser_support import Browser, serve_html
 
 from fastwt import devserver
 from fastwt.devserver import DevServerInfo, js_snippet
