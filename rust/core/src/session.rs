@@ -421,9 +421,9 @@ impl Session {
         }
     }
 
-    /// Opens a bidirectional stream without waiting when the peer's stream credit and
-    /// the send window allow it (the common case): no task, no thread hop. Otherwise
-    /// returns a future that finishes the job.
+    /// Opens a bidirectional stream without waiting when the peer's stream credit allows
+    /// it (the common case); its pumps write the stream header first. Otherwise returns a
+    /// future that finishes the job. Needs a tokio context (the pumps are spawned).
     pub fn open_bi_now(&self) -> Result<Opened<(SendStream, RecvStream)>> {
         self.ensure_open()?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
