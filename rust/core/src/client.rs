@@ -112,7 +112,8 @@ impl Client {
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
-        let ep = quinn::Endpoint::client(bind)?;
+        let socket = crate::socket::bind_udp(bind, self.options.transport.socket_buffer)?;
+        let ep = crate::socket::endpoint(socket, None)?;
         *slot = Some(ep.clone());
         Ok(ep)
     }

@@ -42,6 +42,9 @@ pub struct TransportOptions {
     pub datagram_queue_capacity: usize,
     /// Congestion controller (default Cubic).
     pub congestion_control: CongestionControl,
+    /// Kernel send and receive buffer of each endpoint's UDP socket (default 4 MiB,
+    /// capped by `net.core.rmem_max`/`wmem_max`; 0 keeps the OS default).
+    pub socket_buffer: usize,
 }
 
 impl Default for TransportOptions {
@@ -58,6 +61,7 @@ impl Default for TransportOptions {
             datagram_receive_buffer: 1024 * 1024,
             datagram_queue_capacity: 4096,
             congestion_control: CongestionControl::Cubic,
+            socket_buffer: 4 * 1024 * 1024,
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod queue;
 pub mod server;
 /// A WebTransport session: request, accept/reject, streams, datagrams, close.
 pub mod session;
+/// UDP sockets with large kernel buffers for endpoints.
+mod socket;
 /// WebTransport send and receive streams.
 pub mod stream;
 /// rustls configuration (ALPN, certificate verifiers) shared by server and client.

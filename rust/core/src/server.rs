@@ -34,11 +34,6 @@ impl std::fmt::Debug for Server {
     }
 }
 
-fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
-    // An IPv6 `::` socket also takes IPv4 where the OS defaults to dual stack (Linux).
-    Ok(std::net::UdpSocket::bind(addr)?)
-}
-
 impl Server {
     /// Binds every address of `options.bind` and starts accepting. Must be called within
     /// a tokio runtime.
@@ -54,8 +49,6 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             options: options.clone(),
         });
-        let runtime = quinn::default_runtime()
-            .ok_or_else(|| Error::Config("no async runtime: bind must run inside tokio".into()))?;
         let mut endpoints = Vec::new();
         let mut chosen_port = None;
         for addr in &options.bind {
@@ -66,14 +59,8 @@ impl Server {
                     addr.set_port(port);
                 }
             }
-            let socket =
-                bind_socket(addr).map_err(|e| Error::Io(format!("cannot bind {addr}: {e}")))?;
-            let endpoint = quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
-                Some(server_config.clone()),
-                socket,
-                runtime.clone(),
-            )?;
+            let socket = crate::socket::bind_udp(addr, options.transport.socket_buffer)?;
+            let endpoint = crate::socket::endpoint(socket, Some(server_config.clone()))?;
             let local = endpoint.local_addr()?;
             chosen_port.get_or_insert(local.port());
             info!(target: "fastwt.core", addr = %local, "listening");
