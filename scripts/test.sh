@@ -61,14 +61,14 @@ fi
 if [ ${#failed[@]} -gt 0 ]; then
     step "failed so far: ${failed[*]}"
 fi
-step "python: pytest tests"
+step "python: pytest tests (and the benchmark suite's short mode)"
 # pytest-timeout (120 s a test, pyproject.toml) cannot interrupt a thread stuck in
 # native code while holding the GIL; this outer limit can. SIGABRT makes Python's
 # faulthandler (on under pytest) print every thread's stack before the process ends.
 hard_limit="${PYTEST_HARD_TIMEOUT:-2700}"
 set +e
 # shellcheck disable=SC2086
-timeout --signal=ABRT --kill-after=30 "$hard_limit" "$PYTHON" -m pytest tests ${PYTEST_ARGS:-}
+timeout --signal=ABRT --kill-after=30 "$hard_limit" "$PYTHON" -m pytest tests benches/test_bench_quick.py ${PYTEST_ARGS:-}
 rc=$?
 set -e
 if [ "$rc" = 124 ] || [ "$rc" = 134 ] || [ "$rc" = 137 ]; then
