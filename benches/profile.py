@@ -27,6 +27,8 @@ from pathlib import Path
 
 import run
 
+PYSPY = shutil.which("py-spy") or str(run.VENVS / "tools" / "bin" / "py-spy")
+
 
 def perf_hook(data_file: Path, freq: int) -> run.ServerHook:
     def hook(server: subprocess.Popen[str]) -> Callable[[], None]:
@@ -53,7 +55,7 @@ def pyspy_hook(out_file: Path) -> run.ServerHook:
     def hook(server: subprocess.Popen[str]) -> Callable[[], None]:
         p = subprocess.Popen(
             [
-                "py-spy",
+                PYSPY,
                 "record",
                 "--pid",
                 str(server.pid),
@@ -156,7 +158,7 @@ def main() -> int:
             target, case, args.quick, logf, hook=perf_hook(data_file, args.freq)
         )
         pyspy_text = ""
-        if args.py_spy and shutil.which("py-spy"):
+        if args.py_spy and Path(PYSPY).exists():
             raw = work / "pyspy.txt"
             run.measure(target, case, args.quick, logf, hook=pyspy_hook(raw))
             pyspy_text = pyspy_summary(raw) if raw.exists() else "py-spy wrote nothing"

@@ -4,7 +4,7 @@
 #
 #   .venvs/pwt020  pywebtransport, newest 0.20.x (Rust core; the reference)      Python 3.12+
 #   .venvs/pwt011  pywebtransport, newest 0.11.x (last pure-Python, on aioquic)  Python 3.12+
-#   .venvs/tools   matplotlib + cryptography for plots and the test certificate (any Python 3.11+)
+#   .venvs/tools   matplotlib, cryptography, py-spy: plots, the test certificate, profiles (3.11+)
 #   .venvs/cert.pem, .venvs/key.pem   self-signed ECDSA P-256 certificate for the references
 #   .venvs/targets.txt                one line per target: "<name> ok <python>" or "<name> missing <why>"
 #
@@ -81,7 +81,7 @@ fi
 
 # --- tools venv: plots and certificates --------------------------------------------------------
 TOOLS_PY="$(command -v python3.11 || command -v python3)"
-if venv_with tools "$TOOLS_PY" "matplotlib>=3.7" "cryptography>=42"; then
+if venv_with tools "$TOOLS_PY" "matplotlib>=3.7" "cryptography>=42" "py-spy>=0.3"; then
   echo "tools ok $VENVS/tools/bin/python" >> "$STATUS.tmp"
 else
   echo "tools missing pip-install-failed" >> "$STATUS.tmp"
