@@ -286,10 +286,17 @@ impl std::fmt::Debug for RecvStream {
 impl RecvStream {
     /// Wraps a quinn receive half (its header already read). Spawns the pump: needs a
     /// tokio context.
-    pub(crate) fn new(inner: quinn::RecvStream) -> Self {
+    pub(crate) fn new(mut inner: quinn::RecvStream) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
-        let state = Arc::new(Mutex::new(RecvState::default()));
-        tokio::spawn(recv_pump(state.clone(), inner));
+        let mut first = RecvState::default();
+        // Take what already arrived (a small request often comes whole, FIN included)
+        // so the application finds it at once instead of waiting for the pump's first
+        // turn and a second wake-up.
+        let done = take_ready(&mut first, &mut inner);
+        let state = Arc::new(Mutex::new(first));
+        if !done {
+            tokio::spawn(recv_pump(state.clone(), inner));
+        }
         Self {
             state,
             id,
@@ -450,40 +457,60 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
                 return;
             }
         };
-        let mut read = read;
         let mut s = lock(&state);
-        // Keep taking what is already there (typically the FIN right behind the data)
-        // before waking the application, so data and end of stream cost one wake-up.
-        loop {
-            match read {
-                Ok(Some(n)) => {
-                    for chunk in bufs.iter_mut().take(n) {
-                        let chunk = std::mem::take(chunk);
-                        s.received += chunk.len() as u64;
-                        s.buffered += chunk.len();
-                        s.chunks.push_back(chunk);
-                    }
-                    if s.buffered >= RECV_BUFFER {
-                        break;
-                    }
-                    let mut more = std::pin::pin!(inner.read_chunks(&mut bufs));
-                    match more.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                        Poll::Ready(next) => read = next,
-                        Poll::Pending => break,
-                    }
-                }
-                Ok(None) => {
-                    s.eof = true;
-                    wake(&mut s.app);
-                    return;
-                }
-                Err(e) => {
-                    s.error = Some(map_read_error(e));
-                    wake(&mut s.app);
-                    return;
-                }
+        let done = match read {
+            Ok(Some(n)) => {
+                push_chunks(&mut s, &mut bufs[..n]);
+                // Keep taking what is already there (typically the FIN right behind the
+                // data) before waking the application: one wake-up for both.
+                take_ready(&mut s, &mut inner)
+            }
+            Ok(None) => {
+                s.eof = true;
+                true
+            }
+            Err(e) => {
+                s.error = Some(map_read_error(e));
+                true
+            }
+        };
+        wake(&mut s.app);
+        if done {
+            return;
+        }
+    }
+}
+
+fn push_chunks(s: &mut RecvState, chunks: &mut [Bytes]) {
+    for chunk in chunks {
+        let chunk = std::mem::take(chunk);
+        s.received += chunk.len() as u64;
+        s.buffered += chunk.len();
+        s.chunks.push_back(chunk);
+    }
+}
+
+/// Moves every chunk quinn has ready into `s` without waiting (a no-op waker; the caller
+/// waits properly if it must). Returns true when the stream is done: FIN or error.
+fn take_ready(s: &mut RecvState, inner: &mut quinn::RecvStream) -> bool {
+    let mut bufs: [Bytes; 32] = Default::default();
+    while s.buffered < RECV_BUFFER {
+        let polled = {
+            let mut read = std::pin::pin!(inner.read_chunks(&mut bufs));
+            read.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match polled {
+            Poll::Pending => return false,
+            Poll::Ready(Ok(Some(n))) => push_chunks(s, &mut bufs[..n]),
+            Poll::Ready(Ok(None)) => {
+                s.eof = true;
+                return true;
+            }
+            Poll::Ready(Err(e)) => {
+                s.error = Some(map_read_error(e));
+                return true;
             }
         }
-        wake(&mut s.app);
     }
+    false
 }
