@@ -13,6 +13,7 @@ from fastwt import (
     ConnectionError,
     StreamError,
     WebTransportClient,
+    WebTransportError,
     WebTransportSession,
 )
 
@@ -86,3 +87,18 @@ async def test_development_trust_with_cert_none_and_wrong_hash_refused() -> None
         async with WebTransportClient(config=wrong) as client:
             with pytest.raises(ConnectionError):
                 await client.connect(url=f"{echo.url}/echo")
+
+
+async def test_writes_after_the_peer_closed_the_session_fail_instead_of_hanging() -> None:
+    async with echo_server() as echo, echo.client() as client:
+        session = await client.connect(url=f"{echo.url}/echo")
+        stream = await session.create_bidirectional_stream()
+        await stream.write(data=b"first")
+        await echo.server.close(error_code=5, reason="bye")
+        with anyio.fail_after(10):
+            assert await session.wait_closed() == (5, "bye")
+            with pytest.raises(WebTransportError):
+                # More than the stream's 1 MiB buffer: without the error this would wait
+                # forever for room.
+                for _ in range(64):
+                    await stream.write(data=b"x" * 65536)

@@ -226,9 +226,14 @@ async fn send_pump(
         let work = tokio::select! {
             work = work => work,
             stopped = inner.stopped() => {
-                if let Ok(Some(code)) = stopped {
-                    fail(&state, Error::StreamStopped(h3::h3_code_to_wt(code.into_inner())));
-                }
+                // Whatever ended the stream must reach later writes, or they would fill
+                // the buffer and then wait for a pump that is gone.
+                let error = match stopped {
+                    Ok(Some(code)) => Error::StreamStopped(h3::h3_code_to_wt(code.into_inner())),
+                    Err(quinn::StoppedError::ConnectionLost(e)) => connection_lost(e),
+                    Ok(None) | Err(_) => Error::StreamClosed,
+                };
+                fail(&state, error);
                 return;
             }
         };
