@@ -1,12 +1,11 @@
 use crate::errors::to_py;
 use crate::op::{Op, OpValue};
-use crate::options::Transport;
+use crate::options::{secs, Transport};
 use crate::runtime;
 use fastwt_core::{Client, ClientOptions, TrustMode};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A client endpoint; `connect` returns an `Op` resolving to a `SessionHandle`.
 #[pyclass(module = "fastwt._core", frozen)]
@@ -78,15 +77,7 @@ impl ClientHandle {
             }
         };
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
-        let connect_timeout = match connect_timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "connect_timeout must be positive, got {t}"
-                )))
-            }
-            None => None,
-        };
+        let connect_timeout = secs(connect_timeout, "connect_timeout")?;
         let opts = ClientOptions {
             trust,
             client_identity,
@@ -113,15 +104,7 @@ impl ClientHandle {
         headers: Vec<(String, String)>,
         timeout: Option<f64>,
     ) -> PyResult<Op> {
-        let timeout = match timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "timeout must be positive, got {t}"
-                )))
-            }
-            None => None,
-        };
+        let timeout = secs(timeout, "timeout")?;
         let client = self.client.clone();
         Op::spawn(async move {
             client

@@ -2,6 +2,7 @@ use fastwt_core::Error;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
+use pyo3::IntoPyObjectExt;
 
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
@@ -25,6 +26,11 @@ fn build(
     Ok(PyErr::from_value(exc))
 }
 
+/// A Python value for an exception attribute (`None` if conversion fails).
+fn obj<'py, T: IntoPyObject<'py>>(py: Python<'py>, v: T) -> Py<PyAny> {
+    v.into_py_any(py).unwrap_or_else(|_| py.None())
+}
+
 /// Converts a core error into the matching `fastwt.errors` exception.
 pub fn to_py(err: Error) -> PyErr {
     Python::attach(|py| {
@@ -39,21 +45,8 @@ pub fn to_py(err: Error) -> PyErr {
                 "SessionClosedError",
                 message,
                 &[
-                    (
-                        "error_code",
-                        info.code
-                            .into_pyobject(py)
-                            .map(|v| v.into_any().unbind())
-                            .unwrap_or_else(|_| py.None()),
-                    ),
-                    (
-                        "reason",
-                        info.reason
-                            .clone()
-                            .into_pyobject(py)
-                            .map(|v| v.into_any().unbind())
-                            .unwrap_or_else(|_| py.None()),
-                    ),
+                    ("error_code", obj(py, info.code)),
+                    ("reason", obj(py, info.reason.clone())),
                 ],
             ),
             Error::Rejected { status, headers } => {
@@ -61,10 +54,7 @@ pub fn to_py(err: Error) -> PyErr {
                 for (k, v) in headers {
                     let _ = dict.set_item(k, v);
                 }
-                let status_obj = status
-                    .into_pyobject(py)
-                    .map(|v| v.into_any().unbind())
-                    .unwrap_or_else(|_| py.None());
+                let status_obj = obj(py, status);
                 build(
                     py,
                     "SessionRejectedError",
@@ -77,22 +67,13 @@ pub fn to_py(err: Error) -> PyErr {
             }
             Error::Protocol(_) => build(py, "ProtocolError", message, &[]),
             Error::StreamReset(code) | Error::StreamStopped(code) => {
-                let code_obj = code
-                    .into_pyobject(py)
-                    .map(|v| v.into_any().unbind())
-                    .unwrap_or_else(|_| py.None());
+                let code_obj = obj(py, code);
                 build(py, "StreamError", message, &[("error_code", code_obj)])
             }
             Error::StreamClosed => build(py, "StreamError", message, &[]),
             Error::DatagramTooLarge { size, max } => {
-                let max_obj = max
-                    .into_pyobject(py)
-                    .map(|v| v.into_any().unbind())
-                    .unwrap_or_else(|_| py.None());
-                let size_obj = size
-                    .into_pyobject(py)
-                    .map(|v| v.into_any().unbind())
-                    .unwrap_or_else(|_| py.None());
+                let max_obj = obj(py, max);
+                let size_obj = obj(py, size);
                 build(
                     py,
                     "DatagramError",

@@ -2,14 +2,20 @@ use fastwt_core::{CongestionControl, TransportOptions};
 use pyo3::prelude::*;
 use std::time::Duration;
 
-fn secs(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+/// A positive, finite number of seconds from Python; `what` names it in the error.
+pub(crate) fn positive_secs(s: f64, what: &str) -> PyResult<Duration> {
+    if s.is_finite() && s > 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(pyo3::exceptions::PyValueError::new_err(format!(
             "{what} must be a positive number of seconds, got {s}"
-        ))),
+        )))
     }
+}
+
+/// [`positive_secs`] for optional values (`None` stays `None`).
+pub(crate) fn secs(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
+    v.map(|s| positive_secs(s, what)).transpose()
 }
 
 /// QUIC knobs shared by servers and clients, checked once when made.

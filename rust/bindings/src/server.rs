@@ -1,7 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
 use crate::op::{Op, OpValue};
-use crate::options::Transport;
+use crate::options::{positive_secs, Transport};
 use crate::runtime;
 use crate::session::SessionHandle;
 use fastwt_core::{Identity, Server, ServerOptions};
@@ -55,17 +55,13 @@ impl ServerHandle {
             })?;
             addrs.push(SocketAddr::new(ip, port));
         }
-        if !(request_timeout.is_finite() && request_timeout > 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "request_timeout must be positive",
-            ));
-        }
+        let request_timeout = positive_secs(request_timeout, "request_timeout")?;
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
         let opts = ServerOptions {
             bind: addrs,
             max_sessions,
             pending_request_capacity,
-            request_timeout: Duration::from_secs_f64(request_timeout),
+            request_timeout,
             transport,
         };
         let rt = runtime::get()?;

@@ -109,11 +109,7 @@ impl SessionHandle {
         status_code: u16,
         headers: Vec<(String, String)>,
     ) -> PyResult<Py<PyAny>> {
-        if !(100..=599).contains(&status_code) || (200..300).contains(&status_code) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "status_code must be 100-199 or 300-599 to reject, got {status_code}"
-            )));
-        }
+        // The core refuses a non-rejection status with a ConfigurationError (a ValueError).
         let _rt = runtime::get()?.enter();
         let opened = self
             .session
