@@ -44,6 +44,8 @@ class Hub(Protocol):
 
     def is_waiting(self, token: int) -> bool: ...
 
+    def flush_soon(self) -> None: ...
+
 
 def _discard(waiters: dict[int, list[Any]], token: int, waiter: Any) -> None:
     """Forgets one parked waiter (done or cancelled) so the hub holds nothing stale."""
@@ -61,7 +63,20 @@ class _AsyncioHub:
         self.notifier = Notifier()
         self._loop = loop
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._flush_scheduled = False
         loop.add_reader(self.notifier.fileno(), self._dispatch)
+
+    def flush_soon(self) -> None:
+        """Stream writes leave the I/O thread asleep until the loop's next turn, so that
+        one wake-up carries every write of this turn (and a reply's data and FIN leave as
+        one packet)."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.notifier.flush()
 
     def _dispatch(self) -> None:
         waiters = self._waiters
@@ -92,6 +107,7 @@ class _AsyncioHub:
         return bool(self._waiters.get(token))
 
     def close(self) -> None:
+        self.notifier.flush()
         if not self._loop.is_closed():
             self._loop.remove_reader(self.notifier.fileno())
 
@@ -106,6 +122,10 @@ class _TrioHub:
         self.notifier = Notifier()
         self._waiters: dict[int, list[Any]] = {}
         trio.lowlevel.spawn_system_task(self._reader, name="fastwt-notifier")
+
+    def flush_soon(self) -> None:
+        """trio has no cheap end-of-turn hook: writes wake the I/O side at once."""
+        self.notifier.flush()
 
     async def _reader(self) -> None:
         fd = self.notifier.fileno()

@@ -53,6 +53,8 @@ class Notifier:
         """Every ready token since the last call."""
     def notify(self, token: int) -> None:
         """Marks ``token`` ready from Python."""
+    def flush(self) -> None:
+        """Wakes the I/O side for every write deferred since the last flush."""
 
 @final
 class Op:

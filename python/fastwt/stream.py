@@ -244,9 +244,11 @@ class _Sending(WebTransportStream):
             self._write_closed = True
         # One call writes what fits and, with end_stream, finishes the stream too.
         offset = send.poll_write(payload, 0, hub.notifier, token, end_stream)
+        hub.flush_soon()
         while offset < total:
             await hub.park(token)
             offset += send.poll_write(payload, offset, hub.notifier, token, end_stream)
+            hub.flush_soon()
 
     async def write_all(
         self, *, data: Buffer, chunk_size: int = 65536, end_stream: bool = True

@@ -44,12 +44,32 @@ impl Wake for TokenWaker {
 
 /// One per Python event loop: tokio threads push ready tokens here; the loop watches
 /// `fileno()` and calls `drain()` to collect every token of the batch at once.
+///
+/// It also holds the I/O-side wake-ups the loop's own calls deferred (stream writes):
+/// `flush()` fires them once per loop turn, so the I/O thread wakes once for a turn's
+/// writes, and a write followed by its FIN leaves as one packet.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct Notifier {
     inner: Arc<Inner>,
+    deferred: Mutex<Vec<Waker>>,
 }
 
 impl Notifier {
+    /// Keeps `waker` until the next `flush()` (or `drain()`, or the notifier's end).
+    pub(crate) fn defer(&self, waker: Waker) {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        if !deferred.iter().any(|w| w.will_wake(&waker)) {
+            deferred.push(waker);
+        }
+    }
+
+    fn wake_deferred(&self) {
+        let wakers = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in wakers {
+            w.wake();
+        }
+    }
+
     /// A `Waker` that reports `token` to this notifier.
     pub(crate) fn waker(&self, token: u64) -> Waker {
         Waker::from(Arc::new(TokenWaker {
@@ -72,6 +92,7 @@ impl Notifier {
                 reader,
                 writer,
             }),
+            deferred: Mutex::new(Vec::new()),
         })
     }
 
@@ -83,6 +104,7 @@ impl Notifier {
     /// Takes every ready token. Clears the wake-up byte first, so a token pushed after
     /// the swap writes a new byte and is not lost.
     fn drain(&self) -> Vec<u64> {
+        self.wake_deferred();
         let mut buf = [0u8; 256];
         while let Ok(n) = (&self.inner.reader).read(&mut buf) {
             if n < buf.len() {
@@ -92,8 +114,21 @@ impl Notifier {
         std::mem::take(&mut *self.inner.ready.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Fires the wake-ups deferred since the last flush (the loop calls it once per turn
+    /// in which it wrote).
+    fn flush(&self) {
+        self.wake_deferred();
+    }
+
     /// Reports `token` as ready from Python (used to wake a waiter without Rust work).
     fn notify(&self, token: u64) {
         self.inner.notify(token);
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        // Data written in the loop's last turn still goes out.
+        self.wake_deferred();
     }
 }

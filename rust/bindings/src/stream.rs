@@ -40,7 +40,9 @@ impl SendStreamHandle {
 
     /// Writes from `data[offset:]` as much as flow control allows; returns the count.
     /// When it is less than what was left, the token is registered for more room. With
-    /// `finish`, the stream is ended in the same call once everything is written.
+    /// `finish`, the stream is ended in the same call once everything is written. The
+    /// I/O side is woken by the notifier's next `flush()`, which the caller must
+    /// arrange (the event loop does it once per turn).
     #[pyo3(signature = (data, offset, notifier, token, finish=false))]
     fn poll_write(
         &self,
@@ -56,15 +58,21 @@ impl SendStreamHandle {
             let waker = notifier.waker(token);
             let mut cx = Context::from_waker(&waker);
             let mut written = 0;
-            while written < buf.len() {
-                match s.poll_write(&mut cx, &buf[written..]) {
-                    Poll::Ready(Ok(n)) => written += n,
+            loop {
+                // Data and FIN go to the pump together when everything fits: one wake-up.
+                match s.poll_send_deferred(&mut cx, &buf[written..], finish) {
+                    Poll::Ready(Ok((n, pump))) => {
+                        written += n;
+                        if let Some(pump) = pump {
+                            notifier.defer(pump);
+                        }
+                    }
                     Poll::Ready(Err(e)) if written == 0 => return Err(to_py(e)),
                     Poll::Ready(Err(_)) | Poll::Pending => break,
                 }
-            }
-            if finish && written == buf.len() {
-                s.finish().map_err(to_py)?;
+                if written == buf.len() {
+                    break;
+                }
             }
             Ok(written)
         })?

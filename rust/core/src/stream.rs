@@ -63,8 +63,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn wake(w: &mut Option<Waker>) {
-    if let Some(w) = w.take() {
+/// Wakes a waker taken out of a state lock. Always called after the guard is dropped:
+/// waking under the lock lets the woken thread run straight into it and sleep on it.
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
         w.wake();
     }
 }
@@ -111,6 +113,34 @@ impl SendStream {
     /// Queues as much of `buf` as the buffer has room for; `Pending` (waker kept) when
     /// it is full. Errors once the peer stopped the stream or the session ended.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize>> {
+        self.poll_send(cx, buf, false)
+    }
+
+    /// Like [`poll_write`](Self::poll_write), and with `finish` also ends the stream when
+    /// all of `buf` was queued: data and FIN reach the pump with one wake-up.
+    pub fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        finish: bool,
+    ) -> Poll<Result<usize>> {
+        self.poll_send_deferred(cx, buf, finish)
+            .map_ok(|(n, pump)| {
+                wake(pump);
+                n
+            })
+    }
+
+    /// Like [`poll_send`](Self::poll_send), but hands back the pump's waker instead of
+    /// waking it, so a caller issuing many writes in a row (an event loop's turn) wakes
+    /// the I/O thread once for all of them, and data and FIN written a moment apart
+    /// still leave in one packet. The caller must wake it soon.
+    pub fn poll_send_deferred(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        finish: bool,
+    ) -> Poll<Result<(usize, Option<Waker>)>> {
         let mut s = lock(&self.state);
         if let Some(e) = &s.error {
             return Poll::Ready(Err(e.clone()));
@@ -118,19 +148,21 @@ impl SendStream {
         if s.fin || s.reset.is_some() {
             return Poll::Ready(Err(Error::StreamClosed));
         }
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
         let room = SEND_BUFFER.saturating_sub(s.queued);
-        if room == 0 {
+        if room == 0 && !buf.is_empty() {
             s.app = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let n = room.min(buf.len());
-        s.queue.push_back(Bytes::copy_from_slice(&buf[..n]));
-        s.queued += n;
-        wake(&mut s.pump);
-        Poll::Ready(Ok(n))
+        if n > 0 {
+            s.queue.push_back(Bytes::copy_from_slice(&buf[..n]));
+            s.queued += n;
+        }
+        if finish && n == buf.len() {
+            s.fin = true;
+        }
+        let pump = if n > 0 || s.fin { s.pump.take() } else { None };
+        Poll::Ready(Ok((n, pump)))
     }
 
     /// Writes all of `buf`, waiting for room.
@@ -150,7 +182,9 @@ impl SendStream {
             return Err(Error::StreamClosed);
         }
         s.fin = true;
-        wake(&mut s.pump);
+        let pump = s.pump.take();
+        drop(s);
+        wake(pump);
         Ok(())
     }
 
@@ -163,7 +197,9 @@ impl SendStream {
         s.reset = Some(code);
         s.queue.clear();
         s.queued = 0;
-        wake(&mut s.pump);
+        let pump = s.pump.take();
+        drop(s);
+        wake(pump);
         Ok(())
     }
 
@@ -179,7 +215,9 @@ impl Drop for SendStream {
         let mut s = lock(&self.state);
         if !s.fin && s.reset.is_none() {
             s.fin = true;
-            wake(&mut s.pump);
+            let pump = s.pump.take();
+            drop(s);
+            wake(pump);
         }
     }
 }
@@ -199,7 +237,9 @@ async fn send_pump(
         let mut s = lock(state);
         s.error = Some(e);
         s.queue.clear();
-        wake(&mut s.app);
+        let app = s.app.take();
+        drop(s);
+        wake(app);
     };
     if let Some(header) = header {
         if let Err(e) = inner.write_all(&header).await {
@@ -257,7 +297,9 @@ async fn send_pump(
                 let mut s = lock(&state);
                 s.queued = s.queued.saturating_sub(total);
                 s.sent += total as u64;
-                wake(&mut s.app);
+                let app = s.app.take();
+                drop(s);
+                wake(app);
             }
         }
     }
@@ -354,9 +396,13 @@ impl RecvStream {
         }
         let taken: usize = out.iter().map(Bytes::len).sum();
         s.buffered -= taken.min(s.buffered);
-        if s.buffered < RECV_BUFFER / 2 {
-            wake(&mut s.pump);
-        }
+        let pump = if s.buffered < RECV_BUFFER / 2 {
+            s.pump.take()
+        } else {
+            None
+        };
+        drop(s);
+        wake(pump);
         Poll::Ready(Ok(false))
     }
 
@@ -393,7 +439,9 @@ impl RecvStream {
         s.stop = Some(code);
         s.chunks.clear();
         s.buffered = 0;
-        wake(&mut s.pump);
+        let pump = s.pump.take();
+        drop(s);
+        wake(pump);
         Ok(())
     }
 
@@ -414,7 +462,9 @@ impl Drop for RecvStream {
         let mut s = lock(&self.state);
         if s.stop.is_none() && !s.eof {
             s.stop = Some(0);
-            wake(&mut s.pump);
+            let pump = s.pump.take();
+            drop(s);
+            wake(pump);
         }
     }
 }
@@ -479,7 +529,9 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
                 true
             }
         };
-        wake(&mut s.app);
+        let app = s.app.take();
+        drop(s);
+        wake(app);
         if done {
             return;
         }
