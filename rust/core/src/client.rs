@@ -194,14 +194,7 @@ impl Client {
             authority: target.authority,
             headers: resp_headers,
         };
-        let session = Session::new(
-            conn,
-            send,
-            session_id,
-            false,
-            info,
-            self.options.transport.datagram_queue_capacity,
-        );
+        let session = Session::new(conn, send, session_id, false, info, &self.options.transport);
         driver::spawn_session_tasks(&session, recv, buf, control);
         Ok(session)
     }

@@ -22,10 +22,12 @@ pub struct TransportOptions {
     /// Send keep-alive pings this often (default `None`: off).
     pub keep_alive_interval: Option<Duration>,
     /// Peer-initiated bidirectional streams open at once per session (default 100, as
-    /// quinn and browsers). quinn keeps state for each allowed stream: 1024 costs about
-    /// 130 KiB per connection, 100 about 14 KiB.
+    /// quinn and browsers). quinn keeps state for each allowed stream (1024 cost about
+    /// 130 KiB per connection, 100 about 8 KiB), so a session starts with a credit of 8
+    /// and gets this limit when the peer opens its first stream of the direction.
     pub max_concurrent_bidi_streams: u32,
-    /// Peer-initiated unidirectional streams open at once (default 100; +3 for HTTP/3's own).
+    /// Peer-initiated unidirectional streams open at once (default 100; +3 for HTTP/3's
+    /// own), granted the same way as the bidirectional limit.
     pub max_concurrent_uni_streams: u32,
     /// Per-stream receive window in bytes (default 4 MiB).
     pub stream_receive_window: u64,

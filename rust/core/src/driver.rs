@@ -1,6 +1,7 @@
 //! Per-connection HTTP/3 tasks: the control stream, demultiplexing of peer streams and
 //! datagrams into the session, the CONNECT stream's capsules, and the end of the session.
 
+use crate::config::TransportOptions;
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use crate::preamble::{Preamble, StreamHeader};
@@ -164,6 +165,7 @@ fn route_bi_stream(
     };
     match header {
         Ok(Some((h3::FRAME_WT_BIDI, Some(id)))) if id == session.id() => {
+            session.0.credit.peer_opened_bidi(&session.0.conn);
             let (_, refused) = session
                 .0
                 .incoming_bi
@@ -207,6 +209,7 @@ async fn accept_uni_loop(session: Session) {
 }
 
 fn push_uni(session: &Session, recv: quinn::RecvStream) {
+    session.0.credit.peer_opened_uni(&session.0.conn);
     let (_, refused) = session.0.incoming_uni.push(RecvStream::new(recv));
     if let Some(mut r) = refused {
         let _ = r.stop(0);
@@ -359,7 +362,7 @@ async fn peer_closed(session: &Session, code: u32, reason: String) {
 pub(crate) async fn accept_request(
     conn: quinn::Connection,
     request_timeout: Duration,
-    datagram_queue: usize,
+    transport: &TransportOptions,
 ) -> Result<Option<Session>> {
     let control = open_control_stream(&conn).await?;
     let (mut send, mut recv) = tokio::time::timeout(request_timeout, conn.accept_bi())
@@ -390,7 +393,7 @@ pub(crate) async fn accept_request(
         authority,
         headers,
     };
-    let session = Session::new(conn, send, session_id, true, request, datagram_queue);
+    let session = Session::new(conn, send, session_id, true, request, transport);
     spawn_session_tasks(&session, recv, buf, control);
     Ok(Some(session))
 }

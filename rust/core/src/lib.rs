@@ -10,6 +10,8 @@
 pub mod client;
 /// Server and client configuration, with documented defaults.
 pub mod config;
+/// Stream credit: small limits for idle sessions, the configured ones on first use.
+mod credit;
 /// The per-connection HTTP/3 driver tasks.
 mod driver;
 /// The one error type of the crate.

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::h3;
 use crate::identity::Identity;
 use crate::queue::{Overflow, ReadyQueue};
-use crate::session::Session;
+use crate::session::{Session, SessionPhase};
 use crate::tls;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,8 +14,32 @@ use tracing::{debug, info, warn};
 
 struct Shared {
     requests: ReadyQueue<Session>,
-    sessions: Mutex<HashMap<usize, Weak<crate::session::Shared>>>,
+    sessions: Mutex<Registry>,
     options: ServerOptions,
+}
+
+/// The server's sessions, weakly held (a session lives as long as its connection's
+/// tasks or the application hold it). Entries of ended sessions are swept when the map
+/// has doubled since the last sweep, so no task has to wait for each connection's end
+/// just to remove its entry.
+#[derive(Default)]
+struct Registry {
+    map: HashMap<usize, Weak<crate::session::Shared>>,
+    sweep_at: usize,
+}
+
+impl Registry {
+    fn insert(&mut self, id: usize, session: &Session) {
+        if self.map.len() >= self.sweep_at {
+            self.sweep();
+        }
+        self.map.insert(id, Arc::downgrade(&session.0));
+    }
+
+    fn sweep(&mut self) {
+        self.map.retain(|_, w| w.strong_count() > 0);
+        self.sweep_at = (self.map.len() * 2).max(64);
+    }
 }
 
 /// A bound WebTransport server. Session requests come out of [`Server::requests`] in
@@ -46,7 +70,7 @@ impl Server {
         server_config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
         let shared = Arc::new(Shared {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Registry::default()),
             options: options.clone(),
         });
         let mut endpoints = Vec::new();
@@ -98,15 +122,19 @@ impl Server {
     }
 
     fn live_sessions(&self) -> Vec<Session> {
-        let mut map = self
+        let mut registry = self
             .shared
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, w| w.strong_count() > 0);
-        map.values()
+        registry.sweep();
+        registry
+            .map
+            .values()
             .filter_map(|w| w.upgrade())
             .map(Session)
+            // Held by the application after its end, a session no longer counts.
+            .filter(|s| !matches!(s.phase(), SessionPhase::Closed | SessionPhase::Rejected))
             .collect()
     }
 
@@ -170,27 +198,22 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
         }
     };
     let stable_id = conn.stable_id();
-    let session = match driver::accept_request(
-        conn.clone(),
-        timeout,
-        shared.options.transport.datagram_queue_capacity,
-    )
-    .await
-    {
-        Ok(Some(session)) => session,
-        Ok(None) => return,
-        Err(e) => {
-            debug!(target: "fastwt.core", %peer, "no session request: {e}");
-            conn.close(quinn::VarInt::from_u32(h3::H3_GENERAL_PROTOCOL_ERROR), b"");
-            return;
-        }
-    };
+    let session =
+        match driver::accept_request(conn.clone(), timeout, &shared.options.transport).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return,
+            Err(e) => {
+                debug!(target: "fastwt.core", %peer, "no session request: {e}");
+                conn.close(quinn::VarInt::from_u32(h3::H3_GENERAL_PROTOCOL_ERROR), b"");
+                return;
+            }
+        };
     debug!(target: "fastwt.core", %peer, path = session.path(), session = session.id(), "session requested");
     shared
         .sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(stable_id, Arc::downgrade(&session.0));
+        .insert(stable_id, &session);
     let (_, refused) = shared.requests.push(session);
     if let Some(session) = refused {
         warn!(target: "fastwt.core", %peer, "refused with 503: too many pending session requests");
@@ -198,11 +221,4 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
             .reject(503, vec![("retry-after".into(), "1".into())])
             .await;
     }
-    let closed = conn.closed().await;
-    debug!(target: "fastwt.core", %peer, "connection closed: {closed}");
-    shared
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&stable_id);
 }

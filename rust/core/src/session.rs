@@ -1,3 +1,5 @@
+use crate::config::TransportOptions;
+use crate::credit::StreamCredit;
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
@@ -93,6 +95,7 @@ pub(crate) struct Shared {
     pub(crate) incoming_bi: ReadyQueue<(SendStream, RecvStream)>,
     pub(crate) incoming_uni: ReadyQueue<RecvStream>,
     pub(crate) datagrams: ReadyQueue<Bytes>,
+    pub(crate) credit: StreamCredit,
     datagram_header: Vec<u8>,
     datagrams_sent: AtomicU64,
     pub(crate) datagrams_received: AtomicU64,
@@ -120,7 +123,7 @@ impl Session {
         session_id: u64,
         is_server: bool,
         request: RequestInfo,
-        datagram_queue: usize,
+        transport: &TransportOptions,
     ) -> Self {
         let mut datagram_header = vec![];
         h3::put_varint(&mut datagram_header, session_id / 4);
@@ -143,7 +146,11 @@ impl Session {
             // Streams are bounded by quinn's stream limits; the queue is a safety net.
             incoming_bi: ReadyQueue::new(65_536, Overflow::Refuse),
             incoming_uni: ReadyQueue::new(65_536, Overflow::Refuse),
-            datagrams: ReadyQueue::new(datagram_queue, Overflow::DropOldest),
+            datagrams: ReadyQueue::new(transport.datagram_queue_capacity, Overflow::DropOldest),
+            credit: StreamCredit::new(
+                transport.max_concurrent_bidi_streams,
+                transport.max_concurrent_uni_streams,
+            ),
             datagram_header,
             datagrams_sent: AtomicU64::new(0),
             datagrams_received: AtomicU64::new(0),

@@ -1,4 +1,5 @@
 use crate::config::{CongestionControl, TransportOptions, TrustMode};
+use crate::credit;
 use crate::error::{Error, Result};
 use crate::identity::{sha256, Identity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -180,11 +181,14 @@ pub fn transport_config(opts: &TransportOptions) -> Result<quinn::TransportConfi
     };
     t.max_idle_timeout(idle)
         .keep_alive_interval(opts.keep_alive_interval)
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(opts.max_concurrent_bidi_streams))
-        // HTTP/3 needs three of its own unidirectional streams (control, QPACK x2).
-        .max_concurrent_uni_streams(quinn::VarInt::from_u32(
-            opts.max_concurrent_uni_streams.saturating_add(3),
-        ))
+        // Small limits until the peer uses streams (see `credit`); HTTP/3's own three
+        // unidirectional streams come on top.
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(credit::initial_bidi(
+            opts.max_concurrent_bidi_streams,
+        )))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(credit::initial_uni(
+            opts.max_concurrent_uni_streams,
+        )))
         .stream_receive_window(varint(opts.stream_receive_window, "stream_receive_window")?)
         .receive_window(varint(opts.receive_window, "receive_window")?)
         .send_window(opts.send_window)

@@ -158,3 +158,50 @@ async fn wrong_certificate_hash_fails_handshake() {
     assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
     drop(server);
 }
+
+/// Sessions start with a small stream credit; the first stream of a direction must open
+/// the configured limit, or holding more than the credit open at once would stall.
+#[tokio::test]
+async fn stream_credit_opens_to_the_configured_limit() {
+    const OPEN_AT_ONCE: usize = 60;
+    let (server, base, hash) = server();
+    let client = client(hash);
+    let server_task = tokio::spawn(async move {
+        let session = next_request(&server).await;
+        session.accept(vec![]).await.unwrap();
+        let mut held_bi = Vec::new();
+        let mut held_uni = Vec::new();
+        for _ in 0..OPEN_AT_ONCE {
+            held_bi.push(
+                std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
+                    .await
+                    .unwrap(),
+            );
+            held_uni.push(
+                std::future::poll_fn(|cx| session.incoming_uni().poll_pop(cx))
+                    .await
+                    .unwrap(),
+            );
+        }
+        (held_bi.len(), held_uni.len(), session, server)
+    });
+    let session = client
+        .connect(&format!("{base}/streams"), vec![], None)
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..OPEN_AT_ONCE {
+        // Each stream stays open (not finished) until the end of the test.
+        let (mut send, recv) = session.open_bi().await.unwrap();
+        send.write_all(b"x").await.unwrap();
+        let mut uni = session.open_uni().await.unwrap();
+        uni.write_all(b"y").await.unwrap();
+        open.push((send, recv, uni));
+    }
+    let (bi, uni, _server_session, _server) =
+        tokio::time::timeout(Duration::from_secs(10), server_task)
+            .await
+            .expect("server did not see every stream: credit not raised")
+            .unwrap();
+    assert_eq!((bi, uni), (OPEN_AT_ONCE, OPEN_AT_ONCE));
+}
