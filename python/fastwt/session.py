@@ -166,7 +166,9 @@ class WebTransportSession:
 
     # --- streams -----------------------------------------------------------------
     async def create_bidirectional_stream(self) -> WebTransportBidirectionalStream:
-        opened = self._handle.open_bi()
+        hub = self._hub
+        opened = self._handle.open_bi(hub.notifier)
+        hub.flush_soon()
         if isinstance(opened, Op):
             opened = await _bridge.run_op(self._hub, opened)
         send, recv = opened
@@ -175,7 +177,9 @@ class WebTransportSession:
         )
 
     async def create_unidirectional_stream(self) -> WebTransportSendStream:
-        opened = self._handle.open_uni()
+        hub = self._hub
+        opened = self._handle.open_uni(hub.notifier)
+        hub.flush_soon()
         send = await _bridge.run_op(self._hub, opened) if isinstance(opened, Op) else opened
         return WebTransportSendStream(session=self, send=send)
 

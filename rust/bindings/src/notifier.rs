@@ -1,3 +1,5 @@
+use crate::runtime;
+use fastwt_core::Pump;
 use pyo3::prelude::*;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
@@ -45,28 +47,63 @@ impl Wake for TokenWaker {
 /// One per Python event loop: tokio threads push ready tokens here; the loop watches
 /// `fileno()` and calls `drain()` to collect every token of the batch at once.
 ///
-/// It also holds the I/O-side wake-ups the loop's own calls deferred (stream writes):
-/// `flush()` fires them once per loop turn, so the I/O thread wakes once for a turn's
-/// writes, and a write followed by its FIN leaves as one packet.
+/// It also holds the I/O-side work the loop's own calls deferred (pump wake-ups after
+/// stream writes, pumps of newly opened streams): `flush()` hands it all to the I/O
+/// thread at once per loop turn, so the thread wakes once for a turn's writes and
+/// opens, and a write followed by its FIN leaves as one packet.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct Notifier {
     inner: Arc<Inner>,
-    deferred: Mutex<Vec<Waker>>,
+    deferred: Mutex<Deferred>,
+}
+
+#[derive(Default)]
+struct Deferred {
+    wakers: Vec<Waker>,
+    pumps: Vec<Pump>,
 }
 
 impl Notifier {
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Deferred> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Keeps `waker` until the next `flush()` (or `drain()`, or the notifier's end).
     pub(crate) fn defer(&self, waker: Waker) {
-        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-        if !deferred.iter().any(|w| w.will_wake(&waker)) {
-            deferred.push(waker);
+        let mut deferred = self.deferred();
+        if !deferred.wakers.iter().any(|w| w.will_wake(&waker)) {
+            deferred.wakers.push(waker);
         }
     }
 
+    /// Keeps new streams' pumps until the next `flush()`.
+    pub(crate) fn defer_pumps(&self, pumps: &mut Vec<Pump>) {
+        self.deferred().pumps.append(pumps);
+    }
+
     fn wake_deferred(&self) {
-        let wakers = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for w in wakers {
-            w.wake();
+        let Deferred { wakers, pumps } = std::mem::take(&mut *self.deferred());
+        if pumps.is_empty() && wakers.len() <= 1 {
+            for w in wakers {
+                w.wake();
+            }
+            return;
+        }
+        // One hand-off for the batch: on the I/O thread, spawning the pumps and waking
+        // tasks are local queue pushes instead of one thread wake-up each.
+        match runtime::get() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    for pump in pumps {
+                        tokio::spawn(pump);
+                    }
+                    for w in wakers {
+                        w.wake();
+                    }
+                });
+            }
+            // No runtime, no streams: nothing could have been deferred.
+            Err(_) => wakers.into_iter().for_each(Waker::wake),
         }
     }
 
@@ -92,7 +129,7 @@ impl Notifier {
                 reader,
                 writer,
             }),
-            deferred: Mutex::new(Vec::new()),
+            deferred: Mutex::new(Deferred::default()),
         })
     }
 

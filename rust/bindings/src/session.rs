@@ -3,7 +3,7 @@ use crate::notifier::Notifier;
 use crate::op::{value_to_py, Op, OpValue};
 use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
-use fastwt_core::{Opened, Session, SessionPhase};
+use fastwt_core::{Launch, Opened, Session, SessionPhase};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -128,9 +128,15 @@ impl SessionHandle {
 
     /// A new bidirectional stream as (send, recv) when it can be opened at once,
     /// else an `Op` resolving to it.
-    fn open_bi(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn open_bi(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
         let _rt = runtime::get()?.enter();
-        match self.session.open_bi_now().map_err(to_py)? {
+        let mut pumps = Vec::new();
+        let opened = self
+            .session
+            .open_bi_launch(&mut Launch::Collect(&mut pumps))
+            .map_err(to_py)?;
+        notifier.defer_pumps(&mut pumps);
+        match opened {
             Opened::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
             Opened::Pending(fut) => Ok(Py::new(
                 py,
@@ -141,9 +147,15 @@ impl SessionHandle {
     }
 
     /// A new unidirectional stream when it can be opened at once, else an `Op`.
-    fn open_uni(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn open_uni(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
         let _rt = runtime::get()?.enter();
-        match self.session.open_uni_now().map_err(to_py)? {
+        let mut pumps = Vec::new();
+        let opened = self
+            .session
+            .open_uni_launch(&mut Launch::Collect(&mut pumps))
+            .map_err(to_py)?;
+        notifier.defer_pumps(&mut pumps);
+        match opened {
             Opened::Ready(send) => value_to_py(py, OpValue::Uni(send)),
             Opened::Pending(fut) => {
                 Ok(Py::new(py, Op::spawn(async move { fut.await.map(OpValue::Uni) })?)?.into_any())

@@ -41,4 +41,4 @@ pub use error::{CloseInfo, Error, Result};
 pub use identity::Identity;
 pub use server::Server;
 pub use session::{Opened, Session, SessionPhase, SessionStats};
-pub use stream::{RecvStream, SendStream};
+pub use stream::{Launch, Pump, RecvStream, SendStream};

@@ -3,7 +3,7 @@ use crate::credit::StreamCredit;
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
-use crate::stream::{RecvStream, SendStream};
+use crate::stream::{Launch, RecvStream, SendStream};
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -432,6 +432,14 @@ impl Session {
     /// it (the common case); its pumps write the stream header first. Otherwise returns a
     /// future that finishes the job. Needs a tokio context (the pumps are spawned).
     pub fn open_bi_now(&self) -> Result<Opened<(SendStream, RecvStream)>> {
+        self.open_bi_launch(&mut Launch::Spawn)
+    }
+
+    /// [`Self::open_bi_now`] with the new stream's pumps started through `launch`.
+    pub fn open_bi_launch(
+        &self,
+        launch: &mut Launch<'_>,
+    ) -> Result<Opened<(SendStream, RecvStream)>> {
         self.ensure_open()?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
         let opened = {
@@ -440,8 +448,8 @@ impl Session {
         };
         match opened {
             Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready((
-                SendStream::new(send, Some(header)),
-                RecvStream::new(recv),
+                SendStream::launched(send, Some(header), launch),
+                RecvStream::launched(recv, launch),
             ))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
@@ -456,6 +464,11 @@ impl Session {
     /// Opens a unidirectional stream without waiting when possible (see
     /// [`Self::open_bi_now`]).
     pub fn open_uni_now(&self) -> Result<Opened<SendStream>> {
+        self.open_uni_launch(&mut Launch::Spawn)
+    }
+
+    /// [`Self::open_uni_now`] with the new stream's pump started through `launch`.
+    pub fn open_uni_launch(&self, launch: &mut Launch<'_>) -> Result<Opened<SendStream>> {
         self.ensure_open()?;
         let header = self.stream_header(h3::STREAM_WT_UNI);
         let opened = {
@@ -463,7 +476,11 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok(send)) => Ok(Opened::Ready(SendStream::new(send, Some(header)))),
+            Poll::Ready(Ok(send)) => Ok(Opened::Ready(SendStream::launched(
+                send,
+                Some(header),
+                launch,
+            ))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();

@@ -11,6 +11,7 @@ use crate::h3;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -20,6 +21,30 @@ const SEND_BUFFER: usize = 1024 * 1024;
 /// Bytes a receive half buffers ahead of the application; beyond it the pump stops
 /// reading and QUIC flow control holds the peer back.
 const RECV_BUFFER: usize = 1024 * 1024;
+
+/// A stream's pump task, not yet running (see [`Launch`]).
+pub type Pump = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How the pumps of a new stream start.
+pub enum Launch<'a> {
+    /// Spawned at once on the current tokio runtime.
+    Spawn,
+    /// Handed to the caller, which starts them later. A thread outside the runtime uses
+    /// it to start a whole batch with one hand-off instead of waking the runtime's
+    /// thread once per pump.
+    Collect(&'a mut Vec<Pump>),
+}
+
+impl Launch<'_> {
+    fn start(&mut self, pump: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Launch::Spawn => {
+                tokio::spawn(pump);
+            }
+            Launch::Collect(pumps) => pumps.push(Box::pin(pump)),
+        }
+    }
+}
 
 fn connection_lost(e: quinn::ConnectionError) -> Error {
     match e {
@@ -99,9 +124,18 @@ impl SendStream {
     /// Wraps a quinn send half; `header` (the WebTransport stream header of a locally
     /// opened stream) goes out first. Spawns the pump: needs a tokio context.
     pub(crate) fn new(inner: quinn::SendStream, header: Option<Vec<u8>>) -> Self {
+        Self::launched(inner, header, &mut Launch::Spawn)
+    }
+
+    /// Like [`Self::new`], the pump started through `launch`.
+    pub(crate) fn launched(
+        inner: quinn::SendStream,
+        header: Option<Vec<u8>>,
+        launch: &mut Launch<'_>,
+    ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let state = Arc::new(Mutex::new(SendState::default()));
-        tokio::spawn(send_pump(state.clone(), inner, header));
+        launch.start(send_pump(state.clone(), inner, header));
         Self { state, id }
     }
 
@@ -333,7 +367,12 @@ impl std::fmt::Debug for RecvStream {
 impl RecvStream {
     /// Wraps a quinn receive half (its header already read). Spawns the pump: needs a
     /// tokio context.
-    pub(crate) fn new(mut inner: quinn::RecvStream) -> Self {
+    pub(crate) fn new(inner: quinn::RecvStream) -> Self {
+        Self::launched(inner, &mut Launch::Spawn)
+    }
+
+    /// Like [`Self::new`], the pump (if one is still needed) started through `launch`.
+    pub(crate) fn launched(mut inner: quinn::RecvStream, launch: &mut Launch<'_>) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let mut first = RecvState::default();
         // Take what already arrived (a small request often comes whole, FIN included)
@@ -342,7 +381,7 @@ impl RecvStream {
         let done = take_ready(&mut first, &mut inner);
         let state = Arc::new(Mutex::new(first));
         if !done {
-            tokio::spawn(recv_pump(state.clone(), inner));
+            launch.start(recv_pump(state.clone(), inner));
         }
         Self {
             state,
