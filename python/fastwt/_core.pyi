@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "dropped_log_records",
     "generate_dev_certificate",
+    "io_spin_us",
     "io_threads",
     "next_log_records",
     "set_log_level",
@@ -41,6 +42,10 @@ def dropped_log_records() -> int:
 
 def io_threads() -> int:
     """How many tokio I/O threads the extension runs (env ``FASTWT_IO_THREADS``)."""
+
+def io_spin_us() -> int:
+    """Microseconds the I/O thread polls after activity before sleeping
+    (env ``FASTWT_IO_SPIN_US``; 0: it does not spin)."""
 
 @final
 class Notifier:

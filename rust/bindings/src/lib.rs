@@ -42,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::RecvStreamHandle>()?;
     m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::io_spin_us, m)?)?;
     m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
     m.add_function(wrap_pyfunction!(logging::next_log_records, m)?)?;
     m.add_function(wrap_pyfunction!(logging::dropped_log_records, m)?)?;

@@ -17,6 +17,7 @@ impl Inner {
     /// Called on any thread: queue the token and, if the batch was empty, wake the loop
     /// with one byte. Later tokens of the same batch cost only a lock and a push.
     fn notify(&self, token: u64) {
+        runtime::spin_hint();
         let first = {
             let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
             let first = ready.is_empty();
@@ -100,6 +101,7 @@ impl Notifier {
                     for w in wakers {
                         w.wake();
                     }
+                    runtime::spin_hint();
                 });
             }
             // No runtime, no streams: nothing could have been deferred.

@@ -1,7 +1,53 @@
 use pyo3::prelude::*;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Handle>> = OnceLock::new();
+
+/// Wakes the I/O thread's spinner (see [`spin_hint`]); `None` when spinning is off.
+static SPINNER: OnceLock<Option<tokio::sync::Notify>> = OnceLock::new();
+
+/// Default of `FASTWT_IO_SPIN_US`: long enough to cover a Python handler's turn, so a
+/// reply written right after a request was handed over finds the thread awake.
+const DEFAULT_SPIN_US: u64 = 200;
+
+/// Microseconds the I/O thread keeps polling after activity before it sleeps
+/// (`FASTWT_IO_SPIN_US`; 0 turns it off; at most 10,000).
+fn spin_window() -> Duration {
+    let us = std::env::var("FASTWT_IO_SPIN_US")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_SPIN_US)
+        .min(10_000);
+    Duration::from_micros(us)
+}
+
+/// Tells the I/O thread a reply is likely soon (a token was handed to Python, or a
+/// batch from Python was handed over): it polls for a short while instead of going to
+/// sleep, so the reply is picked up without a thread wake-up.
+pub(crate) fn spin_hint() {
+    if let Some(Some(n)) = SPINNER.get() {
+        n.notify_one();
+    }
+}
+
+/// Keeps the current-thread runtime polling (non-blocking driver turns between task
+/// runs) for `window` after each hint.
+async fn spinner(window: Duration) {
+    let Some(Some(notify)) = SPINNER.get() else {
+        return;
+    };
+    loop {
+        notify.notified().await;
+        let until = Instant::now() + window;
+        while Instant::now() < until {
+            // Let another thread on this core (the Python loop, most likely) run first:
+            // spinning must only use time nobody else wants.
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+    }
+}
 
 fn threads() -> usize {
     std::env::var("FASTWT_IO_THREADS")
@@ -31,6 +77,11 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
         .enable_all()
         .build()?;
     let handle = rt.handle().clone();
+    let window = spin_window();
+    let spinning = SPINNER.get_or_init(|| (!window.is_zero()).then(tokio::sync::Notify::new));
+    if spinning.is_some() {
+        handle.spawn(spinner(window));
+    }
     std::thread::Builder::new()
         .name("fastwt-io".into())
         .spawn(move || rt.block_on(std::future::pending::<()>()))?;
@@ -49,4 +100,14 @@ pub fn get() -> PyResult<&'static tokio::runtime::Handle> {
 #[pyfunction]
 pub fn io_threads() -> usize {
     threads()
+}
+
+/// Microseconds the single I/O thread polls after activity before sleeping (env
+/// `FASTWT_IO_SPIN_US`); 0 when it does not spin (turned off, or a multi-thread runtime).
+#[pyfunction]
+pub fn io_spin_us() -> u64 {
+    if threads() > 1 {
+        return 0;
+    }
+    u64::try_from(spin_window().as_micros()).unwrap_or(u64::MAX)
 }
