@@ -9,6 +9,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use std::task::{Context, Poll};
 
+/// Opens a stream with `open`, its pumps handed to `notifier`: they start with the
+/// loop's next flush, batched with the turn's other work (see `docs/bridge.md`).
+fn open_deferred<T>(
+    notifier: &Notifier,
+    open: impl FnOnce(&mut Launch<'_>) -> fastwt_core::Result<Opened<T>>,
+) -> PyResult<Opened<T>> {
+    let _rt = runtime::get()?.enter();
+    let mut pumps = Vec::new();
+    let opened = open(&mut Launch::Collect(&mut pumps)).map_err(to_py)?;
+    notifier.defer_pumps(&mut pumps);
+    Ok(opened)
+}
+
 /// One session. Hot calls (`poll_datagrams`, `send_datagram`) take no loop hop when the
 /// result is ready, and never block.
 #[pyclass(module = "fastwt._core", frozen)]
@@ -129,14 +142,7 @@ impl SessionHandle {
     /// A new bidirectional stream as (send, recv) when it can be opened at once,
     /// else an `Op` resolving to it.
     fn open_bi(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
-        let _rt = runtime::get()?.enter();
-        let mut pumps = Vec::new();
-        let opened = self
-            .session
-            .open_bi_launch(&mut Launch::Collect(&mut pumps))
-            .map_err(to_py)?;
-        notifier.defer_pumps(&mut pumps);
-        match opened {
+        match open_deferred(notifier, |launch| self.session.open_bi_launch(launch))? {
             Opened::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
             Opened::Pending(fut) => Ok(Py::new(
                 py,
@@ -148,14 +154,7 @@ impl SessionHandle {
 
     /// A new unidirectional stream when it can be opened at once, else an `Op`.
     fn open_uni(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
-        let _rt = runtime::get()?.enter();
-        let mut pumps = Vec::new();
-        let opened = self
-            .session
-            .open_uni_launch(&mut Launch::Collect(&mut pumps))
-            .map_err(to_py)?;
-        notifier.defer_pumps(&mut pumps);
-        match opened {
+        match open_deferred(notifier, |launch| self.session.open_uni_launch(launch))? {
             Opened::Ready(send) => value_to_py(py, OpValue::Uni(send)),
             Opened::Pending(fut) => {
                 Ok(Py::new(py, Op::spawn(async move { fut.await.map(OpValue::Uni) })?)?.into_any())
