@@ -19,13 +19,17 @@ from typing import Any, Protocol, TypeVar
 
 import sniffio
 
-from ._core import Notifier
+from ._core import Notifier, io_spin_us
 
 T = TypeVar("T")
 
 __all__ = ["Hub", "get_hub", "new_token"]
 
 _tokens = itertools.count(1)
+
+# Microseconds the asyncio loop waits for a reply after a flush before it sleeps (the
+# I/O thread's busy-poll window; 0 turns both off).
+_SPIN_US = io_spin_us()
 
 
 def new_token() -> int:
@@ -76,7 +80,14 @@ class _AsyncioHub:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self.notifier.flush()
+        notifier = self.notifier
+        notifier.flush()
+        # A task waits for a reply and the loop has nothing else to run: wait for it
+        # here briefly instead of going to sleep in the selector (a wake-up costs more
+        # than a small request's round trip on loaded machines).
+        if _SPIN_US and self._waiters and not getattr(self._loop, "_ready", True):
+            if notifier.spin_wait(_SPIN_US):
+                self._dispatch()
 
     def _dispatch(self) -> None:
         waiters = self._waiters

@@ -60,6 +60,8 @@ class Notifier:
         """Marks ``token`` ready from Python."""
     def flush(self) -> None:
         """Wakes the I/O side for every write deferred since the last flush."""
+    def spin_wait(self, micros: int) -> bool:
+        """Waits up to ``micros`` for a token without sleeping; True when one is ready."""
 
 @final
 class Op:

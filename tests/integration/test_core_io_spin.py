@@ -64,3 +64,19 @@ def run_with(spin: str | None) -> int:
 )
 def test_spin_window_and_echo(spin: str | None, expected: int) -> None:
     assert run_with(spin) == expected
+
+
+def test_notifier_spin_wait_sees_a_token_or_times_out() -> None:
+    """The loop's short wait for a reply: true as soon as a token is ready, false after
+    the window without one (it never sleeps past it)."""
+    import time
+
+    from fastwt._core import Notifier
+
+    n = Notifier()
+    start = time.perf_counter()
+    assert n.spin_wait(2_000) is False
+    assert 0.0015 < time.perf_counter() - start < 0.5
+    n.notify(7)
+    assert n.spin_wait(2_000) is True
+    assert n.drain() == [7]

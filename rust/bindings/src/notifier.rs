@@ -159,6 +159,33 @@ impl Notifier {
         self.wake_deferred();
     }
 
+    /// Waits up to `micros` for a token without sleeping (the GIL released, the core
+    /// yielded between checks); true when one is ready. The loop calls it when it has
+    /// nothing else to do and a reply is expected, instead of sleeping in its selector.
+    fn spin_wait(&self, py: Python<'_>, micros: u64) -> bool {
+        let ready = || {
+            !self
+                .inner
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        };
+        if ready() {
+            return true;
+        }
+        py.detach(|| {
+            let until = std::time::Instant::now() + std::time::Duration::from_micros(micros);
+            while std::time::Instant::now() < until {
+                std::thread::yield_now();
+                if ready() {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+
     /// Reports `token` as ready from Python (used to wake a waiter without Rust work).
     fn notify(&self, token: u64) {
         self.inner.notify(token);
