@@ -33,10 +33,7 @@ pub(crate) fn spin_hint() {
 
 /// Keeps the current-thread runtime polling (non-blocking driver turns between task
 /// runs) for `window` after each hint.
-async fn spinner(window: Duration) {
-    let Some(Some(notify)) = SPINNER.get() else {
-        return;
-    };
+async fn spinner(notify: &'static tokio::sync::Notify, window: Duration) {
     loop {
         notify.notified().await;
         let until = Instant::now() + window;
@@ -79,8 +76,8 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
     let handle = rt.handle().clone();
     let window = spin_window();
     let spinning = SPINNER.get_or_init(|| (!window.is_zero()).then(tokio::sync::Notify::new));
-    if spinning.is_some() {
-        handle.spawn(spinner(window));
+    if let Some(notify) = spinning {
+        handle.spawn(spinner(notify, window));
     }
     std::thread::Builder::new()
         .name("fastwt-io".into())

@@ -147,28 +147,17 @@ impl SendStream {
     /// Queues as much of `buf` as the buffer has room for; `Pending` (waker kept) when
     /// it is full. Errors once the peer stopped the stream or the session ended.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize>> {
-        self.poll_send(cx, buf, false)
+        self.poll_send_deferred(cx, buf, false).map_ok(|(n, pump)| {
+            wake(pump);
+            n
+        })
     }
 
-    /// Like [`poll_write`](Self::poll_write), and with `finish` also ends the stream when
-    /// all of `buf` was queued: data and FIN reach the pump with one wake-up.
-    pub fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        finish: bool,
-    ) -> Poll<Result<usize>> {
-        self.poll_send_deferred(cx, buf, finish)
-            .map_ok(|(n, pump)| {
-                wake(pump);
-                n
-            })
-    }
-
-    /// Like [`poll_send`](Self::poll_send), but hands back the pump's waker instead of
-    /// waking it, so a caller issuing many writes in a row (an event loop's turn) wakes
-    /// the I/O thread once for all of them, and data and FIN written a moment apart
-    /// still leave in one packet. The caller must wake it soon.
+    /// Like [`poll_write`](Self::poll_write), with `finish` also ending the stream once
+    /// all of `buf` is queued (data and FIN reach the pump together), and handing back
+    /// the pump's waker instead of waking it, so a caller issuing many writes in a row
+    /// (an event loop's turn) wakes the I/O thread once for all of them. The caller must
+    /// wake it soon.
     pub fn poll_send_deferred(
         &mut self,
         cx: &mut Context<'_>,
