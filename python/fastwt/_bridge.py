@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import selectors
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import sniffio
@@ -65,10 +66,22 @@ class _AsyncioHub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.notifier = Notifier()
-        self._loop = loop
+        # Weak: the hub lives in a WeakKeyDictionary keyed by its loop (and the loop keeps
+        # the hub through its reader callback), so a closed loop takes its hub and the
+        # notifier's descriptors with it.
+        self._loop_ref = weakref.ref(loop)
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._flush_scheduled = False
+        # A flush went out since the loop last waited: a reply may be on its way.
+        self._reply_expected = False
+        self._spinning_selector: _SpinningSelector | None = None
         loop.add_reader(self.notifier.fileno(), self._dispatch)
+        selector = getattr(loop, "_selector", None)
+        # Only asyncio's own selector loops (uvloop has no `_selector`): there the wait
+        # for I/O is wrapped so that the loop spins before it sleeps (see `_idle`).
+        if _SPIN_US and isinstance(selector, selectors.BaseSelector):
+            self._spinning_selector = _SpinningSelector(selector, self._idle)
+            setattr(loop, "_selector", self._spinning_selector)  # noqa: B010 (private)
 
     def flush_soon(self) -> None:
         """Stream writes leave the I/O thread asleep until the loop's next turn, so that
@@ -76,22 +89,31 @@ class _AsyncioHub:
         one packet)."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        notifier = self.notifier
-        notifier.flush()
-        # A task waits for a reply and the loop has nothing else to run: wait for it
-        # here briefly instead of going to sleep in the selector (a wake-up costs more
-        # than a small request's round trip on loaded machines).
-        if _SPIN_US and self._waiters and not getattr(self._loop, "_ready", True):
-            if notifier.spin_wait(_SPIN_US):
-                self._dispatch()
+        self._reply_expected = True
+        self.notifier.flush()
 
-    def _dispatch(self) -> None:
+    def _idle(self, timeout: float | None) -> bool:
+        """Called when the loop is about to sleep for ``timeout`` seconds (``None``:
+        until I/O). After a flush, with tasks parked on tokens, it first waits for them
+        up to the busy-poll window without sleeping (GIL released): a sleeping thread's
+        wake-up costs more than a small request's round trip on loaded machines. True
+        when it dispatched tokens (the loop must then not sleep)."""
+        if not (self._reply_expected and self._waiters):
+            return False
+        self._reply_expected = False
+        micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
+        if micros > 0 and self.notifier.spin_wait(micros):
+            self._dispatch(read_pipe=False)
+            return True
+        return False
+
+    def _dispatch(self, read_pipe: bool = True) -> None:
         waiters = self._waiters
-        for token in self.notifier.drain():
+        for token in self.notifier.drain(read_pipe):
             futures = waiters.pop(token, None)
             if futures:
                 for fut in futures:
@@ -99,7 +121,7 @@ class _AsyncioHub:
                         fut.set_result(None)
 
     async def park(self, token: int) -> None:
-        fut: asyncio.Future[None] = self._loop.create_future()
+        fut: asyncio.Future[None] = self._loop().create_future()
         futures = self._waiters.setdefault(token, [])
         futures.append(fut)
         try:
@@ -117,10 +139,56 @@ class _AsyncioHub:
         """Whether any task is parked on ``token``."""
         return bool(self._waiters.get(token))
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop_ref()
+        if loop is None:
+            raise RuntimeError("the event loop this fastwt object belongs to is gone")
+        return loop
+
     def close(self) -> None:
         self.notifier.flush()
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self.notifier.fileno())
+        loop = self._loop_ref()
+        if loop is None:
+            return
+        if not loop.is_closed():
+            loop.remove_reader(self.notifier.fileno())
+        wrapper = self._spinning_selector
+        if wrapper is not None:
+            inner = wrapper.inner
+            if getattr(loop, "_selector", None) is wrapper:
+                setattr(loop, "_selector", inner)  # noqa: B010 (asyncio's private)
+
+
+class _SpinningSelector(selectors.BaseSelector):
+    """An asyncio loop's selector, unchanged except that a wait that would sleep first
+    gives the hub its chance to spin for a reply."""
+
+    def __init__(self, inner: selectors.BaseSelector, idle: Callable[[float | None], bool]):
+        self.inner = inner
+        self._idle = idle
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if (timeout is None or timeout > 0) and self._idle(timeout):
+            timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
+        return self.inner.select(timeout)
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.modify(fileobj, events, data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self.inner.get_map()
 
 
 class _TrioHub:

@@ -54,8 +54,9 @@ class Notifier:
     def __new__(cls) -> Notifier: ...
     def fileno(self) -> int:
         """Readable when tokens are ready."""
-    def drain(self) -> list[int]:
-        """Every ready token since the last call."""
+    def drain(self, read_pipe: bool = True) -> list[int]:
+        """Every ready token since the last call; ``read_pipe=False`` after a successful
+        ``spin_wait`` skips the pipe read when no byte was written."""
     def notify(self, token: int) -> None:
         """Marks ``token`` ready from Python."""
     def flush(self) -> None:

@@ -80,3 +80,97 @@ def test_notifier_spin_wait_sees_a_token_or_times_out() -> None:
     n.notify(7)
     assert n.spin_wait(2_000) is True
     assert n.drain() == [7]
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_token_queued_while_the_loop_spins_writes_no_pipe_byte() -> None:
+    """While the loop's thread is in ``spin_wait`` a token costs no pipe write (the
+    spinner finds it in the queue); outside it, the pipe becomes readable as before."""
+    import threading
+    import time
+
+    from fastwt._core import Notifier
+
+    n = Notifier()
+    t = threading.Timer(0.002, n.notify, args=(11,))
+    t.start()
+    start = time.perf_counter()
+    assert n.spin_wait(500_000) is True
+    assert time.perf_counter() - start < 0.4
+    t.join()
+    assert not _readable(n.fileno())
+    assert n.drain(False) == [11]
+
+    n.notify(12)  # nobody spinning: the selector must be woken
+    assert _readable(n.fileno())
+    assert n.drain(False) == [12]
+    assert not _readable(n.fileno())
+
+
+def test_asyncio_loop_spins_for_a_reply_instead_of_sleeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a flush, with a task parked on a token, the loop's wait for I/O first spins:
+    a token notified from another thread is dispatched from inside the selector call, so
+    the real selector is only ever polled (timeout 0), never slept in. (The window is
+    widened so that a slow machine's timer thread still lands inside it.)"""
+    import asyncio
+    import threading
+    from typing import Any
+
+    from fastwt import _bridge
+
+    monkeypatch.setattr(_bridge, "_SPIN_US", 2_000_000)
+    timeouts: list[float | None] = []
+
+    class Recording:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def select(self, timeout: float | None = None) -> Any:
+            timeouts.append(timeout)
+            return self.inner.select(timeout)
+
+    async def main() -> bool:
+        hub = _bridge.get_hub()
+        wrapper = hub._spinning_selector  # type: ignore[attr-defined]
+        assert wrapper is not None
+        wrapper.inner = Recording(wrapper.inner)
+        await asyncio.sleep(0)
+        timeouts.clear()
+        token = _bridge.new_token()
+        hub.flush_soon()  # as a stream write does
+        threading.Timer(0.003, hub.notifier.notify, args=(token,)).start()
+        await asyncio.wait_for(hub.park(token), 5)
+        waiting = hub.is_waiting(token)
+        wrapper.inner = wrapper.inner.inner
+        return waiting
+
+    assert asyncio.run(main()) is False
+    assert timeouts, "the loop never reached its selector"
+    assert all(t == 0 for t in timeouts), timeouts
+
+
+def test_asyncio_hub_goes_with_its_loop() -> None:
+    """A hub (and its notifier's two descriptors) does not outlive its event loop."""
+    import asyncio
+    import gc
+
+    from fastwt import _bridge
+
+    async def touch() -> None:
+        _bridge.get_hub()
+
+    asyncio.run(touch())
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        asyncio.run(touch())
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert len(_bridge._asyncio_hubs) <= 1

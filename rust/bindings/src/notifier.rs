@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
@@ -11,22 +12,44 @@ pub(crate) struct Inner {
     ready: Mutex<Vec<u64>>,
     reader: UnixStream,
     writer: UnixStream,
+    /// The loop's thread is in `spin_wait`: it sees new tokens without the pipe byte.
+    spinning: AtomicBool,
+    /// A byte may be in the pipe (written since the last `drain` read it).
+    signaled: AtomicBool,
 }
 
 impl Inner {
     /// Called on any thread: queue the token and, if the batch was empty, wake the loop
-    /// with one byte. Later tokens of the same batch cost only a lock and a push.
+    /// with one byte. Later tokens of the same batch cost only a lock and a push, and so
+    /// does the first one while the loop's thread spins (it checks the queue itself).
     fn notify(&self, token: u64) {
         runtime::spin_hint();
         let first = {
-            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ready = self.ready();
             let first = ready.is_empty();
             ready.push(token);
             first
         };
-        if first {
+        // SeqCst pairs with `spin_wait`: either it still spins and will find the token
+        // (it re-checks the queue after clearing the flag), or this sees it stopped.
+        if first && !self.spinning.load(Ordering::SeqCst) {
+            self.signaled.store(true, Ordering::SeqCst);
             // A full pipe already guarantees a pending wake-up, so WouldBlock is fine.
             let _ = (&self.writer).write(&[1u8]);
+        }
+    }
+
+    fn ready(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Empties the pipe (a non-blocking read until it would block).
+    fn clear_pipe(&self) {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = (&self.reader).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
         }
     }
 }
@@ -116,7 +139,24 @@ impl Notifier {
             token,
         }))
     }
+
+    /// The waker for `token` kept in `slot`, made anew only when the loop or the token
+    /// changed since the slot's last poll.
+    pub(crate) fn waker_in<'s>(&self, slot: &'s mut WakerSlot, token: u64) -> &'s Waker {
+        // The slot's waker holds an `Arc` of its `Inner`, so that address cannot be
+        // reused by another notifier while the slot remembers it.
+        let key = (Arc::as_ptr(&self.inner) as usize, token);
+        if slot.0.as_ref().is_some_and(|(k, _)| *k != key) {
+            slot.0 = None;
+        }
+        &slot.0.get_or_insert_with(|| (key, self.waker(token))).1
+    }
 }
+
+/// One polling site's waker (a stream half's reads, a session's datagrams...), kept
+/// between polls: they come from one loop with one token, and then cost no allocation.
+#[derive(Default)]
+pub(crate) struct WakerSlot(Option<((usize, u64), Waker)>);
 
 #[pymethods]
 impl Notifier {
@@ -130,6 +170,8 @@ impl Notifier {
                 ready: Mutex::new(Vec::new()),
                 reader,
                 writer,
+                spinning: AtomicBool::new(false),
+                signaled: AtomicBool::new(false),
             }),
             deferred: Mutex::new(Deferred::default()),
         })
@@ -141,16 +183,17 @@ impl Notifier {
     }
 
     /// Takes every ready token. Clears the wake-up byte first, so a token pushed after
-    /// the swap writes a new byte and is not lost.
-    fn drain(&self) -> Vec<u64> {
+    /// the swap writes a new byte and is not lost. With `read_pipe=False` (after a
+    /// successful `spin_wait`) the pipe is read only when a byte may be in it; a byte
+    /// written late stays for the selector's next (unconditional) drain.
+    #[pyo3(signature = (read_pipe=true))]
+    fn drain(&self, read_pipe: bool) -> Vec<u64> {
         self.wake_deferred();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = (&self.inner.reader).read(&mut buf) {
-            if n < buf.len() {
-                break;
-            }
+        let inner = &*self.inner;
+        if inner.signaled.swap(false, Ordering::SeqCst) || read_pipe {
+            inner.clear_pipe();
         }
-        std::mem::take(&mut *self.inner.ready.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *inner.ready())
     }
 
     /// Fires the wake-ups deferred since the last flush (the loop calls it once per turn
@@ -163,26 +206,23 @@ impl Notifier {
     /// yielded between checks); true when one is ready. The loop calls it when it has
     /// nothing else to do and a reply is expected, instead of sleeping in its selector.
     fn spin_wait(&self, py: Python<'_>, micros: u64) -> bool {
-        let ready = || {
-            !self
-                .inner
-                .ready
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-        };
+        let inner = &*self.inner;
+        let ready = || !inner.ready().is_empty();
         if ready() {
             return true;
         }
         py.detach(|| {
+            inner.spinning.store(true, Ordering::SeqCst);
             let until = std::time::Instant::now() + std::time::Duration::from_micros(micros);
             while std::time::Instant::now() < until {
                 std::thread::yield_now();
                 if ready() {
-                    return true;
+                    break;
                 }
             }
-            false
+            inner.spinning.store(false, Ordering::SeqCst);
+            // A token queued while the flag was up wrote no byte: it must be seen here.
+            ready()
         })
     }
 

@@ -1,5 +1,5 @@
 use crate::errors::to_py;
-use crate::notifier::Notifier;
+use crate::notifier::{Notifier, WakerSlot};
 use crate::op::{value_to_py, Op, OpValue};
 use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
@@ -7,6 +7,7 @@ use fastwt_core::{Launch, Opened, Session, SessionPhase};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 /// Opens a stream with `open`, its pumps handed to `notifier`: they start with the
@@ -27,12 +28,23 @@ fn open_deferred<T>(
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct SessionHandle {
     session: Session,
+    /// Wakers of the two hot polls (incoming bidirectional streams, datagrams).
+    accept_bi_waker: Mutex<WakerSlot>,
+    datagram_waker: Mutex<WakerSlot>,
 }
 
 impl SessionHandle {
     pub fn new(session: Session) -> Self {
-        Self { session }
+        Self {
+            session,
+            accept_bi_waker: Mutex::default(),
+            datagram_waker: Mutex::default(),
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn phase_name(p: SessionPhase) -> &'static str {
@@ -178,8 +190,9 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
-        let waker = notifier.waker(token);
-        match self.session.incoming_bi().try_pop(Some(&waker)) {
+        let mut slot = lock(&self.accept_bi_waker);
+        let waker = notifier.waker_in(&mut slot, token);
+        match self.session.incoming_bi().try_pop(Some(waker)) {
             Ok(Some((s, r))) => Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r)))),
             Ok(None) => Ok(None),
             Err(e) => Err(to_py(e)),
@@ -207,8 +220,9 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let waker = notifier.waker(token);
-        match self.session.datagrams().try_pop(Some(&waker)) {
+        let mut slot = lock(&self.datagram_waker);
+        let waker = notifier.waker_in(&mut slot, token);
+        match self.session.datagrams().try_pop(Some(waker)) {
             Ok(Some(d)) => Ok(Some(PyBytes::new(py, &d))),
             Ok(None) => Ok(None),
             Err(e) => Err(to_py(e)),
@@ -224,11 +238,12 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let waker = notifier.waker(token);
+        let mut slot = lock(&self.datagram_waker);
+        let waker = notifier.waker_in(&mut slot, token);
         let mut out = Vec::new();
         self.session
             .datagrams()
-            .pop_many(max_count.max(1), &mut out, Some(&waker))
+            .pop_many(max_count.max(1), &mut out, Some(waker))
             .map_err(to_py)?;
         if out.is_empty() {
             return Ok(None);

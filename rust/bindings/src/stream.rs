@@ -1,5 +1,5 @@
 use crate::errors::to_py;
-use crate::notifier::Notifier;
+use crate::notifier::{Notifier, WakerSlot};
 use crate::session::with_buffer;
 use fastwt_core::{RecvStream, SendStream};
 use pyo3::prelude::*;
@@ -17,7 +17,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The sending half of a stream, written by polling from the event loop's thread.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct SendStreamHandle {
-    inner: Mutex<SendStream>,
+    inner: Mutex<(SendStream, WakerSlot)>,
     id: u64,
 }
 
@@ -25,7 +25,7 @@ impl SendStreamHandle {
     pub fn new(s: SendStream) -> Self {
         let id = s.id();
         Self {
-            inner: Mutex::new(s),
+            inner: Mutex::new((s, WakerSlot::default())),
             id,
         }
     }
@@ -52,11 +52,11 @@ impl SendStreamHandle {
         token: u64,
         finish: bool,
     ) -> PyResult<usize> {
-        let mut s = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let (s, slot) = &mut *guard;
         with_buffer(data, |buf| {
             let buf = buf.get(offset..).unwrap_or(&[]);
-            let waker = notifier.waker(token);
-            let mut cx = Context::from_waker(&waker);
+            let mut cx = Context::from_waker(notifier.waker_in(slot, token));
             let mut written = 0;
             loop {
                 // Data and FIN go to the pump together when everything fits: one wake-up.
@@ -80,24 +80,24 @@ impl SendStreamHandle {
 
     /// Ends the stream gracefully (does not wait for the peer's acknowledgement).
     fn finish(&self) -> PyResult<()> {
-        lock(&self.inner).finish().map_err(to_py)
+        lock(&self.inner).0.finish().map_err(to_py)
     }
 
     /// Abandons the stream with a WebTransport error code.
     fn reset(&self, code: u32) -> PyResult<()> {
-        lock(&self.inner).reset(code).map_err(to_py)
+        lock(&self.inner).0.reset(code).map_err(to_py)
     }
 
     #[getter]
     fn bytes_sent(&self) -> u64 {
-        lock(&self.inner).bytes_sent()
+        lock(&self.inner).0.bytes_sent()
     }
 }
 
 /// The receiving half of a stream.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct RecvStreamHandle {
-    inner: Mutex<(RecvStream, Vec<bytes::Bytes>)>,
+    inner: Mutex<(RecvStream, Vec<bytes::Bytes>, WakerSlot)>,
     id: u64,
 }
 
@@ -105,7 +105,7 @@ impl RecvStreamHandle {
     pub fn new(r: RecvStream) -> Self {
         let id = r.id();
         Self {
-            inner: Mutex::new((r, Vec::new())),
+            inner: Mutex::new((r, Vec::new(), WakerSlot::default())),
             id,
         }
     }
@@ -129,7 +129,7 @@ impl RecvStreamHandle {
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut guard = lock(&self.inner);
-        let (stream, chunks) = &mut *guard;
+        let (stream, chunks, slot) = &mut *guard;
         let want = if max_size < 0 {
             DEFAULT_READ_CHUNK
         } else {
@@ -138,8 +138,7 @@ impl RecvStreamHandle {
         if want == 0 {
             return Ok(Some(PyBytes::new(py, b"")));
         }
-        let waker = notifier.waker(token);
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(notifier.waker_in(slot, token));
         chunks.clear();
         match stream.poll_read_chunks(&mut cx, want, chunks) {
             Poll::Ready(Ok(true)) => Ok(Some(PyBytes::new(py, b""))),

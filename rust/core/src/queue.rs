@@ -123,7 +123,7 @@ impl<T> ReadyQueue<T> {
             return Err(err.clone());
         }
         if let Some(w) = waker {
-            s.waker = Some(w.clone());
+            set_waker(&mut s.waker, w);
         }
         Ok(None)
     }
@@ -153,7 +153,7 @@ impl<T> ReadyQueue<T> {
                 return Err(err.clone());
             }
             if let Some(w) = waker {
-                s.waker = Some(w.clone());
+                set_waker(&mut s.waker, w);
             }
         }
         Ok(())
@@ -177,6 +177,13 @@ impl<T> ReadyQueue<T> {
     /// Removes and returns everything queued (used to clean up on close).
     pub fn drain(&self) -> Vec<T> {
         self.lock().items.drain(..).collect()
+    }
+}
+
+/// Keeps `w` in `slot` unless the waker there already wakes the same task (no clone).
+fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
+    if !slot.as_ref().is_some_and(|old| old.will_wake(w)) {
+        *slot = Some(w.clone());
     }
 }
 
