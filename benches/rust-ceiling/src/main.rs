@@ -83,10 +83,15 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of `pid` in seconds (0 when unknown).
+/// On-CPU seconds of `pid`'s threads to the nanosecond (sum of
+/// `/proc/<pid>/task/*/schedstat`), as the Python clients measure it; utime + stime
+/// (10 ms ticks) when that cannot be read; 0 when unknown.
 fn cpu_seconds(pid: u32, tck: f64) -> f64 {
     if pid == 0 {
         return 0.0;
+    }
+    if let Some(s) = schedstat_seconds(pid) {
+        return s;
     }
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
@@ -98,6 +103,22 @@ fn cpu_seconds(pid: u32, tck: f64) -> f64 {
     let ut: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let st: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     (ut + st) / tck
+}
+
+fn schedstat_seconds(pid: u32) -> Option<f64> {
+    let mut total_ns: u64 = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        total_ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (total_ns > 0).then(|| total_ns as f64 / 1e9)
 }
 
 /// Resident set size of `pid` in bytes (0 when unknown).

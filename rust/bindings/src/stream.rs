@@ -1,14 +1,49 @@
 use crate::errors::to_py;
 use crate::notifier::{Notifier, WakerSlot};
 use crate::session::with_buffer;
+use bytes::Bytes;
 use fastwt_core::{RecvStream, SendStream};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// Largest chunk one `poll_read` returns when the caller sets no limit.
 const DEFAULT_READ_CHUNK: usize = 64 * 1024;
+
+/// Writes of at least this many bytes from a `bytes` object are queued without a copy.
+/// Below it a copy is cheaper than the shared owner (an allocation, and a reference
+/// dropped later through pyo3's pool because the I/O thread holds no GIL).
+const ZERO_COPY_WRITE: usize = 4096;
+
+/// Calls `send(from)` for the bytes from `from` on until all `len` are queued or the
+/// buffer is full; hands the pump wake-ups to `notifier`. The count queued, or the
+/// error when nothing was.
+fn write_loop(
+    notifier: &Notifier,
+    len: usize,
+    mut send: impl FnMut(usize) -> Poll<fastwt_core::Result<(usize, Option<Waker>)>>,
+) -> PyResult<usize> {
+    let mut written = 0;
+    loop {
+        // Data and FIN go to the pump together when everything fits: one wake-up.
+        match send(written) {
+            Poll::Ready(Ok((n, pump))) => {
+                written += n;
+                if let Some(pump) = pump {
+                    notifier.defer(pump);
+                }
+            }
+            Poll::Ready(Err(e)) if written == 0 => return Err(to_py(e)),
+            Poll::Ready(Err(_)) | Poll::Pending => break,
+        }
+        if written == len {
+            break;
+        }
+    }
+    Ok(written)
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -42,7 +77,8 @@ impl SendStreamHandle {
     /// When it is less than what was left, the token is registered for more room. With
     /// `finish`, the stream is ended in the same call once everything is written. The
     /// I/O side is woken by the notifier's next `flush()`, which the caller must
-    /// arrange (the event loop does it once per turn).
+    /// arrange (the event loop does it once per turn). A large `bytes` object is queued
+    /// without a copy (the stream holds a reference to it until QUIC has it).
     #[pyo3(signature = (data, offset, notifier, token, finish=false))]
     fn poll_write(
         &self,
@@ -54,27 +90,22 @@ impl SendStreamHandle {
     ) -> PyResult<usize> {
         let mut guard = lock(&self.inner);
         let (s, slot) = &mut *guard;
+        let mut cx = Context::from_waker(notifier.waker_in(slot, token));
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let len = b.as_bytes().len();
+            if len.saturating_sub(offset) >= ZERO_COPY_WRITE {
+                let shared = Bytes::from_owner(PyBackedBytes::from(b.clone()));
+                let rest = shared.slice(offset.min(len)..);
+                return write_loop(notifier, rest.len(), |from| {
+                    s.poll_send_bytes_deferred(&mut cx, &rest.slice(from..), finish)
+                });
+            }
+        }
         with_buffer(data, |buf| {
             let buf = buf.get(offset..).unwrap_or(&[]);
-            let mut cx = Context::from_waker(notifier.waker_in(slot, token));
-            let mut written = 0;
-            loop {
-                // Data and FIN go to the pump together when everything fits: one wake-up.
-                match s.poll_send_deferred(&mut cx, &buf[written..], finish) {
-                    Poll::Ready(Ok((n, pump))) => {
-                        written += n;
-                        if let Some(pump) = pump {
-                            notifier.defer(pump);
-                        }
-                    }
-                    Poll::Ready(Err(e)) if written == 0 => return Err(to_py(e)),
-                    Poll::Ready(Err(_)) | Poll::Pending => break,
-                }
-                if written == buf.len() {
-                    break;
-                }
-            }
-            Ok(written)
+            write_loop(notifier, buf.len(), |from| {
+                s.poll_send_deferred(&mut cx, &buf[from..], finish)
+            })
         })?
     }
 

@@ -164,6 +164,29 @@ impl SendStream {
         buf: &[u8],
         finish: bool,
     ) -> Poll<Result<(usize, Option<Waker>)>> {
+        self.poll_send_with(cx, buf.len(), finish, |n| Bytes::copy_from_slice(&buf[..n]))
+    }
+
+    /// Like [`poll_send_deferred`](Self::poll_send_deferred) without a copy: what fits
+    /// is queued as a slice of `buf` (which keeps its owner alive until QUIC is done).
+    pub fn poll_send_bytes_deferred(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &Bytes,
+        finish: bool,
+    ) -> Poll<Result<(usize, Option<Waker>)>> {
+        self.poll_send_with(cx, buf.len(), finish, |n| buf.slice(..n))
+    }
+
+    /// Queues the first `n` of `len` bytes, `n` as many as there is room for, taken
+    /// with `take(n)`.
+    fn poll_send_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        finish: bool,
+        take: impl FnOnce(usize) -> Bytes,
+    ) -> Poll<Result<(usize, Option<Waker>)>> {
         let mut s = lock(&self.state);
         if let Some(e) = &s.error {
             return Poll::Ready(Err(e.clone()));
@@ -172,16 +195,16 @@ impl SendStream {
             return Poll::Ready(Err(Error::StreamClosed));
         }
         let room = SEND_BUFFER.saturating_sub(s.queued);
-        if room == 0 && !buf.is_empty() {
+        if room == 0 && len > 0 {
             s.app = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let n = room.min(buf.len());
+        let n = room.min(len);
         if n > 0 {
-            s.queue.push_back(Bytes::copy_from_slice(&buf[..n]));
+            s.queue.push_back(take(n));
             s.queued += n;
         }
-        if finish && n == buf.len() {
+        if finish && n == len {
             s.fin = true;
         }
         let pump = if n > 0 || s.fin { s.pump.take() } else { None };
