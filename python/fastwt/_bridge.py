@@ -96,20 +96,23 @@ class _AsyncioHub:
         self._reply_expected = True
         self.notifier.flush()
 
-    def _idle(self, timeout: float | None) -> bool:
+    def _idle(self, timeout: float | None) -> float | None:
         """Called when the loop is about to sleep for ``timeout`` seconds (``None``:
         until I/O). After a flush, with tasks parked on tokens, it first waits for them
         up to the busy-poll window without sleeping (GIL released): a sleeping thread's
-        wake-up costs more than a small request's round trip on loaded machines. True
-        when it dispatched tokens (the loop must then not sleep)."""
+        wake-up costs more than a small request's round trip on loaded machines. Returns
+        ``None`` when it dispatched tokens (the loop must then not sleep), else the
+        seconds it spent spinning (taken off the loop's sleep, so timers stay on time)."""
         if not (self._reply_expected and self._waiters):
-            return False
+            return 0.0
         self._reply_expected = False
         micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
-        if micros > 0 and self.notifier.spin_wait(micros):
+        if micros <= 0:
+            return 0.0
+        if self.notifier.spin_wait(micros):
             self._dispatch(read_pipe=False)
-            return True
-        return False
+            return None
+        return micros / 1e6
 
     def _dispatch(self, read_pipe: bool = True) -> None:
         waiters = self._waiters
@@ -163,13 +166,17 @@ class _SpinningSelector(selectors.BaseSelector):
     """An asyncio loop's selector, unchanged except that a wait that would sleep first
     gives the hub its chance to spin for a reply."""
 
-    def __init__(self, inner: selectors.BaseSelector, idle: Callable[[float | None], bool]):
+    def __init__(self, inner: selectors.BaseSelector, idle: Callable[[float | None], float | None]):
         self.inner = inner
         self._idle = idle
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if (timeout is None or timeout > 0) and self._idle(timeout):
-            timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
+        if timeout is None or timeout > 0:
+            spent = self._idle(timeout)
+            if spent is None:
+                timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
+            elif timeout is not None:
+                timeout = max(0.0, timeout - spent)
         return self.inner.select(timeout)
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:

@@ -174,3 +174,29 @@ def test_asyncio_hub_goes_with_its_loop() -> None:
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= before
     assert len(_bridge._asyncio_hubs) <= 1
+
+
+def test_spinning_does_not_make_timers_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spin that finds no token is taken off the loop's sleep: a timer still fires on
+    time (here: a wide window, a 0.1 s sleep, no reply ever coming)."""
+    import asyncio
+    import time
+
+    from fastwt import _bridge
+
+    monkeypatch.setattr(_bridge, "_SPIN_US", 1_000_000)
+
+    async def main() -> float:
+        hub = _bridge.get_hub()
+        token = _bridge.new_token()
+        waiter = asyncio.ensure_future(hub.park(token))  # a task waits for a reply
+        await asyncio.sleep(0)
+        hub.flush_soon()
+        start = time.perf_counter()
+        await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - start
+        waiter.cancel()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert 0.095 < elapsed < 0.18, elapsed
