@@ -71,6 +71,7 @@ class FastwtAdapter:
             if not chunk:
                 break
             got += len(chunk)
+            wl_common.BULK_PROGRESS[0] = got
         await wt
         return got
 

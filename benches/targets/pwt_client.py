@@ -90,6 +90,7 @@ class PwtAdapter:
             if not chunk:
                 break
             got += len(chunk)
+            wl_common.BULK_PROGRESS[0] = got
         await wt
         return got
 

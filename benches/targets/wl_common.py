@@ -167,11 +167,38 @@ async def close_all(a: Adapter, sessions: list[Any], limit: float = 5.0) -> None
         pass
 
 
+# Bytes echoed back so far in the running bulk transfer: the adapters' read loops add
+# to it, so that a stalled transfer is told from a slow one.
+BULK_PROGRESS = [0]
+BULK_STALL_SECONDS = 10.0
+BULK_LIMIT_SECONDS = 90.0
+
+
+async def bulk_until_stalled(transfer: Any) -> int:
+    """Runs a bulk transfer; gives up when no echoed byte arrived for 10 s (pywebtransport
+    0.20.1 sometimes stalls a transfer for good) or after 90 s in all."""
+    BULK_PROGRESS[0] = 0
+    task = asyncio.ensure_future(transfer)
+    start = last_change = time.perf_counter()
+    seen = 0
+    while True:
+        done, _ = await asyncio.wait([task], timeout=0.5)
+        if done:
+            return int(task.result())
+        now = time.perf_counter()
+        if BULK_PROGRESS[0] != seen:
+            seen, last_change = BULK_PROGRESS[0], now
+        stalled = now - last_change > BULK_STALL_SECONDS
+        if stalled or now - start > BULK_LIMIT_SECONDS:
+            task.cancel()
+            why = f"no byte for {BULK_STALL_SECONDS:.0f} s" if stalled else "time limit"
+            raise TimeoutError(f"bulk transfer stalled ({why}) after {seen} bytes echoed")
+
+
 async def wl_bulk(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
     session = await connect_retry(a, with_path(args.url, "/echo"))
     probe = CpuProbe(args.server_pid)
-    # pywebtransport 0.20.1 sometimes stalls a transfer for good: give up after 90 s
-    got = await asyncio.wait_for(a.bulk(session, args.size), 90.0)
+    got = await bulk_until_stalled(a.bulk(session, args.size))
     cpu, wall = probe.stop()
     await close_all(a, [session])
     return {
