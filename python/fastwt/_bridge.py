@@ -207,11 +207,38 @@ class _TrioHub:
         self._trio = trio
         self.notifier = Notifier()
         self._waiters: dict[int, list[Any]] = {}
+        # A flush went out since the run loop last waited: a reply may be on its way.
+        self._reply_expected = False
         trio.lowlevel.spawn_system_task(self._reader, name="fastwt-notifier")
+        if _SPIN_US:
+            hub = self
+
+            class SpinBeforeSleep(trio.abc.Instrument):
+                """Gives the hub its chance to spin where the run loop would sleep."""
+
+                def before_io_wait(self, timeout: float) -> None:
+                    hub._idle(timeout)
+
+            trio.lowlevel.add_instrument(SpinBeforeSleep())
 
     def flush_soon(self) -> None:
         """trio has no cheap end-of-turn hook: writes wake the I/O side at once."""
+        self._reply_expected = True
         self.notifier.flush()
+
+    def _idle(self, timeout: float) -> None:
+        """Called when the run loop is about to wait up to ``timeout`` seconds for I/O.
+        After a flush, with tasks parked on tokens, it first waits for them up to the
+        busy-poll window without sleeping (as the asyncio hub does); when they come it
+        makes the notifier's descriptor readable, so the wait returns at once and the
+        reader task dispatches them. (trio's wait keeps its timeout: after a spin that
+        found nothing, a timer can fire up to the window late.)"""
+        if timeout <= 0 or not (self._reply_expected and self._waiters):
+            return
+        self._reply_expected = False
+        micros = min(_SPIN_US, int(timeout * 1e6))
+        if micros > 0 and self.notifier.spin_wait(micros):
+            self.notifier.poke()
 
     async def _reader(self) -> None:
         fd = self.notifier.fileno()

@@ -59,6 +59,8 @@ class Notifier:
         ``spin_wait`` skips the pipe read when no byte was written."""
     def notify(self, token: int) -> None:
         """Marks ``token`` ready from Python."""
+    def poke(self) -> None:
+        """Makes ``fileno()`` readable (after a ``spin_wait`` that found tokens)."""
     def flush(self) -> None:
         """Wakes the I/O side for every write deferred since the last flush."""
     def spin_wait(self, micros: int) -> bool:

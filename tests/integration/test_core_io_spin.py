@@ -200,3 +200,44 @@ def test_spinning_does_not_make_timers_late(monkeypatch: pytest.MonkeyPatch) -> 
 
     elapsed = asyncio.run(main())
     assert 0.095 < elapsed < 0.18, elapsed
+
+
+def test_trio_run_loop_spins_for_a_reply_instead_of_sleeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """trio: after a flush, with a task parked on a token, the run loop spins (in an
+    instrument's ``before_io_wait``) instead of sleeping in its I/O wait; a token notified
+    from another thread 20 ms later is seen by the spin, and the I/O wait that follows
+    returns at once (without the spin it would last the 20 ms)."""
+    import threading
+    import time
+
+    import trio
+
+    from fastwt import _bridge
+
+    monkeypatch.setattr(_bridge, "_SPIN_US", 2_000_000)
+    waits: list[float] = []
+
+    class WaitTimer(trio.abc.Instrument):
+        started = 0.0
+
+        def before_io_wait(self, timeout: float) -> None:
+            self.started = time.perf_counter()
+
+        def after_io_wait(self, timeout: float) -> None:
+            waits.append(time.perf_counter() - self.started)
+
+    async def main() -> bool:
+        hub = _bridge.get_hub()
+        token = _bridge.new_token()
+        trio.lowlevel.add_instrument(WaitTimer())  # after the hub's: times the real wait
+        hub.flush_soon()
+        threading.Timer(0.02, hub.notifier.notify, args=(token,)).start()
+        with trio.fail_after(5):
+            await hub.park(token)
+        return hub.is_waiting(token)
+
+    assert trio.run(main) is False
+    assert waits, "the run loop never waited"
+    assert max(waits) < 0.01, waits

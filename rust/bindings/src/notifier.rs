@@ -230,6 +230,15 @@ impl Notifier {
     fn notify(&self, token: u64) {
         self.inner.notify(token);
     }
+
+    /// Makes `fileno()` readable (one byte in the pipe): after a successful `spin_wait`
+    /// on a loop that can only be woken through the descriptor (trio), its tokens came
+    /// without one.
+    fn poke(&self) {
+        self.inner.signaled.store(true, Ordering::SeqCst);
+        // A full pipe is readable already, so WouldBlock is fine.
+        let _ = (&self.inner.writer).write(&[1u8]);
+    }
 }
 
 impl Drop for Notifier {
