@@ -6,7 +6,7 @@ One command runs every workload against every target, alternating the targets ru
 ratios) and PNG plots of the ratios into ``--out`` (default ``benches/results``)::
 
     bash benches/setup_targets.sh          # once: reference venvs, certificate, Rust build
-    python3 benches/run.py                 # full run: 5 runs of everything (~25 min)
+    python3 benches/run.py                 # full run: 5 runs of everything (~27 min here)
     python3 benches/run.py --quick --targets fastwt,rust   # smoke run, ~1 min
 
 Targets, each driven by its own client: ``fastwt`` (bare WebTransportServer),
