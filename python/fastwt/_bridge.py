@@ -61,7 +61,40 @@ def _discard(waiters: dict[int, list[Any]], token: int, waiter: Any) -> None:
             del waiters[token]
 
 
-class _AsyncioHub:
+class _HubBase:
+    """What both hubs share: the parked waiters per token and the busy-poll for a reply."""
+
+    notifier: Notifier
+    _waiters: dict[int, list[Any]]
+    # A flush went out since the loop last waited: a reply may be on its way.
+    _reply_expected: bool
+
+    def pending(self) -> int:
+        """Tasks parked now (all tokens)."""
+        return sum(len(v) for v in self._waiters.values())
+
+    def is_waiting(self, token: int) -> bool:
+        """Whether any task is parked on ``token``."""
+        return bool(self._waiters.get(token))
+
+    def _spin(self, timeout: float | None) -> float | None:
+        """Called where the loop would sleep up to ``timeout`` seconds (``None``: until
+        I/O). After a flush, with tasks parked on tokens, it waits for them up to the
+        busy-poll window without sleeping (GIL released): a sleeping thread's wake-up costs
+        more than a small request's round trip on loaded machines. ``None`` when tokens
+        came (the loop must not sleep), else the seconds it spent spinning."""
+        if timeout is not None and timeout <= 0:
+            return 0.0  # the loop has work: the reply is still expected at its next wait
+        if not (self._reply_expected and self._waiters):
+            return 0.0
+        self._reply_expected = False
+        micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
+        if micros > 0 and self.notifier.spin_wait(micros):
+            return None
+        return micros / 1e6
+
+
+class _AsyncioHub(_HubBase):
     """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -72,7 +105,6 @@ class _AsyncioHub:
         self._loop_ref = weakref.ref(loop)
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._flush_scheduled = False
-        # A flush went out since the loop last waited: a reply may be on its way.
         self._reply_expected = False
         self._spinning_selector: _SpinningSelector | None = None
         loop.add_reader(self.notifier.fileno(), self._dispatch)
@@ -97,22 +129,13 @@ class _AsyncioHub:
         self.notifier.flush()
 
     def _idle(self, timeout: float | None) -> float | None:
-        """Called when the loop is about to sleep for ``timeout`` seconds (``None``:
-        until I/O). After a flush, with tasks parked on tokens, it first waits for them
-        up to the busy-poll window without sleeping (GIL released): a sleeping thread's
-        wake-up costs more than a small request's round trip on loaded machines. Returns
-        ``None`` when it dispatched tokens (the loop must then not sleep), else the
-        seconds it spent spinning (taken off the loop's sleep, so timers stay on time)."""
-        if not (self._reply_expected and self._waiters):
-            return 0.0
-        self._reply_expected = False
-        micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
-        if micros <= 0:
-            return 0.0
-        if self.notifier.spin_wait(micros):
+        """The selector's hook (see ``_HubBase._spin``): dispatches the tokens that came
+        during the spin; the seconds spun are taken off the loop's sleep, so timers stay
+        on time."""
+        spent = self._spin(timeout)
+        if spent is None:
             self._dispatch(read_pipe=False)
-            return None
-        return micros / 1e6
+        return spent
 
     def _dispatch(self, read_pipe: bool = True) -> None:
         waiters = self._waiters
@@ -133,14 +156,6 @@ class _AsyncioHub:
             if not fut.done():  # cancelled: forget this waiter so nothing stays pending
                 fut.cancel()
             _discard(self._waiters, token, fut)
-
-    def pending(self) -> int:
-        """Tasks parked now (all tokens)."""
-        return sum(len(v) for v in self._waiters.values())
-
-    def is_waiting(self, token: int) -> bool:
-        """Whether any task is parked on ``token``."""
-        return bool(self._waiters.get(token))
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop_ref()
@@ -198,7 +213,7 @@ class _SpinningSelector(selectors.BaseSelector):
         return self.inner.get_map()
 
 
-class _TrioHub:
+class _TrioHub(_HubBase):
     """trio: a system task waits for the notifier's fd with ``wait_readable``."""
 
     def __init__(self) -> None:
@@ -207,7 +222,6 @@ class _TrioHub:
         self._trio = trio
         self.notifier = Notifier()
         self._waiters: dict[int, list[Any]] = {}
-        # A flush went out since the run loop last waited: a reply may be on its way.
         self._reply_expected = False
         trio.lowlevel.spawn_system_task(self._reader, name="fastwt-notifier")
         if _SPIN_US:
@@ -227,17 +241,11 @@ class _TrioHub:
         self.notifier.flush()
 
     def _idle(self, timeout: float) -> None:
-        """Called when the run loop is about to wait up to ``timeout`` seconds for I/O.
-        After a flush, with tasks parked on tokens, it first waits for them up to the
-        busy-poll window without sleeping (as the asyncio hub does); when they come it
-        makes the notifier's descriptor readable, so the wait returns at once and the
+        """The instrument's hook (see ``_HubBase._spin``): when tokens came, makes the
+        notifier's descriptor readable, so the run loop's wait returns at once and the
         reader task dispatches them. (trio's wait keeps its timeout: after a spin that
         found nothing, a timer can fire up to the window late.)"""
-        if timeout <= 0 or not (self._reply_expected and self._waiters):
-            return
-        self._reply_expected = False
-        micros = min(_SPIN_US, int(timeout * 1e6))
-        if micros > 0 and self.notifier.spin_wait(micros):
+        if self._spin(timeout) is None:
             self.notifier.poke()
 
     async def _reader(self) -> None:
@@ -259,14 +267,6 @@ class _TrioHub:
             await ev.wait()
         finally:
             _discard(self._waiters, token, ev)
-
-    def pending(self) -> int:
-        """Tasks parked now (all tokens)."""
-        return sum(len(v) for v in self._waiters.values())
-
-    def is_waiting(self, token: int) -> bool:
-        """Whether any task is parked on ``token``."""
-        return bool(self._waiters.get(token))
 
 
 _asyncio_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncioHub] = (

@@ -27,6 +27,8 @@ mod server;
 mod session;
 /// `SendStreamHandle` / `RecvStreamHandle`: polled stream I/O.
 mod stream;
+/// Locking that survives a poisoned mutex.
+mod sync;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -4,6 +4,7 @@
 //! inside quinn (which logs while holding its connection lock) could deadlock against
 //! the loop thread, which holds the GIL while polling quinn.
 
+use crate::sync::lock;
 use pyo3::prelude::*;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,7 +51,7 @@ impl log::Log for QueueLogger {
             record.target().to_string(),
             record.args().to_string(),
         );
-        let mut q = QUEUE.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&QUEUE.records);
         if q.len() >= CAPACITY {
             q.pop_front();
             DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -93,7 +94,7 @@ pub fn set_log_level(level: i32) {
 pub fn next_log_records(py: Python<'_>, timeout: f64) -> Vec<(u8, String, String)> {
     let wait = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
     py.detach(|| {
-        let q = QUEUE.records.lock().unwrap_or_else(|p| p.into_inner());
+        let q = lock(&QUEUE.records);
         let (mut q, _) = QUEUE
             .ready
             .wait_timeout_while(q, wait, |q| q.is_empty())

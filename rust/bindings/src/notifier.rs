@@ -1,4 +1,5 @@
 use crate::runtime;
+use crate::sync::lock;
 use fastwt_core::Pump;
 use pyo3::prelude::*;
 use std::io::{Read, Write};
@@ -40,7 +41,7 @@ impl Inner {
     }
 
     fn ready(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.ready)
     }
 
     /// Empties the pipe (a non-blocking read until it would block).
@@ -89,7 +90,7 @@ struct Deferred {
 
 impl Notifier {
     fn deferred(&self) -> std::sync::MutexGuard<'_, Deferred> {
-        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.deferred)
     }
 
     /// Keeps `waker` until the next `flush()` (or `drain()`, or the notifier's end).

@@ -3,6 +3,7 @@ use crate::notifier::Notifier;
 use crate::runtime;
 use crate::session::SessionHandle;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
+use crate::sync::lock;
 use fastwt_core::{RecvStream, SendStream, Session};
 use pyo3::prelude::*;
 use std::future::Future;
@@ -64,7 +65,7 @@ impl Op {
     /// The result when done (`True` for operations without one), else `None` after
     /// registering `token` with `notifier`. Raises the operation's error.
     fn poll(&self, py: Python<'_>, notifier: &Notifier, token: u64) -> PyResult<Option<Py<PyAny>>> {
-        let mut slot = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.rx);
         let Some(rx) = slot.as_mut() else {
             return Err(pyo3::exceptions::PyRuntimeError::new_err(
                 "operation already completed",

@@ -3,11 +3,12 @@ use crate::notifier::{Notifier, WakerSlot};
 use crate::op::{value_to_py, Op, OpValue};
 use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
+use crate::sync::lock;
 use fastwt_core::{Launch, Opened, Session, SessionPhase};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 /// Opens a stream with `open`, its pumps handed to `notifier`: they start with the
@@ -41,10 +42,6 @@ impl SessionHandle {
             datagram_waker: Mutex::default(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn phase_name(p: SessionPhase) -> &'static str {

@@ -1,6 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::{Notifier, WakerSlot};
 use crate::session::with_buffer;
+use crate::sync::lock;
 use bytes::Bytes;
 use fastwt_core::{RecvStream, SendStream};
 use pyo3::prelude::*;
@@ -43,10 +44,6 @@ fn write_loop(
         }
     }
     Ok(written)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The sending half of a stream, written by polling from the event loop's thread.
