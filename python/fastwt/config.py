@@ -98,7 +98,9 @@ class ClientConfig:
 
     Trust, in order: ``server_certificate_hashes`` (hex SHA-256 of the leaf certificate,
     as browsers do), ``ca_certs`` (PEM file), ``verify_mode=ssl.CERT_NONE`` (development
-    only), else the system's root certificates.
+    only), else the system's root certificates. As with OpenSSL, a certificate in
+    ``ca_certs`` is trusted itself too, whether or not it is marked ``CA:TRUE`` (what
+    ``openssl req -x509`` makes); a refusal names the server certificate's SHA-256.
     """
 
     ca_certs: str | Path | None = None
