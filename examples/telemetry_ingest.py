@@ -48,6 +48,7 @@ import anyio
 
 from fastwt import ServerConfig, WebTransportError, WebTransportSession
 from fastwt.framework import MiddlewareRejected, ServerApp
+from fastwt.framework.headers import header_map
 from fastwt.framework.types import SessionProtocol
 from fastwt.metrics import enable_prometheus, session_logger
 from fastwt.stream import WebTransportReceiveStream
@@ -242,7 +243,7 @@ def device_of(session: SessionProtocol) -> str | None:
     match = _INGEST.fullmatch(path)
     if match is None:
         return None
-    name = match["device"] or session.headers.get(DEVICE_HEADER, "")
+    name = match["device"] or header_map(session.headers).get(DEVICE_HEADER, "")
     return name if _DEVICE.fullmatch(name) else None
 
 

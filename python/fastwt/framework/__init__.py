@@ -6,8 +6,8 @@ router to an ``async def handler(session, **params)``. The API follows pywebtran
 unchanged.
 
 Modules: ``types`` (the protocols everything shares), ``exceptions``, ``router``,
-``middleware`` (the chain), one module per bundled middleware (``auth``, ``cors``,
-``ratelimit``), and ``app``.
+``middleware`` (the chain), ``headers`` (reading any form of ``Headers``), one module
+per bundled middleware (``auth``, ``cors``, ``ratelimit``), and ``app``.
 """
 
 from fastwt.framework.app import ServerApp

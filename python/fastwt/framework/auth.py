@@ -6,6 +6,7 @@ import inspect
 import logging
 
 from fastwt.framework.exceptions import MiddlewareRejected
+from fastwt.framework.headers import header_map
 from fastwt.framework.types import AuthHandlerProtocol, MiddlewareProtocol, SessionProtocol
 
 __all__ = ["create_auth_middleware"]
@@ -19,7 +20,8 @@ _INTERNAL_SERVER_ERROR = 500
 def create_auth_middleware(*, auth_handler: AuthHandlerProtocol) -> MiddlewareProtocol:
     """Instantiate authentication middleware with a custom handler.
 
-    ``await auth_handler(headers=session.headers)`` runs for every request: a truthy
+    ``await auth_handler(headers=...)`` runs for every request with the request headers
+    as a mapping of lower-case names (whatever form the session gives them in): a truthy
     result lets it through, a falsy one rejects it with 401, an exception with 500 (and
     is logged). The handler may raise ``MiddlewareRejected`` to pick status and headers
     itself (e.g. 403, or 401 with a ``www-authenticate`` header).
@@ -29,7 +31,7 @@ def create_auth_middleware(*, auth_handler: AuthHandlerProtocol) -> MiddlewarePr
 
     async def auth_middleware(*, session: SessionProtocol) -> None:
         try:
-            result: object = auth_handler(headers=session.headers)
+            result: object = auth_handler(headers=header_map(session.headers))
             if inspect.isawaitable(result):
                 result = await result
         except MiddlewareRejected:

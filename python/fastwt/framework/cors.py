@@ -6,6 +6,7 @@ import logging
 import re
 
 from fastwt.framework.exceptions import MiddlewareRejected
+from fastwt.framework.headers import header_map
 from fastwt.framework.types import MiddlewareProtocol, SessionProtocol
 
 __all__ = ["create_cors_middleware"]
@@ -48,7 +49,7 @@ def create_cors_middleware(*, allowed_origins: list[str]) -> MiddlewareProtocol:
     )
 
     async def cors_middleware(*, session: SessionProtocol) -> None:
-        origin = session.headers.get("origin") or session.origin
+        origin = header_map(session.headers).get("origin") or session.origin
         if not origin:
             _logger.info(
                 "rejected %r from %s: no origin header", session.path, session.remote_address

@@ -8,7 +8,7 @@ session); at run time it is a :class:`fastwt.WebTransportSession`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
@@ -21,8 +21,10 @@ __all__ = [
     "StatefulMiddlewareProtocol",
 ]
 
-Headers: TypeAlias = Mapping[str, str]
-"""HTTP header fields; names are lower-case (HTTP/3 sends them that way)."""
+Headers: TypeAlias = Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]]
+"""HTTP header fields: a mapping (fastwt's sessions give one, names lower-case as HTTP/3
+sends them), or ``(name, value)`` pairs as ``str`` or ``bytes`` (other servers and test
+doubles). Middleware reads either through :func:`fastwt.framework.headers.header_map`."""
 
 SessionHandler: TypeAlias = Callable[..., Awaitable[None]]
 """``async def handler(session, **params)``; ``params`` are the named groups of the

@@ -13,6 +13,9 @@ from urllib.parse import parse_qsl
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from fastwt.framework.headers import header_map
+from fastwt.framework.types import Headers
+
 
 class FakeSession:
     """A pending session request; ``calls`` records accept/reject/close in order."""
@@ -23,13 +26,14 @@ class FakeSession:
         self,
         path: str = "/",
         *,
-        headers: dict[str, str] | None = None,
+        headers: Headers | None = None,
         remote_address: tuple[str, int] | None = ("127.0.0.1", 50000),
     ) -> None:
         FakeSession._next_id += 4
         self.session_id = FakeSession._next_id
         self.path = path
-        self.headers = dict(headers or {})
+        # Kept in the form given: the framework must read every form ``Headers`` allows.
+        self.headers: Headers = {} if headers is None else headers
         self.remote_address = remote_address
         self.is_closed = False
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -42,7 +46,7 @@ class FakeSession:
 
     @property
     def origin(self) -> str | None:
-        return self.headers.get("origin")
+        return header_map(self.headers).get("origin")
 
     async def accept(
         self, *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
