@@ -1,9 +1,14 @@
 # fastwt developer commands. The two that matter on a fresh machine:
 #   make run    build + install fastwt, then start the echo dev server (prints URL, hash, JS)
 #   make test   install everything the tests need, then lint, type-check and run all tests
-PYTHON ?= python3
+# Both use the project's own virtual environment, .venv/ (created from the system's python3
+# on first use; never the system interpreter itself). PYTHON=/path/to/python picks another.
+PYTHON ?=
 HOST ?=
 PORT ?= 4433
+export PYTHON
+# The interpreter the scripts chose (creates .venv/ when needed); evaluated per recipe.
+PY = $$(bash scripts/python.sh)
 
 .PHONY: help install run test lint fmt wheel
 
@@ -15,25 +20,25 @@ help:
 	@echo "make wheel   build the release abi3 wheel into dist/"
 
 install:
-	PYTHON=$(PYTHON) bash scripts/install.sh
+	bash scripts/install.sh
 
 run: install
-	$(PYTHON) -m fastwt dev --port $(PORT) $(if $(HOST),--host $(HOST))
+	"$(PY)" -m fastwt dev --port $(PORT) $(if $(HOST),--host $(HOST))
 
 test:
-	PYTHON=$(PYTHON) bash scripts/test.sh
+	bash scripts/test.sh
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
-	$(PYTHON) -m mypy
+	"$(PY)" -m ruff check .
+	"$(PY)" -m ruff format --check .
+	"$(PY)" -m mypy
 
 fmt:
 	cargo fmt --all
-	$(PYTHON) -m ruff format .
-	$(PYTHON) -m ruff check --fix .
+	"$(PY)" -m ruff format .
+	"$(PY)" -m ruff check --fix .
 
 wheel:
-	$(PYTHON) -m maturin build --release --out dist
+	"$(PY)" -m maturin build --release --out dist

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the Rust extension and install fastwt into the current Python interpreter,
+# Build the Rust extension and install fastwt into the project's virtual environment
+# (`.venv/`, made by scripts/python.sh; `PYTHON=...` picks another interpreter),
 # editable (python/fastwt is imported from the work tree; the compiled fastwt._core
 # lands beside it). With --test, also install the test dependencies from pyproject.toml.
 #
@@ -8,12 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
+PYTHON="$(bash scripts/python.sh)"
 extras=""
 if [ "${1:-}" = "--test" ]; then
     extras="[test]"
 fi
 
+echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
 pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
 
 # maturin must be importable by pip without build isolation, so that the build runs

@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
+# The project's venv (.venv/, created if missing) unless PYTHON names another interpreter.
+PYTHON="$(bash scripts/python.sh)"
+export PYTHON
 export PYTHONDONTWRITEBYTECODE=1
 
 started=$SECONDS
