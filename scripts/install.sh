@@ -16,6 +16,10 @@ if [ "${1:-}" = "--test" ]; then
 fi
 
 echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+# maturin's build hook runs the `maturin` command: find the one installed below in the
+# interpreter's own scripts directory, which is not on PATH when the venv is not active.
+PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
 
 # maturin must be importable by pip without build isolation, so that the build runs
