@@ -4,16 +4,21 @@ Rust calls are polled with a *token*. A call whose result is ready returns it at
 with no trip through the event loop. Otherwise the call registers a waker; when Rust
 fires it (on a tokio thread) the token is queued in the loop's ``Notifier`` and one
 byte is written to its pipe per batch. The loop then drains all ready tokens in one
-call and resumes every task parked on them. Tokens belong to a resource (a stream's
-reads, a session's datagrams...), so several tasks waiting on one resource all wake
-and re-poll: no wake-up can be lost by a waker being replaced.
+call and resumes every task parked on them (asyncio watches the pipe with
+``add_reader``; a loop without it, such as Windows' Proactor loop, gets a reader
+thread). Tokens belong to a resource (a stream's reads, a session's datagrams...), so
+several tasks waiting on one resource all wake and re-poll: no wake-up can be lost by
+a waker being replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import select
 import selectors
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -31,6 +36,18 @@ _tokens = itertools.count(1)
 # Microseconds the asyncio loop waits for a reply after a flush before it sleeps (the
 # I/O thread's busy-poll window; 0 turns both off).
 _SPIN_US = io_spin_us()
+
+
+# Seconds between the reader thread's checks that its loop is still open: a loop closed
+# but still referenced gives the thread no other sign (a collected one wakes it at once).
+_READER_CHECK_S = 0.5
+
+
+def _reader_thread_forced() -> bool:
+    """``FASTWT_NOTIFIER_THREAD=1`` makes every asyncio hub use the reader thread, as on
+    a loop without ``add_reader``, so that path can be tested (and compared) anywhere.
+    Read at each hub's creation, not at import, so a test can set it per loop."""
+    return os.environ.get("FASTWT_NOTIFIER_THREAD", "") not in ("", "0")
 
 
 def new_token() -> int:
@@ -94,8 +111,86 @@ class _HubBase:
         return micros / 1e6
 
 
+class _ReaderThread:
+    """Watches the notifier's descriptor for a loop that has no ``add_reader`` (asyncio's
+    Proactor loop, Windows' default). A daemon thread blocks in ``select`` until the
+    descriptor is readable, schedules one dispatch on the loop, and waits for it to have
+    run before it looks again (the descriptor stays readable until the dispatch drains
+    it): a batch costs one hand-off, however many tokens or bytes it brought.
+
+    The thread holds the loop and the hub only weakly (a parked future holds its loop,
+    and a thread is a GC root: a strong reference would keep both alive forever), and the
+    notifier strongly, so its descriptor stays open while ``select`` waits on it. It ends
+    when stopped (the hub's ``close``), when the loop is closed or collected, or when the
+    loop refuses the hand-off."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        loop: asyncio.AbstractEventLoop,
+        dispatch: Callable[[], None],
+    ) -> None:
+        self._notifier = notifier
+        self._loop_ref = weakref.ref(loop)
+        self._dispatch_ref = weakref.WeakMethod(dispatch)
+        self._stopped = False
+        # Set by the loop once the scheduled dispatch has drained the descriptor.
+        self._resumed = threading.Event()
+        # A collected loop stops the thread at once instead of at its next check.
+        self._finalizer = weakref.finalize(loop, self.stop)
+        self._finalizer.atexit = False
+        self.thread = threading.Thread(target=self._run, name="fastwt-notifier-reader", daemon=True)
+        self.thread.start()
+
+    def resume(self) -> None:
+        """Called on the loop after each dispatch: the thread may watch again."""
+        self._resumed.set()
+
+    def stop(self) -> None:
+        """Ends the thread soon (callable from any thread, also from a finalizer on the
+        reader thread itself, so it does not join): ``poke`` writes a byte to the pipe,
+        which wakes the thread's ``select``."""
+        self._stopped = True
+        self._finalizer.detach()
+        self._resumed.set()
+        self._notifier.poke()
+
+    def _loop_open(self) -> bool:
+        loop = self._loop_ref()
+        return loop is not None and not loop.is_closed()
+
+    def _hand_off(self) -> bool:
+        """Schedules one dispatch on the loop; False when the loop or hub is gone."""
+        loop = self._loop_ref()
+        dispatch = self._dispatch_ref()
+        if loop is None or dispatch is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(dispatch)
+        except RuntimeError:  # the loop was closed meanwhile
+            return False
+        return True
+
+    def _run(self) -> None:
+        fd = self._notifier.fileno()
+        while not self._stopped:
+            readable, _, _ = select.select([fd], [], [], _READER_CHECK_S)
+            if self._stopped or not self._loop_open():
+                return
+            if not readable:
+                continue
+            self._resumed.clear()
+            if not self._hand_off():
+                return
+            # A loop stopped before it ran the dispatch never resumes the thread.
+            while not self._resumed.wait(_READER_CHECK_S):
+                if self._stopped or not self._loop_open():
+                    return
+
+
 class _AsyncioHub(_HubBase):
-    """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``."""
+    """asyncio (and uvloop): the notifier's fd is watched with ``loop.add_reader``, or
+    by a ``_ReaderThread`` where the loop has none (or ``FASTWT_NOTIFIER_THREAD=1``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.notifier = Notifier()
@@ -107,7 +202,14 @@ class _AsyncioHub(_HubBase):
         self._flush_scheduled = False
         self._reply_expected = False
         self._spinning_selector: _SpinningSelector | None = None
-        loop.add_reader(self.notifier.fileno(), self._dispatch)
+        self._reader: _ReaderThread | None = None
+        if _reader_thread_forced():
+            self._reader = _ReaderThread(self.notifier, loop, self._dispatch_from_reader)
+        else:
+            try:
+                loop.add_reader(self.notifier.fileno(), self._dispatch)
+            except NotImplementedError:  # asyncio's Proactor loop (Windows' default)
+                self._reader = _ReaderThread(self.notifier, loop, self._dispatch_from_reader)
         selector = getattr(loop, "_selector", None)
         # Only asyncio's own selector loops (uvloop has no `_selector`): there the wait
         # for I/O is wrapped so that the loop spins before it sleeps (see `_idle`).
@@ -146,6 +248,15 @@ class _AsyncioHub(_HubBase):
                     if not fut.done():
                         fut.set_result(None)
 
+    def _dispatch_from_reader(self) -> None:
+        """The reader thread's hand-off, run on the loop: a dispatch, after which the
+        thread may watch the descriptor again (it is not readable until new tokens)."""
+        try:
+            self._dispatch()
+        finally:
+            if self._reader is not None:
+                self._reader.resume()
+
     async def park(self, token: int) -> None:
         fut: asyncio.Future[None] = self._loop().create_future()
         futures = self._waiters.setdefault(token, [])
@@ -165,10 +276,12 @@ class _AsyncioHub(_HubBase):
 
     def close(self) -> None:
         self.notifier.flush()
+        if self._reader is not None:
+            self._reader.stop()
         loop = self._loop_ref()
         if loop is None:
             return
-        if not loop.is_closed():
+        if self._reader is None and not loop.is_closed():
             loop.remove_reader(self.notifier.fileno())
         wrapper = self._spinning_selector
         if wrapper is not None:

@@ -3,16 +3,78 @@ use crate::sync::lock;
 use fastwt_core::Pump;
 use pyo3::prelude::*;
 use std::io::{Read, Write};
-use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
+/// The wake-up pipe: a connected pair of non-blocking stream sockets, the read end
+/// watched by the event loop. The only platform-specific part of the notifier.
+#[cfg(unix)]
+mod pipe {
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    pub(crate) type End = UnixStream;
+
+    /// `(reader, writer)`, both non-blocking.
+    pub(crate) fn pair() -> std::io::Result<(End, End)> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok((reader, writer))
+    }
+
+    /// A file descriptor.
+    pub(crate) type Raw = i32;
+
+    /// The descriptor Python watches.
+    pub(crate) fn raw(end: &End) -> Raw {
+        end.as_raw_fd()
+    }
+}
+
+/// Windows has no socketpair: a loopback TCP connection stands in (what Python's own
+/// `socket.socketpair` does there). The loop watches it as a socket (`select`, trio).
+#[cfg(windows)]
+mod pipe {
+    use std::io::{Error, ErrorKind};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::os::windows::io::AsRawSocket;
+
+    pub(crate) type End = TcpStream;
+
+    /// `(reader, writer)`, both non-blocking, Nagle off (each wake-up is one byte).
+    pub(crate) fn pair() -> std::io::Result<(End, End)> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let writer = TcpStream::connect(listener.local_addr()?)?;
+        let (reader, peer) = listener.accept()?;
+        // Another local process could have connected first: accept only our own socket.
+        if peer != writer.local_addr()? {
+            return Err(Error::new(
+                ErrorKind::ConnectionRefused,
+                "notifier pipe: an unexpected peer connected to the loopback listener",
+            ));
+        }
+        for end in [&reader, &writer] {
+            end.set_nonblocking(true)?;
+            end.set_nodelay(true)?;
+        }
+        Ok((reader, writer))
+    }
+
+    /// A `SOCKET` handle (`RawSocket`; what Python's `socket.fileno()` returns there).
+    pub(crate) type Raw = u64;
+
+    /// The descriptor Python watches.
+    pub(crate) fn raw(end: &End) -> Raw {
+        end.as_raw_socket()
+    }
+}
+
 pub(crate) struct Inner {
     ready: Mutex<Vec<u64>>,
-    reader: UnixStream,
-    writer: UnixStream,
+    reader: pipe::End,
+    writer: pipe::End,
     /// The loop's thread is in `spin_wait`: it sees new tokens without the pipe byte.
     spinning: AtomicBool,
     /// A byte may be in the pipe (written since the last `drain` read it).
@@ -163,9 +225,7 @@ pub(crate) struct WakerSlot(Option<((usize, u64), Waker)>);
 impl Notifier {
     #[new]
     fn new() -> PyResult<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
+        let (reader, writer) = pipe::pair()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ready: Mutex::new(Vec::new()),
@@ -178,9 +238,10 @@ impl Notifier {
         })
     }
 
-    /// The file descriptor that becomes readable when tokens are ready.
-    fn fileno(&self) -> i32 {
-        self.inner.reader.as_raw_fd()
+    /// The descriptor (a socket handle on Windows) that becomes readable when tokens
+    /// are ready.
+    fn fileno(&self) -> pipe::Raw {
+        pipe::raw(&self.inner.reader)
     }
 
     /// Takes every ready token. Clears the wake-up byte first, so a token pushed after
