@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 # The project's venv (.venv/, created if missing) unless PYTHON names another interpreter.
 PYTHON="$(bash scripts/python.sh)"
 export PYTHON
+# The interpreter's scripts (the `fastwt` command, maturin) come first on PATH, as in an
+# activated venv: the CLI tests run the installed `fastwt` script.
+PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 export PYTHONDONTWRITEBYTECODE=1
 
 started=$SECONDS

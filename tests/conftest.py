@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from process_support import CliProcess
@@ -30,3 +32,24 @@ def fastwt_cli() -> Iterator[Callable[..., CliProcess]]:
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--robustness-long",
+        action="store_true",
+        default=bool(os.environ.get("FASTWT_ROBUSTNESS_LONG")),
+        help="run tests/robustness in long mode (10-minute soak, bigger floods); "
+        "also FASTWT_ROBUSTNESS_LONG=1",
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures the robustness cases recorded (tests/robustness/figures.py)."""
+    from robustness_figures import FIGURES
+
+    if not FIGURES:
+        return
+    terminalreporter.section("robustness figures")
+    for case, figure in FIGURES:
+        terminalreporter.write_line(f"{case}: {figure}")

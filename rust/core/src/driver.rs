@@ -90,6 +90,20 @@ pub(crate) fn spawn_session_tasks(
     tokio::spawn(accept_uni_loop(session.clone()));
     tokio::spawn(datagram_loop(session.clone()));
     tokio::spawn(connect_stream_loop(session.clone(), connect_recv, leftover));
+    if let Some(stopped) = session.connect_stream_stopped() {
+        let session = session.clone();
+        tokio::spawn(async move {
+            // STOP_SENDING on our half of the CONNECT stream ends the session, as its
+            // reset does (the drafts end a session with its CONNECT stream, either way).
+            if let Ok(Some(code)) = stopped.await {
+                let reason = format!(
+                    "CONNECT stream stopped by peer (code {:#x})",
+                    code.into_inner()
+                );
+                peer_closed(&session, 0, reason).await;
+            }
+        });
+    }
     tokio::spawn(watch_connection(session.clone(), control));
 }
 
@@ -334,6 +348,14 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
             Ok(None) => {
                 // A FIN without a capsule ends the session with code 0.
                 peer_closed(&session, 0, String::new()).await;
+                return;
+            }
+            Err(quinn::ReadError::Reset(code)) => {
+                let reason = format!(
+                    "CONNECT stream reset by peer (code {:#x})",
+                    code.into_inner()
+                );
+                peer_closed(&session, 0, reason).await;
                 return;
             }
             Err(_) => return, // the connection watcher reports how it ended

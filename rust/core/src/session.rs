@@ -295,6 +295,18 @@ impl Session {
         });
     }
 
+    /// Resolves when the peer sends STOP_SENDING on our half of the CONNECT stream (or the
+    /// half ends otherwise); `None` once the half was given up.
+    pub(crate) fn connect_stream_stopped(
+        &self,
+    ) -> Option<impl Future<Output = std::result::Result<Option<quinn::VarInt>, quinn::StoppedError>>>
+    {
+        self.state()
+            .connect_send
+            .as_ref()
+            .map(|send| send.stopped())
+    }
+
     fn check_phase(&self, want: SessionPhase, what: &str) -> Result<()> {
         let phase = self.state().phase;
         if phase != want {
