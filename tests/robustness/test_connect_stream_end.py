@@ -8,9 +8,8 @@ import time
 import anyio
 import pytest
 from _aioquic_peer import aioquic_session
-from robustness_figures import record
-
 from integration.echo_server import echo_server
+from robustness_figures import record
 
 pytestmark = pytest.mark.anyio
 
