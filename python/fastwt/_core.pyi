@@ -88,6 +88,7 @@ class Transport:
         receive_window: int = 16777216,
         send_window: int = 16777216,
         datagram_queue_capacity: int = 4096,
+        datagram_queue_bytes: int = 1048576,
         congestion_control: str = "cubic",
     ) -> Transport: ...
 

@@ -28,6 +28,8 @@ def _check_common(cfg: ServerConfig | ClientConfig) -> None:
             raise ConfigurationError(f"{name} must be positive")
     if cfg.datagram_queue_size < 1:
         raise ConfigurationError("datagram_queue_size must be at least 1")
+    if cfg.datagram_queue_bytes < 1:
+        raise ConfigurationError("datagram_queue_bytes must be at least 1")
     if not 1 <= cfg.max_concurrent_bidi_streams <= 2**31:
         raise ConfigurationError("max_concurrent_bidi_streams must be in 1..2**31")
     if not 1 <= cfg.max_concurrent_uni_streams <= 2**31:
@@ -60,6 +62,9 @@ class ServerConfig:
     usually limits them to about 1,200 bytes)."""
     datagram_queue_size: int = 4096
     """Received datagrams buffered per session before the oldest is dropped (counted)."""
+    datagram_queue_bytes: int = 1024 * 1024
+    """Bytes of received datagram payload buffered per session before the oldest is
+    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
     max_concurrent_bidi_streams: int = 100
     """Streams the peer may have open at once (more wait for credit). quinn keeps state
     per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
@@ -114,6 +119,7 @@ class ClientConfig:
     max_idle_timeout: float | None = 30.0
     keep_alive_interval: float | None = None
     datagram_queue_size: int = 4096
+    datagram_queue_bytes: int = 1024 * 1024
     max_concurrent_bidi_streams: int = 100
     max_concurrent_uni_streams: int = 100
     stream_receive_window: int = 4 * 1024 * 1024
@@ -144,5 +150,6 @@ def transport_of(cfg: ServerConfig | ClientConfig) -> Transport:
         receive_window=cfg.receive_window,
         send_window=cfg.send_window,
         datagram_queue_capacity=cfg.datagram_queue_size,
+        datagram_queue_bytes=cfg.datagram_queue_bytes,
         congestion_control=cfg.congestion_control_algorithm,
     )

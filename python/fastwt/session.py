@@ -148,7 +148,10 @@ class WebTransportSession:
         (CLOSE_WEBTRANSPORT_SESSION). An unanswered request is refused with 404."""
         if not 0 <= error_code <= 0xFFFFFFFF:
             raise SessionError(f"error_code must fit in 32 bits, got {error_code}")
-        done = self._handle.close(error_code, reason or "")
+        try:
+            done = self._handle.close(error_code, reason or "")
+        except ValueError as e:  # a reason over the protocol's 1024 bytes
+            raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
 

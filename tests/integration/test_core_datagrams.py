@@ -59,3 +59,20 @@ async def test_datagram_queue_drops_oldest_and_counts() -> None:
         assert len(got) <= 8
         assert got[-1] == bytes([49])  # the newest survive
         assert session.stats()["datagrams_dropped"] >= 50 - 8 - 1
+
+
+async def test_datagram_queue_is_bounded_in_bytes_too() -> None:
+    # Ten 100-byte datagrams fit in 1000 bytes; the count limit (4096) is never reached.
+    async with (
+        echo_server() as echo,
+        echo.client(datagram_queue_bytes=1000) as client,
+    ):
+        session = await client.connect(url=f"{echo.url}/echo")
+        for i in range(40):
+            await session.send_datagram(data=bytes([i]) * 100)
+            await anyio.sleep(0.002)
+        await anyio.sleep(0.3)
+        got = await session.read_datagrams(max_count=100)
+        assert 1 <= len(got) <= 10
+        assert got[-1] == bytes([39]) * 100  # the newest survive
+        assert session.stats()["datagrams_dropped"] >= 40 - 10 - 1

@@ -13,6 +13,7 @@ from fastwt import (
     ClientConfig,
     ServerConfig,
     SessionClosedError,
+    SessionError,
     SessionRejectedError,
     WebTransportClient,
     WebTransportServer,
@@ -32,6 +33,45 @@ async def test_every_rejection_status_reaches_the_client(status: int) -> None:
             await client.connect(url=f"{echo.url}/reject/{status}")
         assert excinfo.value.status_code == status
         assert excinfo.value.headers["x-reason"] == f"status {status}"
+
+
+@pytest.mark.parametrize("status", [100, 101, 199, 200, 204, 299, 600])
+async def test_interim_and_success_statuses_are_not_rejections(status: int) -> None:
+    async with (
+        WebTransportServer(config=ServerConfig(bind_host="127.0.0.1", bind_port=0)) as server,
+        anyio.create_task_group() as tg,
+    ):
+        await server.listen()
+        refused: list[str] = []
+
+        async def answer() -> None:
+            session = await server.accept()
+            with pytest.raises(SessionError) as excinfo:
+                await session.reject(status_code=status)
+            refused.append(str(excinfo.value))
+            await session.reject(status_code=403)  # still answerable
+
+        tg.start_soon(answer)
+        config = ClientConfig(server_certificate_hashes=[server.certificate_hash])
+        async with WebTransportClient(config=config) as client:
+            port = server.local_addresses[0][1]
+            with pytest.raises(SessionRejectedError) as rejected, anyio.fail_after(5):
+                await client.connect(url=f"https://127.0.0.1:{port}/")
+        assert rejected.value.status_code == 403
+        assert "300-599" in refused[0]
+
+
+async def test_close_reason_over_1024_bytes_is_refused_and_1024_arrive_whole() -> None:
+    async with echo_server() as echo, echo.client() as client:
+        session = await client.connect(url=f"{echo.url}/echo")
+        with pytest.raises(SessionError, match="1024"):
+            await session.close(error_code=1, reason="x" * 1025)
+        assert not session.is_closed
+        await session.close(error_code=2, reason="é" * 512)  # 1024 bytes of UTF-8
+        with anyio.fail_after(5):
+            while not echo.closes:
+                await anyio.sleep(0.01)
+        assert echo.closes[0] == (2, "é" * 512)
 
 
 async def test_close_code_and_reason_client_to_server() -> None:

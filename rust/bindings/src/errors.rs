@@ -36,7 +36,9 @@ pub fn to_py(err: Error) -> PyErr {
     Python::attach(|py| {
         let message = err.to_string();
         let result = match &err {
-            Error::Config(_) => build(py, "ConfigurationError", message, &[]),
+            Error::Config(_) | Error::InvalidArgument(_) => {
+                build(py, "ConfigurationError", message, &[])
+            }
             Error::Io(_) | Error::Connection(_) | Error::EndpointClosed => {
                 build(py, "ConnectionError", message, &[])
             }

@@ -30,7 +30,7 @@ impl Transport {
     #[pyo3(signature = (*, max_idle_timeout=Some(30.0), keep_alive_interval=None,
         max_concurrent_bidi_streams=100, max_concurrent_uni_streams=100,
         stream_receive_window=4194304, receive_window=16777216, send_window=16777216,
-        datagram_queue_capacity=4096, congestion_control="cubic"))]
+        datagram_queue_capacity=4096, datagram_queue_bytes=1048576, congestion_control="cubic"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_idle_timeout: Option<f64>,
@@ -41,6 +41,7 @@ impl Transport {
         receive_window: u64,
         send_window: u64,
         datagram_queue_capacity: usize,
+        datagram_queue_bytes: usize,
         congestion_control: &str,
     ) -> PyResult<Self> {
         let congestion_control = match congestion_control.to_ascii_lowercase().as_str() {
@@ -62,6 +63,7 @@ impl Transport {
             receive_window,
             send_window,
             datagram_queue_capacity,
+            datagram_queue_bytes,
             congestion_control,
             ..TransportOptions::default()
         };

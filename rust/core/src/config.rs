@@ -42,6 +42,11 @@ pub struct TransportOptions {
     /// Datagrams the session queues for the application before dropping the oldest
     /// (default 4096). Drops are counted in the session's stats.
     pub datagram_queue_capacity: usize,
+    /// Bytes of datagram payload the session queues for the application before dropping
+    /// the oldest (default 1 MiB): with `datagram_queue_capacity`, whichever bound is
+    /// reached first. Each queued datagram is its own allocation (never a slice pinning
+    /// a whole receive buffer), so the bound is real memory.
+    pub datagram_queue_bytes: usize,
     /// Congestion controller (default Cubic).
     pub congestion_control: CongestionControl,
     /// Kernel send and receive buffer of each endpoint's UDP socket (default 4 MiB,
@@ -62,6 +67,7 @@ impl Default for TransportOptions {
             datagram_send_buffer: 1024 * 1024,
             datagram_receive_buffer: 1024 * 1024,
             datagram_queue_capacity: 4096,
+            datagram_queue_bytes: 1024 * 1024,
             congestion_control: CongestionControl::Cubic,
             socket_buffer: 4 * 1024 * 1024,
         }

@@ -7,6 +7,7 @@ use crate::h3;
 use crate::preamble::{Preamble, StreamHeader};
 use crate::session::{RequestInfo, Session};
 use crate::stream::{RecvStream, SendStream};
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -110,33 +111,7 @@ pub(crate) fn spawn_session_tasks(
 async fn watch_connection(session: Session, control: quinn::SendStream) {
     let err = session.0.conn.closed().await;
     drop(control);
-    let info = match err {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            let raw = close.error_code.into_inner();
-            // HTTP/3 codes are transport-level; a plain application code (as raw
-            // wtransport peers send) is passed through.
-            let code = if (0x100..=0x110).contains(&raw) {
-                0
-            } else {
-                u32::try_from(raw).unwrap_or(0)
-            };
-            CloseInfo {
-                code,
-                reason: String::from_utf8_lossy(&close.reason).into_owned(),
-                local: false,
-            }
-        }
-        quinn::ConnectionError::LocallyClosed => CloseInfo {
-            code: 0,
-            reason: String::new(),
-            local: true,
-        },
-        other => CloseInfo {
-            code: 0,
-            reason: format!("connection lost: {other}"),
-            local: false,
-        },
-    };
+    let info = crate::error::close_info_of(&err);
     if session.mark_closed(info.clone()) {
         debug!(target: "fastwt.core", session = session.id(), peer = %session.remote_address(), "session ended: {info}");
     }
@@ -297,7 +272,12 @@ async fn datagram_loop(session: Session) {
         match h3::get_varint(&datagram) {
             Some((qsid, len)) if qsid == wanted => {
                 session.0.datagrams_received.fetch_add(1, Ordering::Relaxed);
-                session.0.datagrams.push(datagram.slice(len..));
+                // A copy: quinn's datagram is a slice of the whole received buffer (up
+                // to 64 KiB with GRO), which a queued slice would keep alive.
+                session
+                    .0
+                    .datagrams
+                    .push(Bytes::copy_from_slice(&datagram[len..]));
             }
             _ => debug!(target: "fastwt.core",
                 session = session.id(),
@@ -329,16 +309,14 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                             }
                         }
                         Err(e) => {
-                            warn!(target: "fastwt.core", session = session.id(), "bad capsule: {e}");
-                            peer_closed(&session, 0, String::new()).await;
+                            protocol_violation(&session, format!("bad capsule: {e}"));
                             return;
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(target: "fastwt.core", session = session.id(), "CONNECT stream: {e}");
-                    peer_closed(&session, 0, String::new()).await;
+                    protocol_violation(&session, format!("CONNECT stream: {e}"));
                     return;
                 }
             }
@@ -361,6 +339,25 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
             Err(_) => return, // the connection watcher reports how it ended
         }
     }
+}
+
+/// The peer broke the protocol on the session's CONNECT stream: the session ends with a
+/// reason that says so (never as a clean close with code 0 and no reason), counted as
+/// ended by the peer (its fault), and the connection is closed with H3_MESSAGE_ERROR.
+fn protocol_violation(session: &Session, what: String) {
+    warn!(target: "fastwt.core", session = session.id(), peer = %session.remote_address(), "protocol error: {what}");
+    let reason = format!("protocol error: {what}");
+    session.mark_closed(CloseInfo {
+        code: 0,
+        reason: reason.clone(),
+        local: false,
+    });
+    let mut wire = reason.into_bytes();
+    wire.truncate(256);
+    session
+        .0
+        .conn
+        .close(quinn::VarInt::from_u32(h3::H3_MESSAGE_ERROR), &wire);
 }
 
 async fn peer_closed(session: &Session, code: u32, reason: String) {

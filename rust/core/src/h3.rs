@@ -40,6 +40,9 @@ pub const WT_SESSION_GONE: u32 = 0x170d_7b68;
 /// Header fields as (name, value) pairs.
 pub type Fields = Vec<(String, String)>;
 
+/// Longest CLOSE_WEBTRANSPORT_SESSION reason, in bytes (the drafts' limit).
+pub const MAX_CLOSE_REASON: usize = 1024;
+
 /// Largest frame payload we accept on control and CONNECT streams.
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
@@ -204,7 +207,7 @@ pub fn decode_headers(payload: &[u8]) -> Result<Vec<(String, String)>, String> {
 /// The DATA frame carrying a CLOSE_WEBTRANSPORT_SESSION capsule. The reason is cut to
 /// 1024 bytes (on a character boundary), the protocol's limit.
 pub fn encode_close_capsule(code: u32, reason: &str) -> Vec<u8> {
-    let mut cut = reason.len().min(1024);
+    let mut cut = reason.len().min(MAX_CLOSE_REASON);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -252,8 +255,16 @@ pub fn parse_capsules(buf: &[u8]) -> Result<(Vec<Capsule>, usize), String> {
                 return Err("CLOSE_WEBTRANSPORT_SESSION shorter than 4 bytes".into());
             }
             let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-            let reason = String::from_utf8_lossy(&body[4..]).into_owned();
-            out.push(Capsule::Close(code, reason));
+            let reason = &body[4..];
+            if reason.len() > MAX_CLOSE_REASON {
+                return Err(format!(
+                    "CLOSE_WEBTRANSPORT_SESSION reason of {} bytes (at most {MAX_CLOSE_REASON})",
+                    reason.len()
+                ));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| "CLOSE_WEBTRANSPORT_SESSION reason is not UTF-8".to_string())?;
+            out.push(Capsule::Close(code, reason.to_string()));
         } else {
             out.push(Capsule::Other(kind));
         }

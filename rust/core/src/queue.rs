@@ -15,6 +15,10 @@ pub enum Overflow {
 struct State<T> {
     items: VecDeque<T>,
     capacity: usize,
+    /// Sum of `weigh` over `items`, bounded by `max_bytes`.
+    bytes: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
     overflow: Overflow,
     dropped: u64,
     closed: Option<Error>,
@@ -44,10 +48,24 @@ pub enum Pushed {
 impl<T> ReadyQueue<T> {
     /// A queue holding at most `capacity` items (at least one).
     pub fn new(capacity: usize, overflow: Overflow) -> Self {
+        Self::with_byte_limit(capacity, usize::MAX, |_| 0, overflow)
+    }
+
+    /// A queue holding at most `capacity` items whose `weigh`ts add up to at most
+    /// `max_bytes` (one item alone may weigh more: it is queued when the queue is empty).
+    pub fn with_byte_limit(
+        capacity: usize,
+        max_bytes: usize,
+        weigh: fn(&T) -> usize,
+        overflow: Overflow,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 capacity: capacity.max(1),
+                bytes: 0,
+                max_bytes,
+                weigh,
                 overflow,
                 dropped: 0,
                 closed: None,
@@ -71,18 +89,25 @@ impl<T> ReadyQueue<T> {
             if s.closed.is_some() {
                 return (Pushed::Refused, Some(item));
             }
-            if s.items.len() >= s.capacity {
-                match s.overflow {
-                    Overflow::Refuse => return (Pushed::Refused, Some(item)),
-                    Overflow::DropOldest => {
-                        s.items.pop_front();
+            let weight = (s.weigh)(&item);
+            let full = |s: &State<T>| {
+                !s.items.is_empty()
+                    && (s.items.len() >= s.capacity || s.bytes.saturating_add(weight) > s.max_bytes)
+            };
+            pushed = if !full(&s) {
+                Pushed::Queued
+            } else if s.overflow == Overflow::Refuse {
+                return (Pushed::Refused, Some(item));
+            } else {
+                while full(&s) {
+                    if let Some(old) = s.items.pop_front() {
+                        s.bytes -= (s.weigh)(&old);
                         s.dropped += 1;
-                        pushed = Pushed::DroppedOldest;
                     }
                 }
-            } else {
-                pushed = Pushed::Queued;
-            }
+                Pushed::DroppedOldest
+            };
+            s.bytes += weight;
             s.items.push_back(item);
             waker = s.waker.take();
         }
@@ -117,6 +142,7 @@ impl<T> ReadyQueue<T> {
     pub fn try_pop(&self, waker: Option<&Waker>) -> Result<Option<T>, Error> {
         let mut s = self.lock();
         if let Some(item) = s.items.pop_front() {
+            s.bytes -= (s.weigh)(&item);
             return Ok(Some(item));
         }
         if let Some(err) = &s.closed {
@@ -147,7 +173,10 @@ impl<T> ReadyQueue<T> {
     ) -> Result<(), Error> {
         let mut s = self.lock();
         let n = max.min(s.items.len());
+        let start = out.len();
         out.extend(s.items.drain(..n));
+        let taken: usize = out[start..].iter().map(s.weigh).sum();
+        s.bytes -= taken;
         if n == 0 {
             if let Some(err) = &s.closed {
                 return Err(err.clone());
@@ -176,7 +205,9 @@ impl<T> ReadyQueue<T> {
 
     /// Removes and returns everything queued (used to clean up on close).
     pub fn drain(&self) -> Vec<T> {
-        self.lock().items.drain(..).collect()
+        let mut s = self.lock();
+        s.bytes = 0;
+        s.items.drain(..).collect()
     }
 }
 
@@ -211,6 +242,27 @@ mod tests {
         let mut out = vec![];
         q.pop_many(10, &mut out, None).unwrap();
         assert_eq!(out, vec![2, 3]);
+    }
+
+    #[test]
+    fn byte_limit_drops_oldest_until_the_new_item_fits() {
+        let q: ReadyQueue<Vec<u8>> =
+            ReadyQueue::with_byte_limit(100, 10, |v| v.len(), Overflow::DropOldest);
+        q.push(vec![1; 4]);
+        q.push(vec![2; 4]);
+        assert_eq!(q.push(vec![3; 6]).0, Pushed::DroppedOldest);
+        assert_eq!(q.dropped(), 1);
+        // One item heavier than the whole budget still gets through an empty queue.
+        let mut out = vec![];
+        q.pop_many(10, &mut out, None).unwrap();
+        assert_eq!(out, vec![vec![2; 4], vec![3; 6]]);
+        assert_eq!(q.push(vec![4; 50]).0, Pushed::Queued);
+        assert_eq!(q.push(vec![5; 1]).0, Pushed::DroppedOldest);
+        assert_eq!(q.try_pop(None).unwrap(), Some(vec![5]));
+        let refusing: ReadyQueue<Vec<u8>> =
+            ReadyQueue::with_byte_limit(100, 10, |v| v.len(), Overflow::Refuse);
+        refusing.push(vec![0; 8]);
+        assert_eq!(refusing.push(vec![0; 3]).0, Pushed::Refused);
     }
 
     #[test]

@@ -146,7 +146,12 @@ impl Session {
             // Streams are bounded by quinn's stream limits; the queue is a safety net.
             incoming_bi: ReadyQueue::new(65_536, Overflow::Refuse),
             incoming_uni: ReadyQueue::new(65_536, Overflow::Refuse),
-            datagrams: ReadyQueue::new(transport.datagram_queue_capacity, Overflow::DropOldest),
+            datagrams: ReadyQueue::with_byte_limit(
+                transport.datagram_queue_capacity,
+                transport.datagram_queue_bytes,
+                Bytes::len,
+                Overflow::DropOldest,
+            ),
             credit: StreamCredit::new(
                 transport.max_concurrent_bidi_streams,
                 transport.max_concurrent_uni_streams,
@@ -363,12 +368,14 @@ impl Session {
         }
     }
 
-    /// Rejects a requested session with any HTTP status (100..=599 except 2xx) and
+    /// Rejects a requested session with a final non-2xx HTTP status (300..=599) and
     /// headers, without waiting when possible. Needs a tokio context.
     pub fn reject_now(&self, status: u16, headers: Vec<(String, String)>) -> Result<Opened<()>> {
-        if !(100..=599).contains(&status) || (200..300).contains(&status) {
-            return Err(Error::Config(format!(
-                "{status} is not a rejection status (use 100-199 or 300-599)"
+        // 1xx are interim responses (the request would still wait for a final one) and
+        // 2xx accepts: neither ends a request.
+        if !(300..=599).contains(&status) {
+            return Err(Error::InvalidArgument(format!(
+                "{status} is not a rejection status (use 300-599)"
             )));
         }
         {
@@ -408,6 +415,13 @@ impl Session {
     /// (CLOSE_WEBTRANSPORT_SESSION), without waiting when possible. Closing twice is
     /// harmless; an unanswered request is refused with 404. Needs a tokio context.
     pub fn close_now(&self, code: u32, reason: &str) -> Result<Opened<()>> {
+        if reason.len() > h3::MAX_CLOSE_REASON {
+            return Err(Error::InvalidArgument(format!(
+                "close reason of {} bytes is over the {} bytes the protocol allows",
+                reason.len(),
+                h3::MAX_CLOSE_REASON
+            )));
+        }
         match self.phase() {
             SessionPhase::Accepted => {
                 if self.mark_closed(CloseInfo {
@@ -542,7 +556,7 @@ impl Session {
     fn lost(&self, e: quinn::ConnectionError) -> Error {
         match self.close_info() {
             Some(info) => Error::SessionClosed(info),
-            None => Error::Connection(e.to_string()),
+            None => crate::error::connection_lost(e),
         }
     }
 

@@ -6,7 +6,7 @@
 //! on the runtime that owns the quinn half, and the application exchanges data with it
 //! through a bounded buffer under a lock of its own (uncontended, held for a copy).
 
-use crate::error::{CloseInfo, Error, Result};
+use crate::error::{connection_lost, Error, Result};
 use crate::h3;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
@@ -43,22 +43,6 @@ impl Launch<'_> {
             }
             Launch::Collect(pumps) => pumps.push(Box::pin(pump)),
         }
-    }
-}
-
-fn connection_lost(e: quinn::ConnectionError) -> Error {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(close) => Error::SessionClosed(CloseInfo {
-            code: 0,
-            reason: String::from_utf8_lossy(&close.reason).into_owned(),
-            local: false,
-        }),
-        quinn::ConnectionError::LocallyClosed => Error::SessionClosed(CloseInfo {
-            code: 0,
-            reason: String::new(),
-            local: true,
-        }),
-        other => Error::Connection(other.to_string()),
     }
 }
 
@@ -457,8 +441,12 @@ impl RecvStream {
         Poll::Ready(Ok(false))
     }
 
-    /// Reads into `buf`: `Ok(0)` at the end of the stream.
+    /// Reads into `buf`: `Ok(0)` at the end of the stream, and at once for an empty
+    /// `buf` (as `std::io::Read` does).
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         let mut chunks = Vec::new();
         match self.poll_read_chunks(cx, buf.len(), &mut chunks) {
             Poll::Ready(Ok(true)) => Poll::Ready(Ok(0)),

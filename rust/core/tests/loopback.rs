@@ -205,3 +205,34 @@ async fn stream_credit_opens_to_the_configured_limit() {
             .unwrap();
     assert_eq!((bi, uni), (OPEN_AT_ONCE, OPEN_AT_ONCE));
 }
+
+#[tokio::test]
+async fn reading_into_an_empty_buffer_returns_zero_at_once() {
+    let (server, base, hash) = server();
+    let client = client(hash);
+    let server_task = tokio::spawn(async move {
+        let session = next_request(&server).await;
+        session.accept(vec![]).await.unwrap();
+        let (_send, mut recv) = std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
+            .await
+            .unwrap();
+        // An empty buffer (it used to panic on `buf[0..1]`) reads nothing, data waiting or not.
+        assert_eq!(recv.read(&mut []).await.unwrap(), 0);
+        let mut buf = [0u8; 16];
+        let n = recv.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"x");
+        assert_eq!(recv.read(&mut []).await.unwrap(), 0);
+        (session, server)
+    });
+    let session = client
+        .connect(&format!("{base}/"), vec![], None)
+        .await
+        .unwrap();
+    let (mut send, _recv) = session.open_bi().await.unwrap();
+    send.write_all(b"x").await.unwrap();
+    send.finish().unwrap();
+    let (_session, _server) = tokio::time::timeout(Duration::from_secs(5), server_task)
+        .await
+        .unwrap()
+        .unwrap();
+}

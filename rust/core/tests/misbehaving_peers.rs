@@ -92,7 +92,48 @@ async fn malformed_capsule_and_frames_on_the_connect_stream() {
         .await
         .unwrap();
     assert!(!info.local);
+    // Reported as the peer's protocol error, not as a clean close.
+    assert!(info.reason.starts_with("protocol error:"), "{info}");
     still_serving(&server, &client, addr).await;
+}
+
+#[tokio::test]
+async fn oversize_and_malformed_close_capsules_are_protocol_errors() {
+    for capsule in [
+        // CLOSE_WEBTRANSPORT_SESSION announcing 100 KiB (over the 64 KiB limit).
+        vec![0x68, 0x43, 0x80, 0x01, 0x90, 0x00],
+        // A reason of 1025 bytes (the drafts allow 1024).
+        {
+            let mut c = vec![0x68, 0x43];
+            h3::put_varint(&mut c, 4 + 1025);
+            c.extend_from_slice(&7u32.to_be_bytes());
+            c.extend_from_slice(&[b'x'; 1025]);
+            c
+        },
+        // A reason that is not UTF-8.
+        vec![0x68, 0x43, 0x06, 0, 0, 0, 7, 0xff, 0xfe],
+    ] {
+        let (server, client, addr) = setup();
+        let conn = raw_connection(&client, addr).await;
+        let mut control = conn.open_uni().await.unwrap();
+        control
+            .write_all(&h3::control_stream_preamble())
+            .await
+            .unwrap();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(&connect_request(addr)).await.unwrap();
+        let session = next_request(&server).await;
+        session.accept(vec![]).await.unwrap();
+        send.write_all(&h3::encode_frame(h3::FRAME_DATA, &capsule))
+            .await
+            .unwrap();
+        let info = tokio::time::timeout(Duration::from_secs(5), session.closed())
+            .await
+            .unwrap();
+        assert_eq!(info.code, 0);
+        assert!(info.reason.starts_with("protocol error:"), "{info}");
+        still_serving(&server, &client, addr).await;
+    }
 }
 
 #[tokio::test]
