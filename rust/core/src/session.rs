@@ -81,7 +81,12 @@ pub struct RequestInfo {
 
 struct PhaseState {
     phase: SessionPhase,
+    /// Our half of the CONNECT stream; `None` while a write is in flight (then
+    /// `connect_queue` is `Some`) and after it was finished.
     connect_send: Option<quinn::SendStream>,
+    /// Writes made while another is in flight, in order, each with its `finish` flag:
+    /// a close during a pending accept goes out after the 200, never instead of it.
+    connect_queue: Option<Vec<(Vec<u8>, bool)>>,
     close: Option<CloseInfo>,
     close_wakers: Vec<Waker>,
 }
@@ -140,6 +145,7 @@ impl Session {
             state: Mutex::new(PhaseState {
                 phase,
                 connect_send: Some(connect_send),
+                connect_queue: None,
                 close: None,
                 close_wakers: vec![],
             }),
@@ -224,13 +230,6 @@ impl Session {
         std::future::poll_fn(|cx| self.poll_closed(cx)).await
     }
 
-    fn closed_error(&self) -> Error {
-        match self.close_info() {
-            Some(info) => Error::SessionClosed(info),
-            None => Error::InvalidState("session is not established".into()),
-        }
-    }
-
     /// Records the end of the session once and wakes everyone waiting on it.
     pub(crate) fn mark_closed(&self, info: CloseInfo) -> bool {
         let wakers = {
@@ -256,10 +255,25 @@ impl Session {
 
     /// Writes on the CONNECT stream at once when quinn takes all of it (the usual case),
     /// else returns a future that finishes the write. With `finish`, the stream is ended
-    /// and the connection closed once the peer has the data. Needs a tokio context.
+    /// and the connection closed once the peer has the data. A write made while another
+    /// is in flight is queued behind it (and returns at once). Needs a tokio context.
     fn write_on_connect_stream_now(&self, data: Vec<u8>, finish: bool) -> Result<Opened<()>> {
-        let Some(mut send) = self.state().connect_send.take() else {
-            return Err(self.closed_error());
+        let mut send = {
+            let mut s = self.state();
+            match s.connect_send.take() {
+                Some(send) => send,
+                None => {
+                    if let Some(queue) = &mut s.connect_queue {
+                        queue.push((data, finish));
+                        return Ok(Opened::Ready(()));
+                    }
+                    let err = match &s.close {
+                        Some(info) => Error::SessionClosed(info.clone()),
+                        None => Error::InvalidState("the CONNECT stream is finished".into()),
+                    };
+                    return Err(err);
+                }
+            }
         };
         match write_now(&mut send, &data) {
             Ok(None) => {
@@ -267,12 +281,34 @@ impl Session {
                 Ok(Opened::Ready(()))
             }
             Ok(Some(rest)) => {
+                self.state().connect_queue = Some(Vec::new());
                 let this = self.clone();
                 Ok(Opened::Pending(Box::pin(async move {
-                    let result = send
+                    let mut result = send
                         .write_all(&rest)
                         .await
                         .map_err(|e| Error::Connection(format!("CONNECT stream: {e}")));
+                    let mut finish = finish;
+                    // Then whatever was queued meanwhile, in order.
+                    while !finish {
+                        let next = {
+                            let mut s = this.state();
+                            let queue = s.connect_queue.get_or_insert_with(Vec::new);
+                            if queue.is_empty() {
+                                s.connect_queue = None;
+                                None
+                            } else {
+                                Some(queue.remove(0))
+                            }
+                        };
+                        let Some((data, last)) = next else { break };
+                        finish = last;
+                        if let Err(e) = send.write_all(&data).await {
+                            result =
+                                result.and(Err(Error::Connection(format!("CONNECT stream: {e}"))));
+                        }
+                    }
+                    this.state().connect_queue = None;
                     this.after_connect_write(send, finish);
                     result
                 })))
@@ -312,20 +348,9 @@ impl Session {
             .map(|send| send.stopped())
     }
 
-    fn check_phase(&self, want: SessionPhase, what: &str) -> Result<()> {
-        let phase = self.state().phase;
-        if phase != want {
-            return Err(Error::InvalidState(format!(
-                "cannot {what} a session in phase {phase:?}"
-            )));
-        }
-        Ok(())
-    }
-
     /// Accepts a requested session with a 200 response and extra header fields, without
     /// waiting when the response fits in the send window. Needs a tokio context.
     pub fn accept_now(&self, headers: Vec<(String, String)>) -> Result<Opened<()>> {
-        self.check_phase(SessionPhase::Requested, "accept")?;
         let mut fields = vec![
             (":status".to_string(), "200".to_string()),
             (
@@ -338,26 +363,19 @@ impl Session {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v)),
         );
-        let accepted = |this: &Session| {
-            let mut s = this.state();
-            if s.phase == SessionPhase::Requested {
-                s.phase = SessionPhase::Accepted;
+        // The phase moves to Accepted as the 200 starts going out: a close from now on
+        // must end an accepted session (a capsule after the 200), not reject it.
+        {
+            let mut st = self.state();
+            if st.phase != SessionPhase::Requested {
+                return Err(Error::InvalidState(format!(
+                    "cannot accept a session in phase {:?}",
+                    st.phase
+                )));
             }
-        };
-        match self.write_on_connect_stream_now(h3::encode_headers(&fields), false)? {
-            Opened::Ready(()) => {
-                accepted(self);
-                Ok(Opened::Ready(()))
-            }
-            Opened::Pending(fut) => {
-                let this = self.clone();
-                Ok(Opened::Pending(Box::pin(async move {
-                    fut.await?;
-                    accepted(&this);
-                    Ok(())
-                })))
-            }
+            st.phase = SessionPhase::Accepted;
         }
+        self.write_on_connect_stream_now(h3::encode_headers(&fields), false)
     }
 
     /// Accepts a requested session (see [`Self::accept_now`]).
