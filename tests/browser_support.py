@@ -267,7 +267,8 @@ addEventListener("unhandledrejection", (e) =>
 """
 
 
-# Messages (with their indented continuation lines) that console_report leaves out.
+# Messages (with their continuation lines: indented, or JS stack frames) that
+# console_report leaves out.
 _FIREFOX_NOISE = (
     "console.error: services.settings:",
     "console.warn: services.settings:",
