@@ -14,7 +14,7 @@ PY = $$(bash scripts/python.sh)
 
 help:
 	@echo "make run     build, install and start the echo dev server on 127.0.0.1 and ::1 (PORT=$(PORT))"
-	@echo "make test    the whole test suite (installs chromium + test deps; lint, types, tests)"
+	@echo "make test    the whole test suite (installs chromium, firefox-esr + test deps; lint, types, tests)"
 	@echo "make lint    cargo fmt/clippy, ruff, mypy only"
 	@echo "make fmt     format Rust and Python sources"
 	@echo "make wheel   build the release abi3 wheel into dist/"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine or a developer's: installs what it
-# needs (Debian's chromium for the browser tests, the Python test dependencies), builds
-# the extension, then runs the Rust and Python lint, type checks and every test.
+# needs (Debian's chromium and firefox-esr for the browser tests, the Python test
+# dependencies), builds the extension, then runs the Rust and Python lint, type checks
+# and every test.
 #
 #   make test            # or: bash scripts/test.sh
 #   PYTEST_ARGS="-k interop" make test
@@ -26,16 +27,22 @@ as_root() {
     else echo "need root for: $*" >&2; return 1; fi
 }
 
-step "system packages (chromium for the browser tests)"
-if [ -x /usr/bin/chromium ]; then
-    echo "chromium present: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
-elif command -v apt-get >/dev/null; then
+step "system packages (chromium and firefox-esr for the browser tests)"
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
-    echo "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
-else
-    echo "no apt-get: browser tests will be skipped (outside CI)"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "installed: ${missing[*]}"
+elif [ ${#missing[@]} -gt 0 ]; then
+    echo "no apt-get: the browser tests of ${missing[*]} will be skipped (outside CI)"
 fi
+for browser in /usr/bin/chromium /usr/bin/firefox-esr; do
+    if [ -x "$browser" ]; then
+        echo "$browser: $("$browser" --version 2>/dev/null | head -n1)"
+    fi
+done
 
 step "python: test dependencies and the extension (release build, editable install)"
 bash scripts/install.sh --test

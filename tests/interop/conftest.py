@@ -1,5 +1,5 @@
 """Fixtures of the interop tests: a development certificate, an in-process fastwt echo
-server on a background event loop, and a headless Chromium."""
+server on a background event loop, and a headless Chromium or Firefox."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _certs import DevCert, make_dev_cert
 from anyio.from_thread import start_blocking_portal
-from browser_support import Browser, require_chromium
+from browser_support import Browser, Firefox, require_chromium, require_firefox
 
 from fastwt import devserver
 
@@ -45,3 +45,15 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             yield b
         finally:
             print(b.console_report())
+
+
+@pytest.fixture
+def firefox(tmp_path: Path) -> Iterator[Firefox]:
+    """Headless Firefox with a fresh profile (not started yet: ``firefox.run(page)``).
+    Its output, with the pages' console, is printed at teardown."""
+    require_firefox()
+    with Firefox(tmp_path / "firefox") as f:
+        try:
+            yield f
+        finally:
+            print(f.console_report())

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from _aioquic_peer import EchoServerProtocol, aioquic_echo_server
-from _browser import expect_results, run_interop_checks
+from _browser import expect_results, expected_results, run_interop_checks
 from _certs import DevCert
 from anyio.from_thread import start_blocking_portal
 from browser_support import Browser, serve_html
@@ -26,17 +26,6 @@ CLOSE_CODE = 4242
 CLOSE_REASON = "server says bye"
 
 
-def _expected(close_code: int, close_reason: str) -> dict[str, Any]:
-    """What the page reports when every check passes."""
-    return {
-        "connect": "ready",
-        "bidi": "bidi from chromium",
-        "uni": "uni from chromium",
-        "datagram": "datagram from chromium",
-        "server_close": {"closeCode": close_code, "reason": close_reason},
-    }
-
-
 def test_chromium_against_fastwt(browser: Browser, fastwt_echo_server: DevServerInfo) -> None:
     """Bidirectional echo, a unidirectional stream each way, datagram echo, and a
     server-initiated close whose code and reason reach ``transport.closed``."""
@@ -47,7 +36,8 @@ def test_chromium_against_fastwt(browser: Browser, fastwt_echo_server: DevServer
         close_url=f"{base}/close?code={CLOSE_CODE}&reason={CLOSE_REASON.replace(' ', '%20')}",
         certificate_hash=fastwt_echo_server.certificate_hash,
     )
-    expect_results(results, _expected(CLOSE_CODE, CLOSE_REASON), browser)
+    expected = expected_results(browser, close_code=CLOSE_CODE, close_reason=CLOSE_REASON)
+    expect_results(results, expected, browser)
 
 
 def test_printed_js_snippet_works(browser: Browser, fastwt_echo_server: DevServerInfo) -> None:
@@ -112,7 +102,11 @@ def test_chromium_against_aioquic(browser: Browser, aioquic_server: int, dev_cer
         close_url=f"{base}/close",
         certificate_hash=dev_cert.sha256,
     )
-    expected = _expected(EchoServerProtocol.CLOSE_CODE, EchoServerProtocol.CLOSE_REASON)
+    expected = expected_results(
+        browser,
+        close_code=EchoServerProtocol.CLOSE_CODE,
+        close_reason=EchoServerProtocol.CLOSE_REASON,
+    )
     expect_results(results, expected, browser)
 
 
