@@ -320,7 +320,28 @@ async fn send_pump(
             }
             SendWork::Data(mut chunks) => {
                 let total: usize = chunks.iter().map(Bytes::len).sum();
-                if let Err(e) = inner.write_all_chunks(&mut chunks).await {
+                // A peer that grants no credit blocks this write for good: a reset from
+                // the application must still get through (and free the buffer).
+                let reset = std::future::poll_fn(|cx| {
+                    let mut s = lock(&state);
+                    match s.reset {
+                        Some(code) => Poll::Ready(code),
+                        None => {
+                            s.pump = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    }
+                });
+                let written = tokio::select! {
+                    written = inner.write_all_chunks(&mut chunks) => written,
+                    code = reset => {
+                        if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                            let _ = inner.reset(v);
+                        }
+                        return;
+                    }
+                };
+                if let Err(e) = written {
                     fail(&state, map_write_error(e));
                     return;
                 }

@@ -170,3 +170,39 @@ async fn silent_client_times_out_and_oversized_headers_are_refused() {
     assert!(big_closed.is_ok());
     still_serving(&server, &client, addr).await;
 }
+
+#[tokio::test]
+async fn reset_gets_through_a_write_blocked_by_a_peer_that_never_reads() {
+    let (server, client, addr) = setup();
+    let conn = raw_connection(&client, addr).await;
+    let mut control = conn.open_uni().await.unwrap();
+    control
+        .write_all(&h3::control_stream_preamble())
+        .await
+        .unwrap();
+    let (mut connect, _connect_recv) = conn.open_bi().await.unwrap();
+    connect.write_all(&connect_request(addr)).await.unwrap();
+    let session = next_request(&server).await;
+    session.accept(vec![]).await.unwrap();
+    let mut send = session.open_uni().await.unwrap();
+    // More than the peer's stream window (4 MiB) plus our buffer: the pump blocks.
+    let data = vec![7u8; 6 << 20];
+    let _ = tokio::time::timeout(Duration::from_millis(500), send.write_all(&data)).await;
+    send.reset(5).unwrap();
+    // The raw peer never reads the stream; it sees the reset all the same.
+    let mut recv = loop {
+        let mut recv = conn.accept_uni().await.unwrap();
+        let mut kind = [0u8; 1];
+        recv.read_exact(&mut kind).await.unwrap();
+        if kind[0] == 0x40 {
+            break recv; // 0x54 (WebTransport uni) is a two-byte varint: 0x40 0x54
+        }
+    };
+    let reset = tokio::time::timeout(Duration::from_secs(3), recv.received_reset())
+        .await
+        .expect("the reset arrives although the peer never read");
+    assert_eq!(
+        reset.unwrap().map(|c| h3::h3_code_to_wt(c.into_inner())),
+        Some(5)
+    );
+}
