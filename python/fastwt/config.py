@@ -50,11 +50,24 @@ class ServerConfig:
     certfile: str | Path | None = None
     keyfile: str | Path | None = None
     max_sessions: int = 10_000
-    """Sessions open at once; connection attempts beyond it are refused."""
+    """Sessions (requested or accepted) open at once across every bound address; a
+    connection attempt beyond it is refused, a CONNECT request beyond it gets 503."""
+    max_sessions_per_ip: int | None = None
+    """Sessions one client IP address may hold at once (None: no limit); connection
+    attempts beyond it are refused."""
+    max_handshakes: int = 1000
+    """Connections between their first packet and their CONNECT request at once; a flood
+    of handshakes (or of connections that never send CONNECT) is refused beyond it while
+    live sessions keep working."""
+    retry: bool = False
+    """Stateless address validation (QUIC Retry) for every new connection: one round
+    trip more, no state kept for spoofed source addresses."""
     pending_request_capacity: int = 1024
     """Session requests waiting for the application; beyond it clients get 503."""
     request_timeout: float = 10.0
-    """Seconds a client has from connecting to sending its CONNECT request."""
+    """One deadline, in seconds, from a connection's first packet to the application's
+    answer: the handshake and the CONNECT request must arrive within it (else the
+    connection is closed), and a request not answered by then gets 503."""
     max_idle_timeout: float | None = 30.0
     keep_alive_interval: float | None = None
     max_datagram_size: int = 65535
@@ -83,6 +96,10 @@ class ServerConfig:
             raise ConfigurationError("certfile and keyfile must be given together")
         if self.max_sessions < 1:
             raise ConfigurationError("max_sessions must be at least 1")
+        if self.max_sessions_per_ip is not None and self.max_sessions_per_ip < 1:
+            raise ConfigurationError("max_sessions_per_ip must be at least 1 (or None)")
+        if self.max_handshakes < 1:
+            raise ConfigurationError("max_handshakes must be at least 1")
         if self.request_timeout <= 0:
             raise ConfigurationError("request_timeout must be positive")
         if self.max_datagram_size < 1:

@@ -60,6 +60,11 @@ class WebTransportServer:
         return self._handle.certificate_hash()
 
     @property
+    def handshake_count(self) -> int:
+        """Connections between their first packet and their CONNECT request."""
+        return self._handle.handshake_count() if self._handle is not None else 0
+
+    @property
     def session_count(self) -> int:
         return self._handle.session_count() if self._handle else 0
 
@@ -98,6 +103,9 @@ class WebTransportServer:
             "certfile": str(cfg.certfile) if cfg.certfile else None,
             "keyfile": str(cfg.keyfile) if cfg.keyfile else None,
             "max_sessions": cfg.max_sessions,
+            "max_sessions_per_ip": cfg.max_sessions_per_ip,
+            "max_handshakes": cfg.max_handshakes,
+            "retry": cfg.retry,
             "pending_request_capacity": cfg.pending_request_capacity,
             "request_timeout": cfg.request_timeout,
             "transport": transport_of(cfg),

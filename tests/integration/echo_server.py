@@ -95,7 +95,8 @@ async def _handle(echo: EchoServer, session: WebTransportSession, tg: TaskGroup)
 
 @asynccontextmanager
 async def echo_server(**config: object) -> AsyncIterator[EchoServer]:
-    cfg = ServerConfig(bind_host="127.0.0.1", bind_port=0, **config)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"bind_host": "127.0.0.1", "bind_port": 0, **config}
+    cfg = ServerConfig(**settings)  # type: ignore[arg-type]
     async with WebTransportServer(config=cfg) as server, anyio.create_task_group() as tg:
         await server.listen()
         port = server.local_addresses[0][1]

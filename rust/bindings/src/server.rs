@@ -32,7 +32,8 @@ impl ServerHandle {
     /// Binds `bind` (a list of (host, port)) and starts accepting connections.
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
-        pending_request_capacity=1024, request_timeout=10.0, transport=None))]
+        pending_request_capacity=1024, request_timeout=10.0, transport=None,
+        max_sessions_per_ip=None, max_handshakes=1000, retry=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -43,6 +44,9 @@ impl ServerHandle {
         pending_request_capacity: usize,
         request_timeout: f64,
         transport: Option<PyRef<'_, Transport>>,
+        max_sessions_per_ip: Option<usize>,
+        max_handshakes: usize,
+        retry: bool,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
         let mut addrs = Vec::new();
@@ -60,6 +64,9 @@ impl ServerHandle {
         let opts = ServerOptions {
             bind: addrs,
             max_sessions,
+            max_sessions_per_ip,
+            max_handshakes,
+            retry,
             pending_request_capacity,
             request_timeout,
             transport,
@@ -91,6 +98,11 @@ impl ServerHandle {
     /// Sessions open now.
     fn session_count(&self) -> usize {
         self.server.session_count()
+    }
+
+    /// Connections between their first packet and their CONNECT request.
+    fn handshake_count(&self) -> usize {
+        self.server.handshake_count()
     }
 
     /// The next session request, or `None` (token registered) when none is waiting.

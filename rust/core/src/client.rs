@@ -98,7 +98,7 @@ impl Client {
     }
 
     fn endpoint_for(&self, addr: &SocketAddr) -> Result<quinn::Endpoint> {
-        let mut eps = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let mut eps = crate::sync::lock(&self.endpoints);
         let slot = if addr.is_ipv4() {
             &mut eps.0
         } else {
@@ -207,7 +207,7 @@ impl Client {
 
     /// Closes the client's sockets; sessions still open end abruptly.
     pub fn close(&self) {
-        let eps = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let eps = crate::sync::lock(&self.endpoints);
         for ep in [&eps.0, &eps.1].into_iter().flatten() {
             ep.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"client closed");
         }

@@ -80,13 +80,28 @@ impl Default for TransportOptions {
 pub struct ServerOptions {
     /// Addresses to bind; one UDP socket each (an IPv6 `::` socket is made dual-stack).
     pub bind: Vec<SocketAddr>,
-    /// Sessions open at once; connection attempts beyond it are refused (default 10,000).
+    /// Sessions (requested or accepted) open at once across every bound address
+    /// (default 10,000). A connection attempt while the sessions reach it is refused
+    /// (CONNECTION_REFUSED); a CONNECT request beyond it gets 503 with `retry-after`.
     pub max_sessions: usize,
+    /// Sessions one client IP address may hold at once (default `None`: no limit). A
+    /// connection attempt beyond it is refused; a CONNECT beyond it gets 429.
+    pub max_sessions_per_ip: Option<usize>,
+    /// Connections between their first packet and their CONNECT request at once
+    /// (default 1,000): a flood of handshakes, or of connections that never send
+    /// CONNECT, is refused beyond it while live sessions keep working.
+    pub max_handshakes: usize,
+    /// Stateless address validation (QUIC Retry) before any connection state is kept:
+    /// one round trip more per connection, no state for spoofed source addresses
+    /// (default off).
+    pub retry: bool,
     /// Session requests waiting for the application; beyond it new requests get 503
     /// (default 1024).
     pub pending_request_capacity: usize,
-    /// How long a client may take from the QUIC handshake to its CONNECT request
-    /// (default 10 s).
+    /// One deadline from a connection's first packet to the application's answer to its
+    /// CONNECT request (default 10 s): the handshake, the HTTP/3 set-up and the request
+    /// must arrive within it (else the connection is closed), and a request the
+    /// application has not answered by then gets 503.
     pub request_timeout: Duration,
     /// QUIC knobs.
     pub transport: TransportOptions,
@@ -97,6 +112,9 @@ impl Default for ServerOptions {
         Self {
             bind: vec![SocketAddr::from(([0u16; 8], 4433))],
             max_sessions: 10_000,
+            max_sessions_per_ip: None,
+            max_handshakes: 1000,
+            retry: false,
             pending_request_capacity: 1024,
             request_timeout: Duration::from_secs(10),
             transport: TransportOptions::default(),

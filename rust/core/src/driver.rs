@@ -376,19 +376,24 @@ async fn peer_closed(session: &Session, code: u32, reason: String) {
     }
 }
 
-/// Server side: after the QUIC handshake, wait for the CONNECT request and build the
-/// session request. On a bad request the client gets an error status and `None` returns.
+/// Server side: after the QUIC handshake, open our control stream and wait for the
+/// CONNECT request, all before `deadline`, and build the session request. On a bad
+/// request the client gets an error status and `None` returns.
 pub(crate) async fn accept_request(
     conn: quinn::Connection,
-    request_timeout: Duration,
+    deadline: tokio::time::Instant,
     transport: &TransportOptions,
 ) -> Result<Option<Session>> {
-    let control = open_control_stream(&conn).await?;
-    let (mut send, mut recv) = tokio::time::timeout(request_timeout, conn.accept_bi())
+    use tokio::time::timeout_at;
+    // A client that grants no unidirectional stream credit would hold this forever.
+    let control = timeout_at(deadline, open_control_stream(&conn))
+        .await
+        .map_err(|_| Error::Timeout("no stream credit for our control stream".into()))??;
+    let (mut send, mut recv) = timeout_at(deadline, conn.accept_bi())
         .await
         .map_err(|_| Error::Timeout("no CONNECT request".into()))??;
     let mut buf = Vec::new();
-    let fields = tokio::time::timeout(request_timeout, read_headers_frame(&mut recv, &mut buf))
+    let fields = timeout_at(deadline, read_headers_frame(&mut recv, &mut buf))
         .await
         .map_err(|_| Error::Timeout("incomplete CONNECT request".into()))??;
     let (pseudo_fields, headers) = split_fields(fields);
@@ -396,7 +401,7 @@ pub(crate) async fn accept_request(
         Ok(v) => v,
         Err(status) => {
             let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
-            let _ = send.write_all(&frame).await;
+            let _ = timeout_at(deadline, send.write_all(&frame)).await;
             let _ = send.finish();
             let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
             conn.close(

@@ -6,6 +6,8 @@
 //! control. Hot-path I/O is exposed as `poll_*` functions so that a caller (the Python
 //! bridge) can drive them from its own thread with its own `Waker`.
 
+/// Admission control: sessions and handshakes, in all and per client address.
+mod admission;
 /// The client endpoint: connecting to a URL, trusting by hash, CA file or system roots.
 pub mod client;
 /// Server and client configuration, with documented defaults.
@@ -32,6 +34,8 @@ pub mod session;
 mod socket;
 /// WebTransport send and receive streams.
 pub mod stream;
+/// The poison-tolerant lock helper every module uses.
+mod sync;
 /// rustls configuration (ALPN, certificate verifiers) shared by server and client.
 mod tls;
 

@@ -75,9 +75,7 @@ impl<T> ReadyQueue<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        // A poisoned lock only means another thread panicked while holding it; the queue
-        // state itself is always consistent between statements, so keep using it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Adds an item, waking the consumer if it waits. Returns the item when refused.

@@ -1,3 +1,4 @@
+use crate::admission::{Admission, Limits, Ticket};
 use crate::config::ServerOptions;
 use crate::driver;
 use crate::error::{Error, Result};
@@ -5,16 +6,19 @@ use crate::h3;
 use crate::identity::Identity;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::session::{Session, SessionPhase};
+use crate::sync::lock;
 use crate::tls;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
 struct Shared {
     requests: ReadyQueue<Session>,
     sessions: Mutex<Registry>,
+    admission: Arc<Admission>,
     options: ServerOptions,
 }
 
@@ -71,6 +75,11 @@ impl Server {
         let shared = Arc::new(Shared {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
             sessions: Mutex::new(Registry::default()),
+            admission: Admission::new(Limits {
+                max_sessions: options.max_sessions,
+                max_sessions_per_ip: options.max_sessions_per_ip,
+                max_handshakes: options.max_handshakes,
+            }),
             options: options.clone(),
         });
         let mut endpoints = Vec::new();
@@ -116,17 +125,18 @@ impl Server {
         &self.shared.requests
     }
 
-    /// Sessions currently open (requested or accepted).
+    /// Sessions currently open (requested or accepted), across every bound address.
     pub fn session_count(&self) -> usize {
-        self.live_sessions().len()
+        self.shared.admission.sessions()
+    }
+
+    /// Connections between their first packet and their CONNECT request.
+    pub fn handshake_count(&self) -> usize {
+        self.shared.admission.handshakes()
     }
 
     fn live_sessions(&self) -> Vec<Session> {
-        let mut registry = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut registry = lock(&self.shared.sessions);
         registry.sweep();
         registry
             .map
@@ -140,20 +150,33 @@ impl Server {
 
     /// Stops accepting, closes every live session with `code` and `reason` (the peers see
     /// them), waits up to `grace` for the peers to go, then closes the sockets.
+    ///
+    /// Bounded whatever the peers do: pending requests are refused and sessions closed
+    /// all at once, each write given at most `grace` (a peer that grants no credit cannot
+    /// hold it up), and the connections still up after that are closed regardless.
     pub async fn close(&self, code: u32, reason: &str, grace: Duration) {
         self.shared.requests.close(Error::EndpointClosed);
         for endpoint in &self.endpoints {
             endpoint.set_server_config(None);
         }
+        let deadline = Instant::now() + grace;
+        let mut closing = tokio::task::JoinSet::new();
         for pending in self.shared.requests.drain() {
-            let _ = pending.reject(503, vec![]).await;
+            closing.spawn(async move {
+                let _ = timeout_at(deadline, pending.reject(503, vec![])).await;
+            });
         }
-        let sessions = self.live_sessions();
-        for s in &sessions {
-            let _ = s.close(code, reason).await;
+        for session in self.live_sessions() {
+            let reason = reason.to_string();
+            closing.spawn(async move {
+                let _ = timeout_at(deadline, session.close(code, &reason)).await;
+            });
+        }
+        while closing.join_next().await.is_some() {}
+        for endpoint in &self.endpoints {
+            let _ = timeout_at(deadline, endpoint.wait_idle()).await;
         }
         for endpoint in &self.endpoints {
-            let _ = tokio::time::timeout(grace, endpoint.wait_idle()).await;
             endpoint.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), reason.as_bytes());
         }
     }
@@ -170,23 +193,35 @@ impl Drop for Server {
 
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
-        if endpoint.open_connections() > shared.options.max_sessions {
-            debug!(target: "fastwt.core", peer = %incoming.remote_address(), "refused: max_sessions reached");
-            incoming.refuse();
-            continue;
-        }
+        let peer = incoming.remote_address();
         if shared.requests.is_closed() {
             incoming.refuse();
             continue;
         }
-        tokio::spawn(handle_incoming(incoming, shared.clone()));
+        if shared.options.retry && !incoming.remote_address_validated() {
+            // Stateless: nothing is kept until the client comes back with the token.
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
+        match shared.admission.begin_handshake(peer.ip()) {
+            Ok(ticket) => {
+                tokio::spawn(handle_incoming(incoming, shared.clone(), ticket));
+            }
+            Err(refusal) => {
+                debug!(target: "fastwt.core", %peer, "connection refused: {refusal}");
+                incoming.refuse();
+            }
+        }
     }
 }
 
-async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
+async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket: Ticket) {
     let peer = incoming.remote_address();
-    let timeout = shared.options.request_timeout;
-    let conn = match tokio::time::timeout(timeout, incoming).await {
+    // One deadline from the first packet to the application's answer.
+    let deadline = Instant::now() + shared.options.request_timeout;
+    let conn = match timeout_at(deadline, incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
@@ -199,26 +234,44 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     let stable_id = conn.stable_id();
     let session =
-        match driver::accept_request(conn.clone(), timeout, &shared.options.transport).await {
+        match driver::accept_request(conn.clone(), deadline, &shared.options.transport).await {
             Ok(Some(session)) => session,
             Ok(None) => return,
             Err(e) => {
                 debug!(target: "fastwt.core", %peer, "no session request: {e}");
-                conn.close(quinn::VarInt::from_u32(h3::H3_GENERAL_PROTOCOL_ERROR), b"");
+                let code = match e {
+                    Error::Timeout(_) => h3::H3_REQUEST_INCOMPLETE,
+                    _ => h3::H3_GENERAL_PROTOCOL_ERROR,
+                };
+                conn.close(quinn::VarInt::from_u32(code), e.to_string().as_bytes());
                 return;
             }
         };
+    drop(conn); // the session holds the connection from here on
+    let ticket = match ticket.into_session() {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            warn!(target: "fastwt.core", %peer, "refused with 503: {refusal}");
+            let retry = vec![("retry-after".into(), "1".into())];
+            let _ = timeout_at(deadline, session.reject(503, retry)).await;
+            return;
+        }
+    };
+    session.hold_admission(ticket);
     debug!(target: "fastwt.core", %peer, path = session.path(), session = session.id(), "session requested");
-    shared
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(stable_id, &session);
-    let (_, refused) = shared.requests.push(session);
+    lock(&shared.sessions).insert(stable_id, &session);
+    let (_, refused) = shared.requests.push(session.clone());
     if let Some(session) = refused {
         warn!(target: "fastwt.core", %peer, "refused with 503: too many pending session requests");
-        let _ = session
-            .reject(503, vec![("retry-after".into(), "1".into())])
-            .await;
+        let retry = vec![("retry-after".into(), "1".into())];
+        let _ = timeout_at(deadline, session.reject(503, retry)).await;
+        return;
+    }
+    // A request the application does not answer in time is refused, not left pending.
+    tokio::time::sleep_until(deadline).await;
+    if session.phase() == SessionPhase::Requested {
+        warn!(target: "fastwt.core", %peer, path = session.path(), "refused with 503: not answered within request_timeout");
+        let retry = vec![("retry-after".into(), "1".into())];
+        let _ = tokio::time::timeout(Duration::from_secs(1), session.reject(503, retry)).await;
     }
 }

@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) incoming_uni: ReadyQueue<RecvStream>,
     pub(crate) datagrams: ReadyQueue<Bytes>,
     pub(crate) credit: StreamCredit,
+    /// The server's count of this session, given back when it ends.
+    admission: Mutex<Option<crate::admission::Ticket>>,
     datagram_header: Vec<u8>,
     datagrams_sent: AtomicU64,
     pub(crate) datagrams_received: AtomicU64,
@@ -162,6 +164,7 @@ impl Session {
                 transport.max_concurrent_bidi_streams,
                 transport.max_concurrent_uni_streams,
             ),
+            admission: Mutex::new(None),
             datagram_header,
             datagrams_sent: AtomicU64::new(0),
             datagrams_received: AtomicU64::new(0),
@@ -169,8 +172,7 @@ impl Session {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PhaseState> {
-        // Poison only means a panic elsewhere; the state stays consistent per statement.
-        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0.state)
     }
 
     /// The session id (the CONNECT stream's id).
@@ -230,6 +232,14 @@ impl Session {
         std::future::poll_fn(|cx| self.poll_closed(cx)).await
     }
 
+    /// Counts this session in the server's admission until it ends.
+    pub(crate) fn hold_admission(&self, ticket: crate::admission::Ticket) {
+        let mut slot = crate::sync::lock(&self.0.admission);
+        if self.state().close.is_none() {
+            *slot = Some(ticket);
+        }
+    }
+
     /// Records the end of the session once and wakes everyone waiting on it.
     pub(crate) fn mark_closed(&self, info: CloseInfo) -> bool {
         let wakers = {
@@ -243,6 +253,7 @@ impl Session {
             s.close = Some(info.clone());
             std::mem::take(&mut s.close_wakers)
         };
+        drop(crate::sync::lock(&self.0.admission).take());
         let err = Error::SessionClosed(info);
         self.0.incoming_bi.close(err.clone());
         self.0.incoming_uni.close(err.clone());

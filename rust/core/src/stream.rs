@@ -8,11 +8,12 @@
 
 use crate::error::{connection_lost, Error, Result};
 use crate::h3;
+use crate::sync::lock;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// Bytes a send half buffers before `poll_write` waits (quinn buffers more, up to the
@@ -65,11 +66,6 @@ pub(crate) fn map_read_error(e: quinn::ReadError) -> Error {
         quinn::ReadError::IllegalOrderedRead => Error::Protocol("unordered read".into()),
         quinn::ReadError::ZeroRttRejected => Error::Connection("0-RTT rejected".into()),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poison only means a panic elsewhere; every field is valid between statements.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Wakes a waker taken out of a state lock. Always called after the guard is dropped:

@@ -206,3 +206,70 @@ async fn reset_gets_through_a_write_blocked_by_a_peer_that_never_reads() {
         Some(5)
     );
 }
+
+/// A raw client connection with its own transport settings (e.g. no stream credit).
+async fn raw_connection_with(
+    client: &Client,
+    addr: std::net::SocketAddr,
+    transport: quinn::TransportConfig,
+) -> quinn::Connection {
+    let mut config = client.quic_config();
+    config.transport_config(std::sync::Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint
+        .connect_with(config, addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_granting_no_stream_credit_is_cut_off_at_the_request_deadline() {
+    let (server, client, addr) = setup();
+    let mut transport = quinn::TransportConfig::default();
+    // Our control stream can never be opened; keep-alives keep the connection up.
+    transport
+        .max_concurrent_uni_streams(0u32.into())
+        .keep_alive_interval(Some(Duration::from_millis(100)));
+    let conn = raw_connection_with(&client, addr, transport).await;
+    let closed = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "request_timeout (500 ms) closes the connection"
+    );
+    assert_eq!(server.handshake_count(), 0);
+    still_serving(&server, &client, addr).await;
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_when_a_peer_grants_no_credit() {
+    let (server, client, addr) = setup();
+    let mut transport = quinn::TransportConfig::default();
+    // Room for the 200 on the CONNECT stream, not for a long close capsule; the client
+    // never reads, so no more credit comes.
+    transport.stream_receive_window(200u32.into());
+    let conn = raw_connection_with(&client, addr, transport).await;
+    let mut control = conn.open_uni().await.unwrap();
+    control
+        .write_all(&h3::control_stream_preamble())
+        .await
+        .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&connect_request(addr)).await.unwrap();
+    let session = next_request(&server).await;
+    session.accept(vec![]).await.unwrap();
+    let started = std::time::Instant::now();
+    let reason = "x".repeat(1000);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        server.close(9, &reason, Duration::from_millis(500)),
+    )
+    .await
+    .expect("Server::close returns although the peer grants no credit");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(session.close_info().is_some());
+}
