@@ -1,7 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
 use crate::runtime;
-use crate::session::SessionHandle;
+use crate::session::{close_abandoned, SessionHandle};
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
 use crate::sync::lock;
 use fastwt_core::{RecvStream, SendStream, Session};
@@ -27,9 +27,13 @@ type OpResult = fastwt_core::Result<OpValue>;
 
 /// A Rust future running on the I/O runtime, polled from Python with a token. Used for
 /// rare operations (connect, accept, open stream); hot paths poll without spawning.
+///
+/// Dropping the `Op` before it finished (Python cancelled the await) stops the work: the
+/// future is aborted, and a session it already made is closed rather than left running.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct Op {
     rx: Mutex<Option<oneshot::Receiver<OpResult>>>,
+    task: tokio::task::AbortHandle,
 }
 
 impl Op {
@@ -38,12 +42,29 @@ impl Op {
         F: Future<Output = OpResult> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        runtime::get()?.spawn(async move {
-            let _ = tx.send(fut.await);
+        let task = runtime::get()?.spawn(async move {
+            if let Err(Ok(OpValue::Session(orphan))) = tx.send(fut.await) {
+                close_abandoned(&orphan);
+            }
         });
         Ok(Self {
             rx: Mutex::new(Some(rx)),
+            task: task.abort_handle(),
         })
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let Some(mut rx) = lock(&self.rx).take() else {
+            return; // the result was claimed
+        };
+        // Unfinished: stop it (a finished task ignores the abort). Finished but never
+        // claimed: a session in the channel is closed like any abandoned one.
+        self.task.abort();
+        if let Ok(Ok(OpValue::Session(orphan))) = rx.try_recv() {
+            close_abandoned(&orphan);
+        }
     }
 }
 

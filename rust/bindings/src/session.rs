@@ -44,6 +44,29 @@ impl SessionHandle {
     }
 }
 
+/// Ends a session nobody holds any more: an unanswered request is refused (404), an
+/// open session closed with code 0, so the QUIC connection (kept alive by keep-alives)
+/// does not outlive every reference to it. Needs no GIL.
+pub(crate) fn close_abandoned(session: &Session) {
+    if matches!(
+        session.phase(),
+        SessionPhase::Closed | SessionPhase::Rejected
+    ) {
+        return;
+    }
+    let Ok(rt) = runtime::get() else { return };
+    let _guard = rt.enter();
+    if let Ok(Opened::Pending(fut)) = session.close_now(0, "session dropped by the application") {
+        rt.spawn(fut);
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        close_abandoned(&self.session);
+    }
+}
+
 fn phase_name(p: SessionPhase) -> &'static str {
     match p {
         SessionPhase::Requested => "requested",
