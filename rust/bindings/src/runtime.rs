@@ -4,6 +4,10 @@ use std::time::{Duration, Instant};
 
 static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Handle>> = OnceLock::new();
 
+/// The process that started the runtime: its I/O thread does not exist in a child made
+/// with `fork()`, where every call would wait for it forever.
+static RUNTIME_PID: OnceLock<u32> = OnceLock::new();
+
 /// Wakes the I/O thread's spinner (see [`spin_hint`]); `None` when spinning is off.
 static SPINNER: OnceLock<Option<tokio::sync::Notify>> = OnceLock::new();
 
@@ -87,7 +91,20 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
 
 /// The extension's tokio runtime, created on first use. I/O threads never take the GIL.
 /// `FASTWT_IO_THREADS` (default 1) chooses how many threads run it.
+///
+/// In a child forked after the runtime started it raises a clear error instead of
+/// hanging (fork copies the runtime's state but not its thread).
 pub fn get() -> PyResult<&'static tokio::runtime::Handle> {
+    let pid = std::process::id();
+    let started_in = *RUNTIME_PID.get_or_init(|| pid);
+    if started_in != pid {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "fastwt cannot run in a process forked from one that used it (its I/O thread \
+             was started in process {started_in}, this is process {pid}): start worker \
+             processes with multiprocessing's 'spawn' or 'forkserver' method, or fork \
+             before fastwt starts"
+        )));
+    }
     RUNTIME.get_or_init(build).as_ref().map_err(|e| {
         pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the I/O runtime: {e}"))
     })
