@@ -86,26 +86,31 @@ impl Op {
     /// The result when done (`True` for operations without one), else `None` after
     /// registering `token` with `notifier`. Raises the operation's error.
     fn poll(&self, py: Python<'_>, notifier: &Notifier, token: u64) -> PyResult<Option<Py<PyAny>>> {
-        let mut slot = lock(&self.rx);
-        let Some(rx) = slot.as_mut() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "operation already completed",
-            ));
-        };
-        let waker = notifier.waker(token);
-        let mut cx = Context::from_waker(&waker);
-        match std::pin::Pin::new(rx).poll(&mut cx) {
-            Poll::Pending => Ok(None),
-            Poll::Ready(result) => {
-                *slot = None;
-                match result {
-                    Ok(Ok(value)) => Ok(Some(value_to_py(py, value)?)),
-                    Ok(Err(e)) => Err(to_py(e)),
-                    Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
-                        "operation was dropped by the runtime",
-                    )),
+        let result = {
+            let mut slot = lock(&self.rx);
+            let Some(rx) = slot.as_mut() else {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "operation already completed",
+                ));
+            };
+            let waker = notifier.waker(token);
+            let mut cx = Context::from_waker(&waker);
+            match std::pin::Pin::new(rx).poll(&mut cx) {
+                Poll::Pending => return Ok(None),
+                Poll::Ready(result) => {
+                    *slot = None;
+                    result
                 }
             }
+        };
+        // Python objects are made after the lock is released: allocating may run the
+        // garbage collector and finalizers, which may call back into this object.
+        match result {
+            Ok(Ok(value)) => Ok(Some(value_to_py(py, value)?)),
+            Ok(Err(e)) => Err(to_py(e)),
+            Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "operation was dropped by the runtime",
+            )),
         }
     }
 }

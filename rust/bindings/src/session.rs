@@ -210,9 +210,12 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
-        let mut slot = lock(&self.accept_bi_waker);
-        let waker = notifier.waker_in(&mut slot, token);
-        match self.session.incoming_bi().try_pop(Some(waker)) {
+        let popped = {
+            let mut slot = lock(&self.accept_bi_waker);
+            let waker = notifier.waker_in(&mut slot, token);
+            self.session.incoming_bi().try_pop(Some(waker))
+        };
+        match popped {
             Ok(Some((s, r))) => Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r)))),
             Ok(None) => Ok(None),
             Err(e) => Err(to_py(e)),
@@ -240,9 +243,13 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let mut slot = lock(&self.datagram_waker);
-        let waker = notifier.waker_in(&mut slot, token);
-        match self.session.datagrams().try_pop(Some(waker)) {
+        let popped = {
+            let mut slot = lock(&self.datagram_waker);
+            let waker = notifier.waker_in(&mut slot, token);
+            self.session.datagrams().try_pop(Some(waker))
+        };
+        // Python objects only after the lock is released (see `Op::poll`).
+        match popped {
             Ok(Some(d)) => Ok(Some(PyBytes::new(py, &d))),
             Ok(None) => Ok(None),
             Err(e) => Err(to_py(e)),
@@ -258,13 +265,16 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let mut slot = lock(&self.datagram_waker);
-        let waker = notifier.waker_in(&mut slot, token);
         let mut out = Vec::new();
-        self.session
-            .datagrams()
-            .pop_many(max_count.max(1), &mut out, Some(waker))
-            .map_err(to_py)?;
+        {
+            let mut slot = lock(&self.datagram_waker);
+            let waker = notifier.waker_in(&mut slot, token);
+            self.session
+                .datagrams()
+                .pop_many(max_count.max(1), &mut out, Some(waker))
+                .map_err(to_py)?;
+        }
+        // Python objects only after the lock is released (see `Op::poll`).
         if out.is_empty() {
             return Ok(None);
         }

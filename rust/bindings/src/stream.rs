@@ -85,14 +85,16 @@ impl SendStreamHandle {
         token: u64,
         finish: bool,
     ) -> PyResult<usize> {
-        let mut guard = lock(&self.inner);
-        let (s, slot) = &mut *guard;
-        let mut cx = Context::from_waker(notifier.waker_in(slot, token));
+        // Everything that touches Python (a reference to the bytes, the buffer protocol)
+        // happens before the stream's lock is taken, never under it.
         if let Ok(b) = data.cast::<PyBytes>() {
             let len = b.as_bytes().len();
             if len.saturating_sub(offset) >= ZERO_COPY_WRITE {
                 let shared = Bytes::from_owner(PyBackedBytes::from(b.clone()));
                 let rest = shared.slice(offset.min(len)..);
+                let mut guard = lock(&self.inner);
+                let (s, slot) = &mut *guard;
+                let mut cx = Context::from_waker(notifier.waker_in(slot, token));
                 return write_loop(notifier, rest.len(), |from| {
                     s.poll_send_bytes_deferred(&mut cx, &rest.slice(from..), finish)
                 });
@@ -100,6 +102,9 @@ impl SendStreamHandle {
         }
         with_buffer(data, |buf| {
             let buf = buf.get(offset..).unwrap_or(&[]);
+            let mut guard = lock(&self.inner);
+            let (s, slot) = &mut *guard;
+            let mut cx = Context::from_waker(notifier.waker_in(slot, token));
             write_loop(notifier, buf.len(), |from| {
                 s.poll_send_deferred(&mut cx, &buf[from..], finish)
             })
@@ -156,8 +161,6 @@ impl RecvStreamHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let mut guard = lock(&self.inner);
-        let (stream, chunks, slot) = &mut *guard;
         let want = if max_size < 0 {
             DEFAULT_READ_CHUNK
         } else {
@@ -166,29 +169,44 @@ impl RecvStreamHandle {
         if want == 0 {
             return Ok(Some(PyBytes::new(py, b"")));
         }
-        let mut cx = Context::from_waker(notifier.waker_in(slot, token));
-        chunks.clear();
-        match stream.poll_read_chunks(&mut cx, want, chunks) {
+        let (polled, mut chunks) = {
+            let mut guard = lock(&self.inner);
+            let (stream, chunks, slot) = &mut *guard;
+            let mut cx = Context::from_waker(notifier.waker_in(slot, token));
+            let mut taken = std::mem::take(chunks);
+            taken.clear();
+            (stream.poll_read_chunks(&mut cx, want, &mut taken), taken)
+        };
+        // The bytes object is made after the lock is released: allocating may run the
+        // garbage collector and finalizers, which may call back into this stream.
+        let result = match polled {
             Poll::Ready(Ok(true)) => Ok(Some(PyBytes::new(py, b""))),
             Poll::Ready(Ok(false)) => {
                 if let [one] = chunks.as_slice() {
-                    return Ok(Some(PyBytes::new(py, one)));
+                    Ok(Some(PyBytes::new(py, one)))
+                } else {
+                    let total = chunks.iter().map(|c| c.len()).sum();
+                    PyBytes::new_with(py, total, |out| {
+                        let mut at = 0;
+                        for c in chunks.iter() {
+                            out[at..at + c.len()].copy_from_slice(c);
+                            at += c.len();
+                        }
+                        Ok(())
+                    })
+                    .map(Some)
                 }
-                let total = chunks.iter().map(|c| c.len()).sum();
-                let bytes = PyBytes::new_with(py, total, |out| {
-                    let mut at = 0;
-                    for c in chunks.iter() {
-                        out[at..at + c.len()].copy_from_slice(c);
-                        at += c.len();
-                    }
-                    Ok(())
-                })?;
-                chunks.clear();
-                Ok(Some(bytes))
             }
             Poll::Ready(Err(e)) => Err(to_py(e)),
             Poll::Pending => Ok(None),
+        };
+        // Hand the chunk list back for the next read (no allocation per read).
+        chunks.clear();
+        let mut guard = lock(&self.inner);
+        if guard.1.capacity() == 0 {
+            guard.1 = chunks;
         }
+        result
     }
 
     /// Asks the peer to stop sending, with a WebTransport error code.
