@@ -151,9 +151,18 @@ impl Session {
                 close: None,
                 close_wakers: vec![],
             }),
-            // Streams are bounded by quinn's stream limits; the queue is a safety net.
-            incoming_bi: ReadyQueue::new(65_536, Overflow::Refuse),
-            incoming_uni: ReadyQueue::new(65_536, Overflow::Refuse),
+            // Streams the application has not taken yet. quinn's concurrency limit does
+            // not bound them: a stream read to its FIN no longer counts against it, so a
+            // peer could queue small finished streams without end. Beyond the configured
+            // concurrency the peer's new streams are refused (stopped and reset).
+            incoming_bi: ReadyQueue::new(
+                transport.max_concurrent_bidi_streams as usize,
+                Overflow::Refuse,
+            ),
+            incoming_uni: ReadyQueue::new(
+                transport.max_concurrent_uni_streams as usize,
+                Overflow::Refuse,
+            ),
             datagrams: ReadyQueue::with_byte_limit(
                 transport.datagram_queue_capacity,
                 transport.datagram_queue_bytes,

@@ -19,9 +19,14 @@ use std::task::{Context, Poll, Waker};
 /// Bytes a send half buffers before `poll_write` waits (quinn buffers more, up to the
 /// peer's flow-control window).
 const SEND_BUFFER: usize = 1024 * 1024;
-/// Bytes a receive half buffers ahead of the application; beyond it the pump stops
-/// reading and QUIC flow control holds the peer back.
+/// Most bytes a receive half buffers ahead of the application; beyond its current
+/// read-ahead the pump stops reading and QUIC flow control holds the peer back.
 const RECV_BUFFER: usize = 1024 * 1024;
+/// The read-ahead a receive half starts with. It doubles (up to [`RECV_BUFFER`]) each
+/// time the application drains a buffer that was at least half full, so a bulk reader
+/// gets the full read-ahead within a few reads while a stream nobody reads holds only
+/// this much beyond what flow control bounds.
+const RECV_AHEAD_INITIAL: usize = 64 * 1024;
 
 /// A stream's pump task, not yet running (see [`Launch`]).
 pub type Pump = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -356,6 +361,8 @@ async fn send_pump(
 struct RecvState {
     chunks: VecDeque<Bytes>,
     buffered: usize,
+    /// The current read-ahead (see [`RECV_AHEAD_INITIAL`]).
+    ahead: usize,
     eof: bool,
     error: Option<Error>,
     stop: Option<u32>,
@@ -387,7 +394,10 @@ impl RecvStream {
     /// Like [`Self::new`], the pump (if one is still needed) started through `launch`.
     pub(crate) fn launched(mut inner: quinn::RecvStream, launch: &mut Launch<'_>) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
-        let mut first = RecvState::default();
+        let mut first = RecvState {
+            ahead: RECV_AHEAD_INITIAL,
+            ..RecvState::default()
+        };
         // Take what already arrived (a small request often comes whole, FIN included)
         // so the application finds it at once instead of waiting for the pump's first
         // turn and a second wake-up.
@@ -447,8 +457,11 @@ impl RecvStream {
             }
         }
         let taken: usize = out.iter().map(Bytes::len).sum();
+        if s.buffered >= s.ahead / 2 {
+            s.ahead = (s.ahead * 2).min(RECV_BUFFER);
+        }
         s.buffered -= taken.min(s.buffered);
-        let pump = if s.buffered < RECV_BUFFER / 2 {
+        let pump = if s.buffered < s.ahead / 2 {
             s.pump.take()
         } else {
             None
@@ -533,7 +546,7 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
             if let Some(code) = s.stop {
                 return Poll::Ready(Some(code));
             }
-            if s.buffered < RECV_BUFFER {
+            if s.buffered < s.ahead {
                 return Poll::Ready(None);
             }
             s.pump = Some(cx.waker().clone());
@@ -607,7 +620,7 @@ fn push_chunks(s: &mut RecvState, chunks: &mut [Bytes]) {
 /// waits properly if it must). Returns true when the stream is done: FIN or error.
 fn take_ready(s: &mut RecvState, inner: &mut quinn::RecvStream) -> bool {
     let mut bufs: [Bytes; 32] = Default::default();
-    while s.buffered < RECV_BUFFER {
+    while s.buffered < s.ahead {
         let polled = {
             let mut read = std::pin::pin!(inner.read_chunks(&mut bufs));
             read.as_mut().poll(&mut Context::from_waker(Waker::noop()))

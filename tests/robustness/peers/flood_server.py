@@ -1,0 +1,66 @@
+"""A fastwt server in its own process for the flood cases, so that its memory is measured
+alone (``/proc/<pid>/status``). Sessions on ``/live`` are echoed; sessions on ``/flood``
+are treated as the case asks: ``unaccepted`` (never answered), ``unread`` (accepted, no
+stream ever taken) or ``slow`` (accepted, one datagram read every 10 ms). Prints
+``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+
+from fastwt import ServerConfig, WebTransportServer, WebTransportSession
+
+
+async def echo(session: WebTransportSession) -> None:
+    await session.accept()
+    async for stream in session.incoming_bidirectional_streams():
+        data = await stream.read_all()
+        await stream.write(data=data, end_stream=True)
+
+
+async def flood(session: WebTransportSession, mode: str, stats: dict[str, int]) -> None:
+    if mode == "unaccepted":
+        await session.wait_closed()
+        return
+    await session.accept()
+    if mode == "unread":
+        await session.wait_closed()
+        return
+    while not session.is_closed:  # slow: a datagram every 10 ms
+        await session.read_datagram()
+        stats["read"] += 1
+        stats["dropped"] = int(session.stats()["datagrams_dropped"])
+        await anyio.sleep(0.01)
+
+
+async def main(mode: str) -> None:
+    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, request_timeout=60.0)
+    stats = {"read": 0, "dropped": 0}
+    async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
+        await server.listen()
+        print("READY", server.local_addresses[0][1], server.certificate_hash, flush=True)
+
+        async def report() -> None:
+            while True:
+                print("STATS", json.dumps({**stats, "sessions": server.session_count}), flush=True)
+                await anyio.sleep(0.2)
+
+        async def handle(session: WebTransportSession) -> None:
+            try:
+                if session.path.startswith("/live"):
+                    await echo(session)
+                else:
+                    await flood(session, mode, stats)
+            except Exception:  # a flooded session may end any way; the server goes on
+                pass
+
+        tg.start_soon(report)
+        async for session in server.incoming_sessions():
+            tg.start_soon(handle, session)
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1])
