@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from _aioquic_peer import WebTransportProtocol, bidi_echo
+from _aioquic_peer import bidi_echo
 from aioquic.buffer import encode_uint_var
+from integration.echo_server import EchoServer, echo_server
 from raw_client import connect_request, raw_connection, response_status
 from robustness_figures import record
 
 from fastwt import WebTransportSession
-from integration.echo_server import EchoServer, echo_server
 
 pytestmark = pytest.mark.anyio
 
