@@ -37,6 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _NOT_FOUND = 404
 _INTERNAL_SERVER_ERROR = 500
+_SERVICE_UNAVAILABLE = 503
 # Closing one session or answering one request must not hold up a shutdown.
 _SESSION_CLOSE_TIMEOUT = 5.0
 # Keyword arguments of run()/serve() that override the app's ServerConfig.
@@ -79,6 +80,9 @@ class ServerApp:
     """Session close code for sessions still open when the app shuts down."""
     shutdown_timeout: float = 10.0
     """Seconds ``shutdown()`` may take (closing sessions, hooks, middleware exit)."""
+    handler_timeout: float | None = None
+    """Seconds a session handler may run before it is cancelled and the session closed
+    with ``handler_error_code`` (reason ``"handler timed out"``); None: no limit."""
 
     def __init__(self, *, config: ServerConfig | None = None) -> None:
         """Create the app and its server; with no ``config``, a ``ServerConfig()``
@@ -349,8 +353,24 @@ class ServerApp:
     async def _handle_session_request(self, session: SessionProtocol) -> None:
         """Middleware, routing, accept and handler for one request; never raises
         (except cancellation), so one request cannot disturb the others."""
+        # Middleware must answer within the server's request_timeout: past it the server
+        # has refused the request with 503, so a middleware still running is cancelled
+        # rather than left behind.
+        # A server without the setting (a test double) sets no limit.
+        limit: float | None = getattr(self._server.config, "request_timeout", None)
         try:
-            await self._middleware.process_request(session=session)
+            with anyio.move_on_after(limit) as deadline:
+                await self._middleware.process_request(session=session)
+            if deadline.cancelled_caught:
+                _logger.warning(
+                    "middleware did not answer %r from %s within request_timeout (%s s): "
+                    "refused with 503",
+                    session.path,
+                    session.remote_address,
+                    limit,
+                )
+                await _reject(session, status_code=_SERVICE_UNAVAILABLE, headers=None)
+                return
             route = self._router.route_request(session=session)
         except MiddlewareRejected as exc:
             await _reject(session, status_code=exc.status_code, headers=exc.headers)
@@ -383,7 +403,19 @@ class ServerApp:
     ) -> None:
         error_code, reason = 0, None
         try:
-            await handler(session, **params)
+            with anyio.move_on_after(self.handler_timeout) as deadline:
+                await handler(session, **params)
+            if deadline.cancelled_caught:
+                _logger.warning(
+                    "handler %s for session %s (path %r, peer %s) exceeded handler_timeout "
+                    "(%.1f s): cancelled",
+                    getattr(handler, "__qualname__", handler),
+                    session.session_id,
+                    session.path,
+                    session.remote_address,
+                    self.handler_timeout,
+                )
+                error_code, reason = self.handler_error_code, "handler timed out"
         except Exception:
             _logger.exception(
                 "handler %s failed for session %s (path %r, peer %s)",
