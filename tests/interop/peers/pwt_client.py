@@ -60,10 +60,24 @@ async def datagram_echo(session: Any, payload: bytes) -> bytes:
     raise TimeoutError("no datagram came back")
 
 
+async def connect(client: Any, url: str, out: dict[str, Any]) -> Any:
+    """``client.connect``. pywebtransport 0.20.1 now and then never sends its CONNECT
+    after the server's SETTINGS (the server times the request out; not seen with 0.21.1,
+    nor with 0.20.1's own tracing on): that version gets one more try, counted in
+    ``connect_retries`` for the test to check."""
+    if VERSION >= (0, 21):
+        return await client.connect(url=url)
+    try:
+        return await asyncio.wait_for(client.connect(url=url), 4)
+    except Exception:
+        out["connect_retries"] = out.get("connect_retries", 0) + 1
+        return await asyncio.wait_for(client.connect(url=url), 8)
+
+
 async def run(url: str, out: dict[str, Any]) -> None:
     config = ClientConfig(verify_mode=ssl.CERT_NONE, wt_available_protocols=PROTOCOLS)
     async with WebTransportClient(config=config) as client:
-        session = await client.connect(url=f"{url}/proto")
+        session = await connect(client, f"{url}/proto", out)
         out["protocol"] = session.wt_protocol
         bidi = await session.create_bidirectional_stream()
         await bidi.write(data=b"bidi from pywebtransport", end_stream=True)
@@ -84,7 +98,7 @@ async def run(url: str, out: dict[str, Any]) -> None:
     # Offering protocols makes pywebtransport insist on one in the answer: /close is
     # answered without, so it gets a client of its own.
     async with WebTransportClient(config=ClientConfig(verify_mode=ssl.CERT_NONE)) as client:
-        closing = await client.connect(url=f"{url}/close?code=4242&reason=bye%20now")
+        closing = await connect(client, f"{url}/close?code=4242&reason=bye%20now", out)
         from pywebtransport.types import EventType
 
         closed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
