@@ -174,6 +174,12 @@ class WebTransportSession:
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
 
+    async def drain(self) -> None:
+        """Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION): its
+        :attr:`draining` becomes true; the session stays usable until either side
+        closes it."""
+        self._handle.drain()
+
     async def wait_closed(self) -> tuple[int, str]:
         """Waits until the session ends; returns (code, reason)."""
         info = await _bridge.wait(self._hub, self._handle.poll_closed, self._closed_token)

@@ -38,7 +38,12 @@ async def fastwt_server(dev_cert: DevCert) -> AsyncIterator[tuple[int, list[dict
             with pytest.raises(SessionError, match="not among the protocols"):
                 await session.accept(wt_protocol="not-offered")
             await session.accept(wt_protocol="chat-v2")
-            seen.append(await session.diagnose())
+            info = await session.diagnose()
+            key = await session.export_keying_material(
+                label="fastwt-test", context=b"ctx", length=16
+            )
+            info["exporter"] = key.hex()
+            seen.append(info)
             await devserver.echo(session)
         else:
             await devserver.handle_session(session)
@@ -77,6 +82,10 @@ async def test_pywebtransport_client_against_fastwt_server(
     server_side = seen[0]
     assert server_side["draft"] == "draft-15"
     assert server_side["protocol"] == "chat-v2"
+    if version == "0.21.1":
+        # Draft-15's per-session exporter ("EXPORTER-WebTransport", session id, label,
+        # context) on both sides.
+        assert result["exporter"] == server_side["exporter"]
     flow = server_side["flow_control"]
     assert flow is not None and flow["local_max_streams_bidi"] >= 1
 
@@ -155,6 +164,13 @@ async def test_fastwt_client_against_pywebtransport_server(
                 assert await incoming.read_all() == b"uni from fastwt"
                 break
             assert await _datagram_echo(session, b"datagram from fastwt") == b"datagram from fastwt"
+            key = await session.export_keying_material(
+                label="fastwt-test", context=b"ctx", length=16
+            )
+            with anyio.fail_after(5):
+                while not any(line.startswith("EXPORTER ") for line in output):
+                    await anyio.sleep(0.01)
+            assert f"EXPORTER {key.hex()}" in output, "\n".join(output)
             diag = await session.diagnose()
             assert diag["draft"] == "draft-15"
             assert diag["flow_control"]["peer_max_streams_bidi"] >= 1

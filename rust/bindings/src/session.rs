@@ -129,6 +129,11 @@ impl SessionHandle {
     fn draining(&self) -> bool {
         self.session.is_draining()
     }
+    /// Sends DRAIN_WEBTRANSPORT_SESSION: asks the peer to wind the session down.
+    fn drain(&self) -> PyResult<()> {
+        self.session.drain().map_err(to_py)
+    }
+
     /// Session flow-control limits (drafts 13+), `None` for draft-02 sessions.
     fn flow_control<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(f) = self.session.flow_control() else {

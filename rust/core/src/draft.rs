@@ -168,6 +168,27 @@ pub fn is_webtransport_token(token: &str) -> bool {
     token == "webtransport" || token == "webtransport-h3"
 }
 
+/// The TLS exporter label of a draft-15 session's keying material.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-WebTransport";
+
+/// The TLS exporter context of draft-15's per-session exporter: the session id (64
+/// bits), then the application's label and context, each after its length (8 bits).
+pub fn exporter_context(session_id: u64, label: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+    let (Ok(label_len), Ok(context_len)) = (u8::try_from(label.len()), u8::try_from(context.len()))
+    else {
+        return Err(Error::Config(
+            "exporter label and context must be at most 255 bytes each".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(10 + label.len() + context.len());
+    out.extend_from_slice(&session_id.to_be_bytes());
+    out.push(label_len);
+    out.extend_from_slice(label);
+    out.push(context_len);
+    out.extend_from_slice(context);
+    Ok(out)
+}
+
 /// Parses an RFC 8941 List of Strings (`wt-available-protocols`). Parameters are
 /// ignored; a member that is not a String, or any syntax error, makes the whole field
 /// ignored (`None`), as the draft asks.
@@ -362,6 +383,16 @@ mod tests {
         assert_eq!(choose_for_server(&ours), Draft::Draft02);
         assert!(ours.declares_flow_control());
         assert!(ours.offers_webtransport());
+    }
+
+    #[test]
+    fn exporter_context_layout() {
+        let c = exporter_context(4, b"ab", b"xyz").unwrap();
+        assert_eq!(
+            c,
+            [0, 0, 0, 0, 0, 0, 0, 4, 2, b'a', b'b', 3, b'x', b'y', b'z']
+        );
+        assert!(exporter_context(0, &[0; 256], b"").is_err());
     }
 
     #[test]

@@ -103,12 +103,13 @@ pub(crate) fn spawn_session_tasks(
     tokio::spawn(accept_uni_loop(session.clone()));
     tokio::spawn(datagram_loop(session.clone()));
     tokio::spawn(connect_stream_loop(session.clone(), connect_recv, leftover));
-    tokio::spawn(watch_connection(session.clone(), control));
+    session.set_control(Some(control));
+    tokio::spawn(watch_connection(session.clone()));
 }
 
-async fn watch_connection(session: Session, control: quinn::SendStream) {
+async fn watch_connection(session: Session) {
     let err = session.0.conn.closed().await;
-    drop(control);
+    drop(session.set_control(None));
     let info = match err {
         quinn::ConnectionError::ApplicationClosed(close) => {
             let raw = close.error_code.into_inner();

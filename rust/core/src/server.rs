@@ -150,6 +150,8 @@ impl Server {
         }
         let sessions = self.live_sessions();
         for s in &sessions {
+            // HTTP/3's graceful shutdown signal, then the session's close.
+            s.send_goaway();
             let _ = s.close(code, reason).await;
         }
         for endpoint in &self.endpoints {

@@ -122,6 +122,8 @@ pub(crate) struct Shared {
     /// Session flow control (drafts 13+ only; `None` for draft-02).
     pub(crate) flow: Option<Arc<Flow>>,
     draining: AtomicBool,
+    /// Our HTTP/3 control stream (kept open for the connection's life; GOAWAY goes on it).
+    control: Mutex<Option<quinn::SendStream>>,
 }
 
 /// A WebTransport session: on the server it starts as a request to accept or reject.
@@ -188,7 +190,43 @@ impl Session {
             peer_datagrams: wire.peer.h3_datagram == 1,
             flow,
             draining: AtomicBool::new(false),
+            control: Mutex::new(None),
         }))
+    }
+
+    /// Keeps our control stream for the connection's life (`None` takes it back).
+    pub(crate) fn set_control(
+        &self,
+        control: Option<quinn::SendStream>,
+    ) -> Option<quinn::SendStream> {
+        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, control)
+    }
+
+    /// Sends HTTP/3 GOAWAY on our control stream (server side: no request after this
+    /// session's CONNECT will be handled). `false` if it could not go out now.
+    pub fn send_goaway(&self) -> bool {
+        let mut payload = vec![];
+        h3::put_varint(&mut payload, self.0.session_id + 4);
+        let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
+        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_mut() {
+            Some(send) => matches!(write_now(send, &frame), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION); the session
+    /// stays usable.
+    pub fn drain(&self) -> Result<()> {
+        self.ensure_open()?;
+        if self.send_capsules(&h3::encode_drain_capsule()) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState(
+                "the CONNECT stream is busy; try again".into(),
+            ))
+        }
     }
 
     /// The WebTransport draft this session speaks.
@@ -786,6 +824,8 @@ impl Session {
     }
 
     /// Keying material exported from the TLS session (RFC 5705).
+    /// Draft-15 sessions use the per-session exporter: label "EXPORTER-WebTransport",
+    /// the context made of the session id, `label` and `context`.
     pub fn export_keying_material(
         &self,
         label: &[u8],
@@ -793,6 +833,13 @@ impl Session {
         len: usize,
     ) -> Result<Vec<u8>> {
         let mut out = vec![0u8; len];
+        let session_context;
+        let (label, context) = if self.0.draft == Draft::Draft15 {
+            session_context = crate::draft::exporter_context(self.0.session_id, label, context)?;
+            (crate::draft::EXPORTER_LABEL, session_context.as_slice())
+        } else {
+            (label, context)
+        };
         self.0
             .conn
             .export_keying_material(&mut out, label, context)
