@@ -112,10 +112,11 @@ impl Flow {
     pub(crate) fn received(&self, n: usize) {
         let mut s = self.lock();
         s.received += n as u64;
-        if s.received > s.granted_data {
+        // The peer can only know what we wrote (a grant still in the outbox is not).
+        if s.received > s.advertised_data {
             let why = format!(
                 "peer sent {} stream bytes, over the {} granted",
-                s.received, s.granted_data
+                s.received, s.advertised_data
             );
             self.violate(&mut s, why);
             return;
@@ -138,7 +139,7 @@ impl Flow {
         };
         let mut s = self.lock();
         s.peer_opened[i] += 1;
-        if s.peer_opened[i] > s.granted_streams[i] {
+        if s.peer_opened[i] > s.advertised_streams[i] {
             let why = format!(
                 "peer opened {} {} streams, over the {} granted",
                 s.peer_opened[i],
@@ -147,7 +148,7 @@ impl Flow {
                 } else {
                     "unidirectional"
                 },
-                s.granted_streams[i]
+                s.advertised_streams[i]
             );
             self.violate(&mut s, why);
             return false;
@@ -234,15 +235,15 @@ impl Flow {
     /// (pywebtransport 0.21) refuse a WT_MAX_DATA that does not raise the limit, so
     /// they get capsules only when a limit moves.
     pub(crate) fn initial(&self) -> Outgoing {
-        let mut s = self.lock();
-        s.advertised_data = 0;
-        s.advertised_streams = [0, 0];
-        drop(s);
-        self.outgoing()
+        self.build(true)
     }
 
     /// The capsules due now (grants moved on, streams blocked); empty when none.
     pub(crate) fn outgoing(&self) -> Outgoing {
+        self.build(false)
+    }
+
+    fn build(&self, all: bool) -> Outgoing {
         let s = self.lock();
         let mut out = Outgoing {
             bytes: Vec::new(),
@@ -250,7 +251,7 @@ impl Flow {
             streams: s.advertised_streams,
             blocked: [None, None],
         };
-        if s.granted_data > s.advertised_data {
+        if all || s.granted_data > s.advertised_data {
             out.bytes.extend(h3::encode_varint_capsule(
                 h3::CAPSULE_WT_MAX_DATA,
                 s.granted_data,
@@ -264,7 +265,7 @@ impl Flow {
         .into_iter()
         .enumerate()
         {
-            if s.granted_streams[i] > s.advertised_streams[i] {
+            if all || s.granted_streams[i] > s.advertised_streams[i] {
                 out.bytes
                     .extend(h3::encode_varint_capsule(kind, s.granted_streams[i]));
                 out.streams[i] = s.granted_streams[i];
@@ -391,9 +392,21 @@ mod tests {
             assert!(flow.peer_opened(true));
         }
         assert_eq!(flow.outgoing().streams[0], 7);
-        assert!(flow.violation().is_none());
-        flow.received(5000);
+        // The new grant is not written yet: the peer knows only 4 streams.
+        assert!(flow.peer_opened(true));
+        assert!(
+            !flow.peer_opened(true),
+            "a fifth stream exceeds what the peer knew"
+        );
         assert!(flow.violation().is_some());
+        let flow = Flow::new(credit(), &PeerSettings::default());
+        flow.received(1000);
+        assert!(flow.violation().is_none());
+        flow.received(1);
+        assert!(
+            flow.violation().is_some(),
+            "over the data limit the peer knew"
+        );
     }
 
     #[test]
