@@ -9,6 +9,7 @@ import pytest
 
 from fastwt import (
     ClientConfig,
+    ConfigurationError,
     ServerConfig,
     SessionError,
     WebTransportClient,
@@ -100,3 +101,11 @@ async def test_wt_protocol_is_chosen_from_what_the_client_offered() -> None:
             assert chosen == ['v"2']
             assert (await session.diagnose())["protocol"] == 'v"2'
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("name", ["wt_max_data", "wt_max_streams_bidi", "wt_max_streams_uni"])
+def test_session_credit_must_be_positive(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        ServerConfig(**{name: 0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=name):
+        ClientConfig(**{name: 2**61})  # type: ignore[arg-type]
