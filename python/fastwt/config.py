@@ -34,6 +34,9 @@ def _check_common(cfg: ServerConfig | ClientConfig) -> None:
         raise ConfigurationError("max_concurrent_bidi_streams must be in 1..2**31")
     if not 1 <= cfg.max_concurrent_uni_streams <= 2**31:
         raise ConfigurationError("max_concurrent_uni_streams must be in 1..2**31")
+    for name in ("wt_max_data", "wt_max_streams_bidi", "wt_max_streams_uni"):
+        if not 1 <= getattr(cfg, name) <= 2**60:
+            raise ConfigurationError(f"{name} must be in 1..2**60")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +89,17 @@ class ServerConfig:
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024
     congestion_control_algorithm: str = "cubic"
+    wt_max_data: int = 16 * 1024 * 1024
+    """Session flow control of drafts 13+ (Safari, draft-15 clients; draft-02 browsers
+    have none): stream bytes a client may send ahead of what the session took in,
+    advertised as SETTINGS_WT_INITIAL_MAX_DATA and raised with WT_MAX_DATA capsules as
+    data is read."""
+    wt_max_streams_bidi: int = 100
+    """Bidirectional streams a client of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, then WT_MAX_STREAMS capsules)."""
+    wt_max_streams_uni: int = 100
+    """Unidirectional streams a client of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
 
@@ -143,6 +157,10 @@ class ClientConfig:
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024
     congestion_control_algorithm: str = "cubic"
+    wt_max_data: int = 16 * 1024 * 1024
+    """Session credit granted to a draft-15 server (see :class:`ServerConfig`)."""
+    wt_max_streams_bidi: int = 100
+    wt_max_streams_uni: int = 100
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0:
@@ -169,4 +187,7 @@ def transport_of(cfg: ServerConfig | ClientConfig) -> Transport:
         datagram_queue_capacity=cfg.datagram_queue_size,
         datagram_queue_bytes=cfg.datagram_queue_bytes,
         congestion_control=cfg.congestion_control_algorithm,
+        wt_max_data=cfg.wt_max_data,
+        wt_max_streams_bidi=cfg.wt_max_streams_bidi,
+        wt_max_streams_uni=cfg.wt_max_streams_uni,
     )

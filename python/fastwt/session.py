@@ -109,6 +109,25 @@ class WebTransportSession:
         return None if info is None else info[1]
 
     @property
+    def protocol(self) -> str | None:
+        """The application protocol agreed through ``wt-available-protocols`` /
+        ``wt-protocol`` (server: what :meth:`accept` chose; client: the server's
+        answer), or ``None``."""
+        return self._handle.protocol
+
+    @property
+    def draft(self) -> str:
+        """The WebTransport draft this session speaks: ``"draft-02"`` (Chrome,
+        Firefox), ``"draft-07..14"`` (Safari) or ``"draft-15"``."""
+        return self._handle.draft
+
+    @property
+    def draining(self) -> bool:
+        """Whether the peer asked to wind the session down (HTTP/3 GOAWAY or
+        DRAIN_WEBTRANSPORT_SESSION): finish what is under way and close."""
+        return self._handle.draining
+
+    @property
     def max_datagram_size(self) -> int:
         """The largest datagram payload that can be sent now (0 if none)."""
         return self._handle.max_datagram_size or 0
@@ -124,11 +143,14 @@ class WebTransportSession:
     async def accept(
         self, *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
     ) -> None:
-        """Accepts the request (200). ``wt_protocol`` is sent as ``wt-protocol``."""
+        """Accepts the request (200). ``wt_protocol`` answers the client's
+        ``wt-available-protocols`` (it must be one of them; sent as an RFC 8941 string in
+        ``wt-protocol``) and becomes :attr:`protocol`."""
         fields = list((headers or {}).items())
-        if wt_protocol is not None:
-            fields.append(("wt-protocol", wt_protocol))
-        done = self._handle.accept(fields)
+        try:
+            done = self._handle.accept(fields, wt_protocol)
+        except ValueError as e:
+            raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
 
@@ -154,6 +176,12 @@ class WebTransportSession:
             raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
+
+    async def drain(self) -> None:
+        """Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION): its
+        :attr:`draining` becomes true; the session stays usable until either side
+        closes it."""
+        self._handle.drain()
 
     async def wait_closed(self) -> tuple[int, str]:
         """Waits until the session ends; returns (code, reason)."""
@@ -269,6 +297,10 @@ class WebTransportSession:
             "close_code": self.close_code,
             "close_reason": self.close_reason,
             "is_client": self._is_client,
+            "draft": self.draft,
+            "protocol": self.protocol,
+            "draining": self.draining,
+            "flow_control": self._handle.flow_control(),
         }
         info.update(self.stats())
         return info

@@ -1,8 +1,10 @@
 """An independent WebTransport peer built on aioquic's HTTP/3 layer (asyncio only).
 
 aioquic speaks WebTransport draft-02 (SETTINGS_ENABLE_WEBTRANSPORT, H3_DATAGRAM,
-WEBTRANSPORT_STREAM frames), which is what browsers and fastwt negotiate too. This
-module gives the interop tests an aioquic echo *server* and an aioquic *client*.
+WEBTRANSPORT_STREAM frames), which is what Chrome and Firefox negotiate too. This
+module gives the interop tests an aioquic echo *server* and an aioquic *client*, and a
+Safari-shaped client (:func:`safari_session`): the SETTINGS and CONNECT of drafts
+07..14 as Safari sends them, and Safari's session flow control.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
-from aioquic.buffer import encode_uint_var
+from aioquic.buffer import Buffer, BufferReadError, encode_uint_var
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import (
     DatagramReceived,
@@ -34,6 +36,20 @@ from aioquic.quic.events import (
 
 CLOSE_WEBTRANSPORT_SESSION = 0x2843
 
+# Drafts 07..15 codepoints (draft-ietf-webtrans-http3).
+SETTINGS_ENABLE_WEBTRANSPORT_DRAFT02 = 0x2B603742
+SETTINGS_WEBTRANSPORT_MAX_SESSIONS_DRAFT07 = 0xC671706A
+SETTINGS_WT_MAX_SESSIONS = 0x14E9CD29
+SETTINGS_WT_ENABLED = 0x2C7CF000
+SETTINGS_WT_INITIAL_MAX_DATA = 0x2B61
+SETTINGS_WT_INITIAL_MAX_STREAMS_UNI = 0x2B64
+SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI = 0x2B65
+WT_MAX_DATA = 0x190B4D3D
+WT_MAX_STREAMS_BIDI = 0x190B4D3F
+WT_MAX_STREAMS_UNI = 0x190B4D40
+WT_STREAMS_BLOCKED_BIDI = 0x190B4D43
+WT_STREAMS_BLOCKED_UNI = 0x190B4D44
+
 
 def close_capsule(code: int, reason: str) -> bytes:
     """A CLOSE_WEBTRANSPORT_SESSION capsule: 32-bit code, then the UTF-8 reason."""
@@ -41,12 +57,57 @@ def close_capsule(code: int, reason: str) -> bytes:
     return encode_uint_var(CLOSE_WEBTRANSPORT_SESSION) + encode_uint_var(len(payload)) + payload
 
 
+def varint_capsule(kind: int, value: int) -> bytes:
+    """A capsule whose body is one varint (WT_MAX_DATA, WT_MAX_STREAMS, ...)."""
+    body = encode_uint_var(value)
+    return encode_uint_var(kind) + encode_uint_var(len(body)) + body
+
+
+def parse_capsules(data: bytes) -> list[tuple[int, bytes]]:
+    """(type, body) of every whole capsule in ``data``."""
+    buf = Buffer(data=data)
+    out = []
+    while not buf.eof():
+        try:
+            kind = buf.pull_uint_var()
+            length = buf.pull_uint_var()
+            body = buf.pull_bytes(length)
+        except BufferReadError:
+            break
+        out.append((kind, body))
+    return out
+
+
+def capsule_value(body: bytes) -> int:
+    value: int = Buffer(data=body).pull_uint_var()
+    return value
+
+
 def is_bidirectional(stream_id: int) -> bool:
     return stream_id & 0x2 == 0
 
 
+class SafariH3Connection(H3Connection):
+    """aioquic's HTTP/3 with the SETTINGS Safari sends: WT_MAX_SESSIONS (drafts 13..14)
+    and draft-07's WEBTRANSPORT_MAX_SESSIONS, no draft-02 ENABLE_WEBTRANSPORT, and
+    initial session flow-control limits (only 2 unidirectional streams: a server
+    must wait for more credit before its third)."""
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings.pop(SETTINGS_ENABLE_WEBTRANSPORT_DRAFT02, None)
+        settings[SETTINGS_WT_MAX_SESSIONS] = 1
+        settings[SETTINGS_WEBTRANSPORT_MAX_SESSIONS_DRAFT07] = 1
+        settings[SETTINGS_WT_INITIAL_MAX_DATA] = 1 << 20
+        settings[SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI] = 16
+        settings[SETTINGS_WT_INITIAL_MAX_STREAMS_UNI] = 2
+        return settings
+
+
 class WebTransportProtocol(QuicConnectionProtocol):
     """An aioquic connection with an H3 layer that has WebTransport enabled."""
+
+    h3_class: type[H3Connection] = H3Connection
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,7 +140,7 @@ class WebTransportProtocol(QuicConnectionProtocol):
             )
             return
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
-            self.http = H3Connection(self._quic, enable_webtransport=True)
+            self.http = self.h3_class(self._quic, enable_webtransport=True)
         elif isinstance(event, ConnectionTerminated):
             self.terminated.set()
         if self.http is not None:
@@ -209,11 +270,78 @@ async def aioquic_session(
 
 
 async def _response_status(client: WebTransportProtocol, stream_id: int) -> bytes:
+    return (await _response_headers(client, stream_id)).get(b":status", b"")
+
+
+async def _response_headers(client: WebTransportProtocol, stream_id: int) -> dict[bytes, bytes]:
     while True:
         for event in client.events:
             if isinstance(event, HeadersReceived) and event.stream_id == stream_id:
-                return dict(event.headers).get(b":status", b"")
+                return dict(event.headers)
         await asyncio.sleep(0.005)
+
+
+class SafariProtocol(WebTransportProtocol):
+    h3_class = SafariH3Connection
+
+
+@contextlib.asynccontextmanager
+async def safari_session(
+    *, host: str, port: int, path: str = "/echo"
+) -> AsyncIterator[tuple[WebTransportProtocol, dict[int, int], dict[bytes, bytes]]]:
+    """A session opened the way Safari opens one: :class:`SafariH3Connection`'s
+    SETTINGS, then (once the server's SETTINGS are in) an extended CONNECT with
+    ``:protocol webtransport-h3`` and no draft-02 header. Yields the connection, the
+    server's SETTINGS and the response headers, once the server answered 200."""
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=True, max_datagram_frame_size=65536
+    )
+    configuration.verify_mode = ssl.CERT_NONE
+    async with connect(
+        host, port, configuration=configuration, create_protocol=SafariProtocol
+    ) as client:
+        assert isinstance(client, WebTransportProtocol)
+        assert client.http is not None
+        for _ in range(200):
+            if client.http.received_settings is not None:
+                break
+            await asyncio.sleep(0.01)
+        settings = client.http.received_settings
+        assert settings is not None, "no SETTINGS from the server"
+        stream_id = client._quic.get_next_available_stream_id()
+        client.http.send_headers(
+            stream_id,
+            [
+                (b":method", b"CONNECT"),
+                (b":scheme", b"https"),
+                (b":authority", f"{host}:{port}".encode()),
+                (b":path", path.encode()),
+                (b":protocol", b"webtransport-h3"),
+                (b"origin", b"https://safari.test"),
+            ],
+        )
+        client.transmit()
+        headers = await asyncio.wait_for(_response_headers(client, stream_id), 5.0)
+        if headers.get(b":status") != b"200":
+            raise ConnectionRefusedError(f"WebTransport session refused: {headers!r}")
+        client.session_id = stream_id
+        yield client, settings, headers
+
+
+def connect_stream_capsules(client: WebTransportProtocol) -> list[tuple[int, bytes]]:
+    """Every capsule the server sent on the CONNECT stream so far."""
+    return parse_capsules(session_close_data(client))
+
+
+async def wait_for_capsule(client: WebTransportProtocol, kind: int) -> int:
+    """The value of the first capsule of type ``kind`` (a varint body), once it came
+    (at most 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            for k, body in connect_stream_capsules(client):
+                if k == kind:
+                    return capsule_value(body)
+            await asyncio.sleep(0.005)
 
 
 async def bidi_echo(client: WebTransportProtocol, payload: bytes) -> bytes:

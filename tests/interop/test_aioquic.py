@@ -8,10 +8,22 @@ import contextlib
 import functools
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
 from _aioquic_peer import (
+    SETTINGS_ENABLE_WEBTRANSPORT_DRAFT02,
+    SETTINGS_WEBTRANSPORT_MAX_SESSIONS_DRAFT07,
+    SETTINGS_WT_ENABLED,
+    SETTINGS_WT_INITIAL_MAX_DATA,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_UNI,
+    SETTINGS_WT_MAX_SESSIONS,
+    WT_MAX_DATA,
+    WT_MAX_STREAMS_BIDI,
+    WT_MAX_STREAMS_UNI,
+    WT_STREAMS_BLOCKED_UNI,
     EchoServerProtocol,
     WebTransportProtocol,
     aioquic_echo_server,
@@ -19,11 +31,15 @@ from _aioquic_peer import (
     bidi_echo,
     close_capsule,
     datagram_echo,
+    safari_session,
     session_close_data,
+    varint_capsule,
+    wait_for_capsule,
 )
 from _certs import DevCert
 
-from fastwt import ClientConfig, WebTransportClient, devserver
+from fastwt import ClientConfig, ServerConfig, WebTransportClient, WebTransportServer, devserver
+from fastwt.session import WebTransportSession
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
@@ -150,3 +166,98 @@ async def _datagram_echo(session: object, payload: bytes, tries: int = 10) -> by
         with anyio.move_on_after(0.5):
             return bytes(await session.read_datagram())  # type: ignore[attr-defined]
     raise TimeoutError(f"no datagram came back after {tries} tries")
+
+
+@contextlib.asynccontextmanager
+async def recording_echo_server(
+    dev_cert: DevCert, **options: Any
+) -> AsyncIterator[tuple[int, list[Any]]]:
+    """A fastwt echo server (``fastwt dev``'s routes) that keeps each accepted session's
+    ``diagnose()``; ``options`` go to its ``ServerConfig``."""
+    seen: list[Any] = []
+    config = ServerConfig(
+        bind_host="127.0.0.1",
+        bind_port=0,
+        certfile=dev_cert.certfile,
+        keyfile=dev_cert.keyfile,
+        **options,
+    )
+
+    async def handle(session: WebTransportSession) -> None:
+        await session.accept()
+        seen.append(await session.diagnose())
+        await devserver.echo(session)
+
+    async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
+        await server.listen()
+
+        async def serve() -> None:
+            async for session in server.incoming_sessions():
+                tg.start_soon(handle, session)
+
+        tg.start_soon(serve)
+        yield server.local_addresses[0][1], seen
+        tg.cancel_scope.cancel()
+
+
+async def test_safari_shaped_client(anyio_backend: str, dev_cert: DevCert) -> None:
+    """What Safari sends (SETTINGS with WT_MAX_SESSIONS and draft-07's id, no draft-02
+    setting, ``:protocol webtransport-h3``, session flow control with room for only two
+    server streams) and what it needs: WT_MAX_SESSIONS >= 1 and the initial limits in
+    the server's SETTINGS, credit capsules before it sends anything, and a server that
+    keeps within its WT_MAX_STREAMS (waiting, with WT_STREAMS_BLOCKED, for more)."""
+    limits = {"wt_max_data": 4 << 20, "wt_max_streams_bidi": 60, "wt_max_streams_uni": 50}
+    async with (
+        recording_echo_server(dev_cert, **limits) as (port, seen),
+        safari_session(host="127.0.0.1", port=port) as (client, settings, headers),
+    ):
+        assert settings.get(SETTINGS_WT_MAX_SESSIONS, 0) >= 1
+        assert settings.get(SETTINGS_WT_ENABLED) == 1
+        assert settings.get(SETTINGS_ENABLE_WEBTRANSPORT_DRAFT02) == 1
+        assert SETTINGS_WEBTRANSPORT_MAX_SESSIONS_DRAFT07 not in settings, "switches Chrome"
+        # The initial limits are ServerConfig's.
+        assert settings.get(SETTINGS_WT_INITIAL_MAX_DATA) == 4 << 20
+        assert settings.get(SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI) == 60
+        assert settings.get(SETTINGS_WT_INITIAL_MAX_STREAMS_UNI) == 50
+        assert b"sec-webtransport-http3-draft" not in headers, "draft-02 only"
+        # Safari sends no stream data before it has session credit.
+        max_data = await wait_for_capsule(client, WT_MAX_DATA)
+        max_bidi = await wait_for_capsule(client, WT_MAX_STREAMS_BIDI)
+        max_uni = await wait_for_capsule(client, WT_MAX_STREAMS_UNI)
+        assert (max_data, max_bidi, max_uni) == (4 << 20, 60, 50)
+
+        payload = os.urandom(256 * 1024)
+        assert await bidi_echo(client, payload) == payload
+        assert await datagram_echo(client, b"datagram from safari") == b"datagram from safari"
+
+        # Three unidirectional streams, each echoed on one of the server's: the third
+        # reply waits for credit beyond the two this client granted.
+        assert client.http is not None and client.session_id is not None
+        for i in range(3):
+            sid = client.http.create_webtransport_stream(client.session_id, is_unidirectional=True)
+            client._quic.send_stream_data(sid, f"uni {i}".encode(), end_stream=True)
+        client.transmit()
+        assert await wait_for_capsule(client, WT_STREAMS_BLOCKED_UNI) == 2
+        with anyio.fail_after(5):
+            while len(_server_uni_replies(client)) < 2:
+                await anyio.sleep(0.005)
+        await anyio.sleep(0.2)
+        assert len(_server_uni_replies(client)) == 2, "the server exceeded WT_MAX_STREAMS"
+        client.http.send_data(
+            client.session_id, varint_capsule(WT_MAX_STREAMS_UNI, 3), end_stream=False
+        )
+        client.transmit()
+        with anyio.fail_after(5):
+            while len(_server_uni_replies(client)) < 3:
+                await anyio.sleep(0.005)
+        assert sorted(_server_uni_replies(client)) == [b"uni 0", b"uni 1", b"uni 2"]
+        assert seen[0]["draft"] == "draft-07..14"
+        assert seen[0]["flow_control"]["peer_max_streams_uni"] == 2
+
+
+def _server_uni_replies(client: WebTransportProtocol) -> list[bytes]:
+    return [
+        bytes(client.buffers[sid])
+        for sid, ended in list(client.ended.items())
+        if sid & 0x3 == 0x3 and ended.is_set()
+    ]

@@ -30,7 +30,8 @@ impl Transport {
     #[pyo3(signature = (*, max_idle_timeout=Some(30.0), keep_alive_interval=None,
         max_concurrent_bidi_streams=100, max_concurrent_uni_streams=100,
         stream_receive_window=4194304, receive_window=16777216, send_window=16777216,
-        datagram_queue_capacity=4096, datagram_queue_bytes=1048576, congestion_control="cubic"))]
+        datagram_queue_capacity=4096, datagram_queue_bytes=1048576, congestion_control="cubic",
+        wt_max_data=16777216, wt_max_streams_bidi=100, wt_max_streams_uni=100))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_idle_timeout: Option<f64>,
@@ -43,6 +44,9 @@ impl Transport {
         datagram_queue_capacity: usize,
         datagram_queue_bytes: usize,
         congestion_control: &str,
+        wt_max_data: u64,
+        wt_max_streams_bidi: u64,
+        wt_max_streams_uni: u64,
     ) -> PyResult<Self> {
         let congestion_control = match congestion_control.to_ascii_lowercase().as_str() {
             "cubic" => CongestionControl::Cubic,
@@ -65,6 +69,9 @@ impl Transport {
             datagram_queue_capacity,
             datagram_queue_bytes,
             congestion_control,
+            wt_max_data,
+            wt_max_streams_bidi,
+            wt_max_streams_uni,
             ..TransportOptions::default()
         };
         Ok(Self { options })

@@ -137,12 +137,58 @@ impl SessionHandle {
     fn max_datagram_size(&self) -> Option<usize> {
         self.session.max_datagram_size()
     }
+    /// The negotiated draft: "draft-02", "draft-07..14" or "draft-15".
+    #[getter]
+    fn draft(&self) -> &'static str {
+        self.session.draft().name()
+    }
+    /// The application protocol agreed through `wt-protocol`, if any.
+    #[getter]
+    fn protocol(&self) -> Option<String> {
+        self.session.protocol()
+    }
+    /// Whether the peer asked to wind the session down (GOAWAY, DRAIN_WEBTRANSPORT_SESSION).
+    #[getter]
+    fn draining(&self) -> bool {
+        self.session.is_draining()
+    }
+    /// Sends DRAIN_WEBTRANSPORT_SESSION: asks the peer to wind the session down.
+    fn drain(&self) -> PyResult<()> {
+        // The capsule may have to finish on the runtime (a write in flight, no room).
+        let _rt = runtime::get()?.enter();
+        self.session.drain().map_err(to_py)
+    }
+
+    /// Session flow-control limits (drafts 13+), `None` for draft-02 sessions.
+    fn flow_control<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(f) = self.session.flow_control() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("local_max_data", f.local_max_data)?;
+        d.set_item("local_max_streams_bidi", f.local_max_streams_bidi)?;
+        d.set_item("local_max_streams_uni", f.local_max_streams_uni)?;
+        d.set_item("peer_max_data", f.peer_max_data)?;
+        d.set_item("peer_max_streams_bidi", f.peer_max_streams_bidi)?;
+        d.set_item("peer_max_streams_uni", f.peer_max_streams_uni)?;
+        d.set_item("received", f.received)?;
+        Ok(Some(d))
+    }
 
     /// `True` when the response went out at once, else an `Op` finishing it.
-    #[pyo3(signature = (headers=Vec::new()))]
-    fn accept(&self, py: Python<'_>, headers: Vec<(String, String)>) -> PyResult<Py<PyAny>> {
+    /// `wt_protocol` answers the request's `wt-available-protocols`.
+    #[pyo3(signature = (headers=Vec::new(), wt_protocol=None))]
+    fn accept(
+        &self,
+        py: Python<'_>,
+        headers: Vec<(String, String)>,
+        wt_protocol: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         let _rt = runtime::get()?.enter();
-        let opened = self.session.accept_now(headers).map_err(to_py)?;
+        let opened = self
+            .session
+            .accept_protocol_now(headers, wt_protocol)
+            .map_err(to_py)?;
         done_or_op(py, opened)
     }
 

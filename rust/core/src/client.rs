@@ -1,9 +1,10 @@
 use crate::config::ClientOptions;
+use crate::draft::Draft;
 use crate::driver;
 use crate::error::{Error, Result};
 use crate::h3;
 use crate::identity::Identity;
-use crate::session::{RequestInfo, Session};
+use crate::session::{RequestInfo, Session, Wire};
 use crate::tls;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -150,16 +151,31 @@ impl Client {
             .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
             .await
             .map_err(|e| Error::Connection(format!("handshake with {addr} failed: {e}")))?;
-        let control = driver::open_control_stream(&conn).await?;
+        let credit = self.options.transport.session_credit();
+        let control = driver::open_control_stream(&conn, &credit).await?;
+        // The server's SETTINGS say which draft to speak (the connect timeout bounds
+        // the wait, see `connect`).
+        let (peer, early) = crate::control::peer_settings(&conn, Duration::from_secs(3600)).await?;
+        if !peer.offers_webtransport() {
+            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            return Err(Error::Connection(format!(
+                "{addr} does not offer WebTransport in its HTTP/3 SETTINGS"
+            )));
+        }
+        let draft = crate::draft::choose_for_server(&peer);
         let (mut send, mut recv) = conn.open_bi().await?;
         let mut fields: Vec<(String, String)> = vec![
             (":method".into(), "CONNECT".into()),
-            (":protocol".into(), "webtransport".into()),
             (":scheme".into(), "https".into()),
             (":authority".into(), target.authority.clone()),
             (":path".into(), target.path.clone()),
-            ("sec-webtransport-http3-draft02".into(), "1".into()),
         ];
+        if draft == Draft::Draft02 {
+            fields.push((":protocol".into(), "webtransport".into()));
+            fields.push(("sec-webtransport-http3-draft02".into(), "1".into()));
+        } else {
+            fields.push((":protocol".into(), "webtransport-h3".into()));
+        }
         if let Some(ua) = &self.options.user_agent {
             fields.push(("user-agent".into(), ua.clone()));
         }
@@ -181,6 +197,7 @@ impl Client {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Error::Protocol("response without a valid :status".into()))?;
         if !(200..300).contains(&status) {
+            early.abandon();
             let _ = send.finish();
             conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
             return Err(Error::Rejected {
@@ -189,13 +206,31 @@ impl Client {
             });
         }
         let session_id = quinn::VarInt::from(send.id()).into_inner();
+        let protocol = resp_headers
+            .iter()
+            .find(|(k, _)| k == "wt-protocol")
+            .and_then(|(_, v)| crate::draft::parse_sf_string_item(v));
+        let wire = Wire {
+            draft,
+            peer,
+            credit,
+            protocol,
+        };
         let info = RequestInfo {
             path: target.path,
             authority: target.authority,
             headers: resp_headers,
         };
-        let session = Session::new(conn, send, session_id, false, info, &self.options.transport);
-        driver::spawn_session_tasks(&session, recv, buf, control);
+        let session = Session::new(
+            conn,
+            send,
+            session_id,
+            false,
+            info,
+            &self.options.transport,
+            wire,
+        );
+        driver::spawn_session_tasks(&session, recv, buf, control, &early);
         Ok(session)
     }
 

@@ -52,6 +52,29 @@ pub struct TransportOptions {
     /// Kernel send and receive buffer of each endpoint's UDP socket (default 4 MiB,
     /// capped by `net.core.rmem_max`/`wmem_max`; 0 keeps the OS default).
     pub socket_buffer: usize,
+    /// Session flow control of drafts 13+ (Safari, draft-15 peers; draft-02 has none):
+    /// stream-body bytes the peer may send ahead of what the session took in, advertised
+    /// as SETTINGS_WT_INITIAL_MAX_DATA and kept up with WT_MAX_DATA capsules
+    /// (default 16 MiB, the connection receive window).
+    pub wt_max_data: u64,
+    /// Bidirectional streams the peer may open ahead of those it opened
+    /// (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, WT_MAX_STREAMS; default 100). QUIC's
+    /// `max_concurrent_bidi_streams` still bounds how many are open at once.
+    pub wt_max_streams_bidi: u64,
+    /// Unidirectional streams the peer may open ahead of those it opened
+    /// (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, WT_MAX_STREAMS; default 100).
+    pub wt_max_streams_uni: u64,
+}
+
+impl TransportOptions {
+    /// The session credit these options grant a peer of a flow-controlled draft.
+    pub fn session_credit(&self) -> crate::h3::LocalCredit {
+        crate::h3::LocalCredit {
+            max_data: self.wt_max_data.max(1),
+            max_streams_bidi: self.wt_max_streams_bidi.max(1),
+            max_streams_uni: self.wt_max_streams_uni.max(1),
+        }
+    }
 }
 
 impl Default for TransportOptions {
@@ -70,6 +93,9 @@ impl Default for TransportOptions {
             datagram_queue_bytes: 1024 * 1024,
             congestion_control: CongestionControl::Cubic,
             socket_buffer: 4 * 1024 * 1024,
+            wt_max_data: 16 * 1024 * 1024,
+            wt_max_streams_bidi: 100,
+            wt_max_streams_uni: 100,
         }
     }
 }

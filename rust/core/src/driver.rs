@@ -2,10 +2,11 @@
 //! datagrams into the session, the CONNECT stream's capsules, and the end of the session.
 
 use crate::config::TransportOptions;
+use crate::control::Early;
 use crate::error::{CloseInfo, Error, Result};
 use crate::h3;
 use crate::preamble::{Preamble, StreamHeader};
-use crate::session::{RequestInfo, Session};
+use crate::session::{RequestInfo, Session, Wire};
 use crate::stream::{RecvStream, SendStream};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -13,11 +14,15 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, warn};
 
-/// Opens our control stream and sends SETTINGS. The returned stream must stay open for
-/// the connection's life (closing it is a connection error in HTTP/3).
-pub(crate) async fn open_control_stream(conn: &quinn::Connection) -> Result<quinn::SendStream> {
+/// Opens our control stream and sends SETTINGS (with `credit` as the initial session
+/// credit of flow-controlled drafts). The returned stream must stay open for the
+/// connection's life (closing it is a connection error in HTTP/3).
+pub(crate) async fn open_control_stream(
+    conn: &quinn::Connection,
+    credit: &h3::LocalCredit,
+) -> Result<quinn::SendStream> {
     let mut send = conn.open_uni().await?;
-    send.write_all(&h3::control_stream_preamble())
+    send.write_all(&h3::control_stream_preamble_with(credit))
         .await
         .map_err(|e| Error::Connection(format!("control stream: {e}")))?;
     Ok(send)
@@ -58,35 +63,43 @@ pub(crate) fn pseudo<'a>(pseudo: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
-/// Validates a CONNECT request's pseudo-headers. Returns (path, authority) or the HTTP
-/// status to answer with.
+/// Validates a CONNECT request's pseudo-headers (`:protocol` `webtransport` or
+/// `webtransport-h3`). Returns (path, authority, protocol token) or the HTTP status to
+/// answer with.
 pub(crate) fn validate_connect(
     pseudo_fields: &[(String, String)],
-) -> std::result::Result<(String, String), u16> {
+) -> std::result::Result<(String, String, String), u16> {
     if pseudo(pseudo_fields, ":method") != Some("CONNECT") {
         return Err(405);
     }
-    if pseudo(pseudo_fields, ":protocol") != Some("webtransport") {
-        return Err(400);
-    }
+    let token = match pseudo(pseudo_fields, ":protocol") {
+        Some(t) if crate::draft::is_webtransport_token(t) => t.to_string(),
+        _ => return Err(400),
+    };
     let (Some(path), Some(authority)) = (
         pseudo(pseudo_fields, ":path"),
         pseudo(pseudo_fields, ":authority"),
     ) else {
         return Err(400);
     };
-    Ok((path.to_string(), authority.to_string()))
+    Ok((path.to_string(), authority.to_string(), token))
 }
 
 /// Starts the tasks that feed a session from its connection: peer streams, datagrams,
 /// the CONNECT stream's capsules, and the watcher of the connection's end. `control`
-/// is kept alive by the watcher.
+/// is kept alive by the watcher; streams that came before the session (`early`) are
+/// handed to it.
 pub(crate) fn spawn_session_tasks(
     session: &Session,
     connect_recv: quinn::RecvStream,
     leftover: Vec<u8>,
     control: quinn::SendStream,
+    early: &Early,
 ) {
+    early.attach(session);
+    if let Some(flow) = &session.0.flow {
+        tokio::spawn(crate::flow::run(session.clone(), flow.clone()));
+    }
     tokio::spawn(accept_bi_loop(session.clone()));
     tokio::spawn(accept_uni_loop(session.clone()));
     tokio::spawn(datagram_loop(session.clone()));
@@ -105,12 +118,13 @@ pub(crate) fn spawn_session_tasks(
             }
         });
     }
-    tokio::spawn(watch_connection(session.clone(), control));
+    session.set_control(Some(control));
+    tokio::spawn(watch_connection(session.clone()));
 }
 
-async fn watch_connection(session: Session, control: quinn::SendStream) {
+async fn watch_connection(session: Session) {
     let err = session.0.conn.closed().await;
-    drop(control);
+    drop(session.set_control(None));
     let info = crate::error::close_info_of(&err);
     if session.mark_closed(info.clone()) {
         debug!(target: "fastwt.core", session = session.id(), peer = %session.remote_address(), "session ended: {info}");
@@ -155,10 +169,16 @@ fn route_bi_stream(
     match header {
         Ok(Some((h3::FRAME_WT_BIDI, Some(id)))) if id == session.id() => {
             session.0.credit.peer_opened_bidi(&session.0.conn);
+            if let Some(flow) = &session.0.flow {
+                if !flow.peer_opened(true) {
+                    return reject(h3::WT_FLOW_CONTROL_ERROR);
+                }
+            }
+            let recv = RecvStream::new(recv, session.0.flow.clone());
             let (_, refused) = session
                 .0
                 .incoming_bi
-                .push((SendStream::new(send, None), RecvStream::new(recv)));
+                .push((SendStream::new(send, None), recv));
             if let Some((mut s, mut r)) = refused {
                 let _ = s.reset(0);
                 let _ = r.stop(0);
@@ -197,9 +217,16 @@ async fn accept_uni_loop(session: Session) {
     }
 }
 
-fn push_uni(session: &Session, recv: quinn::RecvStream) {
+pub(crate) fn push_uni(session: &Session, mut recv: quinn::RecvStream) {
     session.0.credit.peer_opened_uni(&session.0.conn);
-    let (_, refused) = session.0.incoming_uni.push(RecvStream::new(recv));
+    if let Some(flow) = &session.0.flow {
+        if !flow.peer_opened(false) {
+            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_FLOW_CONTROL_ERROR));
+            return;
+        }
+    }
+    let recv = RecvStream::new(recv, session.0.flow.clone());
+    let (_, refused) = session.0.incoming_uni.push(recv);
     if let Some(mut r) = refused {
         let _ = r.stop(0);
     }
@@ -215,7 +242,8 @@ async fn route_uni_stream(
         Ok(Some((h3::STREAM_WT_UNI, _))) => {
             let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
         }
-        Ok(Some((h3::STREAM_CONTROL, _))) => read_control_stream(session, recv).await,
+        // The peer's control stream was read before the session (control.rs).
+        Ok(Some((h3::STREAM_CONTROL, _))) => crate::control::second_control_stream(&session.0.conn),
         Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
             // We advertise a zero-size dynamic table; drain whatever the peer sends.
             while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
@@ -225,40 +253,6 @@ async fn route_uni_stream(
         }
         Ok(None) => {}
         Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
-    }
-}
-
-async fn read_control_stream(session: Session, mut recv: quinn::RecvStream) {
-    let mut buf = Vec::new();
-    let mut seen_settings = false;
-    loop {
-        loop {
-            match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
-                Ok(Some((frame, used))) => {
-                    buf.drain(..used);
-                    if frame.kind == h3::FRAME_SETTINGS && !seen_settings {
-                        seen_settings = true;
-                        match h3::parse_settings(&frame.payload) {
-                            Ok(s) => {
-                                debug!(target: "fastwt.core", session = session.id(), "peer settings: {s:?}")
-                            }
-                            Err(e) => {
-                                warn!(target: "fastwt.core", session = session.id(), "bad SETTINGS from peer: {e}")
-                            }
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(target: "fastwt.core", session = session.id(), "control stream: {e}");
-                    return;
-                }
-            }
-        }
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            _ => return,
-        }
     }
 }
 
@@ -302,9 +296,18 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                         Ok((capsules, used)) => {
                             data.drain(..used);
                             for capsule in capsules {
-                                if let h3::Capsule::Close(code, reason) = capsule {
-                                    peer_closed(&session, code, reason).await;
-                                    return;
+                                match capsule {
+                                    h3::Capsule::Close(code, reason) => {
+                                        peer_closed(&session, code, reason).await;
+                                        return;
+                                    }
+                                    h3::Capsule::Drain => session.peer_goaway(),
+                                    h3::Capsule::Other(_) => {} // unknown: ignored
+                                    other => {
+                                        if let Some(flow) = &session.0.flow {
+                                            flow.on_capsule(&other);
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -385,10 +388,23 @@ pub(crate) async fn accept_request(
     transport: &TransportOptions,
 ) -> Result<Option<Session>> {
     use tokio::time::timeout_at;
+    let credit = transport.session_credit();
     // A client that grants no unidirectional stream credit would hold this forever.
-    let control = timeout_at(deadline, open_control_stream(&conn))
+    let control = timeout_at(deadline, open_control_stream(&conn, &credit))
         .await
         .map_err(|_| Error::Timeout("no stream credit for our control stream".into()))??;
+    // No CONNECT is handled before the client's SETTINGS: they decide the draft.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let (peer, early) = match crate::control::peer_settings(&conn, left).await {
+        Ok(v) => v,
+        Err(e) => {
+            conn.close(
+                quinn::VarInt::from_u32(h3::H3_MISSING_SETTINGS),
+                b"no SETTINGS",
+            );
+            return Err(e);
+        }
+    };
     let (mut send, mut recv) = timeout_at(deadline, conn.accept_bi())
         .await
         .map_err(|_| Error::Timeout("no CONNECT request".into()))??;
@@ -397,9 +413,10 @@ pub(crate) async fn accept_request(
         .await
         .map_err(|_| Error::Timeout("incomplete CONNECT request".into()))??;
     let (pseudo_fields, headers) = split_fields(fields);
-    let (path, authority) = match validate_connect(&pseudo_fields) {
+    let (path, authority, token) = match validate_connect(&pseudo_fields) {
         Ok(v) => v,
         Err(status) => {
+            early.abandon();
             let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
             let _ = timeout_at(deadline, send.write_all(&frame)).await;
             let _ = send.finish();
@@ -412,12 +429,21 @@ pub(crate) async fn accept_request(
         }
     };
     let session_id = quinn::VarInt::from(send.id()).into_inner();
+    let draft02_header = headers
+        .iter()
+        .any(|(k, _)| k == "sec-webtransport-http3-draft02");
+    let wire = Wire {
+        draft: crate::draft::choose(&token, &peer, draft02_header),
+        peer,
+        credit,
+        protocol: None,
+    };
     let request = RequestInfo {
         path,
         authority,
         headers,
     };
-    let session = Session::new(conn, send, session_id, true, request, transport);
-    spawn_session_tasks(&session, recv, buf, control);
+    let session = Session::new(conn, send, session_id, true, request, transport, wire);
+    spawn_session_tasks(&session, recv, buf, control, &early);
     Ok(Some(session))
 }

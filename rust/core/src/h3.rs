@@ -1,4 +1,5 @@
-//! Sans-IO wire details of HTTP/3 and WebTransport (draft-02 as browsers speak it).
+//! Sans-IO wire details of HTTP/3 and WebTransport: draft-02 as Chrome and Firefox speak
+//! it, and the capsules and settings of drafts 07..15 (see `draft.rs` for negotiation).
 
 use wtransport_proto::frame::Frame;
 use wtransport_proto::headers::Headers;
@@ -18,11 +19,55 @@ pub const FRAME_DATA: u64 = 0x00;
 pub const FRAME_HEADERS: u64 = 0x01;
 /// SETTINGS frame.
 pub const FRAME_SETTINGS: u64 = 0x04;
+/// GOAWAY frame.
+pub const FRAME_GOAWAY: u64 = 0x07;
 /// WEBTRANSPORT_STREAM signal that starts a WebTransport bidirectional stream.
 pub const FRAME_WT_BIDI: u64 = 0x41;
 
 /// CLOSE_WEBTRANSPORT_SESSION capsule.
 pub const CAPSULE_CLOSE_SESSION: u64 = 0x2843;
+/// DRAIN_WEBTRANSPORT_SESSION capsule (all drafts).
+pub const CAPSULE_DRAIN_SESSION: u64 = 0x78ae;
+/// WT_MAX_DATA capsule (drafts 13+).
+pub const CAPSULE_WT_MAX_DATA: u64 = 0x190b_4d3d;
+/// WT_MAX_STREAM_DATA capsule: defined for HTTP/2 only, prohibited over HTTP/3.
+pub const CAPSULE_WT_MAX_STREAM_DATA: u64 = 0x190b_4d3e;
+/// WT_MAX_STREAMS capsule for bidirectional streams.
+pub const CAPSULE_WT_MAX_STREAMS_BIDI: u64 = 0x190b_4d3f;
+/// WT_MAX_STREAMS capsule for unidirectional streams.
+pub const CAPSULE_WT_MAX_STREAMS_UNI: u64 = 0x190b_4d40;
+/// WT_DATA_BLOCKED capsule.
+pub const CAPSULE_WT_DATA_BLOCKED: u64 = 0x190b_4d41;
+/// WT_STREAM_DATA_BLOCKED capsule: HTTP/2 only, prohibited over HTTP/3.
+pub const CAPSULE_WT_STREAM_DATA_BLOCKED: u64 = 0x190b_4d42;
+/// WT_STREAMS_BLOCKED capsule for bidirectional streams.
+pub const CAPSULE_WT_STREAMS_BLOCKED_BIDI: u64 = 0x190b_4d43;
+/// WT_STREAMS_BLOCKED capsule for unidirectional streams.
+pub const CAPSULE_WT_STREAMS_BLOCKED_UNI: u64 = 0x190b_4d44;
+
+/// SETTINGS identifiers.
+pub const SETTING_QPACK_MAX_TABLE_CAPACITY: u64 = 0x01;
+/// SETTINGS_QPACK_BLOCKED_STREAMS.
+pub const SETTING_QPACK_BLOCKED_STREAMS: u64 = 0x07;
+/// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 9220).
+pub const SETTING_ENABLE_CONNECT_PROTOCOL: u64 = 0x08;
+/// SETTINGS_H3_DATAGRAM (RFC 9297).
+pub const SETTING_H3_DATAGRAM: u64 = 0x33;
+/// SETTINGS_ENABLE_WEBTRANSPORT, drafts 00..06 (what Chrome and Firefox speak: draft-02).
+pub const SETTING_ENABLE_WEBTRANSPORT_DRAFT02: u64 = 0x2b60_3742;
+/// SETTINGS_WEBTRANSPORT_MAX_SESSIONS of draft-07. Never sent: advertising it switches
+/// Chrome to draft-07. Safari sends it (with 0x14e9cd29).
+pub const SETTING_WT_MAX_SESSIONS_DRAFT07: u64 = 0xc671_706a;
+/// SETTINGS_WT_MAX_SESSIONS, drafts 13..14 (Safari requires >= 1).
+pub const SETTING_WT_MAX_SESSIONS: u64 = 0x14e9_cd29;
+/// SETTINGS_WT_ENABLED, draft-15 and later.
+pub const SETTING_WT_ENABLED: u64 = 0x2c7c_f000;
+/// SETTINGS_WT_INITIAL_MAX_DATA (drafts 13+).
+pub const SETTING_WT_INITIAL_MAX_DATA: u64 = 0x2b61;
+/// SETTINGS_WT_INITIAL_MAX_STREAMS_UNI (drafts 13+).
+pub const SETTING_WT_INITIAL_MAX_STREAMS_UNI: u64 = 0x2b64;
+/// SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI (drafts 13+).
+pub const SETTING_WT_INITIAL_MAX_STREAMS_BIDI: u64 = 0x2b65;
 
 /// HTTP/3 error codes used here.
 pub const H3_NO_ERROR: u32 = 0x100;
@@ -36,6 +81,22 @@ pub const H3_REQUEST_REJECTED: u32 = 0x10b;
 pub const H3_REQUEST_INCOMPLETE: u32 = 0x10d;
 /// H3_MESSAGE_ERROR.
 pub const H3_MESSAGE_ERROR: u32 = 0x10e;
+/// H3_FRAME_ERROR.
+pub const H3_FRAME_ERROR: u32 = 0x106;
+/// H3_FRAME_UNEXPECTED.
+pub const H3_FRAME_UNEXPECTED: u32 = 0x105;
+/// H3_CLOSED_CRITICAL_STREAM.
+pub const H3_CLOSED_CRITICAL_STREAM: u32 = 0x104;
+/// H3_SETTINGS_ERROR.
+pub const H3_SETTINGS_ERROR: u32 = 0x109;
+/// H3_MISSING_SETTINGS.
+pub const H3_MISSING_SETTINGS: u32 = 0x10a;
+/// H3_DATAGRAM_ERROR (RFC 9297).
+pub const H3_DATAGRAM_ERROR: u32 = 0x33;
+/// WT_FLOW_CONTROL_ERROR (drafts 13+).
+pub const WT_FLOW_CONTROL_ERROR: u32 = 0x045d_4487;
+/// WT_BUFFERED_STREAM_REJECTED: a stream arrived before its session and the buffer was full.
+pub const WT_BUFFERED_STREAM_REJECTED: u32 = 0x3994_bd84;
 /// WEBTRANSPORT_SESSION_GONE.
 pub const WT_SESSION_GONE: u32 = 0x170d_7b68;
 
@@ -149,16 +210,54 @@ pub fn encode_frame(kind: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The control stream preamble: stream type then our SETTINGS frame, advertising
-/// extended CONNECT, HTTP datagrams and WebTransport (draft-02 and later ids).
+/// The control stream preamble with the default session credit (see
+/// [`control_stream_preamble_with`]).
 pub fn control_stream_preamble() -> Vec<u8> {
-    let settings: [(u64, u64); 6] = [
-        (0x01, 0),        // QPACK_MAX_TABLE_CAPACITY: static table only
-        (0x07, 0),        // QPACK_BLOCKED_STREAMS
-        (0x08, 1),        // ENABLE_CONNECT_PROTOCOL
-        (0x33, 1),        // H3_DATAGRAM
-        (0x2b60_3742, 1), // ENABLE_WEBTRANSPORT (draft-02)
-        (0xc671_706a, 1), // WEBTRANSPORT_MAX_SESSIONS
+    control_stream_preamble_with(&LocalCredit::default())
+}
+
+/// Session-level flow-control credit we grant a peer (drafts 13+), as advertised in our
+/// SETTINGS and kept up by WT_MAX_DATA / WT_MAX_STREAMS capsules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalCredit {
+    /// Stream-body bytes the peer may send on all of a session's streams ahead of what
+    /// we have taken in.
+    pub max_data: u64,
+    /// Bidirectional streams the peer may open ahead of those it already opened.
+    pub max_streams_bidi: u64,
+    /// Unidirectional streams the peer may open ahead of those it already opened.
+    pub max_streams_uni: u64,
+}
+
+impl Default for LocalCredit {
+    fn default() -> Self {
+        Self {
+            max_data: 16 * 1024 * 1024,
+            max_streams_bidi: 100,
+            max_streams_uni: 100,
+        }
+    }
+}
+
+/// The control stream preamble: stream type then our SETTINGS frame, advertising
+/// extended CONNECT, HTTP datagrams and WebTransport for every draft we speak at once
+/// (draft-02's ENABLE_WEBTRANSPORT for Chrome and Firefox, WT_MAX_SESSIONS for drafts
+/// 13..14 and Safari, WT_ENABLED for draft-15), plus the initial session credit of the
+/// flow-controlled drafts. Draft-07's 0xc671706a is deliberately absent: it switches
+/// Chrome to draft-07.
+pub fn control_stream_preamble_with(credit: &LocalCredit) -> Vec<u8> {
+    let settings: [(u64, u64); 10] = [
+        (SETTING_QPACK_MAX_TABLE_CAPACITY, 0), // static table only
+        (SETTING_QPACK_BLOCKED_STREAMS, 0),
+        (SETTING_ENABLE_CONNECT_PROTOCOL, 1),
+        (SETTING_H3_DATAGRAM, 1),
+        (SETTING_ENABLE_WEBTRANSPORT_DRAFT02, 1),
+        // One session per connection.
+        (SETTING_WT_MAX_SESSIONS, 1),
+        (SETTING_WT_ENABLED, 1),
+        (SETTING_WT_INITIAL_MAX_DATA, credit.max_data),
+        (SETTING_WT_INITIAL_MAX_STREAMS_UNI, credit.max_streams_uni),
+        (SETTING_WT_INITIAL_MAX_STREAMS_BIDI, credit.max_streams_bidi),
     ];
     let mut payload = Vec::new();
     for (id, value) in settings {
@@ -222,13 +321,55 @@ pub fn encode_close_capsule(code: u32, reason: &str) -> Vec<u8> {
     encode_frame(FRAME_DATA, &capsule)
 }
 
+/// Encodes one capsule whose body is a single varint, wrapped in a DATA frame.
+pub fn encode_varint_capsule(kind: u64, value: u64) -> Vec<u8> {
+    let mut body = vec![];
+    put_varint(&mut body, value);
+    let mut capsule = vec![];
+    put_varint(&mut capsule, kind);
+    put_varint(&mut capsule, body.len() as u64);
+    capsule.extend_from_slice(&body);
+    encode_frame(FRAME_DATA, &capsule)
+}
+
+/// The DATA frame carrying an (empty) DRAIN_WEBTRANSPORT_SESSION capsule.
+pub fn encode_drain_capsule() -> Vec<u8> {
+    let mut capsule = vec![];
+    put_varint(&mut capsule, CAPSULE_DRAIN_SESSION);
+    put_varint(&mut capsule, 0);
+    encode_frame(FRAME_DATA, &capsule)
+}
+
 /// A capsule read from the CONNECT stream's DATA.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Capsule {
     /// CLOSE_WEBTRANSPORT_SESSION with its code and reason.
     Close(u32, String),
+    /// DRAIN_WEBTRANSPORT_SESSION.
+    Drain,
+    /// WT_MAX_DATA.
+    MaxData(u64),
+    /// WT_MAX_STREAMS for bidirectional streams.
+    MaxStreamsBidi(u64),
+    /// WT_MAX_STREAMS for unidirectional streams.
+    MaxStreamsUni(u64),
+    /// WT_DATA_BLOCKED.
+    DataBlocked(u64),
+    /// WT_STREAMS_BLOCKED, bidirectional (`true`) or unidirectional.
+    StreamsBlocked(bool, u64),
+    /// WT_MAX_STREAM_DATA or WT_STREAM_DATA_BLOCKED: prohibited over HTTP/3.
+    Prohibited(u64),
     /// Any other capsule (ignored).
     Other(u64),
+}
+
+fn varint_body(kind: u64, body: &[u8]) -> Result<u64, String> {
+    match get_varint(body) {
+        Some((v, n)) if n == body.len() => Ok(v),
+        _ => Err(format!(
+            "capsule {kind:#x} does not hold exactly one varint"
+        )),
+    }
 }
 
 /// Parses capsules from accumulated CONNECT-stream DATA. Returns the parsed capsules and
@@ -252,24 +393,40 @@ pub fn parse_capsules(buf: &[u8]) -> Result<(Vec<Capsule>, usize), String> {
             break;
         }
         let body = &rest[a + b..a + b + len];
-        if kind == CAPSULE_CLOSE_SESSION {
-            if body.len() < 4 {
-                return Err("CLOSE_WEBTRANSPORT_SESSION shorter than 4 bytes".into());
+        let capsule = match kind {
+            CAPSULE_CLOSE_SESSION => {
+                if body.len() < 4 {
+                    return Err("CLOSE_WEBTRANSPORT_SESSION shorter than 4 bytes".into());
+                }
+                let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let reason = &body[4..];
+                if reason.len() > MAX_CLOSE_REASON {
+                    return Err(format!(
+                        "CLOSE_WEBTRANSPORT_SESSION reason of {} bytes (at most {MAX_CLOSE_REASON})",
+                        reason.len()
+                    ));
+                }
+                let reason = std::str::from_utf8(reason)
+                    .map_err(|_| "CLOSE_WEBTRANSPORT_SESSION reason is not UTF-8".to_string())?;
+                Capsule::Close(code, reason.to_string())
             }
-            let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-            let reason = &body[4..];
-            if reason.len() > MAX_CLOSE_REASON {
-                return Err(format!(
-                    "CLOSE_WEBTRANSPORT_SESSION reason of {} bytes (at most {MAX_CLOSE_REASON})",
-                    reason.len()
-                ));
+            CAPSULE_DRAIN_SESSION => Capsule::Drain,
+            CAPSULE_WT_MAX_DATA => Capsule::MaxData(varint_body(kind, body)?),
+            CAPSULE_WT_MAX_STREAMS_BIDI => Capsule::MaxStreamsBidi(varint_body(kind, body)?),
+            CAPSULE_WT_MAX_STREAMS_UNI => Capsule::MaxStreamsUni(varint_body(kind, body)?),
+            CAPSULE_WT_DATA_BLOCKED => Capsule::DataBlocked(varint_body(kind, body)?),
+            CAPSULE_WT_STREAMS_BLOCKED_BIDI => {
+                Capsule::StreamsBlocked(true, varint_body(kind, body)?)
             }
-            let reason = std::str::from_utf8(reason)
-                .map_err(|_| "CLOSE_WEBTRANSPORT_SESSION reason is not UTF-8".to_string())?;
-            out.push(Capsule::Close(code, reason.to_string()));
-        } else {
-            out.push(Capsule::Other(kind));
-        }
+            CAPSULE_WT_STREAMS_BLOCKED_UNI => {
+                Capsule::StreamsBlocked(false, varint_body(kind, body)?)
+            }
+            CAPSULE_WT_MAX_STREAM_DATA | CAPSULE_WT_STREAM_DATA_BLOCKED => {
+                Capsule::Prohibited(kind)
+            }
+            other => Capsule::Other(other),
+        };
+        out.push(capsule);
         pos += a + b + len;
     }
     Ok((out, pos))
@@ -354,5 +511,46 @@ mod tests {
         let (raw, _) = parse_frame(&pre[1..], MAX_CONTROL_FRAME).unwrap().unwrap();
         let s = parse_settings(&raw.payload).unwrap();
         assert!(s.contains(&(0x2b60_3742, 1)));
+        assert!(s.contains(&(SETTING_WT_MAX_SESSIONS, 1)));
+        assert!(s.contains(&(SETTING_WT_ENABLED, 1)));
+        assert!(s.contains(&(SETTING_H3_DATAGRAM, 1)));
+        assert!(s.contains(&(SETTING_ENABLE_CONNECT_PROTOCOL, 1)));
+        assert!(s
+            .iter()
+            .all(|(id, _)| *id != SETTING_WT_MAX_SESSIONS_DRAFT07));
+        let credit = LocalCredit::default();
+        assert!(s.contains(&(SETTING_WT_INITIAL_MAX_DATA, credit.max_data)));
+    }
+
+    #[test]
+    fn flow_capsules_roundtrip_and_unknown_ones_are_ignored() {
+        let mut data = vec![];
+        for frame in [
+            encode_varint_capsule(CAPSULE_WT_MAX_DATA, 1 << 20),
+            encode_varint_capsule(CAPSULE_WT_MAX_STREAMS_BIDI, 7),
+            encode_varint_capsule(CAPSULE_WT_STREAMS_BLOCKED_UNI, 3),
+            encode_varint_capsule(0x1234_5678, 9),
+            encode_drain_capsule(),
+        ] {
+            let (raw, _) = parse_frame(&frame, MAX_CONTROL_FRAME).unwrap().unwrap();
+            data.extend_from_slice(&raw.payload);
+        }
+        let (caps, used) = parse_capsules(&data).unwrap();
+        assert_eq!(used, data.len());
+        assert_eq!(
+            caps,
+            vec![
+                Capsule::MaxData(1 << 20),
+                Capsule::MaxStreamsBidi(7),
+                Capsule::StreamsBlocked(false, 3),
+                Capsule::Other(0x1234_5678),
+                Capsule::Drain,
+            ]
+        );
+        // A flow capsule whose body is not one varint is an error, not a panic.
+        let mut bad = vec![];
+        put_varint(&mut bad, CAPSULE_WT_MAX_DATA);
+        put_varint(&mut bad, 0);
+        assert!(parse_capsules(&bad).is_err());
     }
 }

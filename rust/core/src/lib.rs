@@ -12,12 +12,18 @@ mod admission;
 pub mod client;
 /// Server and client configuration, with documented defaults.
 pub mod config;
+/// The peer's control stream and SETTINGS, and streams that come before their session.
+mod control;
 /// Stream credit: small limits for idle sessions, the configured ones on first use.
 mod credit;
+/// Draft negotiation (02, 07..14, 15), peer SETTINGS validation, RFC 8941 strings.
+pub mod draft;
 /// The per-connection HTTP/3 driver tasks.
 mod driver;
 /// The one error type of the crate.
 pub mod error;
+/// Session flow control of drafts 13+: WT_MAX_DATA / WT_MAX_STREAMS capsules.
+mod flow;
 /// HTTP/3 and WebTransport wire details: varints, frames, settings, capsules, codes.
 pub mod h3;
 /// TLS identities: PEM loading, the development certificate, certificate hashes.
@@ -41,7 +47,9 @@ mod tls;
 
 pub use client::Client;
 pub use config::{ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode};
+pub use draft::Draft;
 pub use error::{CloseInfo, Error, Result};
+pub use flow::FlowSnapshot;
 pub use identity::Identity;
 pub use server::Server;
 pub use session::{Opened, Session, SessionPhase, SessionStats};

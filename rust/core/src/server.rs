@@ -169,6 +169,8 @@ impl Server {
         for session in self.live_sessions() {
             let reason = reason.to_string();
             closing.spawn(async move {
+                // HTTP/3's graceful shutdown signal, then the session's close.
+                session.send_goaway();
                 let _ = timeout_at(deadline, session.close(code, &reason)).await;
             });
         }

@@ -1,6 +1,8 @@
 use crate::config::TransportOptions;
 use crate::credit::StreamCredit;
+use crate::draft::{Draft, PeerSettings};
 use crate::error::{CloseInfo, Error, Result};
+use crate::flow::{Flow, FlowSnapshot};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::stream::{Launch, RecvStream, SendStream};
@@ -8,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -89,6 +91,18 @@ struct PhaseState {
     connect_queue: Option<Vec<(Vec<u8>, bool)>>,
     close: Option<CloseInfo>,
     close_wakers: Vec<Waker>,
+    /// The application protocol chosen through `wt-protocol`.
+    protocol: Option<String>,
+}
+
+/// What the connection negotiated for a session: its draft and the peer's SETTINGS
+/// (see `draft.rs`), the session credit we granted, and (client side) the protocol of
+/// the response's `wt-protocol`.
+pub(crate) struct Wire {
+    pub(crate) draft: Draft,
+    pub(crate) peer: PeerSettings,
+    pub(crate) credit: h3::LocalCredit,
+    pub(crate) protocol: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -106,6 +120,14 @@ pub(crate) struct Shared {
     datagram_header: Vec<u8>,
     datagrams_sent: AtomicU64,
     pub(crate) datagrams_received: AtomicU64,
+    pub(crate) draft: Draft,
+    /// The peer sent H3_DATAGRAM=1: datagrams may be sent.
+    peer_datagrams: bool,
+    /// Session flow control (drafts 13+ only; `None` for draft-02).
+    pub(crate) flow: Option<Arc<Flow>>,
+    draining: AtomicBool,
+    /// Our HTTP/3 control stream (kept open for the connection's life; GOAWAY goes on it).
+    control: Mutex<Option<quinn::SendStream>>,
 }
 
 /// A WebTransport session: on the server it starts as a request to accept or reject.
@@ -131,7 +153,12 @@ impl Session {
         is_server: bool,
         request: RequestInfo,
         transport: &TransportOptions,
+        wire: Wire,
     ) -> Self {
+        let flow = wire
+            .draft
+            .has_flow_control()
+            .then(|| Arc::new(Flow::new(wire.credit, &wire.peer)));
         let mut datagram_header = vec![];
         h3::put_varint(&mut datagram_header, session_id / 4);
         let phase = if is_server {
@@ -150,6 +177,7 @@ impl Session {
                 connect_queue: None,
                 close: None,
                 close_wakers: vec![],
+                protocol: wire.protocol,
             }),
             // Streams the application has not taken yet. quinn's concurrency limit does
             // not bound them: a stream read to its FIN no longer counts against it, so a
@@ -177,7 +205,111 @@ impl Session {
             datagram_header,
             datagrams_sent: AtomicU64::new(0),
             datagrams_received: AtomicU64::new(0),
+            draft: wire.draft,
+            peer_datagrams: wire.peer.h3_datagram == 1,
+            flow,
+            draining: AtomicBool::new(false),
+            control: Mutex::new(None),
         }))
+    }
+
+    /// Keeps our control stream for the connection's life (`None` takes it back).
+    pub(crate) fn set_control(
+        &self,
+        control: Option<quinn::SendStream>,
+    ) -> Option<quinn::SendStream> {
+        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, control)
+    }
+
+    /// Sends HTTP/3 GOAWAY on our control stream (server side: no request after this
+    /// session's CONNECT will be handled). `false` if it could not go out now.
+    pub fn send_goaway(&self) -> bool {
+        let mut payload = vec![];
+        h3::put_varint(&mut payload, self.0.session_id + 4);
+        let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
+        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_mut() {
+            Some(send) => matches!(write_now(send, &frame), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION); the session
+    /// stays usable.
+    pub fn drain(&self) -> Result<()> {
+        self.ensure_open()?;
+        if self.send_capsules(&h3::encode_drain_capsule()) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState(
+                "cannot write on the CONNECT stream (no runtime context)".into(),
+            ))
+        }
+    }
+
+    /// The WebTransport draft this session speaks.
+    pub fn draft(&self) -> Draft {
+        self.0.draft
+    }
+
+    /// The application protocol agreed through `wt-available-protocols` /
+    /// `wt-protocol`, if any.
+    pub fn protocol(&self) -> Option<String> {
+        self.state().protocol.clone()
+    }
+
+    /// Session flow-control limits (drafts 13+), `None` for draft-02 sessions.
+    pub fn flow_control(&self) -> Option<FlowSnapshot> {
+        self.0.flow.as_ref().map(|f| f.snapshot())
+    }
+
+    /// Whether the peer asked to wind the session down (GOAWAY or
+    /// DRAIN_WEBTRANSPORT_SESSION).
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// The peer sent GOAWAY or DRAIN_WEBTRANSPORT_SESSION.
+    pub(crate) fn peer_goaway(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Writes capsules on the CONNECT stream of an established session, through its one
+    /// writer: at once, queued behind a write in flight, or finished on the runtime when
+    /// quinn does not take it all. `false` when the session is not established (or
+    /// there is no runtime to finish the write on).
+    pub(crate) fn send_capsules(&self, capsules: &[u8]) -> bool {
+        {
+            let s = self.state();
+            if s.phase != SessionPhase::Accepted || s.close.is_some() {
+                return false;
+            }
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        match self.write_on_connect_stream_now(capsules.to_vec(), false) {
+            Ok(Opened::Ready(())) => true,
+            Ok(Opened::Pending(fut)) => {
+                rt.spawn(fut);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the session for a protocol violation: the connection is closed with the
+    /// HTTP/3 error `code` (one session per connection).
+    pub(crate) fn abort(&self, code: u32, why: &str) {
+        self.mark_closed(CloseInfo {
+            code: 0,
+            reason: why.to_string(),
+            local: true,
+        });
+        self.0
+            .conn
+            .close(quinn::VarInt::from_u32(code), why.as_bytes());
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PhaseState> {
@@ -371,18 +503,53 @@ impl Session {
     /// Accepts a requested session with a 200 response and extra header fields, without
     /// waiting when the response fits in the send window. Needs a tokio context.
     pub fn accept_now(&self, headers: Vec<(String, String)>) -> Result<Opened<()>> {
-        let mut fields = vec![
-            (":status".to_string(), "200".to_string()),
-            (
+        self.accept_protocol_now(headers, None)
+    }
+
+    /// [`Self::accept_now`] answering the request's `wt-available-protocols` with
+    /// `protocol` in `wt-protocol` (an RFC 8941 string). The protocol must be one the
+    /// client offered. Sessions of flow-controlled drafts get their initial credit
+    /// capsules right behind the response.
+    pub fn accept_protocol_now(
+        &self,
+        headers: Vec<(String, String)>,
+        protocol: Option<String>,
+    ) -> Result<Opened<()>> {
+        let mut fields = vec![(":status".to_string(), "200".to_string())];
+        if self.0.draft == Draft::Draft02 {
+            fields.push((
                 "sec-webtransport-http3-draft".to_string(),
                 "draft02".to_string(),
-            ),
-        ];
+            ));
+        }
+        if let Some(p) = &protocol {
+            let offered = self
+                .headers()
+                .iter()
+                .find(|(k, _)| k == "wt-available-protocols")
+                .and_then(|(_, v)| crate::draft::parse_sf_string_list(v))
+                .unwrap_or_default();
+            if !offered.contains(p) {
+                return Err(Error::InvalidArgument(format!(
+                    "wt_protocol {p:?} is not among the protocols the client offered: {offered:?}"
+                )));
+            }
+            fields.push(("wt-protocol".to_string(), crate::draft::sf_string(p)?));
+        }
         fields.extend(
             headers
                 .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v)),
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .filter(|(k, _)| protocol.is_none() || k != "wt-protocol"),
         );
+        let mut response = h3::encode_headers(&fields);
+        let initial = match (&self.0.flow, self.0.draft) {
+            (Some(flow), Draft::Draft07To14) => Some(flow.initial()),
+            _ => None,
+        };
+        if let Some(out) = &initial {
+            response.extend_from_slice(&out.bytes);
+        }
         // The phase moves to Accepted as the 200 starts going out: a close from now on
         // must end an accepted session (a capsule after the 200), not reject it.
         {
@@ -394,8 +561,12 @@ impl Session {
                 )));
             }
             st.phase = SessionPhase::Accepted;
+            st.protocol = protocol;
         }
-        self.write_on_connect_stream_now(h3::encode_headers(&fields), false)
+        if let (Some(flow), Some(out)) = (&self.0.flow, &initial) {
+            flow.commit(out);
+        }
+        self.write_on_connect_stream_now(response, false)
     }
 
     /// Accepts a requested session (see [`Self::accept_now`]).
@@ -505,6 +676,13 @@ impl Session {
         launch: &mut Launch<'_>,
     ) -> Result<Opened<(SendStream, RecvStream)>> {
         self.ensure_open()?;
+        if let Some(flow) = self.flow_to_wait(true) {
+            let this = self.clone();
+            return Ok(Opened::Pending(Box::pin(async move {
+                flow.open(true).await;
+                this.open_bi_credited().await
+            })));
+        }
         let header = self.stream_header(h3::FRAME_WT_BIDI);
         let opened = {
             let mut fut = std::pin::pin!(self.0.conn.open_bi());
@@ -513,14 +691,14 @@ impl Session {
         match opened {
             Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready((
                 SendStream::launched(send, Some(header), launch),
-                RecvStream::launched(recv, launch),
+                RecvStream::launched(recv, launch, self.0.flow.clone()),
             ))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
-                Ok(Opened::Pending(Box::pin(
-                    async move { this.open_bi().await },
-                )))
+                Ok(Opened::Pending(Box::pin(async move {
+                    this.open_bi_credited().await
+                })))
             }
         }
     }
@@ -534,6 +712,13 @@ impl Session {
     /// [`Self::open_uni_now`] with the new stream's pump started through `launch`.
     pub fn open_uni_launch(&self, launch: &mut Launch<'_>) -> Result<Opened<SendStream>> {
         self.ensure_open()?;
+        if let Some(flow) = self.flow_to_wait(false) {
+            let this = self.clone();
+            return Ok(Opened::Pending(Box::pin(async move {
+                flow.open(false).await;
+                this.open_uni_credited().await
+            })));
+        }
         let header = self.stream_header(h3::STREAM_WT_UNI);
         let opened = {
             let mut fut = std::pin::pin!(self.0.conn.open_uni());
@@ -548,9 +733,9 @@ impl Session {
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
-                Ok(Opened::Pending(Box::pin(
-                    async move { this.open_uni().await },
-                )))
+                Ok(Opened::Pending(Box::pin(async move {
+                    this.open_uni_credited().await
+                })))
             }
         }
     }
@@ -562,16 +747,46 @@ impl Session {
         header
     }
 
+    /// Takes stream credit of a flow-controlled session at once if there is some;
+    /// returns the flow to wait on when there is none (draft-02: always `None`).
+    fn flow_to_wait(&self, bidi: bool) -> Option<Arc<Flow>> {
+        let flow = self.0.flow.as_ref()?;
+        let mut cx = Context::from_waker(Waker::noop());
+        match flow.poll_open(bidi, &mut cx) {
+            Poll::Ready(()) => None,
+            Poll::Pending => Some(flow.clone()),
+        }
+    }
+
     /// Opens a bidirectional stream (waits while the peer's stream limit is reached).
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream)> {
         self.ensure_open()?;
+        if let Some(flow) = &self.0.flow {
+            flow.open(true).await;
+        }
+        self.open_bi_credited().await
+    }
+
+    async fn open_bi_credited(&self) -> Result<(SendStream, RecvStream)> {
+        self.ensure_open()?;
         let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
-        Ok((SendStream::new(send, Some(header)), RecvStream::new(recv)))
+        Ok((
+            SendStream::new(send, Some(header)),
+            RecvStream::new(recv, self.0.flow.clone()),
+        ))
     }
 
     /// Opens a unidirectional stream.
     pub async fn open_uni(&self) -> Result<SendStream> {
+        self.ensure_open()?;
+        if let Some(flow) = &self.0.flow {
+            flow.open(false).await;
+        }
+        self.open_uni_credited().await
+    }
+
+    async fn open_uni_credited(&self) -> Result<SendStream> {
         self.ensure_open()?;
         let send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
         Ok(SendStream::new(
@@ -616,6 +831,9 @@ impl Session {
     /// The largest datagram payload that can be sent now, or `None` if the peer does
     /// not accept datagrams.
     pub fn max_datagram_size(&self) -> Option<usize> {
+        if !self.0.peer_datagrams {
+            return None; // no H3_DATAGRAM=1 in the peer's SETTINGS
+        }
         self.0
             .conn
             .max_datagram_size()
@@ -653,6 +871,8 @@ impl Session {
     }
 
     /// Keying material exported from the TLS session (RFC 5705).
+    /// Draft-15 sessions use the per-session exporter: label "EXPORTER-WebTransport",
+    /// the context made of the session id, `label` and `context`.
     pub fn export_keying_material(
         &self,
         label: &[u8],
@@ -660,6 +880,13 @@ impl Session {
         len: usize,
     ) -> Result<Vec<u8>> {
         let mut out = vec![0u8; len];
+        let session_context;
+        let (label, context) = if self.0.draft == Draft::Draft15 {
+            session_context = crate::draft::exporter_context(self.0.session_id, label, context)?;
+            (crate::draft::EXPORTER_LABEL, session_context.as_slice())
+        } else {
+            (label, context)
+        };
         self.0
             .conn
             .export_keying_material(&mut out, label, context)

@@ -369,6 +369,9 @@ struct RecvState {
     received: u64,
     app: Option<Waker>,
     pump: Option<Waker>,
+    /// Session flow control (drafts 13+; `None` for draft-02): told of every byte taken
+    /// out of QUIC.
+    flow: Option<Arc<crate::flow::Flow>>,
 }
 
 /// The receiving half of a WebTransport stream.
@@ -385,17 +388,22 @@ impl std::fmt::Debug for RecvStream {
 }
 
 impl RecvStream {
-    /// Wraps a quinn receive half (its header already read). Spawns the pump: needs a
-    /// tokio context.
-    pub(crate) fn new(inner: quinn::RecvStream) -> Self {
-        Self::launched(inner, &mut Launch::Spawn)
+    /// Wraps a quinn receive half (its header already read), counting received bytes
+    /// into the session's `flow` (drafts 13+). Spawns the pump: needs a tokio context.
+    pub(crate) fn new(inner: quinn::RecvStream, flow: Option<Arc<crate::flow::Flow>>) -> Self {
+        Self::launched(inner, &mut Launch::Spawn, flow)
     }
 
     /// Like [`Self::new`], the pump (if one is still needed) started through `launch`.
-    pub(crate) fn launched(mut inner: quinn::RecvStream, launch: &mut Launch<'_>) -> Self {
+    pub(crate) fn launched(
+        mut inner: quinn::RecvStream,
+        launch: &mut Launch<'_>,
+        flow: Option<Arc<crate::flow::Flow>>,
+    ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let mut first = RecvState {
             ahead: RECV_AHEAD_INITIAL,
+            flow,
             ..RecvState::default()
         };
         // Take what already arrived (a small request often comes whole, FIN included)
@@ -608,11 +616,15 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
 }
 
 fn push_chunks(s: &mut RecvState, chunks: &mut [Bytes]) {
+    let before = s.received;
     for chunk in chunks {
         let chunk = std::mem::take(chunk);
         s.received += chunk.len() as u64;
         s.buffered += chunk.len();
         s.chunks.push_back(chunk);
+    }
+    if let Some(flow) = &s.flow {
+        flow.received(usize::try_from(s.received - before).unwrap_or(usize::MAX));
     }
 }
 
