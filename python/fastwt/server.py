@@ -135,6 +135,13 @@ class WebTransportServer:
         if self._closed_event is not None and not self._closing:
             await self._closed_event.wait()
 
+    def goaway(self) -> None:
+        """Tells every connected client the server is going away (HTTP/3 GOAWAY; a fastwt
+        client's ``session.draining`` turns true): the first step of a graceful
+        shutdown. Sessions keep working until they are closed."""
+        if self._handle is not None:
+            self._handle.goaway()
+
     async def close(
         self, *, error_code: int = ErrorCodes.NO_ERROR, reason: str = "server shutdown"
     ) -> None:

@@ -427,6 +427,10 @@ class ServerApp:
             error_code, reason = self.handler_error_code, "internal server error"
         except BaseException:
             error_code, reason = self.shutdown_error_code, "server shutting down"
+            # GOAWAY on every connection before the first close capsule goes out.
+            goaway = getattr(self._server, "goaway", None)
+            if goaway is not None:
+                goaway()
             raise
         finally:
             await _close_session(session, error_code=error_code, reason=reason)

@@ -100,6 +100,13 @@ impl ServerHandle {
         self.server.session_count()
     }
 
+    /// Sends HTTP/3 GOAWAY on every live session's connection.
+    fn goaway(&self) -> PyResult<()> {
+        let _rt = runtime::get()?.enter();
+        self.server.goaway();
+        Ok(())
+    }
+
     /// Connections between their first packet and their CONNECT request.
     fn handshake_count(&self) -> usize {
         self.server.handshake_count()

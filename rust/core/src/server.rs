@@ -148,6 +148,15 @@ impl Server {
             .collect()
     }
 
+    /// Sends HTTP/3 GOAWAY on every live session's connection: the peers learn the server
+    /// is going away (a fastwt client's session turns `draining`) while their sessions
+    /// keep working. What a graceful shutdown sends first.
+    pub fn goaway(&self) {
+        for session in self.live_sessions() {
+            session.send_goaway();
+        }
+    }
+
     /// Stops accepting, closes every live session with `code` and `reason` (the peers see
     /// them), waits up to `grace` for the peers to go, then closes the sockets.
     ///
