@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,8 +27,8 @@ from fastwt import (
     WebTransportSession,
 )
 from fastwt.devserver import start_page_server
-from fastwt.framework import ServerApp
 from fastwt.stream import WebTransportBidirectionalStream
+from fastwt.testing import TestClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -56,29 +54,6 @@ def loopback() -> ServerConfig:
     return ServerConfig(bind_host="127.0.0.1", bind_port=0)
 
 
-class Served:
-    def __init__(self, app: ServerApp, port: int, client: WebTransportClient) -> None:
-        self.app = app
-        self.port = port
-        self.client = client
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    async def connect(self, path: str, **headers: str) -> WebTransportSession:
-        return await self.client.connect(url=self.url(path), headers=headers or None, timeout=10)
-
-
-@asynccontextmanager
-async def serving(app: ServerApp) -> AsyncIterator[Served]:
-    async with anyio.create_task_group() as tg:
-        addresses = await tg.start(lambda task_status: app.serve(task_status=task_status))
-        config = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
-        async with WebTransportClient(config=config) as client:
-            yield Served(app, addresses[0][1], client)
-        tg.cancel_scope.cancel()
-
-
 # --------------------------------------------------------------------------- chat room
 
 
@@ -88,7 +63,7 @@ class ChatMember:
         self.stream = stream
 
     @classmethod
-    async def join(cls, served: Served, room: str, nick: str) -> tuple[ChatMember, str]:
+    async def join(cls, served: TestClient, room: str, nick: str) -> tuple[ChatMember, str]:
         session = await served.connect(f"/chat/{room}?nick={nick}")
         stream = await session.create_bidirectional_stream()
         # An empty line (never relayed): some clients announce a stream only with data.
@@ -115,7 +90,7 @@ class ChatMember:
 async def test_chat_room_broadcasts_to_the_others_and_handles_leaving() -> None:
     chat = chat_room.ChatServer()
     app = chat_room.create_app(config=loopback(), chat=chat)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         ada, welcome = await ChatMember.join(served, "lobby", "ada")
         assert welcome == "* welcome ada, in lobby: nobody else"
         bob, welcome = await ChatMember.join(served, "lobby", "bob")
@@ -168,7 +143,7 @@ async def test_chat_room_disconnects_a_member_that_does_not_read(
     monkeypatch.setattr(chat_room, "OUTBOX_SIZE", 4)
     chat = chat_room.ChatServer()
     app = chat_room.create_app(config=loopback(), chat=chat)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         sleeper, _ = await ChatMember.join(served, "lobby", "sleeper")
         talker, _ = await ChatMember.join(served, "lobby", "talker")
         # The sleeper never reads; its outbox is tiny, but the stream's flow-control
@@ -202,7 +177,7 @@ class GamePlayer:
         self.states: dict[int, dict[int, tuple[int, int]]] = {}
 
     @classmethod
-    async def join(cls, served: Served) -> GamePlayer:
+    async def join(cls, served: TestClient) -> GamePlayer:
         session = await served.connect("/game")
         with anyio.fail_after(10):
             stream = await session.accept_unidirectional_stream()
@@ -229,7 +204,7 @@ def _sign(value: int) -> int:
 async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -> None:
     game = game_broadcast.Game(tick_rate=20, seed=7)
     app = game_broadcast.create_app(config=loopback(), game=game)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         players: list[GamePlayer] = []
 
         async def join() -> None:
@@ -293,7 +268,7 @@ async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -
 async def test_game_ticks_only_while_someone_plays_and_refuses_when_full() -> None:
     game = game_broadcast.Game(tick_rate=50, max_players=2)
     app = game_broadcast.create_app(config=loopback(), game=game)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         await anyio.sleep(0.1)
         assert game.tick == 0  # nobody yet: no tick loop
         first = await GamePlayer.join(served)
@@ -408,7 +383,7 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
     devices = [f"dev-{i}" for i in range(5)]
     per_device = 2000  # 5 x 2000 = 10,000 records over streams
     datagram_records = 600
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         sessions: list[WebTransportSession] = []
 
         async def device(i: int, name: str) -> None:
@@ -416,7 +391,7 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
             if i < 3:
                 session = await served.connect(f"/ingest/{name}")
             else:
-                session = await served.connect("/ingest", **{"x-device-id": name})
+                session = await served.connect("/ingest", headers={"x-device-id": name})
             sessions.append(session)
             quarter = per_device // 4
             # Four streams: two of JSON lines, two of packed records; value = 1..2000.
@@ -479,10 +454,10 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
 async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> None:
     store = telemetry_ingest.TelemetryStore()
     app = telemetry_ingest.create_app(config=loopback(), store=store)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         for path, headers in [("/ingest", {}), ("/ingest", {"x-device-id": "bad/name"})]:
             with pytest.raises(SessionRejectedError) as caught:
-                await served.connect(path, **headers)
+                await served.connect(path, headers=headers)
             assert caught.value.status_code == 400
             assert "x-device-id" in caught.value.headers["x-error"]
 

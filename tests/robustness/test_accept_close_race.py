@@ -5,6 +5,7 @@ out, then the close capsule with the server's code."""
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from raw_client import connect_request, raw_connection, response_status, session_close_data
 from robustness_figures import record
@@ -30,7 +31,7 @@ async def test_close_during_a_pending_accept_sends_the_close_after_the_200() -> 
             session = await server.accept()
             async with anyio.create_task_group() as inner:
                 inner.start_soon(session.accept)
-                await anyio.sleep(0)  # the 200 is on its way, one byte per round trip
+                await anyio.lowlevel.checkpoint()  # the 200 is on its way, one byte per round trip
                 await session.close(error_code=77, reason="changed my mind")
             states.append(str(session.state))
 
