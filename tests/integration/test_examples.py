@@ -395,10 +395,10 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
             sessions.append(session)
             quarter = per_device // 4
             # Four streams: two of JSON lines, two of packed records; value = 1..2000.
-            await telemetry_ingest.push_json_lines(
+            await telemetry_ingest.push_json_records(
                 session, [{"metric": "temp", "value": v} for v in range(1, quarter + 1)]
             )
-            await telemetry_ingest.push_json_lines(
+            await telemetry_ingest.push_json_records(
                 session,
                 [{"metric": "hum", "value": v} for v in range(quarter + 1, 2 * quarter + 1)],
             )
@@ -463,12 +463,23 @@ async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> Non
 
         session = await served.connect("/ingest/probe")
         stream = await session.create_unidirectional_stream()
-        # Good, malformed, not JSON, non-finite, blank, and a last line without "\n",
-        # written in pieces that split lines.
-        body = b'{"metric":"a","value":1}\n{"metric":"a"}\nnope\n{"metric":"a","value":NaN}\n\n'
+        # JSON messages, framed by hand: good, malformed, not JSON, non-finite (which
+        # JsonCodec would refuse to send), good; written in pieces that split frames.
+        bodies = [
+            b'{"metric":"a","value":1}',
+            b'{"metric":"a"}',
+            b"nope",
+            b'{"metric":"a","value":NaN}',
+            b'{"metric":"a","value":2}',
+        ]
+        body = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
         for i in range(0, len(body), 7):
             await stream.write(data=body[i : i + 7])
-        await stream.write(data=b'{"metric":"a","value":2}', end_stream=True)
+        await stream.write(data=b"", end_stream=True)
+        # A message over MAX_MESSAGE: refused from its length, ending that stream.
+        oversize = await session.create_unidirectional_stream()
+        length = telemetry_ingest.MAX_MESSAGE + 1
+        await oversize.write(data=length.to_bytes(4, "big") + b"{", end_stream=True)
         # A packed stream with a torn last record.
         packed = await session.create_unidirectional_stream()
         data = telemetry_ingest.STREAM_MAGIC + telemetry_ingest.RECORD.pack(1, 0, 5.0)
@@ -477,12 +488,12 @@ async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> Non
         await session.send_datagram(data=b"\x05\x00" + telemetry_ingest.RECORD.pack(1, 0, 1.0))
         await session.send_datagram(data=b"\x01")
         with anyio.fail_after(10):
-            while store.totals().get("probe", {}).get("rejected", 0) < 6:
+            while store.totals().get("probe", {}).get("rejected", 0) < 7:
                 await anyio.sleep(0.01)
         totals = store.totals("probe")["probe"]
         assert totals["stream_records"] == 3
         assert totals["value_sum"] == 8.0
-        assert totals["rejected"] == 6
+        assert totals["rejected"] == 7
         assert totals["datagram_records"] == 0
         await session.close()
 
@@ -517,7 +528,7 @@ async def _telemetry_script_client(url: str, cert_hash: str) -> None:
     config = ClientConfig(server_certificate_hashes=[cert_hash])
     async with WebTransportClient(config=config) as client:
         session = await client.connect(url=url, timeout=10)
-        await telemetry_ingest.push_json_lines(session, [{"metric": "x", "value": 1}] * 10)
+        await telemetry_ingest.push_json_records(session, [{"metric": "x", "value": 1}] * 10)
         totals_url = url.replace("/ingest/script", "/totals")
         reader = await client.connect(url=totals_url, timeout=10)
         with anyio.fail_after(10):
