@@ -24,6 +24,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(provider)
 }
 
+/// TLS secrets go to the file named by `SSLKEYLOGFILE` (NSS key log format, what
+/// Wireshark reads to decrypt QUIC), as browsers and curl do; without the variable
+/// rustls' `KeyLogFile` does nothing. The variable is read when the server or client
+/// is made.
+fn key_log() -> Arc<dyn rustls::KeyLog> {
+    Arc::new(rustls::KeyLogFile::new())
+}
+
 fn tls_err(e: impl std::fmt::Display) -> Error {
     Error::Config(format!("TLS: {e}"))
 }
@@ -41,6 +49,7 @@ pub fn server_crypto(identity: &Identity) -> Result<quinn::crypto::rustls::QuicS
         .map_err(tls_err)?;
     cfg.alpn_protocols = vec![ALPN_H3.to_vec()];
     cfg.ignore_client_order = true;
+    cfg.key_log = key_log();
     quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(tls_err)
 }
 
@@ -87,6 +96,7 @@ pub fn client_crypto(
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![ALPN_H3.to_vec()];
+    cfg.key_log = key_log();
     quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(tls_err)
 }
 
