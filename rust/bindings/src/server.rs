@@ -4,7 +4,7 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport};
 use crate::runtime;
 use crate::session::SessionHandle;
-use fastwt_core::{Identity, Server, ServerOptions};
+use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +32,8 @@ impl ServerHandle {
     /// Binds `bind` (a list of (host, port)) and starts accepting connections.
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
-        pending_request_capacity=1024, request_timeout=10.0, transport=None))]
+        pending_request_capacity=1024, request_timeout=10.0, transport=None,
+        client_auth="none", client_ca=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -43,8 +44,20 @@ impl ServerHandle {
         pending_request_capacity: usize,
         request_timeout: f64,
         transport: Option<PyRef<'_, Transport>>,
+        client_auth: &str,
+        client_ca: Option<PathBuf>,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
+        let client_auth = match (client_auth, client_ca) {
+            ("none", _) => ClientAuth::None,
+            ("optional", Some(ca)) => ClientAuth::Optional(ca),
+            ("required", Some(ca)) => ClientAuth::Required(ca),
+            (mode, _) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "client_auth must be 'none', or 'optional'/'required' with client_ca, got {mode:?}"
+            )))
+            }
+        };
         let mut addrs = Vec::new();
         for (host, port) in bind {
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -63,6 +76,7 @@ impl ServerHandle {
             pending_request_capacity,
             request_timeout,
             transport,
+            client_auth,
         };
         let rt = runtime::get()?;
         let server = py.detach(|| {

@@ -36,7 +36,9 @@ pub mod stream;
 mod tls;
 
 pub use client::Client;
-pub use config::{ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode};
+pub use config::{
+    ClientAuth, ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode,
+};
 pub use error::{CloseInfo, Error, Result};
 pub use identity::Identity;
 pub use server::Server;

@@ -65,7 +65,7 @@ impl Server {
         if options.bind.is_empty() {
             return Err(Error::Config("no address to bind".into()));
         }
-        let crypto = tls::server_crypto(identity)?;
+        let crypto = tls::server_crypto(identity, &options.client_auth)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
         let shared = Arc::new(Shared {
