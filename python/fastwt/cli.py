@@ -21,6 +21,7 @@ import json
 import logging
 import logging.config
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -93,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cert_options(run)
     _add_backend(run)
     _add_log_options(run)
+    _option(
+        run,
+        "--reload",
+        action="store_true",
+        help="restart when a .py file under the reload directories changes (development; "
+        "needs watchfiles: pip install 'fastwt[reload]')",
+    )
+    _option(
+        run,
+        "--reload-dir",
+        action="append",
+        dest="reload_dirs",
+        metavar="DIR",
+        help="directory to watch with --reload (repeatable; default: the current directory)",
+    )
     _option(
         run,
         "--no-access-log",
@@ -334,6 +350,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_cert_pair(args)
     if not args.app:
         raise UsageError("the following arguments are required: MODULE:APP (or FASTWT_APP)")
+    if args.reload:
+        return _run_with_reload(args)
     app = load_app(args.app)
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
@@ -361,6 +379,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         backend_options=options,
         announce=app.server.config.certfile is None and not args.certfile,
         **overrides,
+    )
+    return 0
+
+
+def _run_with_reload(args: argparse.Namespace) -> int:
+    """``--reload``: this process only watches; the app runs in a child ``fastwt run``
+    (the same arguments without the reload options), which watchfiles stops with SIGINT
+    (a clean shutdown) and starts again after each change to a ``.py`` file, as
+    uvicorn's reloader does. A child that fails to start (a syntax error) is started
+    again at the next change."""
+    try:
+        import watchfiles
+    except ImportError:
+        raise UsageError(
+            "--reload needs watchfiles: pip install 'fastwt[reload]' (or: pip install watchfiles)"
+        ) from None
+    dirs = [Path(d) for d in (args.reload_dirs or [os.getcwd()])]
+    for directory in dirs:
+        if not directory.is_dir():
+            raise UsageError(f"--reload-dir: no such directory: {str(directory)!r}")
+    argv: list[str] = args.argv
+    child: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--reload":
+            pass
+        elif arg == "--reload-dir":
+            skip = True
+        elif not arg.startswith("--reload-dir="):
+            child.append(arg)
+    # The child must not reload in turn (FASTWT_RELOAD may be what asked for it).
+    os.environ[ENV_PREFIX + "RELOAD"] = "0"
+    log = logging.getLogger("fastwt.cli")
+    log.info("watching %s for changes to .py files", ", ".join(map(str, dirs)))
+
+    def changed(changes: set[tuple[Any, str]]) -> None:
+        paths = sorted({os.path.relpath(path) for _, path in changes})
+        log.info("%s changed: restarting", ", ".join(paths))
+
+    watchfiles.run_process(
+        *dirs,
+        target=shlex.join([sys.executable, "-m", "fastwt", *child]),
+        target_type="command",
+        watch_filter=watchfiles.PythonFilter(),
+        callback=changed,
+        debounce=400,
+        sigint_timeout=int(args.shutdown_timeout or 10) + 2,
     )
     return 0
 
@@ -603,7 +670,9 @@ def configure_logging(level: str | None, config_file: str | None = None) -> None
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastwt`` script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     _apply_env_lists(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
