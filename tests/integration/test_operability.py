@@ -267,3 +267,47 @@ async def test_sslkeylogfile_gets_the_secrets_of_server_and_client(
     # NSS key log lines, naming the same connection (its client random) on both sides.
     assert len(client_randoms) == 1 and client_randoms == server_randoms
     assert "SERVER_TRAFFIC_SECRET_0 " in client_log.read_text()
+
+
+# --------------------------------------------------------------------------- qlog
+
+
+@pytest.mark.anyio
+async def test_qlogdir_gets_one_trace_per_connection_on_each_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With QLOGDIR set when the server and the client are made, each connection
+    writes a JSON-SEQ qlog trace (what qvis reads); without it, none."""
+    app = ServerApp()
+
+    @app.route(path="/echo")
+    async def echo(session: WebTransportSession) -> None:
+        async for stream in session.incoming_bidirectional_streams():
+            await stream.write(data=await stream.read_all(), end_stream=True)
+
+    qlog_dir = tmp_path / "qlog"
+    monkeypatch.setenv("QLOGDIR", str(qlog_dir))
+    async with TestClient(app) as client:
+        for _ in range(2):
+            session = await client.connect("/echo")
+            stream = await session.create_bidirectional_stream()
+            await stream.write(data=b"traced", end_stream=True)
+            with anyio.fail_after(10):
+                assert await stream.read_all() == b"traced"
+            await session.close()
+    traces = sorted(qlog_dir.glob("*.sqlog"))
+    roles = sorted(path.name.split("-")[1] for path in traces)
+    assert roles == ["client", "client", "server", "server"], traces
+    for path in traces:
+        # JSON-SEQ: each record starts with the RS character.
+        records = [json.loads(r) for r in path.read_text().split("\x1e") if r.strip()]
+        assert records[0]["qlog_format"] == "JSON-SEQ"
+        names = {r.get("name") for r in records[1:]}
+        assert "transport:packet_sent" in names and "transport:packet_received" in names
+
+    monkeypatch.delenv("QLOGDIR")
+    untraced = ServerApp()
+    untraced.route(path="/echo")(echo)
+    async with TestClient(untraced) as client:
+        await (await client.connect("/echo")).close()
+    assert len(list(qlog_dir.glob("*.sqlog"))) == 4

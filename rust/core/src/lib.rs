@@ -22,6 +22,8 @@ pub mod h3;
 pub mod identity;
 /// Parsing of a peer stream's type and session id.
 mod preamble;
+/// qlog traces per connection when `QLOGDIR` is set.
+pub mod qlog;
 /// Bounded, waker-aware hand-over queues between tokio tasks and a poller.
 pub mod queue;
 /// The server endpoint: binding, accepting connections, handing out session requests.

@@ -16,6 +16,8 @@ struct Shared {
     requests: ReadyQueue<Session>,
     sessions: Mutex<Registry>,
     options: ServerOptions,
+    /// With `QLOGDIR` set: the configuration each connection's own is made from.
+    qlog: Option<(crate::qlog::Qlog, quinn::ServerConfig)>,
 }
 
 /// The server's sessions, weakly held (a session lives as long as its connection's
@@ -72,6 +74,8 @@ impl Server {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
             sessions: Mutex::new(Registry::default()),
             options: options.clone(),
+            qlog: crate::qlog::Qlog::from_env("server", &options.transport)
+                .map(|q| (q, server_config.clone())),
         });
         let mut endpoints = Vec::new();
         let mut chosen_port = None;
@@ -186,7 +190,14 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let peer = incoming.remote_address();
     let timeout = shared.options.request_timeout;
-    let conn = match tokio::time::timeout(timeout, incoming).await {
+    let connecting = match crate::qlog::accept(incoming, shared.qlog.as_ref()) {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
