@@ -5,17 +5,20 @@ header (without either the request is refused with 400, before it is accepted). 
 pushes records in any mix of:
 
 - **unidirectional streams** (reliable: every record is counted exactly once), either
-  JSON lines — ``{"metric": "temp", "value": 21.5}`` per line, UTF-8, ``\\n``-ended — or,
-  when the stream starts with :data:`STREAM_MAGIC`, packed :data:`RECORD` structs
-  (``<HQd``: metric id, timestamp in microseconds, value);
+  JSON messages — ``{"metric": "temp", "value": 21.5}``, each framed by
+  :class:`fastwt.messages.MessageStream` (a 4-byte big-endian length, then the UTF-8
+  JSON; at most :data:`MAX_MESSAGE` bytes) — or, when the stream starts with
+  :data:`STREAM_MAGIC`, packed :data:`RECORD` structs (``<HQd``: metric id, timestamp
+  in microseconds, value);
 - **datagrams** (unreliable, for high-rate samples that may be lost): a ``<H`` record
   count followed by that many :data:`RECORD` structs.
 
 Malformed records are counted as ``rejected`` and skipped; a malformed stream does not
-end the session. Anyone may read the totals on ``/totals``: open a bidirectional stream,
-write an optional device id (or nothing) and end it; the answer is JSON,
+end the session. Anyone may read the totals on ``/totals``: open a bidirectional stream
+and send JSON messages (framed as above) ``{"device": "<id>"}`` or ``{}`` for every
+device; each is answered by a message
 ``{device: {"stream_records", "datagram_records", "rejected", "value_sum", "metrics"}}``,
-and the session stays open for more questions.
+on the same stream, which stays open for more questions.
 
 Run it (a development certificate is generated; its SHA-256 is printed)::
 
@@ -25,7 +28,7 @@ Run it (a development certificate is generated; its SHA-256 is printed)::
 ``prometheus_client``). Log lines about a device carry its session's id, path and peer
 (``fastwt.metrics.session_logger``).
 
-The client side is here too (:func:`push_json_lines`, :func:`push_records`,
+The client side is here too (:func:`push_json_records`, :func:`push_records`,
 :func:`push_datagrams`, :func:`fetch_totals`) for devices written with fastwt.
 """
 
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import math
 import re
@@ -50,6 +52,12 @@ from fastwt import ServerConfig, WebTransportError, WebTransportSession
 from fastwt.framework import MiddlewareRejected, ServerApp
 from fastwt.framework.headers import header_map
 from fastwt.framework.types import SessionProtocol
+from fastwt.messages import (
+    MessageDecodeError,
+    MessageStream,
+    MessageTooLargeError,
+    TruncatedMessageError,
+)
 from fastwt.metrics import enable_prometheus, session_logger
 from fastwt.stream import WebTransportReceiveStream
 
@@ -63,7 +71,7 @@ __all__ = [
     "main",
     "pack_datagrams",
     "push_datagrams",
-    "push_json_lines",
+    "push_json_records",
     "push_records",
 ]
 
@@ -73,8 +81,9 @@ RECORD = struct.Struct("<HQd")
 """Metric id, timestamp (microseconds since the epoch), value."""
 COUNT = struct.Struct("<H")
 STREAM_MAGIC = b"TLM1"
-"""First bytes of a unidirectional stream of packed records (else: JSON lines)."""
-MAX_LINE = 64 * 1024
+"""First bytes of a unidirectional stream of packed records (else: JSON messages; as a
+message length, these bytes would be over 1 GB, so the two cannot be confused)."""
+MAX_MESSAGE = 64 * 1024
 DATAGRAM_BUDGET = 1100
 RECORDS_PER_DATAGRAM = (DATAGRAM_BUDGET - COUNT.size) // RECORD.size
 DEVICE_HEADER = "x-device-id"
@@ -127,9 +136,8 @@ class TelemetryStore:
         return {n: self.devices[n].as_json() for n in names if n in self.devices}
 
     # --- decoding ----------------------------------------------------------------
-    def add_json_line(self, device: DeviceTotals, line: bytes) -> None:
+    def add_json_record(self, device: DeviceTotals, record: Any) -> None:
         try:
-            record = json.loads(line)
             metric, value = str(record["metric"]), float(record["value"])
             if not math.isfinite(value):
                 raise ValueError("value must be finite")
@@ -182,52 +190,58 @@ class TelemetryStore:
 
     async def read_stream(self, device: DeviceTotals, stream: WebTransportReceiveStream) -> None:
         """One unidirectional stream: packed records if it starts with
-        :data:`STREAM_MAGIC`, else JSON lines. Records are counted as they arrive; a
-        partial record or line at a reset is counted as rejected."""
-        pending = b""
-        packed: bool | None = None  # undecided until the first bytes are in
+        :data:`STREAM_MAGIC`, else JSON messages. Records are counted as they arrive; a
+        bad message is counted as rejected and skipped; a partial record or message at
+        the end, or a message over :data:`MAX_MESSAGE`, is counted as rejected and ends
+        the stream."""
+        head = b""
         try:
-            async for chunk in stream:
-                pending += chunk
-                if packed is None:
-                    if len(pending) < len(STREAM_MAGIC) and STREAM_MAGIC.startswith(pending):
-                        continue
-                    packed = pending.startswith(STREAM_MAGIC)
-                    if packed:
-                        pending = pending[len(STREAM_MAGIC) :]
-                if packed:
-                    whole = len(pending) - len(pending) % RECORD.size
-                    self.add_packed(device, pending[:whole], reliable=True)
-                    pending = pending[whole:]
-                else:
-                    lines, newline, pending = pending.rpartition(b"\n")
-                    for line in lines.split(b"\n") if newline else ():
-                        if line.strip():
-                            self.add_json_line(device, line)
-                    if len(pending) > MAX_LINE:
-                        await stream.stop_receiving(error_code=1)
-                        device.rejected += 1
+            while len(head) < len(STREAM_MAGIC) and (chunk := await stream.read(max_size=4)):
+                head += chunk
+            if head == STREAM_MAGIC:
+                await self._read_packed(device, stream)
+            elif head:
+                messages = MessageStream(stream, max_message_size=MAX_MESSAGE, initial=head)
+                while True:
+                    try:
+                        record = await messages.recv()
+                    except EOFError:
                         return
+                    except MessageDecodeError:
+                        device.rejected += 1  # not JSON: skipped, the next one is framed
+                        continue
+                    except (TruncatedMessageError, MessageTooLargeError):
+                        device.rejected += 1  # the rest cannot be framed
+                        return
+                    self.add_json_record(device, record)
         except WebTransportError as exc:  # reset by the device, or its session ended
             logger.debug("stream ended early: %r", exc)
-            if pending:
-                device.rejected += 1
-            return
-        if pending.strip():  # the last JSON line may lack its newline; a packed tail is bad
-            if packed:
-                device.rejected += 1
-            else:
-                self.add_json_line(device, pending)
+            device.rejected += 1
+
+    async def _read_packed(self, device: DeviceTotals, stream: WebTransportReceiveStream) -> None:
+        pending = b""
+        async for chunk in stream:
+            pending += chunk
+            whole = len(pending) - len(pending) % RECORD.size
+            self.add_packed(device, pending[:whole], reliable=True)
+            pending = pending[whole:]
+        if pending:  # a torn last record
+            device.rejected += 1
 
     async def answer_totals(self, session: WebTransportSession) -> None:
-        """``/totals``: one JSON answer per bidirectional stream."""
-        async for stream in session.incoming_bidirectional_streams():
-            try:
-                name = (await stream.read_all(max_size=64)).decode().strip() or None
-                body = json.dumps(self.totals(name)).encode()
-                await stream.write_all(data=body)
-            except (WebTransportError, UnicodeDecodeError) as exc:
-                logger.debug("totals request failed: %r", exc)
+        """``/totals``: each JSON message on a bidirectional stream is answered there."""
+        async with anyio.create_task_group() as tg:
+            async for stream in session.incoming_bidirectional_streams():
+                tg.start_soon(self._answer_questions, MessageStream(stream))
+
+    async def _answer_questions(self, messages: MessageStream[Any]) -> None:
+        try:
+            async for question in messages:
+                name = question.get("device") if isinstance(question, dict) else None
+                await messages.send(self.totals(str(name) if name is not None else None))
+            await messages.close()
+        except WebTransportError as exc:
+            logger.debug("totals request failed: %r", exc)
 
 
 async def _quietly(loop: Callable[[], Awaitable[None]], device: str) -> None:
@@ -280,11 +294,16 @@ def create_app(
 # --------------------------------------------------------------------------- client side
 
 
-async def push_json_lines(session: WebTransportSession, records: Iterable[dict[str, Any]]) -> None:
-    """Send ``records`` as JSON lines on one new unidirectional stream, then end it."""
-    stream = await session.create_unidirectional_stream()
-    body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-    await stream.write_all(data=body.encode())
+async def push_json_records(
+    session: WebTransportSession, records: Iterable[dict[str, Any]]
+) -> None:
+    """Send ``records`` as JSON messages on one new unidirectional stream, then end it."""
+    messages: MessageStream[Any] = MessageStream(
+        await session.create_unidirectional_stream(), max_message_size=MAX_MESSAGE
+    )
+    for record in records:
+        await messages.send(record)
+    await messages.close()
 
 
 async def push_records(
@@ -318,9 +337,9 @@ async def fetch_totals(
     session: WebTransportSession, device: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Ask a ``/totals`` session for the totals (of every device, or one)."""
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=(device or "").encode(), end_stream=True)
-    result: dict[str, dict[str, Any]] = json.loads(await stream.read_all())
+    messages: MessageStream[Any] = MessageStream(await session.create_bidirectional_stream())
+    await messages.send({} if device is None else {"device": device}, end_stream=True)
+    result: dict[str, dict[str, Any]] = await messages.recv()
     return result
 
 

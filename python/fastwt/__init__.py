@@ -38,6 +38,7 @@ from .framework import (
     create_cors_middleware,
     create_rate_limit_middleware,
 )
+from .reconnect import Backoff, ReconnectingClient
 from .server import WebTransportServer
 from .session import WebTransportSession
 from .stream import (
@@ -49,6 +50,7 @@ from .stream import (
 
 __all__ = [
     "AuthHandlerProtocol",
+    "Backoff",
     "ClientConfig",
     "ClientError",
     "ConfigurationError",
@@ -60,6 +62,7 @@ __all__ = [
     "MiddlewareRejected",
     "ProtocolError",
     "RateLimiter",
+    "ReconnectingClient",
     "RequestRouter",
     "ServerApp",
     "ServerConfig",

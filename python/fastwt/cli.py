@@ -7,6 +7,9 @@ Commands:
     fastwt cert             write a development certificate and print its SHA-256
 
 Bad arguments print one line on stderr and exit with status 2; Ctrl-C exits quietly.
+Every option can also be set from an environment variable named after it, e.g.
+``FASTWT_PORT`` for ``--port`` (``FASTWT_APP`` for run's MODULE:APP): the command line
+wins, as with uvicorn's ``UVICORN_*`` variables.
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import logging
+import logging.config
 import os
+import shlex
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+import anyio.abc
 
 from fastwt import __version__, generate_dev_certificate
 from fastwt.errors import WebTransportError
@@ -28,10 +39,13 @@ from fastwt.framework import ServerApp
 if TYPE_CHECKING:
     from fastwt.devserver import DevServerInfo
 
-__all__ = ["main", "write_dev_certificate"]
+__all__ = ["configure_logging", "main", "run_app", "write_dev_certificate"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 BACKENDS = ("asyncio", "uvloop", "trio")
+CONGESTION_CONTROLS = ("cubic", "bbr", "newreno")
+ENV_PREFIX = "FASTWT_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 DEV_CERT_DAYS = 13
 DEV_CERT_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -67,12 +81,69 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a fastwt.framework.ServerApp, e.g. 'fastwt run chat:app'. "
         "The module is imported from the current directory first.",
     )
-    run.add_argument("app", metavar="MODULE:APP", help="where the ServerApp is, e.g. myapp:app")
-    run.add_argument("--host", help="address to bind (default: the app's configuration)")
-    run.add_argument("--port", type=_port, help="UDP port (default: the app's configuration)")
+    env_app = os.environ.get(ENV_PREFIX + "APP")
+    run.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        nargs="?" if env_app else None,
+        default=env_app,
+        help="where the ServerApp is, e.g. myapp:app (env FASTWT_APP)",
+    )
+    _option(run, "--host", help="address to bind (default: the app's configuration)")
+    _option(run, "--port", type=_port, help="UDP port (default: the app's configuration)")
     _add_cert_options(run)
     _add_backend(run)
-    _add_log_level(run)
+    _add_log_options(run)
+    _option(
+        run,
+        "--reload",
+        action="store_true",
+        help="restart when a .py file under the reload directories changes (development; "
+        "needs watchfiles: pip install 'fastwt[reload]')",
+    )
+    _option(
+        run,
+        "--reload-dir",
+        action="append",
+        dest="reload_dirs",
+        metavar="DIR",
+        help="directory to watch with --reload (repeatable; default: the current directory)",
+    )
+    _option(
+        run,
+        "--no-access-log",
+        action="store_true",
+        help="no access line per session (the fastwt.access logger)",
+    )
+    tuning = run.add_argument_group("tuning (default: the app's configuration)")
+    _option(tuning, "--max-sessions", type=_positive_int, metavar="N", help="sessions open at once")
+    _option(
+        tuning,
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="close a connection after this long without a packet (max_idle_timeout)",
+    )
+    _option(
+        tuning,
+        "--keep-alive",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="send QUIC keep-alive pings this often (keep_alive_interval)",
+    )
+    _option(
+        tuning,
+        "--congestion-control",
+        choices=CONGESTION_CONTROLS,
+        help="congestion controller (congestion_control_algorithm)",
+    )
+    _option(
+        tuning,
+        "--shutdown-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="how long a graceful shutdown may take (ServerApp.shutdown_timeout)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     dev = commands.add_parser(
@@ -93,8 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         "that connects to it with WebTransport and shows each check passing.",
     )
     _add_server_options(demo, default_port=0)
-    demo.add_argument(
-        "--http-port", type=_port, default=8000, help="TCP port of the web page (default: 8000)"
+    _option(
+        demo,
+        "--http-port",
+        type=_port,
+        default=8000,
+        help="TCP port of the web page (default: 8000)",
     )
     demo.set_defaults(handler=_cmd_dev)
 
@@ -105,49 +180,118 @@ def build_parser() -> argparse.ArgumentParser:
         "127.0.0.1 and ::1 (what browsers accept through serverCertificateHashes), and "
         "print its SHA-256 and a JavaScript snippet.",
     )
-    cert.add_argument(
-        "--out-dir", type=Path, default=Path("."), help="directory to write into (default: .)"
+    _option(
+        cert, "--out-dir", type=Path, default=Path("."), help="directory to write into (default: .)"
     )
-    cert.add_argument(
+    _option(
+        cert,
         "--name",
         action="append",
         dest="names",
-        default=[],
         metavar="NAME",
         help="another DNS name or IP address for the certificate (repeatable; "
         "localhost, 127.0.0.1 and ::1 are always in it)",
     )
-    cert.add_argument("--force", action="store_true", help="overwrite existing files")
+    _option(cert, "--force", action="store_true", help="overwrite existing files")
     cert.set_defaults(handler=_cmd_cert)
     return parser
 
 
+@dataclass(frozen=True)
+class _BadEnv:
+    """The default of an option whose environment variable did not parse: reported as
+    a usage error only if the command line does not give the option (it wins)."""
+
+    message: str
+
+
+def _env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _option(parser: Any, flag: str, **kwargs: Any) -> None:
+    """``parser.add_argument(flag, ...)`` whose default may come from ``FASTWT_<FLAG>``
+    (converted and checked like the flag's value; for repeatable options a
+    comma-separated list). The help text names the variable."""
+    env = _env_name(flag)
+    kwargs["help"] = f"{kwargs.get('help', '')} (env {env})".lstrip()
+    value = os.environ.get(env)
+    action = kwargs.get("action")
+    if value is not None:
+        try:
+            if action == "store_true":
+                if value.strip().lower() not in _TRUE + _FALSE:
+                    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, got {value!r}")
+                kwargs["default"] = value.strip().lower() in _TRUE
+            elif action == "append":
+                convert = kwargs.get("type", str)
+                items = [v.strip() for v in value.split(",") if v.strip()]
+                # Kept apart: argparse would add the flag's values to a list default.
+                dest = kwargs.get("dest") or flag.lstrip("-").replace("-", "_")
+                parser.set_defaults(**{f"_env_{dest}": [convert(v) for v in items]})
+            else:
+                converted = kwargs.get("type", str)(value)
+                choices = kwargs.get("choices")
+                if choices is not None and converted not in choices:
+                    raise argparse.ArgumentTypeError(
+                        f"invalid choice {value!r} (choose from {', '.join(choices)})"
+                    )
+                kwargs["default"] = converted
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            kwargs["default"] = _BadEnv(f"{env}: {exc}")
+    if action == "append":
+        kwargs.setdefault("default", None)
+    parser.add_argument(flag, **kwargs)
+
+
+def _apply_env_lists(args: argparse.Namespace) -> None:
+    """Repeatable options: the environment's list when the command line gave none."""
+    for name, values in list(vars(args).items()):
+        if name.startswith("_env_"):
+            dest = name.removeprefix("_env_")
+            if not getattr(args, dest, None):
+                setattr(args, dest, values)
+            delattr(args, name)
+
+
 def _add_cert_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--certfile", type=_existing_file, help="PEM certificate chain")
-    parser.add_argument("--keyfile", type=_existing_file, help="PEM private key")
+    _option(parser, "--certfile", type=_existing_file, help="PEM certificate chain")
+    _option(parser, "--keyfile", type=_existing_file, help="PEM private key")
 
 
-def _add_log_level(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: info)"
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "--log-level", choices=LOG_LEVELS, help="logging level (default: info)")
+    _option(
+        parser,
+        "--log-config",
+        type=_existing_file,
+        metavar="FILE",
+        help="logging configuration for logging.config.dictConfig, JSON (.json) or "
+        "YAML (.yaml/.yml, needs PyYAML); --log-level then sets the fastwt loggers' level",
     )
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="asyncio", help="event loop (default: asyncio)"
+    _option(
+        parser,
+        "--backend",
+        choices=BACKENDS,
+        default="asyncio",
+        help="event loop (default: asyncio)",
     )
 
 
 def _add_server_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
-    parser.add_argument(
+    _option(
+        parser,
         "--host",
         action="append",
         dest="hosts",
         metavar="HOST",
         help="address to bind (repeatable; default: 127.0.0.1 and ::1)",
     )
-    parser.add_argument(
+    _option(
+        parser,
         "--port",
         type=_port,
         default=default_port,
@@ -155,7 +299,7 @@ def _add_server_options(parser: argparse.ArgumentParser, *, default_port: int) -
     )
     _add_cert_options(parser)
     _add_backend(parser)
-    _add_log_level(parser)
+    _add_log_options(parser)
 
 
 def _port(text: str) -> int:
@@ -166,6 +310,26 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
     return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _existing_file(text: str) -> str:
@@ -184,13 +348,153 @@ def _check_cert_pair(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     _check_cert_pair(args)
+    if not args.app:
+        raise UsageError("the following arguments are required: MODULE:APP (or FASTWT_APP)")
+    if args.reload:
+        return _run_with_reload(args)
     app = load_app(args.app)
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
-    cert = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
+    overrides: dict[str, Any] = {}
+    if args.certfile:
+        overrides.update(certfile=args.certfile, keyfile=args.keyfile)
+    for option, field_name in (
+        ("max_sessions", "max_sessions"),
+        ("idle_timeout", "max_idle_timeout"),
+        ("keep_alive", "keep_alive_interval"),
+        ("congestion_control", "congestion_control_algorithm"),
+    ):
+        if getattr(args, option) is not None:
+            overrides[field_name] = getattr(args, option)
+    if args.shutdown_timeout is not None:
+        app.shutdown_timeout = args.shutdown_timeout
+    if args.no_access_log:
+        logging.getLogger("fastwt.access").setLevel(logging.WARNING)
     backend, options = _backend(args.backend)
-    app.run(host=args.host, port=args.port, backend=backend, backend_options=options, **cert)
+    run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        backend=backend,
+        backend_options=options,
+        announce=app.server.config.certfile is None and not args.certfile,
+        **overrides,
+    )
     return 0
+
+
+def _run_with_reload(args: argparse.Namespace) -> int:
+    """``--reload``: this process only watches; the app runs in a child ``fastwt run``
+    (the same arguments without the reload options), which watchfiles stops with SIGINT
+    (a clean shutdown) and starts again after each change to a ``.py`` file, as
+    uvicorn's reloader does. A child that fails to start (a syntax error) is started
+    again at the next change."""
+    try:
+        import watchfiles
+    except ImportError:
+        raise UsageError(
+            "--reload needs watchfiles: pip install 'fastwt[reload]' (or: pip install watchfiles)"
+        ) from None
+    dirs = [Path(d) for d in (args.reload_dirs or [os.getcwd()])]
+    for directory in dirs:
+        if not directory.is_dir():
+            raise UsageError(f"--reload-dir: no such directory: {str(directory)!r}")
+    argv: list[str] = args.argv
+    child: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--reload":
+            pass
+        elif arg == "--reload-dir":
+            skip = True
+        elif not arg.startswith("--reload-dir="):
+            child.append(arg)
+    # The child must not reload in turn (FASTWT_RELOAD may be what asked for it).
+    os.environ[ENV_PREFIX + "RELOAD"] = "0"
+    log = logging.getLogger("fastwt.cli")
+    log.info("watching %s for changes to .py files", ", ".join(map(str, dirs)))
+
+    def changed(changes: set[tuple[Any, str]]) -> None:
+        paths = sorted({os.path.relpath(path) for _, path in changes})
+        log.info("%s changed: restarting", ", ".join(paths))
+
+    watchfiles.run_process(
+        *dirs,
+        target=shlex.join([sys.executable, "-m", "fastwt", *child]),
+        target_type="command",
+        watch_filter=watchfiles.PythonFilter(),
+        callback=changed,
+        debounce=400,
+        sigint_timeout=int(args.shutdown_timeout or 10) + 2,
+    )
+    return 0
+
+
+def run_app(
+    app: ServerApp,
+    *,
+    host: str | None,
+    port: int | None,
+    backend: str = "asyncio",
+    backend_options: dict[str, Any] | None = None,
+    announce: bool = False,
+    **overrides: Any,
+) -> None:
+    """``app.run(...)``, plus, with ``announce``, the development certificate's SHA-256
+    and a JavaScript snippet printed once it listens (as ``fastwt dev`` does): with a
+    generated certificate a browser needs the hash, which changes at every start."""
+    from fastwt.framework.app import _cancel_on_signals
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            if threading.current_thread() is threading.main_thread():
+                await tg.start(_cancel_on_signals, tg.cancel_scope)
+
+            async def serve(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
+                await app.serve(host=host, port=port, task_status=task_status, **overrides)
+                tg.cancel_scope.cancel()
+
+            addresses = await tg.start(serve)
+            if announce:
+                _print_run_banner(app, addresses)
+
+    try:
+        anyio.run(main, backend=backend, backend_options=backend_options)
+    except KeyboardInterrupt:
+        logging.getLogger("fastwt.cli").info("interrupted")
+
+
+def _print_run_banner(app: ServerApp, addresses: Sequence[tuple[str, int]]) -> None:
+    from fastwt.devserver import js_snippet
+
+    host, port = addresses[0]
+    # A wildcard address is reached on loopback; the certificate names 127.0.0.1.
+    url_host = {"::": "127.0.0.1", "0.0.0.0": "127.0.0.1"}.get(host, host)
+    routes = sorted(app.router.get_all_routes())
+    url = f"https://{_format_addr(url_host, port)}{routes[0] if routes else '/'}"
+    digest = app.server.certificate_hash
+    listening = ", ".join(_format_addr(h, p) for h, p in addresses)
+    print(
+        "\n".join(
+            [
+                f"fastwt: serving on {listening} (UDP)",
+                "",
+                f"  URL:                      {url}",
+                f"  certificate SHA-256:      {digest}",
+                "  (a development certificate, regenerated at each start;",
+                "   --certfile/--keyfile for your own)",
+                "",
+                "Paste into the DevTools console of a secure-context page (it opens a",
+                "bidirectional stream and a datagram, as for the echo server of fastwt dev):",
+                "",
+                js_snippet(url, digest),
+                "",
+            ]
+        ),
+        flush=True,
+    )
 
 
 def load_app(spec: str) -> Any:
@@ -280,13 +584,14 @@ def _cmd_cert(args: argparse.Namespace) -> int:
     from fastwt.devserver import js_snippet
 
     out_dir: Path = args.out_dir
-    names = (*DEV_CERT_NAMES, *args.names)
+    extra_names = list(args.names or [])
+    names = (*DEV_CERT_NAMES, *extra_names)
     cert_path, key_path = out_dir / "cert.pem", out_dir / "key.pem"
     if not args.force:
         for path in (cert_path, key_path):
             if path.exists():
                 raise UsageError(f"{path} exists (use --force to overwrite)")
-    digest = write_dev_certificate(out_dir, names=args.names)
+    digest = write_dev_certificate(out_dir, names=extra_names)
     print(f"wrote {cert_path} and {key_path} (ECDSA P-256, valid {DEV_CERT_DAYS} days)")
     print(f"names: {', '.join(names)}")
     print(f"certificate SHA-256: {digest}")
@@ -317,19 +622,65 @@ def write_dev_certificate(out_dir: Path, *, names: Sequence[str] = ()) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def _configure_logging(level: str) -> None:
-    numeric = 5 if level == "trace" else getattr(logging, level.upper())
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def _level(name: str) -> int:
+    return 5 if name == "trace" else int(getattr(logging, name.upper()))
+
+
+def configure_logging(level: str | None, config_file: str | None = None) -> None:
+    """``--log-level`` and ``--log-config``. Without a file: ``logging.basicConfig``
+    at ``level`` (default info). With one: ``logging.config.dictConfig`` of its JSON or
+    YAML content, and ``level``, when given, set on the ``fastwt`` logger."""
+    if config_file is None:
+        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        logging.basicConfig(level=_level(level or "info"), format=fmt)
+        return
+    path = Path(config_file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise UsageError(
+                    f"{path} is YAML, which needs PyYAML: pip install 'fastwt[yaml]' "
+                    "(or use a .json file)"
+                ) from None
+            config = yaml.safe_load(text)
+        else:
+            config = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's
+        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
+        raise UsageError(f"{path}: not valid {kind}: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: expected a mapping (a dictConfig), got {type(config).__name__}")
+    config.setdefault("version", 1)
+    try:
+        logging.config.dictConfig(config)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    if level is not None:
+        logging.getLogger("fastwt").setLevel(_level(level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastwt`` script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if hasattr(args, "log_level"):
-        _configure_logging(args.log_level)
+    args.argv = argv
+    _apply_env_lists(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        for value in vars(args).values():
+            if isinstance(value, _BadEnv):
+                raise UsageError(value.message)
+        if hasattr(args, "log_level"):
+            configure_logging(args.log_level, args.log_config)
         return handler(args)
     except BaseException as exc:
         # Task groups wrap what went wrong in exception groups: judge the one inside.

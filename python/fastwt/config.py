@@ -102,6 +102,14 @@ class ServerConfig:
     (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
+    ca_certs: str | Path | None = None
+    """PEM file of the CAs whose client certificates are trusted (mutual TLS); needs
+    ``verify_mode`` ``ssl.CERT_REQUIRED`` or ``ssl.CERT_OPTIONAL``."""
+    verify_mode: ssl.VerifyMode = ssl.CERT_NONE
+    """Client certificates: ``CERT_NONE`` (not asked for, the default),
+    ``CERT_OPTIONAL`` (checked against ``ca_certs`` when presented) or
+    ``CERT_REQUIRED`` (a client without one is refused in the handshake). The peer's
+    certificate is ``session.peer_certificate``."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.bind_port <= 65535:
@@ -118,6 +126,18 @@ class ServerConfig:
             raise ConfigurationError("request_timeout must be positive")
         if self.max_datagram_size < 1:
             raise ConfigurationError("max_datagram_size must be positive")
+        if self.verify_mode not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+            raise ConfigurationError(
+                f"verify_mode must be an ssl.VerifyMode, got {self.verify_mode!r}"
+            )
+        if self.verify_mode != ssl.CERT_NONE and self.ca_certs is None:
+            raise ConfigurationError("verify_mode CERT_REQUIRED/CERT_OPTIONAL needs ca_certs")
+        if self.verify_mode == ssl.CERT_NONE and self.ca_certs is not None:
+            # Silently not checking clients would be a security hole.
+            raise ConfigurationError(
+                "ca_certs is for client certificates: set verify_mode=ssl.CERT_REQUIRED "
+                "(or ssl.CERT_OPTIONAL)"
+            )
         _check_common(self)
 
     @property

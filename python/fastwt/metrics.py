@@ -9,6 +9,8 @@ log lines that say which session they are about.
 - :func:`enable_prometheus` — the same numbers as Prometheus metrics through
   ``prometheus_client`` (an optional dependency: ``pip install 'fastwt[prometheus]'``).
   Values are read when the registry is scraped; nothing runs in the background.
+- :func:`enable_opentelemetry` — the same numbers as OpenTelemetry metrics (observable
+  instruments read at each collection; ``pip install 'fastwt[otel]'``).
 - :func:`session_logger` — a ``logging.LoggerAdapter`` whose records carry the session's
   id, path and peer, as extra fields and as a message prefix.
 
@@ -31,11 +33,12 @@ import logging
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -45,11 +48,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTER_KEYS",
+    "OpenTelemetryMetrics",
     "PrometheusCollector",
     "ServerStats",
     "ServerStatsSnapshot",
     "SessionLoggerAdapter",
     "SessionStats",
+    "enable_opentelemetry",
     "enable_prometheus",
     "session_logger",
 ]
@@ -404,6 +409,151 @@ def enable_prometheus(
     )
     registry.register(cast("Collector", collector))
     return collector
+
+
+# --------------------------------------------------------------------------- OpenTelemetry
+
+# (instrument name suffix, ServerStats counter, unit, description)
+_OTEL_COUNTERS = (
+    ("datagrams.sent", "datagrams_sent", "{datagram}", _COUNTER_HELP["datagrams_sent"]),
+    ("datagrams.received", "datagrams_received", "{datagram}", _COUNTER_HELP["datagrams_received"]),
+    ("datagrams.dropped", "datagrams_dropped", "{datagram}", _COUNTER_HELP["datagrams_dropped"]),
+    ("bytes.sent", "bytes_sent", "By", _COUNTER_HELP["bytes_sent"]),
+    ("bytes.received", "bytes_received", "By", _COUNTER_HELP["bytes_received"]),
+    ("packets.lost", "lost_packets", "{packet}", _COUNTER_HELP["lost_packets"]),
+)
+
+
+class OpenTelemetryMetrics:
+    """The observable instruments :func:`enable_opentelemetry` registered, over one
+    :class:`ServerStats`. Instrument names (with the default ``namespace``):
+
+    - ``fastwt.sessions.open`` (gauge), ``fastwt.sessions.accepted`` (counter),
+      ``fastwt.sessions.refused`` (counter, attribute ``http.response.status_code``);
+    - ``fastwt.datagrams.{sent,received,dropped}``, ``fastwt.bytes.{sent,received}``
+      (unit ``By``), ``fastwt.packets.lost`` (counters);
+    - ``fastwt.rtt.mean`` and ``fastwt.rtt.max`` (gauges in seconds over the open
+      sessions; no point while none has an RTT).
+    """
+
+    def __init__(self, stats: ServerStats, meter_provider: MeterProvider, namespace: str) -> None:
+        self.stats = stats
+        self._cached: ServerStatsSnapshot | None = None
+        self._served: set[str] = set()
+        self._lock = threading.Lock()
+        meter = meter_provider.get_meter("fastwt.metrics")
+        ns = namespace
+        self.instruments: list[Any] = [
+            meter.create_observable_gauge(
+                f"{ns}.sessions.open",
+                [self._sessions_open],
+                unit="{session}",
+                description="WebTransport sessions open now.",
+            ),
+            meter.create_observable_counter(
+                f"{ns}.sessions.accepted",
+                [self._sessions_accepted],
+                unit="{session}",
+                description="WebTransport session requests accepted.",
+            ),
+            meter.create_observable_counter(
+                f"{ns}.sessions.refused",
+                [self._sessions_refused],
+                unit="{session}",
+                description="WebTransport session requests refused, by HTTP status.",
+            ),
+        ]
+        for suffix, key, unit, text in _OTEL_COUNTERS:
+            self.instruments.append(
+                meter.create_observable_counter(
+                    f"{ns}.{suffix}", [self._counter(key)], unit=unit, description=text
+                )
+            )
+        for suffix, text in (
+            ("rtt.mean", "Mean smoothed RTT over the open sessions."),
+            ("rtt.max", "Largest smoothed RTT among the open sessions."),
+        ):
+            attribute = "rtt_" + suffix.rsplit(".", 1)[1]
+            self.instruments.append(
+                meter.create_observable_gauge(
+                    f"{ns}.{suffix}", [self._rtt(attribute)], unit="s", description=text
+                )
+            )
+
+    def snapshot(self, instrument: str) -> ServerStatsSnapshot:
+        """The statistics for ``instrument``'s callback. A collection calls each
+        callback once, so one reading serves every instrument until one of them asks
+        again (the next collection): the instruments of a collection agree with each
+        other, at the cost of one reading instead of one per instrument."""
+        with self._lock:
+            if self._cached is None or instrument in self._served:
+                self._cached = self.stats.snapshot()
+                self._served.clear()
+            self._served.add(instrument)
+            return self._cached
+
+    def _sessions_open(self, options: CallbackOptions) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(self.snapshot("sessions.open").sessions_open)]
+
+    def _sessions_accepted(self, options: CallbackOptions) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(self.snapshot("sessions.accepted").sessions_accepted)]
+
+    def _sessions_refused(self, options: CallbackOptions) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        refused = self.snapshot("sessions.refused").sessions_refused
+        return [
+            Observation(count, {"http.response.status_code": status})
+            for status, count in sorted(refused.items())
+        ]
+
+    def _counter(self, key: str) -> Callable[[CallbackOptions], list[Observation]]:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            from opentelemetry.metrics import Observation
+
+            return [Observation(getattr(self.snapshot(key).totals, key))]
+
+        return observe
+
+    def _rtt(self, attribute: str) -> Callable[[CallbackOptions], list[Observation]]:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            from opentelemetry.metrics import Observation
+
+            value = getattr(self.snapshot(attribute), attribute)
+            return [] if value is None else [Observation(value)]
+
+        return observe
+
+
+def enable_opentelemetry(
+    target: ServerApp | WebTransportServer,
+    meter_provider: MeterProvider | None = None,
+    *,
+    namespace: str = "fastwt",
+) -> OpenTelemetryMetrics:
+    """Export ``target``'s statistics as OpenTelemetry metrics (the same
+    :class:`ServerStats` the Prometheus collector reads; see
+    :class:`OpenTelemetryMetrics` for the instruments) through ``meter_provider``
+    (default: the global one, ``opentelemetry.metrics.get_meter_provider()``).
+
+    The instruments are observable: values are read when the SDK's reader collects
+    (e.g. a ``PeriodicExportingMetricReader`` every minute), nothing runs otherwise.
+    Call it before serving, so every session request is counted. Raises
+    ``ImportError`` with the install command when ``opentelemetry-api`` is missing.
+    """
+    try:
+        from opentelemetry import metrics as otel_metrics
+    except ImportError as exc:
+        raise ImportError(
+            "fastwt.metrics.enable_opentelemetry needs OpenTelemetry: "
+            "pip install 'fastwt[otel]' (or: pip install opentelemetry-api opentelemetry-sdk)"
+        ) from exc
+    provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
+    return OpenTelemetryMetrics(ServerStats.attach(target), provider, namespace)
 
 
 # --------------------------------------------------------------------------- logging

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -16,6 +17,15 @@ from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
 __all__ = ["WebTransportServer"]
+
+
+def _client_auth_of(cfg: ServerConfig) -> dict[str, Any]:
+    """The core's client-certificate settings (mutual TLS) from ``verify_mode``."""
+    if cfg.verify_mode == ssl.CERT_NONE:
+        return {}
+    mode = "required" if cfg.verify_mode == ssl.CERT_REQUIRED else "optional"
+    return {"client_auth": mode, "client_ca": str(cfg.ca_certs)}
+
 
 logger = logging.getLogger("fastwt.server")
 
@@ -109,6 +119,7 @@ class WebTransportServer:
             "pending_request_capacity": cfg.pending_request_capacity,
             "request_timeout": cfg.request_timeout,
             "transport": transport_of(cfg),
+            **_client_auth_of(cfg),
         }
 
     async def accept(self) -> WebTransportSession:

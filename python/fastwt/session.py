@@ -91,6 +91,19 @@ class WebTransportSession:
         return self._handle.remote_address
 
     @property
+    def peer_certificate(self) -> bytes | None:
+        """The peer's certificate (DER), or None when it presented none. On a server
+        that asks for client certificates (``ServerConfig(verify_mode=...)``) it is the
+        client's, already checked against ``ca_certs``; on a client, the server's."""
+        chain = self._handle.peer_certificates
+        return chain[0] if chain else None
+
+    @property
+    def peer_certificate_chain(self) -> list[bytes]:
+        """The peer's whole chain as presented (DER, leaf first; empty without one)."""
+        return list(self._handle.peer_certificates)
+
+    @property
     def state(self) -> str:
         return self._handle.phase
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,8 +27,8 @@ from fastwt import (
     WebTransportSession,
 )
 from fastwt.devserver import start_page_server
-from fastwt.framework import ServerApp
 from fastwt.stream import WebTransportBidirectionalStream
+from fastwt.testing import TestClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -56,29 +54,6 @@ def loopback() -> ServerConfig:
     return ServerConfig(bind_host="127.0.0.1", bind_port=0)
 
 
-class Served:
-    def __init__(self, app: ServerApp, port: int, client: WebTransportClient) -> None:
-        self.app = app
-        self.port = port
-        self.client = client
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    async def connect(self, path: str, **headers: str) -> WebTransportSession:
-        return await self.client.connect(url=self.url(path), headers=headers or None, timeout=10)
-
-
-@asynccontextmanager
-async def serving(app: ServerApp) -> AsyncIterator[Served]:
-    async with anyio.create_task_group() as tg:
-        addresses = await tg.start(lambda task_status: app.serve(task_status=task_status))
-        config = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
-        async with WebTransportClient(config=config) as client:
-            yield Served(app, addresses[0][1], client)
-        tg.cancel_scope.cancel()
-
-
 # --------------------------------------------------------------------------- chat room
 
 
@@ -88,7 +63,7 @@ class ChatMember:
         self.stream = stream
 
     @classmethod
-    async def join(cls, served: Served, room: str, nick: str) -> tuple[ChatMember, str]:
+    async def join(cls, served: TestClient, room: str, nick: str) -> tuple[ChatMember, str]:
         session = await served.connect(f"/chat/{room}?nick={nick}")
         stream = await session.create_bidirectional_stream()
         # An empty line (never relayed): some clients announce a stream only with data.
@@ -115,7 +90,7 @@ class ChatMember:
 async def test_chat_room_broadcasts_to_the_others_and_handles_leaving() -> None:
     chat = chat_room.ChatServer()
     app = chat_room.create_app(config=loopback(), chat=chat)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         ada, welcome = await ChatMember.join(served, "lobby", "ada")
         assert welcome == "* welcome ada, in lobby: nobody else"
         bob, welcome = await ChatMember.join(served, "lobby", "bob")
@@ -168,7 +143,7 @@ async def test_chat_room_disconnects_a_member_that_does_not_read(
     monkeypatch.setattr(chat_room, "OUTBOX_SIZE", 4)
     chat = chat_room.ChatServer()
     app = chat_room.create_app(config=loopback(), chat=chat)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         sleeper, _ = await ChatMember.join(served, "lobby", "sleeper")
         talker, _ = await ChatMember.join(served, "lobby", "talker")
         # The sleeper never reads; its outbox is tiny, but the stream's flow-control
@@ -202,7 +177,7 @@ class GamePlayer:
         self.states: dict[int, dict[int, tuple[int, int]]] = {}
 
     @classmethod
-    async def join(cls, served: Served) -> GamePlayer:
+    async def join(cls, served: TestClient) -> GamePlayer:
         session = await served.connect("/game")
         with anyio.fail_after(10):
             stream = await session.accept_unidirectional_stream()
@@ -229,7 +204,7 @@ def _sign(value: int) -> int:
 async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -> None:
     game = game_broadcast.Game(tick_rate=20, seed=7)
     app = game_broadcast.create_app(config=loopback(), game=game)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         players: list[GamePlayer] = []
 
         async def join() -> None:
@@ -293,7 +268,7 @@ async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -
 async def test_game_ticks_only_while_someone_plays_and_refuses_when_full() -> None:
     game = game_broadcast.Game(tick_rate=50, max_players=2)
     app = game_broadcast.create_app(config=loopback(), game=game)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         await anyio.sleep(0.1)
         assert game.tick == 0  # nobody yet: no tick loop
         first = await GamePlayer.join(served)
@@ -408,7 +383,7 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
     devices = [f"dev-{i}" for i in range(5)]
     per_device = 2000  # 5 x 2000 = 10,000 records over streams
     datagram_records = 600
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         sessions: list[WebTransportSession] = []
 
         async def device(i: int, name: str) -> None:
@@ -416,14 +391,14 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
             if i < 3:
                 session = await served.connect(f"/ingest/{name}")
             else:
-                session = await served.connect("/ingest", **{"x-device-id": name})
+                session = await served.connect("/ingest", headers={"x-device-id": name})
             sessions.append(session)
             quarter = per_device // 4
             # Four streams: two of JSON lines, two of packed records; value = 1..2000.
-            await telemetry_ingest.push_json_lines(
+            await telemetry_ingest.push_json_records(
                 session, [{"metric": "temp", "value": v} for v in range(1, quarter + 1)]
             )
-            await telemetry_ingest.push_json_lines(
+            await telemetry_ingest.push_json_records(
                 session,
                 [{"metric": "hum", "value": v} for v in range(quarter + 1, 2 * quarter + 1)],
             )
@@ -479,21 +454,32 @@ async def test_telemetry_counts_10000_stream_records_exactly_and_datagrams_rough
 async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> None:
     store = telemetry_ingest.TelemetryStore()
     app = telemetry_ingest.create_app(config=loopback(), store=store)
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         for path, headers in [("/ingest", {}), ("/ingest", {"x-device-id": "bad/name"})]:
             with pytest.raises(SessionRejectedError) as caught:
-                await served.connect(path, **headers)
+                await served.connect(path, headers=headers)
             assert caught.value.status_code == 400
             assert "x-device-id" in caught.value.headers["x-error"]
 
         session = await served.connect("/ingest/probe")
         stream = await session.create_unidirectional_stream()
-        # Good, malformed, not JSON, non-finite, blank, and a last line without "\n",
-        # written in pieces that split lines.
-        body = b'{"metric":"a","value":1}\n{"metric":"a"}\nnope\n{"metric":"a","value":NaN}\n\n'
+        # JSON messages, framed by hand: good, malformed, not JSON, non-finite (which
+        # JsonCodec would refuse to send), good; written in pieces that split frames.
+        bodies = [
+            b'{"metric":"a","value":1}',
+            b'{"metric":"a"}',
+            b"nope",
+            b'{"metric":"a","value":NaN}',
+            b'{"metric":"a","value":2}',
+        ]
+        body = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
         for i in range(0, len(body), 7):
             await stream.write(data=body[i : i + 7])
-        await stream.write(data=b'{"metric":"a","value":2}', end_stream=True)
+        await stream.write(data=b"", end_stream=True)
+        # A message over MAX_MESSAGE: refused from its length, ending that stream.
+        oversize = await session.create_unidirectional_stream()
+        length = telemetry_ingest.MAX_MESSAGE + 1
+        await oversize.write(data=length.to_bytes(4, "big") + b"{", end_stream=True)
         # A packed stream with a torn last record.
         packed = await session.create_unidirectional_stream()
         data = telemetry_ingest.STREAM_MAGIC + telemetry_ingest.RECORD.pack(1, 0, 5.0)
@@ -502,12 +488,12 @@ async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> Non
         await session.send_datagram(data=b"\x05\x00" + telemetry_ingest.RECORD.pack(1, 0, 1.0))
         await session.send_datagram(data=b"\x01")
         with anyio.fail_after(10):
-            while store.totals().get("probe", {}).get("rejected", 0) < 6:
+            while store.totals().get("probe", {}).get("rejected", 0) < 7:
                 await anyio.sleep(0.01)
         totals = store.totals("probe")["probe"]
         assert totals["stream_records"] == 3
         assert totals["value_sum"] == 8.0
-        assert totals["rejected"] == 6
+        assert totals["rejected"] == 7
         assert totals["datagram_records"] == 0
         await session.close()
 
@@ -542,7 +528,7 @@ async def _telemetry_script_client(url: str, cert_hash: str) -> None:
     config = ClientConfig(server_certificate_hashes=[cert_hash])
     async with WebTransportClient(config=config) as client:
         session = await client.connect(url=url, timeout=10)
-        await telemetry_ingest.push_json_lines(session, [{"metric": "x", "value": 1}] * 10)
+        await telemetry_ingest.push_json_records(session, [{"metric": "x", "value": 1}] * 10)
         totals_url = url.replace("/ingest/script", "/totals")
         reader = await client.connect(url=totals_url, timeout=10)
         with anyio.fail_after(10):

@@ -1,13 +1,11 @@
 """ServerApp end to end: the real server and client on loopback, asyncio and trio.
 
-Each test builds an app, serves it on 127.0.0.1 with port 0 and the development
-certificate, and connects with ``WebTransportClient`` trusting that certificate's hash.
+Each test builds an app and serves it with ``fastwt.testing.TestClient`` (127.0.0.1,
+port 0, the development certificate trusted by its hash).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -18,7 +16,6 @@ from fastwt import (
     ClientConfig,
     ErrorCodes,
     ServerConfig,
-    SessionRejectedError,
     WebTransportClient,
     WebTransportSession,
 )
@@ -29,45 +26,13 @@ from fastwt.framework import (
     create_cors_middleware,
     create_rate_limit_middleware,
 )
+from fastwt.testing import TestClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
 def new_app() -> ServerApp:
     return ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
-
-
-class Served:
-    """A running app and a client that trusts it."""
-
-    def __init__(self, app: ServerApp, port: int, client: WebTransportClient) -> None:
-        self.app = app
-        self.port = port
-        self.client = client
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    async def connect(self, path: str, **headers: str) -> WebTransportSession:
-        return await self.client.connect(url=self.url(path), headers=headers or None, timeout=10)
-
-    async def rejection(self, path: str, **headers: str) -> SessionRejectedError:
-        with pytest.raises(SessionRejectedError) as caught:
-            session = await self.connect(path, **headers)
-            await session.close()
-        return caught.value
-
-
-@asynccontextmanager
-async def serving(app: ServerApp) -> AsyncIterator[Served]:
-    """Serve ``app`` until the block ends, then cancel ``serve()`` (a clean shutdown)."""
-    async with anyio.create_task_group() as tg:
-        addresses = await tg.start(lambda task_status: app.serve(task_status=task_status))
-        port = addresses[0][1]
-        config = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
-        async with WebTransportClient(config=config) as client:
-            yield Served(app, port, client)
-        tg.cancel_scope.cancel()
 
 
 async def echo_once(session: WebTransportSession, data: bytes) -> bytes:
@@ -96,7 +61,7 @@ async def test_routes_params_query_streams_and_datagrams() -> None:
     async def room(session: WebTransportSession, room: str, seat: str) -> None:
         await serve_echo(session, prefix=f"{room}/{seat}:".encode())
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         session = await served.connect("/echo?b=2&a=1&a=3")
         await session.send_datagram(data=b"ping")
         with anyio.fail_after(10):
@@ -128,11 +93,15 @@ async def test_auth_middleware_401_500_and_pass() -> None:
     async def root(session: WebTransportSession) -> None:
         await serve_echo(session)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         assert (await served.rejection("/")).status_code == 401
-        assert (await served.rejection("/", authorization="Bearer wrong")).status_code == 401
-        assert (await served.rejection("/", authorization="explode")).status_code == 500
-        session = await served.connect("/", authorization="Bearer secret")
+        assert (
+            await served.rejection("/", headers={"authorization": "Bearer wrong"})
+        ).status_code == 401
+        assert (
+            await served.rejection("/", headers={"authorization": "explode"})
+        ).status_code == 500
+        session = await served.connect("/", headers={"authorization": "Bearer secret"})
         assert await echo_once(session, b"ok") == b"ok"
         await session.close()
 
@@ -145,10 +114,12 @@ async def test_cors_middleware_403_and_allowed_origin() -> None:
     async def root(session: WebTransportSession) -> None:
         await serve_echo(session)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         assert (await served.rejection("/")).status_code == 403
-        assert (await served.rejection("/", origin="https://evil.example")).status_code == 403
-        session = await served.connect("/", origin="https://good.example")
+        assert (
+            await served.rejection("/", headers={"origin": "https://evil.example"})
+        ).status_code == 403
+        session = await served.connect("/", headers={"origin": "https://good.example"})
         assert await echo_once(session, b"cors") == b"cors"
         await session.close()
 
@@ -161,7 +132,7 @@ async def test_rate_limit_429_with_retry_after_after_max_requests() -> None:
     async def root(session: WebTransportSession) -> None:
         await serve_echo(session)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         for _ in range(3):
             session = await served.connect("/")
             assert await echo_once(session, b"x") == b"x"
@@ -190,7 +161,7 @@ async def test_custom_rejection_status_and_headers_reach_the_client() -> None:
     async def root(session: WebTransportSession) -> None:
         await serve_echo(session)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         rejected = await served.rejection("/?tea=1")
         assert rejected.status_code == 418
         assert rejected.headers.get("x-brew") == "earl grey"
@@ -215,7 +186,7 @@ async def test_a_raising_handler_does_not_disturb_a_concurrent_session(
     async def echo(session: WebTransportSession) -> None:
         await serve_echo(session)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         steady = await served.connect("/echo")
         assert await echo_once(steady, b"before") == b"before"
 
@@ -244,7 +215,7 @@ async def test_handler_return_closes_the_session_with_code_0() -> None:
         stream = await session.accept_bidirectional_stream()
         await stream.write(data=await stream.read_all(), end_stream=True)
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
         session = await served.connect("/once")
         assert await echo_once(session, b"bye") == b"bye"
         with anyio.fail_after(10):
@@ -352,11 +323,11 @@ async def test_many_concurrent_sessions_through_the_full_middleware_stack() -> N
 
     results: dict[int, bytes] = {}
 
-    async with serving(app) as served:
+    async with TestClient(app) as served:
 
         async def one(i: int) -> None:
             session = await served.connect(
-                f"/n/{i}", authorization="ok", origin="https://a.example"
+                f"/n/{i}", headers={"authorization": "ok", "origin": "https://a.example"}
             )
             results[i] = await echo_once(session, b"x")
             await session.close()

@@ -23,6 +23,7 @@ from fastwt import (
 from fastwt.framework import MiddlewareRejected, ServerApp
 from fastwt.framework.types import SessionProtocol
 from fastwt.metrics import ServerStats, enable_prometheus, session_logger
+from fastwt.testing import TestClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -39,12 +40,8 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str]
 
 @asynccontextmanager
 async def serving(app: ServerApp) -> AsyncIterator[tuple[int, WebTransportClient]]:
-    async with anyio.create_task_group() as tg:
-        addresses = await tg.start(lambda task_status: app.serve(task_status=task_status))
-        config = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
-        async with WebTransportClient(config=config) as client:
-            yield addresses[0][1], client
-        tg.cancel_scope.cancel()
+    async with TestClient(app) as test_client:
+        yield test_client.port, test_client.client
 
 
 async def test_prometheus_metrics_move_with_real_sessions(

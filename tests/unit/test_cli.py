@@ -22,9 +22,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fastwt import ClientConfig, WebTransportClient
+from fastwt import ClientConfig, WebTransportClient, cli
 from fastwt.cli import main
-from fastwt.framework import ServerApp
 
 COMMANDS = ["run", "dev", "demo", "cert"]
 
@@ -122,10 +121,11 @@ def test_certfile_needs_keyfile(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "--certfile and --keyfile go together" in capsys.readouterr().err
 
 
-def test_run_passes_the_certificate_to_app_run(
+def test_run_passes_the_certificate_and_tuning_to_the_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``fastwt run --certfile/--keyfile`` uses ``ServerApp.run``'s config overrides."""
+    """``fastwt run --certfile/--keyfile`` and the tuning flags become ``ServerConfig``
+    overrides of ``ServerApp.serve`` (through ``fastwt.cli.run_app``)."""
     (tmp_path / "cli_cert_app.py").write_text(
         "from fastwt.framework import ServerApp\napp = ServerApp()\n"
     )
@@ -135,20 +135,40 @@ def test_run_passes_the_certificate_to_app_run(
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(ServerApp, "run", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli, "run_app", lambda app, **kwargs: calls.append(kwargs))
     args = ["run", "cli_cert_app:app", "--certfile", str(cert), "--keyfile", str(key)]
     assert main([*args, "--port", "0", "--backend", "uvloop"]) == 0
     assert main(["run", "cli_cert_app:app"]) == 0
+    tuning = ["--max-sessions", "5", "--idle-timeout", "2.5", "--keep-alive", "1"]
+    assert main(["run", "cli_cert_app:app", *tuning, "--congestion-control", "bbr"]) == 0
     assert calls == [
         {
             "host": None,
             "port": 0,
             "backend": "asyncio",
             "backend_options": {"use_uvloop": True},
+            "announce": False,
             "certfile": str(cert),
             "keyfile": str(key),
         },
-        {"host": None, "port": None, "backend": "asyncio", "backend_options": {}},
+        {
+            "host": None,
+            "port": None,
+            "backend": "asyncio",
+            "backend_options": {},
+            "announce": True,
+        },
+        {
+            "host": None,
+            "port": None,
+            "backend": "asyncio",
+            "backend_options": {},
+            "announce": True,
+            "max_sessions": 5,
+            "max_idle_timeout": 2.5,
+            "keep_alive_interval": 1.0,
+            "congestion_control_algorithm": "bbr",
+        },
     ]
 
 

@@ -8,6 +8,7 @@ import inspect
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -32,9 +33,13 @@ from fastwt.server import WebTransportServer
 __all__ = ["ServerApp"]
 
 _logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("fastwt.access")
+"""One INFO record per session request, as web servers' access logs (see
+:func:`_log_access`); set it to WARNING to turn them off."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_OK = 200
 _NOT_FOUND = 404
 _INTERNAL_SERVER_ERROR = 500
 _SERVICE_UNAVAILABLE = 503
@@ -352,11 +357,21 @@ class ServerApp:
 
     async def _handle_session_request(self, session: SessionProtocol) -> None:
         """Middleware, routing, accept and handler for one request; never raises
-        (except cancellation), so one request cannot disturb the others."""
+        (except cancellation), so one request cannot disturb the others. Logs one
+        access line when the request is answered and, if accepted, closed."""
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            status = await self._answer_request(session)
+        finally:
+            _log_access(session, status, started)
+
+    async def _answer_request(self, session: SessionProtocol) -> int | None:
+        """Everything but the access log; returns the HTTP status sent (None if the
+        request could not be answered)."""
         # Middleware must answer within the server's request_timeout: past it the server
         # has refused the request with 503, so a middleware still running is cancelled
-        # rather than left behind.
-        # A server without the setting (a test double) sets no limit.
+        # rather than left behind. A server without the setting (a test double) sets none.
         limit: float | None = getattr(self._server.config, "request_timeout", None)
         try:
             with anyio.move_on_after(limit) as deadline:
@@ -370,21 +385,21 @@ class ServerApp:
                     limit,
                 )
                 await _reject(session, status_code=_SERVICE_UNAVAILABLE, headers=None)
-                return
+                return _SERVICE_UNAVAILABLE
             route = self._router.route_request(session=session)
         except MiddlewareRejected as exc:
             await _reject(session, status_code=exc.status_code, headers=exc.headers)
-            return
+            return exc.status_code
         except Exception:
             _logger.exception(
                 "session request for %r from %s failed", session.path, session.remote_address
             )
             await _reject(session, status_code=_INTERNAL_SERVER_ERROR, headers=None)
-            return
+            return _INTERNAL_SERVER_ERROR
         if route is None:
             _logger.info("no route for %r from %s", session.path, session.remote_address)
             await _reject(session, status_code=_NOT_FOUND, headers=None)
-            return
+            return _NOT_FOUND
         handler, params = route
         try:
             await session.accept()
@@ -395,8 +410,9 @@ class ServerApp:
                 session.remote_address,
                 exc,
             )
-            return
+            return None
         await self._run_handler(session, handler, params)
+        return _OK
 
     async def _run_handler(
         self, session: SessionProtocol, handler: SessionHandler, params: dict[str, Any]
@@ -459,6 +475,55 @@ def _check_kwargs(
                 f"ServerApp.{method}() got both {field_name}= and bind_{field_name}=; "
                 "give one of them"
             )
+
+
+def _log_access(session: SessionProtocol, status: int | None, started: float) -> None:
+    """The access line: ``PEER - "PATH" STATUS DURATIONs sent=B received=B close=CODE``,
+    with the same values as record attributes (``peer``, ``path``, ``status``,
+    ``duration``, ``bytes_sent``, ``bytes_received``, ``close_code``,
+    ``close_reason``, ``session_id``) for JSON formatters. Bytes are the QUIC
+    connection's (so they include protocol overhead); the close code is the one the
+    session ended with, from either side (None for a rejected request)."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    duration = time.monotonic() - started
+    address = session.remote_address
+    if address is None:
+        peer = "-"
+    else:
+        host, port = address[0], address[1]
+        peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    stats: dict[str, Any] = {}
+    stats_of = getattr(session, "stats", None)
+    if callable(stats_of):
+        try:
+            stats = dict(stats_of())
+        except Exception:  # a vanished session must not break logging
+            stats = {}
+    sent, received = int(stats.get("bytes_sent", 0)), int(stats.get("bytes_received", 0))
+    close_code = getattr(session, "close_code", None) if status == _OK else None
+    close_reason = getattr(session, "close_reason", None) if status == _OK else None
+    access_logger.info(
+        '%s - "%s" %s %.3fs sent=%d received=%d close=%s',
+        peer,
+        session.path,
+        "-" if status is None else status,
+        duration,
+        sent,
+        received,
+        "-" if close_code is None else close_code,
+        extra={
+            "session_id": session.session_id,
+            "peer": peer,
+            "path": session.path,
+            "status": status,
+            "duration": round(duration, 6),
+            "bytes_sent": sent,
+            "bytes_received": received,
+            "close_code": close_code,
+            "close_reason": close_reason,
+        },
+    )
 
 
 async def _call_hook(handler: Callable[[], Any]) -> None:

@@ -4,7 +4,7 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport};
 use crate::runtime;
 use crate::session::SessionHandle;
-use fastwt_core::{Identity, Server, ServerOptions};
+use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +33,8 @@ impl ServerHandle {
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
-        max_sessions_per_ip=None, max_handshakes=1000, retry=false))]
+        max_sessions_per_ip=None, max_handshakes=1000, retry=false,
+        client_auth="none", client_ca=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -47,8 +48,20 @@ impl ServerHandle {
         max_sessions_per_ip: Option<usize>,
         max_handshakes: usize,
         retry: bool,
+        client_auth: &str,
+        client_ca: Option<PathBuf>,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
+        let client_auth = match (client_auth, client_ca) {
+            ("none", _) => ClientAuth::None,
+            ("optional", Some(ca)) => ClientAuth::Optional(ca),
+            ("required", Some(ca)) => ClientAuth::Required(ca),
+            (mode, _) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "client_auth must be 'none', or 'optional'/'required' with client_ca, got {mode:?}"
+            )))
+            }
+        };
         let mut addrs = Vec::new();
         for (host, port) in bind {
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -70,6 +83,7 @@ impl ServerHandle {
             pending_request_capacity,
             request_timeout,
             transport,
+            client_auth,
         };
         let rt = runtime::get()?;
         let server = py.detach(|| {

@@ -110,6 +110,16 @@ impl SessionHandle {
         }
         Ok(d)
     }
+    /// The peer's certificate chain, DER, leaf first (empty without one).
+    #[getter]
+    fn peer_certificates<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.session
+            .peer_certificates()
+            .iter()
+            .map(|der| PyBytes::new(py, der))
+            .collect()
+    }
+
     #[getter]
     fn remote_address(&self) -> (String, u16) {
         let a = self.session.remote_address();

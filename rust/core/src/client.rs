@@ -16,6 +16,8 @@ pub struct Client {
     options: ClientOptions,
     config: quinn::ClientConfig,
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
+    /// With `QLOGDIR` set: a trace per connection.
+    qlog: Option<crate::qlog::Qlog>,
 }
 
 impl std::fmt::Debug for Client {
@@ -92,6 +94,7 @@ impl Client {
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
         Ok(Self {
+            qlog: crate::qlog::Qlog::from_env("client", &options.transport),
             options,
             config,
             endpoints: Mutex::new((None, None)),
@@ -147,7 +150,11 @@ impl Client {
             .ok_or_else(|| Error::Connection(format!("no address for {}", target.host)))?;
         let endpoint = self.endpoint_for(&addr)?;
         let conn = endpoint
-            .connect_with(self.config.clone(), addr, &target.host)
+            .connect_with(
+                crate::qlog::client_config(&self.config, self.qlog.as_ref(), addr),
+                addr,
+                &target.host,
+            )
             .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
             .await
             .map_err(|e| Error::Connection(format!("handshake with {addr} failed: {e}")))?;

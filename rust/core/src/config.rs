@@ -100,6 +100,19 @@ impl Default for TransportOptions {
     }
 }
 
+/// Whether the server asks clients for a certificate (mutual TLS), and whom it trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is requested (default).
+    #[default]
+    None,
+    /// Clients may present a certificate, which must then chain to a CA of the PEM file;
+    /// clients without one are accepted too.
+    Optional(PathBuf),
+    /// Clients must present a certificate chaining to a CA of the PEM file.
+    Required(PathBuf),
+}
+
 /// Server settings. Without `certificate_chain`/`private_key` the caller passes a
 /// development identity (see [`crate::Identity::self_signed`]).
 #[derive(Clone, Debug)]
@@ -131,6 +144,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// QUIC knobs.
     pub transport: TransportOptions,
+    /// Client certificates (mutual TLS).
+    pub client_auth: ClientAuth,
 }
 
 impl Default for ServerOptions {
@@ -144,6 +159,7 @@ impl Default for ServerOptions {
             pending_request_capacity: 1024,
             request_timeout: Duration::from_secs(10),
             transport: TransportOptions::default(),
+            client_auth: ClientAuth::None,
         }
     }
 }

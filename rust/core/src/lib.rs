@@ -30,6 +30,8 @@ pub mod h3;
 pub mod identity;
 /// Parsing of a peer stream's type and session id.
 mod preamble;
+/// qlog traces per connection when `QLOGDIR` is set.
+pub mod qlog;
 /// Bounded, waker-aware hand-over queues between tokio tasks and a poller.
 pub mod queue;
 /// The server endpoint: binding, accepting connections, handing out session requests.
@@ -46,7 +48,9 @@ mod sync;
 mod tls;
 
 pub use client::Client;
-pub use config::{ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode};
+pub use config::{
+    ClientAuth, ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode,
+};
 pub use draft::Draft;
 pub use error::{CloseInfo, Error, Result};
 pub use flow::FlowSnapshot;

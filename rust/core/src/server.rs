@@ -20,6 +20,8 @@ struct Shared {
     sessions: Mutex<Registry>,
     admission: Arc<Admission>,
     options: ServerOptions,
+    /// With `QLOGDIR` set: the configuration each connection's own is made from.
+    qlog: Option<(crate::qlog::Qlog, quinn::ServerConfig)>,
 }
 
 /// The server's sessions, weakly held (a session lives as long as its connection's
@@ -69,7 +71,7 @@ impl Server {
         if options.bind.is_empty() {
             return Err(Error::Config("no address to bind".into()));
         }
-        let crypto = tls::server_crypto(identity)?;
+        let crypto = tls::server_crypto(identity, &options.client_auth)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
         let shared = Arc::new(Shared {
@@ -81,6 +83,8 @@ impl Server {
                 max_handshakes: options.max_handshakes,
             }),
             options: options.clone(),
+            qlog: crate::qlog::Qlog::from_env("server", &options.transport)
+                .map(|q| (q, server_config.clone())),
         });
         let mut endpoints = Vec::new();
         let mut chosen_port = None;
@@ -232,7 +236,14 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
     let peer = incoming.remote_address();
     // One deadline from the first packet to the application's answer.
     let deadline = Instant::now() + shared.options.request_timeout;
-    let conn = match timeout_at(deadline, incoming).await {
+    let connecting = match crate::qlog::accept(incoming, shared.qlog.as_ref()) {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
+            return;
+        }
+    };
+    let conn = match timeout_at(deadline, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             debug!(target: "fastwt.core", %peer, "handshake failed: {e}");

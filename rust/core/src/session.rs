@@ -341,6 +341,20 @@ impl Session {
         self.0.conn.remote_address()
     }
 
+    /// The peer's certificate chain as DER, leaf first (empty when it presented none:
+    /// a client without a certificate, or a server's session whose client was not asked).
+    pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        self.0
+            .conn
+            .peer_identity()
+            .and_then(|id| {
+                id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether this is the server's side of the session.
     pub fn is_server(&self) -> bool {
         self.0.is_server

@@ -1,4 +1,4 @@
-use crate::config::{CongestionControl, TransportOptions, TrustMode};
+use crate::config::{ClientAuth, CongestionControl, TransportOptions, TrustMode};
 use crate::credit;
 use crate::error::{Error, Result};
 use crate::identity::{sha256, Identity};
@@ -24,16 +24,53 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(provider)
 }
 
+/// TLS secrets go to the file named by `SSLKEYLOGFILE` (NSS key log format, what
+/// Wireshark reads to decrypt QUIC), as browsers and curl do; without the variable
+/// rustls' `KeyLogFile` does nothing. The variable is read when the server or client
+/// is made.
+fn key_log() -> Arc<dyn rustls::KeyLog> {
+    Arc::new(rustls::KeyLogFile::new())
+}
+
 fn tls_err(e: impl std::fmt::Display) -> Error {
     Error::Config(format!("TLS: {e}"))
 }
 
-/// quinn server crypto for an identity, TLS 1.3 with ALPN `h3`.
-pub fn server_crypto(identity: &Identity) -> Result<quinn::crypto::rustls::QuicServerConfig> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+/// quinn server crypto for an identity, TLS 1.3 with ALPN `h3`; with `client_auth`,
+/// client certificates are requested and checked by rustls' `WebPkiClientVerifier`
+/// against the CA file (chain, validity period, client-auth key usage, signatures).
+pub fn server_crypto(
+    identity: &Identity,
+    client_auth: &ClientAuth,
+) -> Result<quinn::crypto::rustls::QuicServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
-        .with_no_client_auth()
+        .map_err(tls_err)?;
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(path) | ClientAuth::Required(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in load_ca_file(path)? {
+                roots.add(cert).map_err(|e| {
+                    Error::Config(format!(
+                        "ca_certs ({}): not a usable CA certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            );
+            let verifier = if matches!(client_auth, ClientAuth::Optional(_)) {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(tls_err)?)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(
             identity.certificate_chain().to_vec(),
             identity.private_key(),
@@ -41,6 +78,7 @@ pub fn server_crypto(identity: &Identity) -> Result<quinn::crypto::rustls::QuicS
         .map_err(tls_err)?;
     cfg.alpn_protocols = vec![ALPN_H3.to_vec()];
     cfg.ignore_client_order = true;
+    cfg.key_log = key_log();
     quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(tls_err)
 }
 
@@ -87,6 +125,7 @@ pub fn client_crypto(
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![ALPN_H3.to_vec()];
+    cfg.key_log = key_log();
     quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(tls_err)
 }
 
