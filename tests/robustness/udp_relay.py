@@ -79,6 +79,7 @@ class NftWire:
             self._loss = loss
             self._blackout = False
             self._lock = threading.Lock()
+            self._timers: list[threading.Timer] = []
             self._apply()
         except BaseException:
             self.ns.close()
@@ -114,6 +115,7 @@ class NftWire:
         self.set(blackout=True)
         timer = threading.Timer(seconds, self.set, kwargs={"blackout": False})
         timer.daemon = True
+        self._timers.append(timer)
         timer.start()
         return timer
 
@@ -122,6 +124,10 @@ class NftWire:
         return self.ns.nft(f"list table inet {TABLE}\n")
 
     def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
         for s in (self.tx, self.rx_c2s, self.rx_s2c):
             s.close()
         self.ns.close()  # the namespace, and its nft table, end here
