@@ -36,7 +36,7 @@ from fastwt import WebTransportError, WebTransportSession
 pytestmark = pytest.mark.anyio
 
 DELAY = 0.05  # one way
-JITTER = 0.002  # ± uniform: packets sent closer than this may swap places
+JITTER = 0.002  # ± uniform: packets sent less than twice this apart may swap places
 LOSS = 0.05  # each way
 
 
