@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine or a developer's: installs what it
-# needs (Debian's chromium and firefox-esr for the browser tests, the Python test
-# dependencies), builds the extension, then runs the Rust and Python lint, type checks
+# needs (Debian's chromium and firefox-esr for the browser tests, nftables for the
+# network fault tests, the Python test dependencies), builds the extension, then runs the Rust and Python lint, type checks
 # and every test.
 #
 #   make test            # or: bash scripts/test.sh
@@ -27,22 +27,27 @@ as_root() {
     else echo "need root for: $*" >&2; return 1; fi
 }
 
-step "system packages (chromium and firefox-esr for the browser tests)"
+step "system packages (chromium and firefox-esr for the browser tests, nftables)"
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+# nft in a private network namespace drops packets for tests/robustness/test_network_faults.py
+[ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
     echo "installed: ${missing[*]}"
 elif [ ${#missing[@]} -gt 0 ]; then
-    echo "no apt-get: the browser tests of ${missing[*]} will be skipped (outside CI)"
+    echo "no apt-get: the tests that need ${missing[*]} will be skipped (outside CI)"
 fi
 for browser in /usr/bin/chromium /usr/bin/firefox-esr; do
     if [ -x "$browser" ]; then
         echo "$browser: $("$browser" --version 2>/dev/null | head -n1)"
     fi
 done
+if [ -x /usr/sbin/nft ]; then
+    echo "/usr/sbin/nft: $(/usr/sbin/nft --version 2>/dev/null | head -n1)"
+fi
 
 step "python: test dependencies and the extension (release build, editable install)"
 bash scripts/install.sh --test
