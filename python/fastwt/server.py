@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -145,6 +146,28 @@ class WebTransportServer:
             await self.listen()
         if self._closed_event is not None and not self._closing:
             await self._closed_event.wait()
+
+    def reload_certificate(
+        self, *, certfile: str | Path | None = None, keyfile: str | Path | None = None
+    ) -> str:
+        """Serves a new certificate to new connections; open sessions are not touched.
+
+        Reads ``certfile``/``keyfile``, by default the config's (re-read from disk:
+        replace the files, then call this); without any files it makes a fresh
+        development certificate (they expire within 14 days). Returns the new
+        certificate's SHA-256 (hex), which browsers pinning the old hash need.
+        """
+        if self._handle is None:
+            raise ServerError("the server is not listening")
+        certfile = certfile if certfile is not None else self._config.certfile
+        keyfile = keyfile if keyfile is not None else self._config.keyfile
+        self._handle.set_identity(
+            str(certfile) if certfile is not None else None,
+            str(keyfile) if keyfile is not None else None,
+        )
+        digest = self._handle.certificate_hash()
+        logger.info("certificate reloaded: SHA-256 %s", digest)
+        return digest
 
     def goaway(self) -> None:
         """Tells every connected client the server is going away (HTTP/3 GOAWAY; a fastwt

@@ -114,6 +114,20 @@ impl ServerHandle {
         self.server.session_count()
     }
 
+    /// Serves a new certificate to new connections (PEM files, or a fresh development
+    /// certificate when neither is given); open sessions keep theirs.
+    #[pyo3(signature = (certfile=None, keyfile=None))]
+    fn set_identity(
+        &self,
+        py: Python<'_>,
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+    ) -> PyResult<()> {
+        let identity = load_identity(certfile, keyfile)?;
+        py.detach(|| self.server.set_identity(&identity))
+            .map_err(to_py)
+    }
+
     /// Sends HTTP/3 GOAWAY on every live session's connection.
     fn goaway(&self) -> PyResult<()> {
         let _rt = runtime::get()?.enter();

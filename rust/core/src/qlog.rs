@@ -69,12 +69,11 @@ impl Qlog {
 /// configuration) is given.
 pub fn accept(
     incoming: quinn::Incoming,
-    qlog: Option<&(Qlog, quinn::ServerConfig)>,
+    qlog: Option<(&Qlog, quinn::ServerConfig)>,
 ) -> std::result::Result<quinn::Connecting, quinn::ConnectionError> {
-    let Some((qlog, base)) = qlog else {
+    let Some((qlog, mut config)) = qlog else {
         return incoming.accept();
     };
-    let mut config = base.clone();
     match qlog.transport_config(incoming.remote_address()) {
         Ok(transport) => {
             config.transport_config(transport);

@@ -20,8 +20,10 @@ struct Shared {
     sessions: Mutex<Registry>,
     admission: Arc<Admission>,
     options: ServerOptions,
-    /// With `QLOGDIR` set: the configuration each connection's own is made from.
-    qlog: Option<(crate::qlog::Qlog, quinn::ServerConfig)>,
+    /// With `QLOGDIR` set: where each connection's trace goes.
+    qlog: Option<crate::qlog::Qlog>,
+    /// The QUIC configuration new connections get (replaced by [`Server::set_identity`]).
+    config: Mutex<quinn::ServerConfig>,
 }
 
 /// The server's sessions, weakly held (a session lives as long as its connection's
@@ -53,7 +55,7 @@ impl Registry {
 pub struct Server {
     endpoints: Vec<quinn::Endpoint>,
     shared: Arc<Shared>,
-    certificate_hash: [u8; 32],
+    certificate_hash: Mutex<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Server {
@@ -71,9 +73,7 @@ impl Server {
         if options.bind.is_empty() {
             return Err(Error::Config("no address to bind".into()));
         }
-        let crypto = tls::server_crypto(identity, &options.client_auth)?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+        let server_config = quic_config(&options, identity)?;
         let shared = Arc::new(Shared {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
             sessions: Mutex::new(Registry::default()),
@@ -83,8 +83,8 @@ impl Server {
                 max_handshakes: options.max_handshakes,
             }),
             options: options.clone(),
-            qlog: crate::qlog::Qlog::from_env("server", &options.transport)
-                .map(|q| (q, server_config.clone())),
+            qlog: crate::qlog::Qlog::from_env("server", &options.transport),
+            config: Mutex::new(server_config.clone()),
         });
         let mut endpoints = Vec::new();
         let mut chosen_port = None;
@@ -107,8 +107,25 @@ impl Server {
         Ok(Self {
             endpoints,
             shared,
-            certificate_hash: identity.certificate_hash(),
+            certificate_hash: Mutex::new(identity.certificate_hash()),
         })
+    }
+
+    /// Serves `identity` to new connections from now on; sessions already open keep
+    /// theirs (their TLS handshake is done). For certificate rotation: development
+    /// certificates expire within 14 days, and `fastwt run` reloads on SIGHUP.
+    pub fn set_identity(&self, identity: &Identity) -> Result<()> {
+        if self.shared.requests.is_closed() {
+            return Err(Error::EndpointClosed);
+        }
+        let config = quic_config(&self.shared.options, identity)?;
+        for endpoint in &self.endpoints {
+            endpoint.set_server_config(Some(config.clone()));
+        }
+        *lock(&self.shared.config) = config;
+        *lock(&self.certificate_hash) = identity.certificate_hash();
+        info!(target: "fastwt.core", "certificate replaced");
+        Ok(())
     }
 
     /// The bound addresses (with the ports the OS chose for port 0).
@@ -121,7 +138,7 @@ impl Server {
 
     /// SHA-256 of the served leaf certificate.
     pub fn certificate_hash(&self) -> [u8; 32] {
-        self.certificate_hash
+        *lock(&self.certificate_hash)
     }
 
     /// Session requests waiting for the application.
@@ -206,6 +223,15 @@ impl Drop for Server {
     }
 }
 
+/// The QUIC server configuration for an identity: TLS (client auth as configured) and
+/// the transport knobs.
+fn quic_config(options: &ServerOptions, identity: &Identity) -> Result<quinn::ServerConfig> {
+    let crypto = tls::server_crypto(identity, &options.client_auth)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+    Ok(config)
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address();
@@ -236,7 +262,11 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
     let peer = incoming.remote_address();
     // One deadline from the first packet to the application's answer.
     let deadline = Instant::now() + shared.options.request_timeout;
-    let connecting = match crate::qlog::accept(incoming, shared.qlog.as_ref()) {
+    let traced = shared
+        .qlog
+        .as_ref()
+        .map(|q| (q, lock(&shared.config).clone()));
+    let connecting = match crate::qlog::accept(incoming, traced) {
         Ok(connecting) => connecting,
         Err(e) => {
             debug!(target: "fastwt.core", %peer, "handshake failed: {e}");
