@@ -6,27 +6,20 @@ client sends; live clients still get in. The server runs in its own process
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 import pytest
 from raw_client import connect_request, raw_connection, response_status
 from robustness_figures import long_mode, record
+from server_process import ServerProcess, server_process
 
 from fastwt import ClientConfig, WebTransportClient
 from fastwt.errors import WebTransportError
 
 pytestmark = pytest.mark.anyio
 
-PEER = Path(__file__).with_name("peers") / "flood_server.py"
 MIB = 1 << 20
 
 
@@ -35,58 +28,13 @@ def anyio_backend() -> str:
     return "asyncio"  # the raw aioquic client runs on asyncio
 
 
-@dataclass
-class FloodServer:
-    proc: subprocess.Popen[str]
-    port: int
-    certificate_hash: str
-    stats: dict[str, int] = field(default_factory=dict)
-
-    def rss(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        assert found is not None
-        return int(found.group(1)) * 1024
-
-    async def live_echo(self) -> bytes:
-        trust = ClientConfig(server_certificate_hashes=[self.certificate_hash])
-        async with WebTransportClient(config=trust) as client:
-            with anyio.fail_after(10):
-                session = await client.connect(url=f"https://127.0.0.1:{self.port}/live")
-                stream = await session.create_bidirectional_stream()
-                await stream.write(data=b"live", end_stream=True)
-                data = await stream.read_all()
-            await session.close()
-            return data
-
-
 @pytest.fixture(params=["unaccepted", "unread", "slow"])
-def flood_server(request: pytest.FixtureRequest) -> Iterator[FloodServer]:
-    proc = subprocess.Popen(
-        [sys.executable, str(PEER), request.param],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready = proc.stdout.readline().split()
-    assert ready and ready[0] == "READY", ready
-    server = FloodServer(proc, int(ready[1]), ready[2])
-
-    def read_stats() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("STATS "):
-                server.stats = json.loads(line[6:])
-
-    threading.Thread(target=read_stats, daemon=True).start()
-    try:
+def flood_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    with server_process(request.param) as server:
         yield server
-    finally:
-        proc.kill()
-        proc.wait()
 
 
-async def flood_streams(server: FloodServer, seconds: float, accepted: bool) -> int:
+async def flood_streams(server: ServerProcess, seconds: float, accepted: bool) -> int:
     """Opens uni streams of 64 KiB (finished) and bidi streams of 1 MiB (never finished)
     for ``seconds``; returns the bytes handed to QUIC."""
     offered = 0
@@ -112,7 +60,7 @@ async def flood_streams(server: FloodServer, seconds: float, accepted: bool) -> 
     return offered
 
 
-async def flood_uni_streams_fast(server: FloodServer, seconds: float) -> tuple[int, int]:
+async def flood_uni_streams_fast(server: ServerProcess, seconds: float) -> tuple[int, int]:
     """Finished 64 KiB unidirectional streams as fast as a Rust client sends them (a
     stream read to its FIN frees QUIC credit, so only the server's queue bounds them)."""
     trust = ClientConfig(server_certificate_hashes=[server.certificate_hash])
@@ -135,7 +83,7 @@ async def flood_uni_streams_fast(server: FloodServer, seconds: float) -> tuple[i
 
 
 async def test_floods_stay_bounded_and_live_clients_get_in(
-    flood_server: FloodServer, request: pytest.FixtureRequest
+    flood_server: ServerProcess, request: pytest.FixtureRequest
 ) -> None:
     mode = request.node.callspec.params["flood_server"]
     seconds = 20.0 if long_mode(request.config) else 3.0

@@ -2,7 +2,8 @@
 alone (``/proc/<pid>/status``). Sessions on ``/live`` are echoed; sessions on ``/flood``
 are treated as the case asks: ``unaccepted`` (never answered), ``unread`` (accepted, no
 stream ever taken) or ``slow`` (accepted, one datagram read every 10 ms). Prints
-``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``."""
+``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``. A second
+argument sets ``request_timeout`` (default 60 s). ``/live`` echoes datagrams too."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ from fastwt import ServerConfig, WebTransportServer, WebTransportSession
 
 async def echo(session: WebTransportSession) -> None:
     await session.accept()
-    async for stream in session.incoming_bidirectional_streams():
-        data = await stream.read_all()
-        await stream.write(data=data, end_stream=True)
+    async with anyio.create_task_group() as tg:
+
+        async def datagrams() -> None:
+            while True:
+                await session.send_datagram(data=await session.read_datagram())
+
+        tg.start_soon(datagrams)
+        async for stream in session.incoming_bidirectional_streams():
+            data = await stream.read_all()
+            await stream.write(data=data, end_stream=True)
+        tg.cancel_scope.cancel()
 
 
 async def flood(session: WebTransportSession, mode: str, stats: dict[str, int]) -> None:
@@ -36,8 +45,8 @@ async def flood(session: WebTransportSession, mode: str, stats: dict[str, int]) 
         await anyio.sleep(0.01)
 
 
-async def main(mode: str) -> None:
-    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, request_timeout=60.0)
+async def main(mode: str, request_timeout: float) -> None:
+    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, request_timeout=request_timeout)
     stats = {"read": 0, "dropped": 0}
     async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
         await server.listen()
@@ -45,7 +54,9 @@ async def main(mode: str) -> None:
 
         async def report() -> None:
             while True:
-                print("STATS", json.dumps({**stats, "sessions": server.session_count}), flush=True)
+                stats["sessions"] = server.session_count
+                stats["handshakes"] = server.handshake_count
+                print("STATS", json.dumps(stats), flush=True)
                 await anyio.sleep(0.2)
 
         async def handle(session: WebTransportSession) -> None:
@@ -63,4 +74,4 @@ async def main(mode: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1])
+    anyio.run(main, sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 60.0)
