@@ -571,6 +571,16 @@ def test_core_durations_out_of_range_are_errors_not_panics() -> None:
             Transport(max_idle_timeout=value)
 
 
+def test_core_certificate_hash_of_non_ascii_is_an_error_not_a_panic() -> None:
+    # Found while reading the hash check the config test relies on: 64 bytes that are
+    # not all ASCII ("a" + 31 "é" + "b") made the Rust side slice inside a character
+    # (a panic). ClientConfig refuses such a hash before; the core must too.
+    from fastwt._core import ClientHandle
+
+    with pytest.raises(ValueError, match="certificate hash"):
+        ClientHandle(trust="hashes", certificate_hashes=["a" + "é" * 31 + "b"])
+
+
 @pytest.mark.anyio
 async def test_server_close_with_an_endless_grace_returns() -> None:
     # shutdown_grace=inf passed ServerConfig and made close() panic in Rust; the core

@@ -7,13 +7,14 @@
 //! result as the whole ("need more" until complete, as the stream readers in driver.rs
 //! rely on); over-limit lengths are errors given just their header.
 //!
-//! Cases per property: `PROPTEST_CASES` (default 256), so `cargo test` stays quick.
+//! Cases per property: `PROPTEST_CASES` (default 256), so `cargo test` stays quick;
+//! with `CI` set the seed is fixed (`PROPTEST_RNG_SEED` overrides it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fastwt_core::h3::{self, Capsule, RawFrame};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
 
 const VARINT_MAX: u64 = (1 << 62) - 1;
 
@@ -26,7 +27,17 @@ fn config() -> Config {
         cases,
         // Failing inputs are kept as plain #[test]s below, not as regression files.
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        rng_seed: seed(),
         ..Config::default()
+    }
+}
+
+/// The same cases on every CI run (`CI` set), unless `PROPTEST_RNG_SEED` says otherwise;
+/// fresh ones elsewhere.
+fn seed() -> RngSeed {
+    match (std::env::var_os("CI"), std::env::var("PROPTEST_RNG_SEED")) {
+        (Some(_), Err(_)) => RngSeed::Fixed(0x6661_7374_7774),
+        _ => Config::default().rng_seed,
     }
 }
 
