@@ -22,7 +22,6 @@ import logging
 import logging.config
 import os
 import shlex
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -451,8 +450,10 @@ def run_app(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             if threading.current_thread() is threading.main_thread():
-                await tg.start(_cancel_on_signals, tg.cancel_scope)
-                tg.start_soon(_reload_certificate_on_sighup, app)
+                reload = functools.partial(_reload_certificate, app)
+                await tg.start(
+                    functools.partial(_cancel_on_signals, tg.cancel_scope, on_hangup=reload)
+                )
 
             async def serve(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
                 await app.serve(host=host, port=port, task_status=task_status, **overrides)
@@ -468,20 +469,15 @@ def run_app(
         logging.getLogger("fastwt.cli").info("interrupted")
 
 
-async def _reload_certificate_on_sighup(app: ServerApp) -> None:
-    """SIGHUP re-reads the certificate files (or makes a new development certificate)
+def _reload_certificate(app: ServerApp) -> None:
+    """On SIGHUP: re-read the certificate files (or make a new development certificate)
     for new connections, as nginx reloads on SIGHUP; open sessions are not touched."""
-    if not hasattr(signal, "SIGHUP"):
-        return
-    log = logging.getLogger("fastwt.cli")
-    with anyio.open_signal_receiver(signal.SIGHUP) as signals:
-        async for _ in signals:
-            try:
-                digest = app.server.reload_certificate()
-            except Exception as exc:  # a bad file must not stop the server
-                log.error("SIGHUP: certificate not reloaded: %s", exc)
-            else:
-                print(f"certificate reloaded, SHA-256: {digest}", flush=True)
+    try:
+        digest = app.server.reload_certificate()
+    except Exception as exc:  # a bad file must not stop the server
+        logging.getLogger("fastwt.cli").error("SIGHUP: certificate not reloaded: %s", exc)
+    else:
+        print(f"certificate reloaded, SHA-256: {digest}", flush=True)
 
 
 def _print_run_banner(app: ServerApp, addresses: Sequence[tuple[str, int]]) -> None:

@@ -1,10 +1,15 @@
 """Server and client configuration: frozen, keyword-only dataclasses with documented
-defaults. Values are checked when the config is made, so mistakes fail early."""
+defaults. Values are checked when the config is made, so mistakes fail early: any value
+of a wrong type or out of range raises ``ConfigurationError`` there, and a config that
+builds is one the Rust core takes (durations are finite seconds, at most 2**32; sizes
+and counts are ints within the core's integer types)."""
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
-from collections.abc import Sequence
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,28 +20,82 @@ __all__ = ["ClientConfig", "ServerConfig"]
 
 _CONGESTION = ("cubic", "bbr", "newreno")
 
+# Bounds of what the Rust core takes: sizes are usize, stream counts u32 (at most 2**31
+# here), flow-control windows QUIC varints (send_window a u64), and durations must be
+# representable (quinn's idle timeout and deadline arithmetic): at most 2**32 s.
+_USIZE = 2**64 - 1
+_VARINT = 2**62 - 1
+_MAX_SECONDS = float(2**32)
+
+
+def _int(cfg: ServerConfig | ClientConfig, name: str, lo: int, hi: int, what: str) -> None:
+    """``name`` must be an ``int`` (not a ``bool``) in ``lo..hi``; ``what`` says so."""
+    value = getattr(cfg, name)
+    if type(value) is bool or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigurationError(f"{name} must be {what}, got {value!r}")
+
+
+def _seconds(
+    cfg: ServerConfig | ClientConfig, name: str, *, optional: bool = False, zero: bool = False
+) -> None:
+    """``name`` must be a finite number of seconds, positive (or ``zero`` allowed), at
+    most 2**32; ``None`` too when ``optional``."""
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    number = type(value) is not bool and isinstance(value, int | float)
+    if not number or not (0 <= value if zero else 0 < value) or not value <= _MAX_SECONDS:
+        sign = "non-negative" if zero else "positive"
+        none = " or None" if optional else ""
+        raise ConfigurationError(
+            f"{name} must be a {sign} number of seconds (at most 2**32){none}, got {value!r}"
+        )
+
+
+def _path(cfg: ServerConfig | ClientConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    if value is not None and not isinstance(value, str | Path):
+        raise ConfigurationError(f"{name} must be a path (str or Path) or None, got {value!r}")
+
 
 def _check_common(cfg: ServerConfig | ClientConfig) -> None:
-    if cfg.max_idle_timeout is not None and cfg.max_idle_timeout <= 0:
-        raise ConfigurationError("max_idle_timeout must be positive or None")
-    if cfg.keep_alive_interval is not None and cfg.keep_alive_interval <= 0:
-        raise ConfigurationError("keep_alive_interval must be positive or None")
-    if cfg.congestion_control_algorithm not in _CONGESTION:
+    _seconds(cfg, "max_idle_timeout", optional=True)
+    _seconds(cfg, "keep_alive_interval", optional=True)
+    if not isinstance(cfg.congestion_control_algorithm, str) or (
+        cfg.congestion_control_algorithm not in _CONGESTION
+    ):
         raise ConfigurationError(f"congestion_control_algorithm must be one of {_CONGESTION}")
-    for name in ("stream_receive_window", "receive_window", "send_window"):
-        if getattr(cfg, name) <= 0:
-            raise ConfigurationError(f"{name} must be positive")
-    if cfg.datagram_queue_size < 1:
-        raise ConfigurationError("datagram_queue_size must be at least 1")
-    if cfg.datagram_queue_bytes < 1:
-        raise ConfigurationError("datagram_queue_bytes must be at least 1")
-    if not 1 <= cfg.max_concurrent_bidi_streams <= 2**31:
-        raise ConfigurationError("max_concurrent_bidi_streams must be in 1..2**31")
-    if not 1 <= cfg.max_concurrent_uni_streams <= 2**31:
-        raise ConfigurationError("max_concurrent_uni_streams must be in 1..2**31")
+    for name in ("stream_receive_window", "receive_window"):
+        _int(cfg, name, 1, _VARINT, "positive (at most 2**62 - 1)")
+    _int(cfg, "send_window", 1, _USIZE, "positive (at most 2**64 - 1)")
+    _int(cfg, "datagram_queue_size", 1, _USIZE, "at least 1")
+    _int(cfg, "datagram_queue_bytes", 1, _USIZE, "at least 1")
+    _int(cfg, "max_concurrent_bidi_streams", 1, 2**31, "in 1..2**31")
+    _int(cfg, "max_concurrent_uni_streams", 1, 2**31, "in 1..2**31")
     for name in ("wt_max_data", "wt_max_streams_bidi", "wt_max_streams_uni"):
-        if not 1 <= getattr(cfg, name) <= 2**60:
-            raise ConfigurationError(f"{name} must be in 1..2**60")
+        _int(cfg, name, 1, 2**60, "in 1..2**60")
+    _path(cfg, "certfile")
+    _path(cfg, "keyfile")
+    if (cfg.certfile is None) != (cfg.keyfile is None):
+        raise ConfigurationError("certfile and keyfile must be given together")
+
+
+def _check_host(host: object) -> None:
+    # What WebTransportServer.listen() hands the core: "localhost" and "" are mapped
+    # there, anything else must be an IP address (IPv6 with or without brackets).
+    if not isinstance(host, str):
+        raise ConfigurationError(f"bind_host entries must be str, got {host!r}")
+    if host in ("localhost", ""):
+        return
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        ok = False
+    else:
+        ok = "%" not in bare  # a scope id: the core's parser takes none
+    if not ok:
+        raise ConfigurationError(f"bind_host must be IP addresses or 'localhost', got {host!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,20 +171,24 @@ class ServerConfig:
     certificate is ``session.peer_certificate``."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.bind_port <= 65535:
-            raise ConfigurationError(f"bind_port must be 0..65535, got {self.bind_port}")
-        if (self.certfile is None) != (self.keyfile is None):
-            raise ConfigurationError("certfile and keyfile must be given together")
-        if self.max_sessions < 1:
-            raise ConfigurationError("max_sessions must be at least 1")
-        if self.max_sessions_per_ip is not None and self.max_sessions_per_ip < 1:
-            raise ConfigurationError("max_sessions_per_ip must be at least 1 (or None)")
-        if self.max_handshakes < 1:
-            raise ConfigurationError("max_handshakes must be at least 1")
-        if self.request_timeout <= 0:
-            raise ConfigurationError("request_timeout must be positive")
-        if self.max_datagram_size < 1:
-            raise ConfigurationError("max_datagram_size must be positive")
+        hosts = [self.bind_host] if isinstance(self.bind_host, str) else self.bind_host
+        if not isinstance(hosts, Sequence) or not hosts:
+            raise ConfigurationError(
+                f"bind_host must be an address or a non-empty list of them, got {self.bind_host!r}"
+            )
+        for host in hosts:
+            _check_host(host)
+        _int(self, "bind_port", 0, 65535, "0..65535")
+        _int(self, "max_sessions", 1, _USIZE, "at least 1")
+        if self.max_sessions_per_ip is not None:
+            _int(self, "max_sessions_per_ip", 1, _USIZE, "at least 1 (or None)")
+        _int(self, "max_handshakes", 1, _USIZE, "at least 1")
+        _int(self, "pending_request_capacity", 1, _USIZE, "at least 1")
+        if not isinstance(self.retry, bool):
+            raise ConfigurationError(f"retry must be a bool, got {self.retry!r}")
+        _seconds(self, "request_timeout")
+        _int(self, "max_datagram_size", 1, _USIZE, "positive")
+        _seconds(self, "shutdown_grace", zero=True)
         if self.verify_mode not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
             raise ConfigurationError(
                 f"verify_mode must be an ssl.VerifyMode, got {self.verify_mode!r}"
@@ -183,14 +246,29 @@ class ClientConfig:
     wt_max_streams_uni: int = 100
 
     def __post_init__(self) -> None:
-        if self.connect_timeout <= 0:
-            raise ConfigurationError("connect_timeout must be positive")
-        if (self.certfile is None) != (self.keyfile is None):
-            raise ConfigurationError("certfile and keyfile must be given together")
-        for h in self.server_certificate_hashes:
-            clean = h.replace(":", "").replace(" ", "")
-            if len(clean) != 64:
+        _seconds(self, "connect_timeout")
+        _path(self, "ca_certs")
+        try:
+            ssl.VerifyMode(self.verify_mode)  # ssl.CERT_NONE or its int, 0, and so on
+        except (ValueError, TypeError):
+            raise ConfigurationError(
+                f"verify_mode must be an ssl.VerifyMode, got {self.verify_mode!r}"
+            ) from None
+        hashes = self.server_certificate_hashes
+        if isinstance(hashes, str | bytes) or not isinstance(hashes, Sequence):
+            raise ConfigurationError(
+                f"server_certificate_hashes must be a list of str, got {hashes!r}"
+            )
+        for h in hashes:
+            clean = h.replace(":", "").replace(" ", "") if isinstance(h, str) else ""
+            if len(clean) != 64 or not all(c in string.hexdigits for c in clean):
                 raise ConfigurationError(f"certificate hash must be 64 hex digits: {h!r}")
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ConfigurationError(f"headers must map str to str, got {self.headers!r}")
+        if self.user_agent is not None and not isinstance(self.user_agent, str):
+            raise ConfigurationError(f"user_agent must be a str or None, got {self.user_agent!r}")
         _check_common(self)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from . import _bridge
 from ._core import Op, SessionHandle
@@ -61,13 +61,16 @@ class WebTransportSession:
 
     @property
     def path_without_query(self) -> str:
-        return urlsplit(self._handle.path).path
+        """The ``:path`` up to its first ``?``: what the framework's router matches."""
+        return self._handle.path.partition("?")[0]
 
     @property
     def query(self) -> dict[str, str]:
         """The query string parsed (the last value wins for repeated keys)."""
         if self._query is None:
-            self._query = dict(parse_qsl(urlsplit(self._handle.path).query))
+            # Everything after the first "?" (a ":path" is never a full URL: urlsplit would
+            # read "//host/..." as an authority and refuse "//[x" outright).
+            self._query = dict(parse_qsl(self._handle.path.partition("?")[2]))
         return self._query
 
     @property

@@ -555,13 +555,19 @@ async def _close_session(session: SessionProtocol, *, error_code: int, reason: s
 
 
 async def _cancel_on_signals(
-    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    scope: anyio.CancelScope,
+    *,
+    on_hangup: Callable[[], None] | None = None,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Cancel ``scope`` on the first SIGINT or SIGTERM (a second one, during shutdown,
-    gets Python's default behaviour)."""
+    gets Python's default behaviour). With ``on_hangup``, SIGHUP calls it instead (one
+    receiver for every signal: a second receiver changed how the first one is removed)."""
     signals = [signal.SIGINT]
     if hasattr(signal, "SIGTERM"):
         signals.append(signal.SIGTERM)
+    if on_hangup is not None and hasattr(signal, "SIGHUP"):
+        signals.append(signal.SIGHUP)
     try:
         receiver = anyio.open_signal_receiver(*signals)
         received = receiver.__enter__()
@@ -574,6 +580,9 @@ async def _cancel_on_signals(
     with receiver:
         task_status.started()
         async for signum in received:
+            if on_hangup is not None and signum == getattr(signal, "SIGHUP", None):
+                on_hangup()
+                continue
             _logger.info("received %s; shutting down", signal.Signals(signum).name)
             scope.cancel()
             return

@@ -24,14 +24,17 @@ def _text(value: str | bytes) -> str:
 def header_map(headers: Headers) -> Mapping[str, str]:
     """The header fields as a mapping of lower-case names to ``str`` values.
 
-    A mapping whose names are all lower-case ``str`` is returned as is (no copy on the
-    common path). Otherwise names are lower-cased and ``bytes`` decoded; a name given
-    more than once has its values joined with ``", "``, as RFC 9110 combines repeated
-    fields. Pseudo-header fields (``:path``) are dropped.
+    A mapping whose names are all lower-case ``str`` (and none a pseudo-header) is
+    returned as is (no copy on the common path). Otherwise names are lower-cased and
+    ``bytes`` decoded; a name given more than once has its values joined with ``", "``,
+    as RFC 9110 combines repeated fields. Pseudo-header fields (``:path``) are dropped.
     """
     pairs: list[tuple[str | bytes, str | bytes]]
     if isinstance(headers, Mapping):
-        if all(type(k) is str and k.islower() and type(v) is str for k, v in headers.items()):
+        if all(
+            type(k) is str and k.islower() and not k.startswith(":") and type(v) is str
+            for k, v in headers.items()
+        ):
             return headers
         pairs = list(headers.items())
     else:

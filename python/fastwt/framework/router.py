@@ -40,7 +40,9 @@ class RequestRouter:
         """
         try:
             compiled = re.compile(pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
+            # re raises OverflowError for a repeat count over its limit ("a{4294967296}")
+            # and RecursionError for groups nested too deeply to compile.
             raise ValueError(f"invalid route pattern {pattern!r}: {exc}") from exc
         self._pattern_routes.append((compiled, handler))
         _logger.debug("added pattern route %r", pattern)

@@ -15,7 +15,8 @@ pub struct ClientHandle {
 
 fn parse_hash(h: &str) -> PyResult<[u8; 32]> {
     let clean: String = h.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
-    if clean.len() != 64 {
+    // ASCII only: the slicing below is by bytes (64 bytes of "é"s and others panicked).
+    if clean.len() != 64 || !clean.is_ascii() {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "certificate hash must be 32 bytes of hex, got {h:?}"
         )));

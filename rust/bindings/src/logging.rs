@@ -92,7 +92,8 @@ pub fn set_log_level(level: i32) {
 /// (python level, target, message).
 #[pyfunction]
 pub fn next_log_records(py: Python<'_>, timeout: f64) -> Vec<(u8, String, String)> {
-    let wait = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    // NaN waits not at all (clamp keeps NaN, which from_secs_f64 panics on).
+    let wait = Duration::try_from_secs_f64(timeout.clamp(0.0, 60.0)).unwrap_or(Duration::ZERO);
     py.detach(|| {
         let q = lock(&QUEUE.records);
         let (mut q, _) = QUEUE

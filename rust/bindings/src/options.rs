@@ -2,13 +2,19 @@ use fastwt_core::{CongestionControl, TransportOptions};
 use pyo3::prelude::*;
 use std::time::Duration;
 
-/// A positive, finite number of seconds from Python; `what` names it in the error.
+/// Longest duration taken from Python, in seconds (2^32, 136 years): far below what
+/// `Duration` holds and what deadline arithmetic (`Instant + Duration`) can add.
+pub(crate) const MAX_SECS: f64 = 4_294_967_296.0;
+
+/// A positive, finite number of seconds from Python, at most [`MAX_SECS`]; `what` names
+/// it in the error (`Duration::from_secs_f64` would panic on NaN or a huge value, and
+/// `Instant::now() + d` on a huge `d`).
 pub(crate) fn positive_secs(s: f64, what: &str) -> PyResult<Duration> {
-    if s.is_finite() && s > 0.0 {
+    if s > 0.0 && s <= MAX_SECS {
         Ok(Duration::from_secs_f64(s))
     } else {
         Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "{what} must be a positive number of seconds, got {s}"
+            "{what} must be a positive number of seconds (at most 2**32), got {s}"
         )))
     }
 }

@@ -1,7 +1,7 @@
 use crate::errors::to_py;
 use crate::notifier::Notifier;
 use crate::op::{Op, OpValue};
-use crate::options::{positive_secs, Transport};
+use crate::options::{positive_secs, Transport, MAX_SECS};
 use crate::runtime;
 use crate::session::SessionHandle;
 use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
@@ -153,7 +153,13 @@ impl ServerHandle {
     /// Closes every session with `code`/`reason`, then the sockets (after `grace` s).
     fn close(&self, code: u32, reason: String, grace: f64) -> PyResult<Op> {
         let server = self.server.clone();
-        let grace = Duration::from_secs_f64(grace.max(0.0));
+        // Negative or NaN is no grace, more than MAX_SECS is MAX_SECS (a huge value would
+        // panic in from_secs_f64 or in the deadline's Instant arithmetic).
+        let grace = if grace > 0.0 {
+            Duration::from_secs_f64(grace.min(MAX_SECS))
+        } else {
+            Duration::ZERO
+        };
         Op::spawn(async move {
             server.close(code, &reason, grace).await;
             Ok(OpValue::Unit)

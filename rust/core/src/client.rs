@@ -44,12 +44,13 @@ pub fn parse_url(url: &str) -> Result<Target> {
     let rest = url
         .strip_prefix("https://")
         .ok_or_else(|| Error::Config(format!("URL must start with https://: {url:?}")))?;
+    // The fragment is never sent; it may follow the authority directly.
+    let rest = rest.split('#').next().unwrap_or_default();
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
         None => (rest, "/".to_string()),
     };
-    let path = path.split('#').next().unwrap_or("/").to_string();
     if authority.is_empty() || authority.contains('@') {
         return Err(Error::Config(format!("bad authority in URL {url:?}")));
     }
