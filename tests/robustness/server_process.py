@@ -55,10 +55,12 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(mode: str = "unread", request_timeout: float = 60.0) -> Iterator[ServerProcess]:
+def server_process(
+    mode: str = "unread", request_timeout: float = 60.0, idle_timeout: float = 30.0
+) -> Iterator[ServerProcess]:
     """Starts the server (``mode``: what it does with ``/flood`` sessions) and stops it."""
     proc = subprocess.Popen(
-        [sys.executable, str(PEER), mode, str(request_timeout)],
+        [sys.executable, str(PEER), mode, str(request_timeout), str(idle_timeout)],
         stdout=subprocess.PIPE,
         text=True,
     )

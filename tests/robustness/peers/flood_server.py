@@ -3,7 +3,8 @@ alone (``/proc/<pid>/status``). Sessions on ``/live`` are echoed; sessions on ``
 are treated as the case asks: ``unaccepted`` (never answered), ``unread`` (accepted, no
 stream ever taken) or ``slow`` (accepted, one datagram read every 10 ms). Prints
 ``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``. A second
-argument sets ``request_timeout`` (default 60 s). ``/live`` echoes datagrams too."""
+and third argument set ``request_timeout`` (default 60 s) and ``max_idle_timeout``
+(default 30 s). ``/live`` echoes datagrams too."""
 
 from __future__ import annotations
 
@@ -45,8 +46,13 @@ async def flood(session: WebTransportSession, mode: str, stats: dict[str, int]) 
         await anyio.sleep(0.01)
 
 
-async def main(mode: str, request_timeout: float) -> None:
-    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, request_timeout=request_timeout)
+async def main(mode: str, request_timeout: float, idle_timeout: float) -> None:
+    config = ServerConfig(
+        bind_host="127.0.0.1",
+        bind_port=0,
+        request_timeout=request_timeout,
+        max_idle_timeout=idle_timeout,
+    )
     stats = {"read": 0, "dropped": 0}
     async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
         await server.listen()
@@ -74,4 +80,5 @@ async def main(mode: str, request_timeout: float) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 60.0)
+    args = [float(a) for a in sys.argv[2:4]]
+    anyio.run(main, sys.argv[1], *args, *[60.0, 30.0][len(args) :])
