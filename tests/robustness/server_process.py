@@ -56,7 +56,7 @@ class ServerProcess:
 
 @contextmanager
 def server_process(
-    mode: str = "unread", request_timeout: float = 60.0, idle_timeout: float = 30.0
+    mode: str = "unread", request_timeout: float = 10.0, idle_timeout: float = 30.0
 ) -> Iterator[ServerProcess]:
     """Starts the server (``mode``: what it does with ``/flood`` sessions) and stops it."""
     proc = subprocess.Popen(

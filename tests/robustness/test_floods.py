@@ -30,7 +30,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(params=["unaccepted", "unread", "slow"])
 def flood_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    with server_process(request.param) as server:
+    # An unaccepted session must stay unanswered for the whole flood.
+    with server_process(request.param, request_timeout=60.0) as server:
         yield server
 
 

@@ -16,6 +16,8 @@ pub mod config;
 mod control;
 /// Stream credit: small limits for idle sessions, the configured ones on first use.
 mod credit;
+/// The answer deadline of session requests (one watcher task per server).
+mod deadline;
 /// Draft negotiation (02, 07..14, 15), peer SETTINGS validation, RFC 8941 strings.
 pub mod draft;
 /// The per-connection HTTP/3 driver tasks.

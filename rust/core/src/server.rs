@@ -24,6 +24,8 @@ struct Shared {
     qlog: Option<crate::qlog::Qlog>,
     /// The QUIC configuration new connections get (replaced by [`Server::set_identity`]).
     config: Mutex<quinn::ServerConfig>,
+    /// Requests waiting for the application's answer, refused at their deadline.
+    deadlines: Arc<crate::deadline::Deadlines>,
 }
 
 /// The server's sessions, weakly held (a session lives as long as its connection's
@@ -85,7 +87,9 @@ impl Server {
             options: options.clone(),
             qlog: crate::qlog::Qlog::from_env("server", &options.transport),
             config: Mutex::new(server_config.clone()),
+            deadlines: Arc::default(),
         });
+        tokio::spawn(crate::deadline::Deadlines::run(shared.deadlines.clone()));
         let mut endpoints = Vec::new();
         let mut chosen_port = None;
         for addr in &options.bind {
@@ -320,10 +324,5 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
         return;
     }
     // A request the application does not answer in time is refused, not left pending.
-    tokio::time::sleep_until(deadline).await;
-    if session.phase() == SessionPhase::Requested {
-        warn!(target: "fastwt.core", %peer, path = session.path(), "refused with 503: not answered within request_timeout");
-        let retry = vec![("retry-after".into(), "1".into())];
-        let _ = tokio::time::timeout(Duration::from_secs(1), session.reject(503, retry)).await;
-    }
+    shared.deadlines.watch(&session, deadline);
 }

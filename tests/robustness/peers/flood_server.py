@@ -3,7 +3,7 @@ alone (``/proc/<pid>/status``). Sessions on ``/live`` are echoed; sessions on ``
 are treated as the case asks: ``unaccepted`` (never answered), ``unread`` (accepted, no
 stream ever taken) or ``slow`` (accepted, one datagram read every 10 ms). Prints
 ``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``. A second
-and third argument set ``request_timeout`` (default 60 s) and ``max_idle_timeout``
+and third argument set ``request_timeout`` (default 10 s) and ``max_idle_timeout``
 (default 30 s). ``/live`` echoes datagrams too."""
 
 from __future__ import annotations
@@ -81,4 +81,4 @@ async def main(mode: str, request_timeout: float, idle_timeout: float) -> None:
 
 if __name__ == "__main__":
     args = [float(a) for a in sys.argv[2:4]]
-    anyio.run(main, sys.argv[1], *args, *[60.0, 30.0][len(args) :])
+    anyio.run(main, sys.argv[1], *args, *[10.0, 30.0][len(args) :])
