@@ -333,7 +333,10 @@ async fn send_pump(
                         }
                     }
                 });
+                // `biased`: the write is polled first, so a write quinn takes at once (the
+                // usual case) never polls (and registers a waker for) the reset check.
                 let written = tokio::select! {
+                    biased;
                     written = inner.write_all_chunks(&mut chunks) => written,
                     code = reset => {
                         if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
