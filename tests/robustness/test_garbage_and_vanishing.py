@@ -111,7 +111,7 @@ VANISHING = textwrap.dedent(
     from fastwt import ClientConfig, WebTransportClient
 
     async def main(port: int, digest: str, count: int) -> None:
-        config = ClientConfig(server_certificate_hashes=[digest], max_idle_timeout=60)
+        config = ClientConfig(server_certificate_hashes=[digest], max_idle_timeout=600)
         async with WebTransportClient(config=config) as client:
             sessions = [
                 await client.connect(url=f"https://127.0.0.1:{port}/flood")

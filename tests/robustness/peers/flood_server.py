@@ -4,11 +4,13 @@ are treated as the case asks: ``unaccepted`` (never answered), ``unread`` (accep
 stream ever taken) or ``slow`` (accepted, one datagram read every 10 ms). Prints
 ``READY <port> <certificate hash>`` and, every 0.2 s, ``STATS <json>``. A second
 and third argument set ``request_timeout`` (default 10 s) and ``max_idle_timeout``
-(default 30 s). ``/live`` echoes datagrams too."""
+(default 30 s); ``FLOOD_MAX_SESSIONS`` sets ``max_sessions``. ``/live`` echoes datagrams
+too."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import anyio
@@ -52,6 +54,7 @@ async def main(mode: str, request_timeout: float, idle_timeout: float) -> None:
         bind_port=0,
         request_timeout=request_timeout,
         max_idle_timeout=idle_timeout,
+        max_sessions=int(os.environ.get("FLOOD_MAX_SESSIONS", "10000")),
     )
     stats = {"read": 0, "dropped": 0}
     async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
