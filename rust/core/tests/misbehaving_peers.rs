@@ -51,6 +51,30 @@ async fn next_request(server: &Server) -> Session {
     .unwrap()
 }
 
+/// A raw HTTP/3 client's WebTransport session on `conn`, accepted by `server`: our
+/// control stream (kept open by the caller), the CONNECT stream's halves, the session.
+async fn raw_session(
+    server: &Server,
+    conn: &quinn::Connection,
+    addr: std::net::SocketAddr,
+) -> (
+    quinn::SendStream,
+    quinn::SendStream,
+    quinn::RecvStream,
+    Session,
+) {
+    let mut control = conn.open_uni().await.unwrap();
+    control
+        .write_all(&h3::control_stream_preamble())
+        .await
+        .unwrap();
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(&connect_request(addr)).await.unwrap();
+    let session = next_request(server).await;
+    session.accept(vec![]).await.unwrap();
+    (control, send, recv, session)
+}
+
 /// The server still serves a well-behaved client.
 async fn still_serving(server: &Server, client: &Client, addr: std::net::SocketAddr) {
     let url = format!("https://{addr}/good");
@@ -73,15 +97,7 @@ async fn still_serving(server: &Server, client: &Client, addr: std::net::SocketA
 async fn malformed_capsule_and_frames_on_the_connect_stream() {
     let (server, client, addr) = setup();
     let conn = raw_connection(&client, addr).await;
-    let mut control = conn.open_uni().await.unwrap();
-    control
-        .write_all(&h3::control_stream_preamble())
-        .await
-        .unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr)).await.unwrap();
-    let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    let (_control, mut send, _recv, session) = raw_session(&server, &conn, addr).await;
     // 01 00: an empty HEADERS frame; then a CLOSE_WEBTRANSPORT_SESSION capsule that is
     // too short to hold its error code.
     send.write_all(&[0x01, 0x00]).await.unwrap();
@@ -115,15 +131,7 @@ async fn oversize_and_malformed_close_capsules_are_protocol_errors() {
     ] {
         let (server, client, addr) = setup();
         let conn = raw_connection(&client, addr).await;
-        let mut control = conn.open_uni().await.unwrap();
-        control
-            .write_all(&h3::control_stream_preamble())
-            .await
-            .unwrap();
-        let (mut send, _recv) = conn.open_bi().await.unwrap();
-        send.write_all(&connect_request(addr)).await.unwrap();
-        let session = next_request(&server).await;
-        session.accept(vec![]).await.unwrap();
+        let (_control, mut send, _recv, session) = raw_session(&server, &conn, addr).await;
         send.write_all(&h3::encode_frame(h3::FRAME_DATA, &capsule))
             .await
             .unwrap();
@@ -175,15 +183,7 @@ async fn silent_client_times_out_and_oversized_headers_are_refused() {
 async fn reset_gets_through_a_write_blocked_by_a_peer_that_never_reads() {
     let (server, client, addr) = setup();
     let conn = raw_connection(&client, addr).await;
-    let mut control = conn.open_uni().await.unwrap();
-    control
-        .write_all(&h3::control_stream_preamble())
-        .await
-        .unwrap();
-    let (mut connect, _connect_recv) = conn.open_bi().await.unwrap();
-    connect.write_all(&connect_request(addr)).await.unwrap();
-    let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    let (_control, _connect, _connect_recv, session) = raw_session(&server, &conn, addr).await;
     let mut send = session.open_uni().await.unwrap();
     // More than the peer's stream window (4 MiB) plus our buffer: the pump blocks.
     let data = vec![7u8; 6 << 20];
@@ -249,15 +249,7 @@ async fn shutdown_is_bounded_when_a_peer_grants_no_credit() {
     // never reads, so no more credit comes.
     transport.stream_receive_window(200u32.into());
     let conn = raw_connection_with(&client, addr, transport).await;
-    let mut control = conn.open_uni().await.unwrap();
-    control
-        .write_all(&h3::control_stream_preamble())
-        .await
-        .unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr)).await.unwrap();
-    let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    let (_control, _send, _recv, session) = raw_session(&server, &conn, addr).await;
     let started = std::time::Instant::now();
     let reason = "x".repeat(1000);
     tokio::time::timeout(
