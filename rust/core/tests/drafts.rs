@@ -4,37 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fastwt_core::h3;
-use fastwt_core::{
-    Client, ClientOptions, Draft, Error, Identity, Server, ServerOptions, Session,
-    TransportOptions, TrustMode,
-};
+use fastwt_core::{Client, Draft, Error, Server, ServerOptions, Session, TransportOptions};
 use std::time::Duration;
 
+mod common;
+use common::raw_connection;
+
 fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) {
-    let identity = Identity::development().unwrap();
-    let options = ServerOptions {
-        bind: vec!["127.0.0.1:0".parse().unwrap()],
+    common::setup(ServerOptions {
         request_timeout: Duration::from_millis(800),
         transport,
         ..Default::default()
-    };
-    let server = Server::bind(options, &identity).unwrap();
-    let addr = server.local_addrs()[0];
-    let client = Client::new(ClientOptions {
-        trust: TrustMode::CertificateHashes(vec![identity.certificate_hash()]),
-        ..Default::default()
     })
-    .unwrap();
-    (server, client, addr)
-}
-
-async fn raw_connection(client: &Client, addr: std::net::SocketAddr) -> quinn::Connection {
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint
-        .connect_with(client.quic_config(), addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap()
 }
 
 /// A control stream preamble with exactly these settings.

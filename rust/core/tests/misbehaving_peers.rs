@@ -2,33 +2,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fastwt_core::h3;
-use fastwt_core::{Client, ClientOptions, Identity, Server, ServerOptions, Session, TrustMode};
+use fastwt_core::{Client, Server, ServerOptions, Session};
 use std::time::Duration;
 
+mod common;
+use common::raw_connection;
+
 fn setup() -> (Server, Client, std::net::SocketAddr) {
-    let identity = Identity::development().unwrap();
-    let options = ServerOptions {
-        bind: vec!["127.0.0.1:0".parse().unwrap()],
+    common::setup(ServerOptions {
         request_timeout: Duration::from_millis(500),
         ..Default::default()
-    };
-    let server = Server::bind(options, &identity).unwrap();
-    let addr = server.local_addrs()[0];
-    let client = Client::new(ClientOptions {
-        trust: TrustMode::CertificateHashes(vec![identity.certificate_hash()]),
-        ..Default::default()
     })
-    .unwrap();
-    (server, client, addr)
-}
-
-async fn raw_connection(client: &Client, addr: std::net::SocketAddr) -> quinn::Connection {
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint
-        .connect_with(client.quic_config(), addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap()
 }
 
 fn connect_request(addr: std::net::SocketAddr) -> Vec<u8> {
@@ -207,20 +191,12 @@ async fn reset_gets_through_a_write_blocked_by_a_peer_that_never_reads() {
     );
 }
 
-/// A raw client connection with its own transport settings (e.g. no stream credit).
 async fn raw_connection_with(
     client: &Client,
     addr: std::net::SocketAddr,
     transport: quinn::TransportConfig,
 ) -> quinn::Connection {
-    let mut config = client.quic_config();
-    config.transport_config(std::sync::Arc::new(transport));
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint
-        .connect_with(config, addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap()
+    common::raw_connection_with(client, addr, Some(transport)).await
 }
 
 #[tokio::test]
