@@ -16,7 +16,13 @@ from aioquic.h3.connection import H3_ALPN
 from aioquic.h3.events import HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 
-__all__ = ["connect_request", "raw_connection", "response_status", "session_close_data"]
+__all__ = [
+    "accepted_session",
+    "connect_request",
+    "raw_connection",
+    "response_status",
+    "session_close_data",
+]
 
 
 @contextlib.asynccontextmanager
@@ -78,3 +84,15 @@ async def response_status(client: WebTransportProtocol, stream_id: int, wait: fl
             await asyncio.sleep(0.005)
 
     return await asyncio.wait_for(status(), wait)
+
+
+@contextlib.asynccontextmanager
+async def accepted_session(
+    port: int, path: str = "/", **quic: Any
+) -> AsyncIterator[WebTransportProtocol]:
+    """A raw connection whose CONNECT to ``path`` the server answered with 200
+    (``client.session_id`` is set)."""
+    async with raw_connection(port, **quic) as client:
+        session_id = connect_request(client, path, port=port)
+        assert await response_status(client, session_id) == b"200"
+        yield client

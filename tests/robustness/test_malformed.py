@@ -11,7 +11,7 @@ import pytest
 from _aioquic_peer import bidi_echo
 from aioquic.buffer import encode_uint_var
 from integration.echo_server import EchoServer, echo_server
-from raw_client import connect_request, raw_connection, response_status
+from raw_client import accepted_session, connect_request, raw_connection, response_status
 from robustness_figures import record
 
 from fastwt import WebTransportSession
@@ -116,9 +116,9 @@ async def test_unknown_frames_and_capsules_are_ignored(
 ) -> None:
     echo, _live = serving
     port = echo.server.local_addresses[0][1]
-    async with raw_connection(port) as client:
-        session_id = connect_request(client, port=port)
-        assert await response_status(client, session_id) == b"200"
+    async with accepted_session(port) as client:
+        session_id = client.session_id
+        assert session_id is not None
         unknown_frame = frame(0x21 + 0x1F * 7, b"reserved frame type")
         unknown_capsule = encode_uint_var(0x17) + encode_uint_var(3) + b"abc"
         client._quic.send_stream_data(
@@ -134,9 +134,9 @@ async def test_a_stream_reset_mid_transfer_costs_only_that_stream(
 ) -> None:
     echo, _live = serving
     port = echo.server.local_addresses[0][1]
-    async with raw_connection(port) as client:
-        session_id = connect_request(client, port=port)
-        assert await response_status(client, session_id) == b"200"
+    async with accepted_session(port) as client:
+        session_id = client.session_id
+        assert session_id is not None
         stream_id = client.open_bidi_stream()
         client._quic.send_stream_data(stream_id, b"x" * 50_000)
         client._quic.reset_stream(stream_id, 0x10C)

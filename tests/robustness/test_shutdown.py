@@ -13,7 +13,7 @@ import time
 import anyio
 import anyio.abc
 import pytest
-from raw_client import connect_request, raw_connection, response_status
+from raw_client import accepted_session
 from robustness_figures import record
 
 from fastwt import ClientConfig, ErrorCodes, ServerConfig, WebTransportClient, WebTransportSession
@@ -64,11 +64,9 @@ async def test_graceful_shutdown_is_bounded_and_loses_nothing_written() -> None:
         trust = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
         async with (
             WebTransportClient(config=trust) as client,
-            raw_connection(port, max_stream_data=1, max_data=64) as stingy,
+            accepted_session(port, "/idle", max_stream_data=1, max_data=64),
         ):
             reader = await client.connect(url=f"https://127.0.0.1:{port}/push")
-            stingy_id = connect_request(stingy, "/idle", port=port)
-            assert await response_status(stingy, stingy_id) == b"200"
             incoming = reader.incoming_unidirectional_streams()
             stream = await anext(incoming)
             with anyio.fail_after(5):
