@@ -17,6 +17,8 @@ __all__ = [
     "SessionHandle",
     "Transport",
     "__version__",
+    "broadcast_datagram",
+    "broadcast_stream",
     "dropped_log_records",
     "generate_dev_certificate",
     "io_spin_us",
@@ -30,6 +32,20 @@ __version__: str
 def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, str]:
     """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
     localhost, 127.0.0.1, ::1 and ``names``."""
+
+def broadcast_datagram(
+    handles: Iterable[SessionHandle], data: bytes | bytearray | memoryview
+) -> int:
+    """Sends ``data`` as one datagram on every session of ``handles`` in one call (GIL
+    released); returns how many took it. Closed sessions, sessions without datagrams and
+    sessions whose limit is below ``len(data)`` are skipped, never raised for."""
+
+def broadcast_stream(
+    handles: Iterable[SessionHandle], data: bytes | bytearray | memoryview, timeout: float = 10.0
+) -> int:
+    """Sends ``data`` on a new unidirectional stream of every open session of
+    ``handles`` (the stream holds exactly ``data``, then ends); returns how many were
+    started. A stream not written within ``timeout`` s is reset with code 0x10b."""
 
 def set_log_level(level: int) -> None:
     """The most verbose Python logging level the Rust side produces records for."""

@@ -7,7 +7,8 @@ unchanged.
 
 Modules: ``types`` (the protocols everything shares), ``exceptions``, ``router``,
 ``middleware`` (the chain), ``headers`` (reading any form of ``Headers``), one module
-per bundled middleware (``auth``, ``cors``, ``ratelimit``), and ``app``.
+per bundled middleware (``auth``, ``cors``, ``ratelimit``, ``ratelimit_redis``), ``rooms``
+(rooms of sessions), ``cluster`` (the Redis bus rooms use across processes), and ``app``.
 """
 
 from fastwt.framework.app import ServerApp
@@ -16,6 +17,7 @@ from fastwt.framework.cors import create_cors_middleware
 from fastwt.framework.exceptions import MiddlewareRejected
 from fastwt.framework.middleware import MiddlewareManager
 from fastwt.framework.ratelimit import RateLimiter, create_rate_limit_middleware
+from fastwt.framework.rooms import Room
 from fastwt.framework.router import RequestRouter
 from fastwt.framework.types import (
     AuthHandlerProtocol,
@@ -34,6 +36,7 @@ __all__ = [
     "MiddlewareRejected",
     "RateLimiter",
     "RequestRouter",
+    "Room",
     "ServerApp",
     "SessionHandler",
     "SessionProtocol",

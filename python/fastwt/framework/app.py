@@ -6,13 +6,14 @@ import dataclasses
 import enum
 import inspect
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -21,6 +22,7 @@ from fastwt.config import ServerConfig
 from fastwt.errors import ErrorCodes
 from fastwt.framework.exceptions import MiddlewareRejected
 from fastwt.framework.middleware import MiddlewareManager
+from fastwt.framework.rooms import Room, RoomRegistry
 from fastwt.framework.router import RequestRouter
 from fastwt.framework.types import (
     MiddlewareProtocol,
@@ -29,6 +31,9 @@ from fastwt.framework.types import (
     StatefulMiddlewareProtocol,
 )
 from fastwt.server import WebTransportServer
+
+if TYPE_CHECKING:
+    from fastwt.framework.cluster import RedisBus
 
 __all__ = ["ServerApp"]
 
@@ -89,10 +94,30 @@ class ServerApp:
     """Seconds a session handler may run before it is cancelled and the session closed
     with ``handler_error_code`` (reason ``"handler timed out"``); None: no limit."""
 
-    def __init__(self, *, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self, *, config: ServerConfig | None = None, broker: str | RedisBus | None = None
+    ) -> None:
         """Create the app and its server; with no ``config``, a ``ServerConfig()``
-        whose development certificate is generated at startup (no files needed)."""
+        whose development certificate is generated at startup (no files needed).
+
+        ``broker``: where rooms meet across processes and nodes — a Redis URL
+        (``redis://host:6379/0``, ``unix:///path/redis.sock``) or a configured
+        :class:`~fastwt.framework.cluster.RedisBus`; default the ``FASTWT_BROKER``
+        environment variable (``fastwt run --broker`` sets it), else none: rooms are
+        local to this process. The broker is connected by ``startup()``, which fails
+        when it is unreachable.
+        """
         self._server = WebTransportServer(config=config if config is not None else ServerConfig())
+        if broker is None:
+            broker = os.environ.get("FASTWT_BROKER", "").strip() or None
+        bus: RedisBus | None = None
+        if isinstance(broker, str):
+            from fastwt.framework.cluster import RedisBus
+
+            bus = RedisBus(broker)
+        elif broker is not None:
+            bus = broker
+        self._rooms = RoomRegistry(bus=bus)
         self._router = RequestRouter()
         self._middleware = MiddlewareManager()
         self._stateful_middleware: list[StatefulMiddlewareProtocol] = []
@@ -140,6 +165,24 @@ class ServerApp:
     def server(self) -> WebTransportServer:
         """Return the underlying WebTransportServer instance."""
         return self._server
+
+    @property
+    def broker(self) -> RedisBus | None:
+        """The cluster bus rooms use across processes (``None``: rooms are local)."""
+        return self._rooms.bus
+
+    def room(self, name: str) -> Room:
+        """The room called ``name`` (the same object on every call; see
+        :class:`~fastwt.framework.rooms.Room`). With a broker it spans every process
+        and node using that broker. Without one it is local to this process, and when
+        ``FASTWT_WORKER_COUNT`` says this is one of several workers it raises
+        ``ConfigurationError`` instead of splitting the room silently."""
+        return self._rooms.room(name)
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """The rooms made so far, by name."""
+        return self._rooms.rooms
 
     @property
     def router(self) -> RequestRouter:
@@ -315,7 +358,8 @@ class ServerApp:
     async def startup(self) -> None:
         """Run startup handlers and enter stateful middleware.
 
-        Middleware are entered first (registration order), then handlers run. Runs
+        The broker (if any) is connected first, then middleware are entered
+        (registration order), then handlers run. Runs
         once: later calls do nothing; after ``shutdown()`` it raises ``RuntimeError``.
         If it fails, whatever was entered is exited and the exception propagates.
         """
@@ -326,6 +370,8 @@ class ServerApp:
         self._state = _State.STARTING
         stack = AsyncExitStack()
         try:
+            if self._rooms.bus is not None:
+                await stack.enter_async_context(self._rooms.bus)
             for middleware in self._stateful_middleware:
                 await stack.enter_async_context(middleware)
             for handler in self._startup_handlers:
@@ -449,7 +495,17 @@ class ServerApp:
                 goaway()
             raise
         finally:
+            await self._leave_rooms(session)
             await _close_session(session, error_code=error_code, reason=reason)
+
+    async def _leave_rooms(self, session: SessionProtocol) -> None:
+        """A session whose handler ended leaves its rooms (shielded, bounded: Redis may
+        be slow or gone; the heartbeat and presence expiry clean up after it)."""
+        with anyio.move_on_after(_SESSION_CLOSE_TIMEOUT, shield=True):
+            try:
+                await self._rooms.forget(session)
+            except Exception as exc:
+                _logger.debug("session %s: leaving its rooms failed: %r", session.session_id, exc)
 
 
 def _check_kwargs(

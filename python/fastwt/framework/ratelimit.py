@@ -9,10 +9,14 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from fastwt.framework.exceptions import MiddlewareRejected
 from fastwt.framework.types import SessionProtocol
+
+if TYPE_CHECKING:
+    from fastwt.framework.cluster import RedisBus
+    from fastwt.framework.ratelimit_redis import RedisRateLimiter
 
 __all__ = ["RateLimiter", "client_ip", "create_rate_limit_middleware"]
 
@@ -215,8 +219,30 @@ def create_rate_limit_middleware(
     window_seconds: int = _WINDOW_TTL,
     cleanup_interval: int = _CLEANUP_INTERVAL,
     max_tracked_ips: int = _TRACKED_IP_CAPACITY,
-) -> RateLimiter:
-    """Instantiate a stateful rate-limiting middleware (see :class:`RateLimiter`)."""
+    backend: str | RedisBus | None = None,
+) -> RateLimiter | RedisRateLimiter:
+    """Instantiate a stateful rate-limiting middleware (see :class:`RateLimiter`).
+
+    ``backend`` (a fastwt addition): ``None`` (default) keeps the counts in this
+    process; a Redis URL, or the app's cluster bus (``app.broker``), keeps them in Redis
+    so that every process and node enforces one limit
+    (:class:`~fastwt.framework.ratelimit_redis.RedisRateLimiter`: same window, same
+    429 and ``retry-after``; ``cleanup_interval`` and ``max_tracked_ips`` are then
+    validated but unused, Redis expiry bounds the memory).
+    """
+    if backend is not None:
+        from fastwt.framework.ratelimit_redis import RedisRateLimiter
+
+        # Same validation as the in-process limiter, so a bad value fails either way.
+        RateLimiter(
+            max_requests=max_requests,
+            window_seconds=window_seconds,
+            cleanup_interval=cleanup_interval,
+            max_tracked_ips=max_tracked_ips,
+        )
+        return RedisRateLimiter(
+            backend=backend, max_requests=max_requests, window_seconds=window_seconds
+        )
     return RateLimiter(
         max_requests=max_requests,
         window_seconds=window_seconds,

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 
 /// `ClientHandle`: connects sessions.
 mod client;
+/// One payload to many sessions in one call (room broadcasts), GIL released.
+mod fanout;
 /// Mapping of core errors to the `fastwt.errors` hierarchy.
 mod errors;
 /// Rust log records to Python `logging` through a queue (no GIL on tokio threads).
@@ -43,6 +45,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::SendStreamHandle>()?;
     m.add_class::<stream::RecvStreamHandle>()?;
     m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
+    m.add_function(wrap_pyfunction!(fanout::broadcast_datagram, m)?)?;
+    m.add_function(wrap_pyfunction!(fanout::broadcast_stream, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_spin_us, m)?)?;
     m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;

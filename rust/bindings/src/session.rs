@@ -35,6 +35,11 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
+    /// The core session, for calls that work on many handles at once (`fanout`).
+    pub(crate) fn core(&self) -> &Session {
+        &self.session
+    }
+
     pub fn new(session: Session) -> Self {
         Self {
             session,

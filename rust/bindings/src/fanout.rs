@@ -1,0 +1,99 @@
+//! One payload to many sessions in one call: what a room broadcast needs, with no
+//! Python code run per recipient and the GIL released while the sends go out.
+
+use crate::runtime;
+use crate::session::{with_buffer, SessionHandle};
+use fastwt_core::{Session, SessionPhase};
+use pyo3::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The WebTransport stream error code a broadcast stream is reset with when it could
+/// not be written within its timeout (the application's code 0x10b: "too slow").
+const STREAM_TIMEOUT_CODE: u32 = 0x10b;
+
+/// Collects the core sessions of `handles` (any iterable of `SessionHandle`) under the
+/// GIL; the `Session`s are reference-counted clones, free to use without it.
+fn sessions_of(handles: &Bound<'_, PyAny>) -> PyResult<Vec<Session>> {
+    let mut out = Vec::new();
+    for item in handles.try_iter()? {
+        let item = item?;
+        let handle = item.cast::<SessionHandle>()?;
+        out.push(handle.get().core().clone());
+    }
+    Ok(out)
+}
+
+/// Sends `data` as one datagram on every session of `handles`; returns how many took
+/// it. Sessions that are closed, do not accept datagrams, or whose limit is below
+/// `len(data)` are skipped (never raises for them): a broadcast is at most once.
+/// Like `send_datagram`, it never waits (quinn drops its oldest queued datagram when
+/// a connection's buffer is full).
+#[pyfunction]
+pub fn broadcast_datagram(
+    py: Python<'_>,
+    handles: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    let sessions = sessions_of(handles)?;
+    with_buffer(data, |payload| {
+        py.detach(|| {
+            sessions
+                .iter()
+                .filter(|s| s.send_datagram(payload).is_ok())
+                .count()
+        })
+    })
+}
+
+/// Sends `data` on a new unidirectional stream of every session of `handles` (the
+/// stream carries exactly `data`, then ends) and returns how many streams were
+/// started; the writes finish on the I/O runtime. A stream not written within
+/// `timeout` seconds (a peer that does not read, or grants no stream) is reset with
+/// code 0x10b, so a slow member costs at most one payload of memory for that long.
+/// Sessions not open (closed, or still a request) are skipped.
+#[pyfunction]
+#[pyo3(signature = (handles, data, timeout=10.0))]
+pub fn broadcast_stream(
+    py: Python<'_>,
+    handles: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    timeout: f64,
+) -> PyResult<usize> {
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "timeout must be a positive number of seconds, got {timeout}"
+        )));
+    }
+    let limit = Duration::from_secs_f64(timeout);
+    let sessions = sessions_of(handles)?;
+    let payload: Arc<[u8]> = with_buffer(data, |b| Arc::from(b))?;
+    let rt = runtime::get()?;
+    Ok(py.detach(|| {
+        let mut started = 0;
+        for session in sessions {
+            if session.phase() != SessionPhase::Accepted {
+                continue;
+            }
+            started += 1;
+            let payload = Arc::clone(&payload);
+            rt.spawn(async move {
+                let deadline = tokio::time::Instant::now() + limit;
+                let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, session.open_uni()).await
+                else {
+                    return;
+                };
+                match tokio::time::timeout_at(deadline, stream.write_all(&payload)).await {
+                    Ok(Ok(())) => {
+                        let _ = stream.finish();
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => {
+                        let _ = stream.reset(STREAM_TIMEOUT_CODE);
+                    }
+                }
+            });
+        }
+        started
+    }))
+}

@@ -1,0 +1,119 @@
+"""Fixtures of the cluster tests: a real ``redis-server`` (Debian's package) on a Unix
+socket in a fresh temporary directory, and cluster nodes as separate processes
+(``node_app.py``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from process_support import OutputProcess
+
+NODE_APP = Path(__file__).with_name("node_app.py")
+
+
+class RedisServer:
+    """``redis-server`` on a Unix socket (``--port 0``: no TCP), no persistence. Can be
+    stopped and started again on the same socket (a restart loses every key, as a
+    Redis without persistence does)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start (exit status {self.proc.poll()})")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """SIGKILL (an abrupt outage, not a shutdown), then wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.socket.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A running redis-server, stopped after the test. Missing redis-server skips the
+    test (fails it under CI, where scripts/test.sh installs it)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (scripts/test.sh installs it)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    # A short path: Unix socket paths are limited to 107 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="fwredis"))
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class Node:
+    """A running ``node_app.py`` process."""
+
+    process: OutputProcess
+    port: int
+    cert_hash: str
+    node_id: str
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def kill(self) -> None:
+        self.process.proc.send_signal(signal.SIGKILL)
+        self.process.proc.wait(10)
+
+
+@pytest.fixture
+def start_node(redis_server: RedisServer) -> Iterator[Callable[..., Node]]:
+    """Start cluster nodes on ``redis_server``; each is stopped (SIGINT, then killed)
+    after the test."""
+    nodes: list[Node] = []
+
+    def start(*args: str) -> Node:
+        process = OutputProcess(
+            [sys.executable, str(NODE_APP), redis_server.url, *args], label=f"node {args}"
+        )
+        match = process.wait_for(r"NODE READY port=(\d+) hash=(\w+) node=(\w+)", timeout=60)
+        node = Node(process, int(match[1]), match[2], match[3])
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.process.stop()

@@ -1,0 +1,153 @@
+"""Rooms without a broker (one process), through the real server on loopback: the Rust
+fan-out, streams, leaving, presence, and the errors for misuse."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from fastwt import ConfigurationError, ServerConfig, WebTransportSession
+from fastwt.framework import ServerApp
+from fastwt.testing import TestClient
+
+pytestmark = pytest.mark.anyio
+
+
+def room_app() -> ServerApp:
+    """``/room/<name>``: joins; every datagram is broadcast to the others; ``STREAM``
+    broadcasts 6000 bytes on streams, ``BIG`` 4000 bytes (too large for any datagram)."""
+    app = ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
+
+    @app.pattern_route(pattern=r"/room/(?P<name>\w+)")
+    async def member(session: WebTransportSession, name: str) -> None:
+        room = app.room(name)
+        await room.join(session)
+        async for data in session.datagrams():
+            if data == b"BIG":
+                await room.broadcast(b"x" * 4000)
+            elif data == b"STREAM":
+                await room.broadcast(b"state " * 1000, datagram=False, exclude=session)
+            else:
+                await room.broadcast(data, exclude=session)
+
+    return app
+
+
+async def wait_members(app: ServerApp, name: str, count: int) -> None:
+    with anyio.fail_after(10):
+        while len(app.room(name).members()) != count:
+            await anyio.sleep(0.01)
+
+
+async def test_datagram_broadcast_reaches_every_other_member() -> None:
+    app = room_app()
+    async with TestClient(app) as client:
+        ada, bob, cy = [await client.connect("/room/lobby") for _ in range(3)]
+        eve = await client.connect("/room/attic")
+        await wait_members(app, "lobby", 3)
+        await wait_members(app, "attic", 1)
+        await ada.send_datagram(data=b"tick 1")
+        with anyio.fail_after(10):
+            assert await bob.read_datagram() == b"tick 1"
+            assert await cy.read_datagram() == b"tick 1"
+        # The sender was excluded; the other room heard nothing.
+        with anyio.move_on_after(0.3):
+            extra = await ada.read_datagram()
+            pytest.fail(f"the sender got its own broadcast {extra!r}")
+        with anyio.move_on_after(0.05):
+            extra = await eve.read_datagram()
+            pytest.fail(f"another room got {extra!r}")
+        stats = app.room("lobby").stats()
+        assert stats["broadcasts"] == 1
+        assert stats["sent"] == 2
+        assert await app.room("lobby").presence() == sorted(f"local:{n}" for n in range(1, 4))
+
+
+async def test_stream_broadcast_and_leaving_on_close() -> None:
+    app = room_app()
+    async with TestClient(app) as client:
+        ada, bob, cy = [await client.connect("/room/lobby") for _ in range(3)]
+        await wait_members(app, "lobby", 3)
+        await ada.send_datagram(data=b"STREAM")
+        for member in (bob, cy):
+            with anyio.fail_after(10):
+                stream = await member.accept_unidirectional_stream()
+                assert await stream.read_all() == b"state " * 1000
+        # A member that closes leaves every room by itself.
+        await cy.close()
+        await wait_members(app, "lobby", 2)
+        assert len(await app.room("lobby").presence()) == 2
+        await ada.send_datagram(data=b"after")
+        with anyio.fail_after(10):
+            assert await bob.read_datagram() == b"after"
+        assert app.room("lobby").stats()["sent"] == 3
+
+
+async def test_a_datagram_too_large_for_every_member_is_skipped_and_counted() -> None:
+    app = room_app()
+    async with TestClient(app) as client:
+        ada, bob = [await client.connect("/room/lobby") for _ in range(2)]
+        await wait_members(app, "lobby", 2)
+        await ada.send_datagram(data=b"BIG")
+        with anyio.fail_after(10):
+            while app.room("lobby").stats()["skipped"] < 2:
+                await anyio.sleep(0.01)
+        assert app.room("lobby").stats()["sent"] == 0
+        # The room still works, and nobody was dropped for it.
+        await ada.send_datagram(data=b"small")
+        with anyio.fail_after(10):
+            assert await bob.read_datagram() == b"small"
+        assert len(app.room("lobby").members()) == 2
+
+
+async def test_join_leave_and_the_room_registry() -> None:
+    app = room_app()
+    async with TestClient(app) as client:
+        ada = await client.connect("/room/lobby")
+        await wait_members(app, "lobby", 1)
+        (server_side,) = app.room("lobby").members()
+        assert server_side in app.room("lobby")
+        assert app.room("lobby") is app.room("lobby")
+        assert set(app.rooms) == {"lobby"}
+        # Joining twice is harmless; leaving twice too.
+        await app.room("lobby").join(server_side)
+        assert len(app.room("lobby")) == 1
+        await app.room("lobby").leave(server_side)
+        await app.room("lobby").leave(server_side)
+        assert app.room("lobby").members() == []
+        assert await app.room("lobby").presence() == []
+        await ada.close()
+
+
+async def test_bad_room_names_and_closed_sessions_are_refused() -> None:
+    app = room_app()
+    for bad in ("", "x" * 201, "tab\there", 7):
+        with pytest.raises(ValueError, match="room name"):
+            app.room(bad)  # type: ignore[arg-type]
+    async with TestClient(app) as client:
+        ada = await client.connect("/room/lobby")
+        await wait_members(app, "lobby", 1)
+        (server_side,) = app.room("lobby").members()
+        await ada.close()
+        with anyio.fail_after(10):
+            while not server_side.is_closed:
+                await anyio.sleep(0.01)
+        with pytest.raises(ValueError, match="closed session"):
+            await app.room("other").join(server_side)
+
+
+def test_rooms_without_a_broker_refuse_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ServerApp()
+    monkeypatch.setenv("FASTWT_WORKER_COUNT", "4")
+    with pytest.raises(ConfigurationError, match="split between 4 worker processes"):
+        app.room("lobby")
+    monkeypatch.setenv("FASTWT_WORKER_COUNT", "many")
+    with pytest.raises(ConfigurationError, match="FASTWT_WORKER_COUNT"):
+        app.room("lobby")
+    monkeypatch.setenv("FASTWT_WORKER_COUNT", "1")
+    assert app.room("lobby").name == "lobby"
+
+
+def test_a_broker_url_that_is_not_redis_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="redis://"):
+        ServerApp(broker="http://localhost:6379")
