@@ -304,24 +304,51 @@ class ServerApp:
         self._apply_config_overrides(kwargs)
         self._serve_done = anyio.Event()
         try:
-            async with AsyncExitStack() as stack:
-                if self._context_stack is None:
-                    await stack.enter_async_context(self)
-                await self._server.listen(host=host, port=port)
-                addresses = list(self._server.local_addresses)
-                _logger.info("ServerApp serving on %s", addresses)
-                with anyio.CancelScope() as scope:
-                    self._serve_scope = scope
-                    try:
-                        async with anyio.create_task_group() as tg:
-                            task_status.started(addresses)
-                            async for session in self._server.incoming_sessions():
-                                tg.start_soon(self._handle_session_request, session)
-                    finally:
-                        self._serve_scope = None
+            # The broker and middleware that hold a connection run in tasks of their
+            # own for as long as the app serves (their clients' task groups must live
+            # in one task, not in the lifespan stack); a broker that cannot be reached
+            # fails here, before the server binds.
+            async with anyio.create_task_group() as services:
+                for service in self._background_services():
+                    await services.start(service)
+                try:
+                    await self._serve_sessions(host, port, task_status)
+                finally:
+                    services.cancel_scope.cancel()
         finally:
             done, self._serve_done = self._serve_done, None
             done.set()
+
+    def _background_services(self) -> list[Callable[..., Any]]:
+        """``run(*, task_status)`` callables to run while serving: the broker's, and
+        each middleware's ``run_in_background`` (e.g. a Redis rate limiter's)."""
+        services: list[Callable[..., Any]] = []
+        if self._rooms.bus is not None:
+            services.append(self._rooms.bus.run)
+        for middleware in self._stateful_middleware:
+            run = getattr(middleware, "run_in_background", None)
+            if callable(run):
+                services.append(run)
+        return services
+
+    async def _serve_sessions(
+        self, host: str | None, port: int | None, task_status: TaskStatus[Any]
+    ) -> None:
+        async with AsyncExitStack() as stack:
+            if self._context_stack is None:
+                await stack.enter_async_context(self)
+            await self._server.listen(host=host, port=port)
+            addresses = list(self._server.local_addresses)
+            _logger.info("ServerApp serving on %s", addresses)
+            with anyio.CancelScope() as scope:
+                self._serve_scope = scope
+                try:
+                    async with anyio.create_task_group() as tg:
+                        task_status.started(addresses)
+                        async for session in self._server.incoming_sessions():
+                            tg.start_soon(self._handle_session_request, session)
+                finally:
+                    self._serve_scope = None
 
     async def shutdown(self) -> None:
         """Run shutdown handlers and exit stateful middleware.
@@ -358,8 +385,7 @@ class ServerApp:
     async def startup(self) -> None:
         """Run startup handlers and enter stateful middleware.
 
-        The broker (if any) is connected first, then middleware are entered
-        (registration order), then handlers run. Runs
+        Middleware are entered first (registration order), then handlers run. Runs
         once: later calls do nothing; after ``shutdown()`` it raises ``RuntimeError``.
         If it fails, whatever was entered is exited and the exception propagates.
         """
@@ -370,8 +396,6 @@ class ServerApp:
         self._state = _State.STARTING
         stack = AsyncExitStack()
         try:
-            if self._rooms.bus is not None:
-                await stack.enter_async_context(self._rooms.bus)
             for middleware in self._stateful_middleware:
                 await stack.enter_async_context(middleware)
             for handler in self._startup_handlers:

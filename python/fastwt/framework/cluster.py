@@ -42,11 +42,12 @@ import logging
 import secrets
 import struct
 from collections import deque
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+from anyio.abc import TaskStatus
 
 from fastwt.errors import ConfigurationError
 from fastwt.errors import ConnectionError as WTConnectionError
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
     from fastwt.framework.rooms import RoomRegistry
 
-__all__ = ["BROKER_ENV", "RedisBus", "connect_redis"]
+__all__ = ["BROKER_ENV", "RedisBus", "connect_redis", "run_until_cancelled"]
 
 _logger = logging.getLogger(__name__)
 
@@ -124,8 +125,8 @@ class RedisBus:
     ``ServerApp(broker="redis://host:6379/0")`` makes one with the defaults; pass a
     ``RedisBus`` to choose ``prefix``, ``presence_ttl`` (seconds a dead node stays
     present, default 10), ``queue_size`` (messages waiting for the fan-out, default
-    4096) or ``node_id`` (default: 16 random bytes, hex). Entered by the app's
-    ``startup()`` and exited by its ``shutdown()`` (in the same task, as ServerApp does).
+    4096) or ``node_id`` (default: 16 random bytes, hex). Runs while the app serves
+    (``ServerApp.serve()`` starts :meth:`run` in a task of its own).
     """
 
     def __init__(
@@ -164,7 +165,7 @@ class RedisBus:
         self._registry: RoomRegistry | None = None
         self._client: coredis.Redis[bytes] | None = None
         self._presence_script: Any = None
-        self._stack: AsyncExitStack | None = None
+        self._running = False
         self._inbox: deque[tuple[str, int, bytes]] = deque()
         self._wake: anyio.Event | None = None
         self._down = False
@@ -189,7 +190,7 @@ class RedisBus:
 
     @property
     def connected(self) -> bool:
-        """Whether the bus is running (entered) and its last Redis call worked."""
+        """Whether the bus is running and its last Redis call worked."""
         return self._client is not None and not self._down
 
     def stats(self) -> dict[str, Any]:
@@ -210,14 +211,28 @@ class RedisBus:
         return f"{self.prefix}node:{self.node_id}"
 
     # --- lifecycle ----------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        if self._stack is not None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, subscribe and keep the bus going until cancelled (then leave Redis
+        cleanly: this node's members and heartbeat key are removed at once).
+
+        ``ServerApp.serve()`` runs it in a task of its own for as long as it serves
+        (the Redis client's task groups must live in one task); elsewhere use
+        ``async with bus.running():``. Reports started once Redis answered; raises
+        ``fastwt.ConnectionError`` if it does not within 5 s.
+        """
+        if self._running:
             raise RuntimeError("RedisBus is already running")
+        self._running = True
+        try:
+            await run_until_cancelled(self._run, task_status)
+        finally:
+            self._running = False
+            self._client = None
+
+    async def _run(self, stop: anyio.Event, task_status: TaskStatus[None]) -> None:
         client = connect_redis(self.url)
         self._wake = anyio.Event()
-        stack = AsyncExitStack()
-        try:
-            await stack.enter_async_context(client)
+        async with client:
             try:
                 with anyio.fail_after(_CONNECT_TIMEOUT):
                     await client.ping()
@@ -234,46 +249,47 @@ class RedisBus:
                 ignore_subscribe_messages=True,
                 retry_policy=_subscriber_retry_policy(),
             )
-            await stack.enter_async_context(pubsub)
-            tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tg.cancel_scope.cancel)
-            tg.start_soon(self._consume, pubsub)
-            tg.start_soon(self._fan_out)
-            tg.start_soon(self._heartbeat)
-        except BaseException:
-            self._client = None
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
-            raise
-        self._stack = stack
-        _logger.info("cluster bus on %s, node %s", self.url, self.node_id)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
-        # Leave cleanly: other nodes see this node's members go now, not after the TTL.
-        with anyio.move_on_after(1.0, shield=True):
             try:
-                await self._remove_node()
-            except Exception as exc:
-                _logger.debug("cluster bus: leaving Redis failed: %r", exc)
-        self._client = None
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+                async with pubsub, anyio.create_task_group() as tg:
+                    tg.start_soon(self._consume, pubsub)
+                    tg.start_soon(self._fan_out)
+                    tg.start_soon(self._heartbeat)
+                    _logger.info("cluster bus on %s, node %s", self.url, self.node_id)
+                    task_status.started()
+                    await stop.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                # Leave cleanly: other nodes see this node's members go now, not after
+                # the TTL.
+                with anyio.move_on_after(1.0, shield=True):
+                    try:
+                        await self._remove_node()
+                    except Exception as exc:
+                        _logger.debug("cluster bus: leaving Redis failed: %r", exc)
+                self._client = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """``run()`` in a task for the ``async with`` block (for code without
+        ``ServerApp.serve()``, e.g. a tool that reads presence)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.run)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
 
     # --- presence -----------------------------------------------------------------
     async def add_members(self, room: str, member_ids: list[str]) -> None:
-        await self._best_effort("join", self._require().sadd, self._members_key(room), member_ids)
+        """Adds members to the room's set (not running: the first heartbeat will)."""
+        if (client := self._client) is not None:
+            await self._best_effort("join", client.sadd, self._members_key(room), member_ids)
 
     async def remove_members(self, room: str, member_ids: list[str]) -> None:
-        await self._best_effort("leave", self._require().srem, self._members_key(room), member_ids)
+        """Removes members from the room's set (not running: nothing to remove, the
+        node's members leave Redis when it stops)."""
+        if (client := self._client) is not None:
+            await self._best_effort("leave", client.srem, self._members_key(room), member_ids)
 
     async def presence(self, room: str) -> list[str]:
         """The room's live member ids across the cluster, sorted (raises the coredis
@@ -395,8 +411,8 @@ class RedisBus:
         client = self._client
         if client is None:
             raise RuntimeError(
-                "the cluster bus is not running: rooms with a broker work between the "
-                "app's startup() and shutdown()"
+                "the cluster bus is not running: rooms with a broker reach other nodes "
+                "while the app serves (ServerApp.serve() runs the bus)"
             )
         return client
 
@@ -422,6 +438,40 @@ class RedisBus:
         if self._down:
             _logger.warning("cluster bus: %s is reachable again", self.url)
         self._down = False
+
+
+async def run_until_cancelled(
+    main: Callable[[anyio.Event, TaskStatus[None]], Awaitable[None]],
+    task_status: TaskStatus[None],
+    *,
+    grace: float = 3.0,
+) -> None:
+    """Run ``main(stop, task_status)`` shielded, and on cancellation set ``stop`` and
+    give it ``grace`` seconds to return by itself.
+
+    coredis's clients and subscriptions must be left by returning from their ``async
+    with`` blocks: cancelled from outside, their cleanup writes to a connection that
+    is already closed and raises. So the client code runs in a shielded scope and
+    leaves its blocks normally when told to stop; past ``grace`` it is cancelled.
+    """
+    stop = anyio.Event()
+    watch_scope: list[anyio.CancelScope | None] = [None]
+
+    async def shielded(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.CancelScope(shield=True) as scope:
+            watch_scope[0] = scope
+            await main(stop, task_status)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(shielded)
+        task_status.started()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+            scope = watch_scope[0]
+            if scope is not None:
+                scope.deadline = anyio.current_time() + grace
 
 
 def _subscriber_retry_policy() -> Any:

@@ -15,10 +15,13 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from anyio.abc import TaskStatus
 
 from fastwt.errors import ConfigurationError
 from fastwt.framework.exceptions import MiddlewareRejected
@@ -66,9 +69,9 @@ class RedisRateLimiter:
     (so ``cleanup_interval`` and ``max_tracked_ips`` of the in-process limiter have
     nothing to bound here).
 
-    ``backend``: a Redis URL (the limiter opens its own connection when entered by
-    ``ServerApp.startup()``, and closes it on ``shutdown()``, in the same task) or the
-    app's :class:`~fastwt.framework.cluster.RedisBus` (``app.broker``: its connection).
+    ``backend``: a Redis URL (the limiter holds its own connection while the app
+    serves: ``ServerApp.serve()`` runs :meth:`run_in_background`) or the app's
+    :class:`~fastwt.framework.cluster.RedisBus` (``app.broker``: its connection).
 
     When Redis cannot be reached the limiter fails open by default (admits, logs once
     per outage, counts ``backend_errors``): a broken Redis must not take every game
@@ -106,7 +109,6 @@ class RedisRateLimiter:
         self._key_func = key_func
         self._fail_open = fail_open
         self._client: coredis.Redis[bytes] | None = None
-        self._stack: AsyncExitStack | None = None
         self._script: Any = None
         self._script_client: Any = None
         self._uid = secrets.token_hex(8)
@@ -124,13 +126,6 @@ class RedisRateLimiter:
         return self._window
 
     async def __aenter__(self) -> Self:
-        if isinstance(self._backend, str) and self._stack is None:
-            from fastwt.framework.cluster import connect_redis
-
-            client = connect_redis(self._backend)
-            stack = AsyncExitStack()
-            await stack.enter_async_context(client)
-            self._client, self._stack = client, stack
         return self
 
     async def __aexit__(
@@ -139,10 +134,43 @@ class RedisRateLimiter:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        stack, self._stack = self._stack, None
-        self._client = None
-        if stack is not None:
-            await stack.aclose()
+        return None
+
+    async def run_in_background(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold the limiter's own Redis connection (a URL backend) until cancelled;
+        ``ServerApp.serve()`` runs it in a task of its own while it serves (the Redis
+        client's task groups must live in one task). With ``app.broker`` as backend
+        there is nothing to hold: the bus's connection is used."""
+        if not isinstance(self._backend, str):
+            task_status.started()
+            return
+        from fastwt.framework.cluster import connect_redis, run_until_cancelled
+
+        url = self._backend
+
+        async def hold(stop: anyio.Event, task_status: TaskStatus[None]) -> None:
+            async with connect_redis(url) as client:
+                self._client = client
+                try:
+                    task_status.started()
+                    await stop.wait()
+                finally:
+                    self._client = None
+
+        await run_until_cancelled(hold, task_status)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """:meth:`run_in_background` for the ``async with`` block (without a
+        ServerApp)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.run_in_background)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
 
     def _redis(self) -> Any:
         if isinstance(self._backend, str):
@@ -151,8 +179,8 @@ class RedisRateLimiter:
             client = self._backend._client
         if client is None:
             raise RuntimeError(
-                "the Redis rate limiter is not connected: it is entered by the app's "
-                "startup() (add it with app.add_middleware) or with `async with limiter`"
+                "the Redis rate limiter is not connected: it is connected while the app "
+                "serves (add it with app.add_middleware) or in `async with limiter.running()`"
             )
         if self._script_client is not client:
             self._script = client.register_script(_SLIDING_WINDOW)
