@@ -308,13 +308,23 @@ class ServerApp:
             # own for as long as the app serves (their clients' task groups must live
             # in one task, not in the lifespan stack); a broker that cannot be reached
             # fails here, before the server binds.
-            async with anyio.create_task_group() as services:
-                for service in self._background_services():
-                    await services.start(service)
-                try:
-                    await self._serve_sessions(host, port, task_status)
-                finally:
-                    services.cancel_scope.cancel()
+            background = self._background_services()
+            if not background:
+                await self._serve_sessions(host, port, task_status)
+                return
+            try:
+                async with anyio.create_task_group() as services:
+                    for service in background:
+                        await services.start(service)
+                    try:
+                        await self._serve_sessions(host, port, task_status)
+                    finally:
+                        services.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # One failure (the usual case) surfaces as itself, as without services.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         finally:
             done, self._serve_done = self._serve_done, None
             done.set()
