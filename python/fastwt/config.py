@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import _backend
 from ._core import Transport
 from .errors import ConfigurationError
 
@@ -75,6 +76,10 @@ class ServerConfig:
     congestion_control_algorithm: str = "cubic"
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
+    backend: str = "rust"
+    """``"rust"`` (the compiled core) or ``"python"`` (the pure-Python backend on aioquic:
+    no wheel needed, much slower, see docs/pure-python.md). ``"rust"`` runs on
+    ``"python"`` when the extension cannot be imported."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.bind_port <= 65535:
@@ -88,6 +93,7 @@ class ServerConfig:
         if self.max_datagram_size < 1:
             raise ConfigurationError("max_datagram_size must be positive")
         _check_common(self)
+        _backend.check_config(self)
 
     @property
     def bind_hosts(self) -> list[str]:
@@ -126,6 +132,8 @@ class ClientConfig:
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024
     congestion_control_algorithm: str = "cubic"
+    backend: str = "rust"
+    """``"rust"`` or ``"python"``, as for :attr:`ServerConfig.backend`."""
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0:
@@ -137,6 +145,7 @@ class ClientConfig:
             if len(clean) != 64:
                 raise ConfigurationError(f"certificate hash must be 64 hex digits: {h!r}")
         _check_common(self)
+        _backend.check_config(self)
 
 
 def transport_of(cfg: ServerConfig | ClientConfig) -> Transport:

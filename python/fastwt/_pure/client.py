@@ -1,0 +1,338 @@
+"""The pure-Python client handle (the ``ClientHandle`` surface of ``fastwt/_core.pyi``):
+one UDP socket and one QUIC connection per session, trust by CA file, system roots,
+certificate hash (``pinning.py``) or none."""
+
+from __future__ import annotations
+
+import builtins
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from aioquic.h3.events import HeadersReceived
+from aioquic.quic.connection import QuicConnection
+
+from ..errors import (
+    ClientError,
+    ConfigurationError,
+    ConnectionError,
+    ProtocolError,
+    SessionRejectedError,
+    TimeoutError,
+)
+from . import wire
+from .engine import Connection, SessionState
+from .handles import PureOp, SessionHandle
+from .hub import PureHub, get_pure_hub, private_token
+from .options import limits_of, quic_configuration
+from .pinning import CertificateCatcher
+from .server import SOCKET_BUFFER
+
+if TYPE_CHECKING:
+    from ..config import ClientConfig
+
+__all__ = ["ClientHandle", "parse_url"]
+
+_READ_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    authority: str
+    path: str
+
+
+def parse_url(url: str) -> Target:
+    """``https://host[:port][/path][?query]``, by the Rust client's rules."""
+    rest = url.removeprefix("https://")
+    if rest == url:
+        raise ConfigurationError(f"configuration error: URL must start with https://: {url!r}")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, path = rest[:cut], rest[cut:]
+    if not path:
+        path = "/"
+    elif path.startswith("?"):
+        path = "/" + path
+    if not authority or "@" in authority:
+        raise ConfigurationError(f"configuration error: bad authority in URL {url!r}")
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise ConfigurationError(f"configuration error: bad IPv6 literal in {url!r}")
+        host, tail = authority[1:end], authority[end + 1 :]
+        if tail and not tail.startswith(":"):
+            raise ConfigurationError(f"configuration error: bad authority in {url!r}")
+        port_text = tail[1:] if tail else "443"
+    elif ":" in authority:
+        host, port_text = authority.rsplit(":", 1)
+    else:
+        host, port_text = authority, "443"
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(f"configuration error: bad port in {url!r}") from None
+    return Target(host, port, authority, path)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ClientHandle:
+    """Opens sessions; each has its own socket and connection."""
+
+    def __init__(self, *, config: ClientConfig) -> None:
+        self._config = config
+        self._limits = limits_of(config)
+        self._hashes = {
+            h.replace(":", "").replace(" ", "").lower() for h in config.server_certificate_hashes
+        }
+        self._connections: set[Connection] = set()
+        self._closed = False
+
+    def connect(
+        self, url: str, headers: list[tuple[str, str]] = [], timeout: float | None = None  # noqa: B006
+    ) -> PureOp:
+        limit = timeout if timeout is not None else self._config.connect_timeout
+        # The connection belongs to the event loop of the call (as the session does).
+        hub = get_pure_hub()
+        return PureOp(
+            hub, lambda: self._connect(hub, url, list(headers), limit), "fastwt-connect"
+        )
+
+    def close(self) -> None:
+        """Closes every connection at once; open sessions end (code 0, locally)."""
+        self._closed = True
+        for conn in list(self._connections):
+            conn.abort(wire.CloseInfo(0, "", True))
+
+    # --- connecting -------------------------------------------------------------------
+    def _fields(self, target: Target, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+        fields = [
+            (":method", "CONNECT"),
+            (":protocol", "webtransport"),
+            (":scheme", "https"),
+            (":authority", target.authority),
+            (":path", target.path),
+            ("sec-webtransport-http3-draft02", "1"),
+        ]
+        if self._config.user_agent is not None:
+            fields.append(("user-agent", self._config.user_agent))
+        for k, v in [*self._config.headers.items(), *extra]:
+            k = k.lower()
+            if k.startswith(":"):
+                raise ConfigurationError(f"configuration error: header {k!r} is reserved")
+            fields = [f for f in fields if f[0] != k]
+            fields.append((k, v))
+        return [(k.encode(), v.encode()) for k, v in fields]
+
+    async def _connect(
+        self, hub: PureHub, url: str, headers: list[tuple[str, str]], timeout: float
+    ) -> SessionHandle:
+        if self._closed:
+            raise ClientError("client is closed")
+        target = parse_url(url)
+        fields = self._fields(target, headers)
+        conn: Connection | None = None
+        try:
+            with anyio.fail_after(timeout):
+                addr = await self._resolve(target)
+                conn = self._open_connection(hub, target, addr)
+                return await self._establish(conn, fields, target)
+        except builtins.TimeoutError:
+            if conn is not None:
+                conn.abort(wire.CloseInfo(0, "connect timed out", True))
+            raise TimeoutError(f"timed out: connecting to {url} took over {timeout}s") from None
+        except BaseException:
+            if conn is not None and (conn.session is None or conn.session.close is not None):
+                conn.abort(wire.CloseInfo(0, "", True))
+            raise
+
+    async def _resolve(self, target: Target) -> Any:
+        host = target.host
+        if _is_ip(host):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            return family, (host, target.port)
+        try:
+            infos = await anyio.getaddrinfo(host, target.port, type=socket.SOCK_DGRAM)
+        except OSError as e:
+            raise ConnectionError(f"connection error: cannot resolve {host}: {e}") from None
+        if not infos:
+            raise ConnectionError(f"connection error: no address for {host}")
+        family, _, _, _, sockaddr = infos[0]
+        return family, sockaddr[:2]
+
+    def _open_connection(self, hub: PureHub, target: Target, resolved: Any) -> Connection:
+        family, addr = resolved
+        cfg = self._config
+        qconf = quic_configuration(cfg, is_client=True)
+        qconf.server_name = target.host
+        catcher: CertificateCatcher | None = None
+        if self._hashes:
+            qconf.verify_mode = ssl.CERT_NONE
+            catcher = CertificateCatcher(qconf.connection_id_length)
+            qconf.secrets_log_file = catcher.key_log  # type: ignore[assignment]
+        elif cfg.ca_certs is not None:
+            try:
+                qconf.load_verify_locations(cafile=str(cfg.ca_certs))
+            except (OSError, ValueError) as e:
+                raise ConfigurationError(
+                    f"configuration error: cannot read {cfg.ca_certs}: {e}"
+                ) from None
+        elif cfg.verify_mode == ssl.CERT_NONE:
+            qconf.verify_mode = ssl.CERT_NONE
+        if cfg.certfile is not None:
+            try:
+                qconf.load_cert_chain(str(cfg.certfile), str(cfg.keyfile))
+            except (OSError, ValueError) as e:
+                raise ConfigurationError(f"configuration error: {e}") from None
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:
+                    pass
+            sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            raise ConnectionError(f"I/O error: cannot bind a client socket: {e}") from None
+        if family == socket.AF_INET6:
+            addr = (addr[0], addr[1], 0, 0)
+        quic = QuicConnection(configuration=qconf)
+        conn = Connection(
+            hub,
+            quic,
+            sock=sock,
+            addr=addr,
+            is_server=False,
+            limits=self._limits,
+            on_terminated=self._terminated,
+        )
+        if catcher is not None:
+            conn.on_datagram_in = catcher.feed
+        conn.catcher = catcher
+        self._connections.add(conn)
+        hub.add_reader(sock, lambda: self._readable(conn))
+        quic.connect(addr, hub.time())
+        conn.transmit()
+        return conn
+
+    def _readable(self, conn: Connection) -> None:
+        sock = conn.sock
+        got = False
+        for _ in range(_READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            got = True
+            if len(addr) == 4:
+                addr = (addr[0], addr[1], 0, 0)
+            conn.receive(data, addr)
+        if got:
+            conn.process()
+            conn.transmit()
+
+    def _terminated(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        conn.hub.remove_reader(conn.sock)
+        conn.sock.close()
+
+    async def _establish(
+        self, conn: Connection, fields: list[tuple[bytes, bytes]], target: Target
+    ) -> SessionHandle:
+        hub = conn.hub
+        token = private_token()
+        response: list[HeadersReceived] = []
+
+        def on_handshake() -> None:
+            catcher = conn.catcher
+            if catcher is not None:
+                digest = catcher.sha256()
+                if digest not in self._hashes:
+                    conn.refusal = (
+                        "the server's certificate "
+                        + (f"(SHA-256 {digest}) " if digest else "")
+                        + "is not trusted: its SHA-256 is not in server_certificate_hashes; "
+                        "pass the certificate (or its CA) as ca_certs, or the SHA-256 in "
+                        "server_certificate_hashes"
+                    )
+                    conn.close_now(0x100 + 0x2A, "bad certificate")  # TLS alert 42 as QUIC code
+                    return
+            h3 = conn.h3
+            assert h3 is not None
+            stream_id = conn.quic.get_next_available_stream_id()
+            conn.connect_stream_id = stream_id
+            conn.h3_streams.add(stream_id)
+            h3.send_headers(stream_id, fields)
+            conn.schedule_transmit()
+
+        conn.on_handshake = on_handshake
+        conn.on_response = response.append
+        while True:
+            if response:
+                return self._answer(conn, response[0], target)
+            refusal = conn.refusal
+            if refusal is not None:
+                raise ConnectionError(f"connection error: {refusal}")
+            if conn.terminated is not None or conn.closed_locally:
+                event = conn.terminated
+                why = event.reason_phrase if event is not None and event.reason_phrase else ""
+                code = f" (code {event.error_code:#x})" if event is not None else ""
+                raise ConnectionError(
+                    f"connection error: handshake with {target.host}:{target.port} failed"
+                    f"{code}{': ' + why if why else ''}"
+                )
+            conn.state_waiters.add(hub, token)
+            await hub.park(token)
+
+    def _answer(self, conn: Connection, event: HeadersReceived, target: Target) -> SessionHandle:
+        pseudo: dict[str, str] = {}
+        headers: list[tuple[str, str]] = []
+        for k, v in event.headers:
+            name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+            if name.startswith(":"):
+                pseudo.setdefault(name, value)
+            else:
+                headers.append((name, value))
+        try:
+            status = int(pseudo.get(":status", ""))
+        except ValueError:
+            conn.close_now(wire.H3_MESSAGE_ERROR, "no :status")
+            raise ProtocolError("protocol error: response without a valid :status") from None
+        if not 200 <= status < 300:
+            conn.close_now(wire.H3_NO_ERROR, "")
+            raise SessionRejectedError(
+                f"session rejected by server with HTTP status {status}",
+                status_code=status,
+                headers=dict(headers),
+            )
+        assert conn.connect_stream_id is not None
+        session = SessionState(
+            conn,
+            conn.connect_stream_id,
+            is_server=False,
+            path=target.path,
+            authority=target.authority,
+            headers=headers,
+        )
+        conn.session = session
+        if event.stream_ended:
+            conn.peer_closed(0, "")
+        return SessionHandle(session)
+
