@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -20,7 +21,14 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .config import ClientConfig, ServerConfig
 
-__all__ = ["BACKENDS", "check_config", "resolve", "rust_available", "rust_import_error"]
+__all__ = [
+    "BACKENDS",
+    "check_config",
+    "default_backend",
+    "resolve",
+    "rust_available",
+    "rust_import_error",
+]
 
 BACKENDS = ("rust", "python")
 
@@ -49,6 +57,12 @@ except ImportError as _e:
     warnings.warn(_message, RuntimeWarning, stacklevel=2)
 
 
+def default_backend() -> str:
+    """The configs' default: ``FASTWT_BACKEND`` when set (run an application, or a test
+    suite, on the other backend without changing its code), else ``"rust"``."""
+    return os.environ.get("FASTWT_BACKEND", "") or "rust"
+
+
 def rust_available() -> bool:
     """Whether the compiled extension was imported."""
     return _RUST_ERROR is None
@@ -75,9 +89,7 @@ def check_config(cfg: ServerConfig | ClientConfig) -> None:
     if resolve(cfg.backend) != "python":
         return
     if importlib.util.find_spec("aioquic") is None:
-        raise ConfigurationError(
-            "backend='python' needs aioquic: pip install 'fastwt[pure]'"
-        )
+        raise ConfigurationError("backend='python' needs aioquic: pip install 'fastwt[pure]'")
     from ._pure.options import check_supported
 
     check_supported(cfg)

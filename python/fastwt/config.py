@@ -76,9 +76,10 @@ class ServerConfig:
     congestion_control_algorithm: str = "cubic"
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
-    backend: str = "rust"
-    """``"rust"`` (the compiled core) or ``"python"`` (the pure-Python backend on aioquic:
-    no wheel needed, much slower, see docs/pure-python.md). ``"rust"`` runs on
+    backend: str = field(default_factory=_backend.default_backend)
+    """``"rust"`` (the compiled core, the default) or ``"python"`` (the pure-Python
+    backend on aioquic: no wheel needed, much slower, see docs/pure-python.md). The
+    environment variable ``FASTWT_BACKEND`` changes the default; ``"rust"`` runs on
     ``"python"`` when the extension cannot be imported."""
 
     def __post_init__(self) -> None:
@@ -132,7 +133,7 @@ class ClientConfig:
     receive_window: int = 16 * 1024 * 1024
     send_window: int = 16 * 1024 * 1024
     congestion_control_algorithm: str = "cubic"
-    backend: str = "rust"
+    backend: str = field(default_factory=_backend.default_backend)
     """``"rust"`` or ``"python"``, as for :attr:`ServerConfig.backend`."""
 
     def __post_init__(self) -> None:

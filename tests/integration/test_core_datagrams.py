@@ -9,7 +9,7 @@ from fastwt import DatagramError
 
 from .echo_server import echo_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
 async def test_ten_thousand_datagrams_echoed_with_counts() -> None:

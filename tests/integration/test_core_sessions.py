@@ -23,7 +23,7 @@ from fastwt._bridge import get_hub
 
 from .echo_server import echo_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500, 503])

@@ -30,7 +30,7 @@ from fastwt.framework import (
     create_rate_limit_middleware,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("backend")]
 
 
 def new_app() -> ServerApp:

@@ -33,9 +33,7 @@ def _dev_identity(names: Sequence[str]) -> tuple[x509.Certificate, ec.EllipticCu
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
-    subject = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "fastwt development certificate")]
-    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastwt development certificate")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -74,8 +72,8 @@ def load_identity(
     """(leaf certificate, chain, private key) from PEM files, or a fresh development
     identity when neither is given."""
     if certfile is None or keyfile is None:
-        cert, key = _dev_identity([])
-        return cert, [], key
+        dev_cert, dev_key = _dev_identity([])
+        return dev_cert, [], dev_key
     try:
         certs = x509.load_pem_x509_certificates(Path(certfile).read_bytes())
     except OSError as e:
@@ -85,7 +83,7 @@ def load_identity(
     if not certs:
         raise ConfigurationError(f"configuration error: no certificate in {certfile}")
     try:
-        key = serialization.load_pem_private_key(Path(keyfile).read_bytes(), password=None)
+        key: Any = serialization.load_pem_private_key(Path(keyfile).read_bytes(), password=None)
     except OSError as e:
         raise ConfigurationError(f"configuration error: cannot read {keyfile}: {e}") from None
     except (ValueError, TypeError) as e:

@@ -102,14 +102,15 @@ class ClientHandle:
         self._closed = False
 
     def connect(
-        self, url: str, headers: list[tuple[str, str]] = [], timeout: float | None = None  # noqa: B006
+        self,
+        url: str,
+        headers: list[tuple[str, str]] = [],  # noqa: B006 (as _core's, never mutated)
+        timeout: float | None = None,
     ) -> PureOp:
         limit = timeout if timeout is not None else self._config.connect_timeout
         # The connection belongs to the event loop of the call (as the session does).
         hub = get_pure_hub()
-        return PureOp(
-            hub, lambda: self._connect(hub, url, list(headers), limit), "fastwt-connect"
-        )
+        return PureOp(hub, lambda: self._connect(hub, url, list(headers), limit), "fastwt-connect")
 
     def close(self) -> None:
         """Closes every connection at once; open sessions end (code 0, locally)."""
@@ -138,7 +139,7 @@ class ClientHandle:
         return [(k.encode(), v.encode()) for k, v in fields]
 
     async def _connect(
-        self, hub: PureHub, url: str, headers: list[tuple[str, str]], timeout: float
+        self, hub: PureHub, url: str, headers: list[tuple[str, str]], limit: float
     ) -> SessionHandle:
         if self._closed:
             raise ClientError("client is closed")
@@ -146,14 +147,14 @@ class ClientHandle:
         fields = self._fields(target, headers)
         conn: Connection | None = None
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(limit):
                 addr = await self._resolve(target)
                 conn = self._open_connection(hub, target, addr)
                 return await self._establish(conn, fields, target)
         except builtins.TimeoutError:
             if conn is not None:
                 conn.abort(wire.CloseInfo(0, "connect timed out", True))
-            raise TimeoutError(f"timed out: connecting to {url} took over {timeout}s") from None
+            raise TimeoutError(f"timed out: connecting to {url} took over {limit}s") from None
         except BaseException:
             if conn is not None and (conn.session is None or conn.session.close is not None):
                 conn.abort(wire.CloseInfo(0, "", True))
@@ -178,11 +179,12 @@ class ClientHandle:
         cfg = self._config
         qconf = quic_configuration(cfg, is_client=True)
         qconf.server_name = target.host
-        catcher: CertificateCatcher | None = None
+        # The server's certificate is read from the handshake in every trust mode: hash
+        # trust checks it, and a refusal names its SHA-256.
+        catcher = CertificateCatcher(qconf.connection_id_length)
+        qconf.secrets_log_file = catcher.key_log  # type: ignore[assignment]
         if self._hashes:
             qconf.verify_mode = ssl.CERT_NONE
-            catcher = CertificateCatcher(qconf.connection_id_length)
-            qconf.secrets_log_file = catcher.key_log  # type: ignore[assignment]
         elif cfg.ca_certs is not None:
             try:
                 qconf.load_verify_locations(cafile=str(cfg.ca_certs))
@@ -221,8 +223,7 @@ class ClientHandle:
             limits=self._limits,
             on_terminated=self._terminated,
         )
-        if catcher is not None:
-            conn.on_datagram_in = catcher.feed
+        conn.on_datagram_in = catcher.feed
         conn.catcher = catcher
         self._connections.add(conn)
         hub.add_reader(sock, lambda: self._readable(conn))
@@ -258,21 +259,17 @@ class ClientHandle:
     ) -> SessionHandle:
         hub = conn.hub
         token = private_token()
-        response: list[HeadersReceived] = []
+        outcome: list[SessionHandle | Exception] = []
 
         def on_handshake() -> None:
             catcher = conn.catcher
-            if catcher is not None:
-                digest = catcher.sha256()
+            if self._hashes:
+                digest = catcher.sha256() if catcher is not None else None
                 if digest not in self._hashes:
-                    conn.refusal = (
-                        "the server's certificate "
-                        + (f"(SHA-256 {digest}) " if digest else "")
-                        + "is not trusted: its SHA-256 is not in server_certificate_hashes; "
-                        "pass the certificate (or its CA) as ca_certs, or the SHA-256 in "
-                        "server_certificate_hashes"
+                    conn.refusal = _refusal(
+                        "its SHA-256 is not in server_certificate_hashes", digest
                     )
-                    conn.close_now(0x100 + 0x2A, "bad certificate")  # TLS alert 42 as QUIC code
+                    conn.close_now(0x100 + 42, "bad certificate")  # TLS alert 42, as QUIC does
                     return
             h3 = conn.h3
             assert h3 is not None
@@ -282,24 +279,59 @@ class ClientHandle:
             h3.send_headers(stream_id, fields)
             conn.schedule_transmit()
 
+        def on_response(event: HeadersReceived) -> None:
+            # At once, not when the connecting task resumes: what the server sends right
+            # after its 200 (a close capsule, streams, datagrams) must find the session.
+            conn.on_response = None
+            try:
+                outcome.append(self._answer(conn, event, target))
+            except Exception as e:
+                outcome.append(e)
+
         conn.on_handshake = on_handshake
-        conn.on_response = response.append
+        conn.on_response = on_response
         while True:
-            if response:
-                return self._answer(conn, response[0], target)
-            refusal = conn.refusal
-            if refusal is not None:
-                raise ConnectionError(f"connection error: {refusal}")
-            if conn.terminated is not None or conn.closed_locally:
-                event = conn.terminated
-                why = event.reason_phrase if event is not None and event.reason_phrase else ""
-                code = f" (code {event.error_code:#x})" if event is not None else ""
+            if outcome:
+                result = outcome[0]
+                if isinstance(result, Exception):
+                    raise result
+                return result
+            if conn.refusal is not None:
                 raise ConnectionError(
-                    f"connection error: handshake with {target.host}:{target.port} failed"
-                    f"{code}{': ' + why if why else ''}"
+                    f"connection error: handshake with {target.host}:{target.port} failed: "
+                    f"{conn.refusal}"
                 )
+            if conn.terminated is not None or conn.closed_locally:
+                raise ConnectionError(self._failure(conn, target))
             conn.state_waiters.add(hub, token)
             await hub.park(token)
+
+    def _failure(self, conn: Connection, target: Target) -> str:
+        """Why a connection ended before its session was established, with the server
+        certificate's SHA-256 and what to do when it was the certificate."""
+        event = conn.terminated
+        where = f"connection error: handshake with {target.host}:{target.port} failed"
+        if event is None:
+            return where
+        why = event.reason_phrase
+        if 0x100 <= event.error_code <= 0x1FF and not conn.handshake_done:
+            # A TLS alert: aioquic refused the server's certificate.
+            catcher = conn.catcher
+            digest = catcher.sha256() if catcher is not None else None
+            lower = why.lower()
+            if "doesn't match" in lower or "not valid for" in lower:
+                what = f"the certificate is not valid for {target.host} ({why})"
+            elif "no longer valid" in lower:
+                what = f"the certificate has expired ({why})"
+            elif "self-signed" in lower or "issuer" in lower:
+                ca = self._config.ca_certs
+                source = f"the certificates in {ca}" if ca else "the system's root certificates"
+                what = f"it is neither one of nor signed by {source} ({why})"
+            else:
+                what = why or f"TLS alert {event.error_code - 0x100}"
+            return f"{where}: {_refusal(what, digest)}"
+        code = f" (code {event.error_code:#x})"
+        return f"{where}{code}{': ' + why if why else ''}"
 
     def _answer(self, conn: Connection, event: HeadersReceived, target: Target) -> SessionHandle:
         pseudo: dict[str, str] = {}
@@ -332,7 +364,16 @@ class ClientHandle:
             headers=headers,
         )
         conn.session = session
+        conn.adopt_early_streams()
         if event.stream_ended:
             conn.peer_closed(0, "")
         return SessionHandle(session)
 
+
+def _refusal(what: str, digest: str | None) -> str:
+    """The Rust client's wording of a refused server certificate."""
+    its = f"its SHA-256 is {digest}" if digest else "its SHA-256 is unknown"
+    return (
+        f"the server's certificate was refused: {what}; {its}: pass the certificate (or "
+        "its CA) as ca_certs, or the SHA-256 in server_certificate_hashes"
+    )

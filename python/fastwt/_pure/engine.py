@@ -45,7 +45,6 @@ from aioquic.quic.events import (
 
 from ..errors import (
     ConnectionError,
-    DatagramError,
     SessionClosedError,
     SessionError,
     StreamError,
@@ -80,6 +79,8 @@ _AFTER_ACK = 0.2
 _PEER_CLOSE_GRACE = 0.5
 
 _ping_ids = itertools.count(1)
+
+CidHook = Callable[["Connection", ConnectionIdIssued | ConnectionIdRetired], None]
 
 
 class Waiters:
@@ -364,9 +365,7 @@ class Connection:
         self.on_response: Callable[[HeadersReceived], None] | None = None
         self.on_handshake: Callable[[], None] | None = None
         self.on_datagram_in: Callable[[bytes], None] | None = None
-        self.on_cid: Callable[[Connection, ConnectionIdIssued | ConnectionIdRetired], None] | None = (
-            None
-        )
+        self.on_cid: CidHook | None = None
         # counters
         self.udp_bytes_sent = 0
         self.udp_bytes_received = 0
@@ -733,8 +732,9 @@ class Connection:
         self.streams[stream_id] = state
         state.feed(bytes(buf[used + used2 :]), end)
         session = self.session
-        if session is None and self.is_server and len(self.early) < _MAX_EARLY_STREAMS:
-            self.early.append(state)  # for a CONNECT request still on its way
+        if session is None and len(self.early) < _MAX_EARLY_STREAMS:
+            # For a CONNECT request (server) or its response (client) still on its way.
+            self.early.append(state)
             return
         self._attach(state, bidi)
 
@@ -750,6 +750,12 @@ class Connection:
         else:
             session.incoming_uni.append(state)
             session.uni_waiters.wake()
+
+    def adopt_early_streams(self) -> None:
+        """The session exists now: the streams that came before it are its (or refused)."""
+        early, self.early = self.early, []
+        for state in early:
+            self._attach(state, _is_bidi(state.stream_id))
 
     def _refuse(self, state: StreamState, bidi: bool, code: int) -> None:
         self.streams.pop(state.stream_id, None)
@@ -771,9 +777,7 @@ class Connection:
         if stream_id in self.h3_streams:
             session = self.session
             if session is not None and stream_id == session.session_id:
-                self.peer_closed(
-                    0, f"CONNECT stream reset by peer (code {event.error_code:#x})"
-                )
+                self.peer_closed(0, f"CONNECT stream reset by peer (code {event.error_code:#x})")
             self._to_h3(event)
 
     def _stop_sending(self, event: StopSendingReceived) -> None:
@@ -785,9 +789,7 @@ class Connection:
         if stream_id in self.h3_streams:
             session = self.session
             if session is not None and stream_id == session.session_id:
-                self.peer_closed(
-                    0, f"CONNECT stream stopped by peer (code {event.error_code:#x})"
-                )
+                self.peer_closed(0, f"CONNECT stream stopped by peer (code {event.error_code:#x})")
             self._to_h3(event)
 
     def forget_stream(self, state: StreamState) -> None:
@@ -860,9 +862,7 @@ class Connection:
         )
         self.session = session
         self.connect_stream_id = stream_id
-        early, self.early = self.early, []
-        for state in early:
-            self._attach(state, _is_bidi(state.stream_id))
+        self.adopt_early_streams()
         if event.stream_ended:
             self.peer_closed(0, "")
         if self.on_request is not None:

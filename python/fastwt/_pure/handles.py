@@ -320,8 +320,7 @@ class SessionHandle:
         limit = conn.max_datagram_payload(s)
         if limit is None:
             raise DatagramError(
-                "datagrams are not supported on this session: the peer does not accept "
-                "datagrams"
+                "datagrams are not supported on this session: the peer does not accept datagrams"
             )
         size = len(data)
         if size > limit:
@@ -356,5 +355,3 @@ class SessionHandle:
             "bytes_received": conn.udp_bytes_received,
             "rtt": conn.sample_rtt(),
         }
-
-

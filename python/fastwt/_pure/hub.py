@@ -275,12 +275,14 @@ class _TrioHub(PureHub):
         self._readers[sock.fileno()] = scope
 
         async def watch() -> None:
+            # A system task that raises would crash the whole trio run: a socket closed
+            # before this task first ran (fileno -1) or while it waited ends it quietly.
             with scope:
                 try:
-                    while True:
+                    while not scope.cancel_called:
                         await trio.lowlevel.wait_readable(sock)
                         self._guard(fn)
-                except (trio.ClosedResourceError, OSError):
+                except (trio.ClosedResourceError, OSError, ValueError):
                     return
 
         trio.lowlevel.spawn_system_task(watch, name="fastwt-pure-reader")

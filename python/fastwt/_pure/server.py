@@ -9,7 +9,8 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from aioquic.buffer import Buffer
+# aioquic's documented import path (a re-export mypy does not see as one).
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionIdIssued, ConnectionIdRetired
@@ -139,8 +140,8 @@ class ServerHandle:
     async def _close(self, code: int, reason: str, grace: float) -> None:
         hub = self._hub
         pending, self._pending = self._pending, deque()
-        for session in pending:
-            SessionHandle(session).reject(503)
+        for request in pending:
+            SessionHandle(request).reject(503)
         for conn in list(self._connections):
             session = conn.session
             if session is None:
@@ -231,9 +232,7 @@ class ServerHandle:
         return conn
 
     def _new_connection(self, sock: socket.socket, addr: Any, odcid: bytes) -> Connection:
-        quic = QuicConnection(
-            configuration=self._qconf, original_destination_connection_id=odcid
-        )
+        quic = QuicConnection(configuration=self._qconf, original_destination_connection_id=odcid)
         conn = Connection(
             self._hub,
             quic,
