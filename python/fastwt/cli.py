@@ -32,6 +32,8 @@ __all__ = ["main", "write_dev_certificate"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 BACKENDS = ("asyncio", "uvloop", "trio")
+# WebTransport implementations (ServerConfig.backend); ``--backend`` takes these too.
+WT_BACKENDS = ("rust", "python")
 DEV_CERT_DAYS = 13
 DEV_CERT_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -134,8 +136,17 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
+    # ``--backend`` named the event loop before the pure-Python backend existed; it takes
+    # either kind of name, so old command lines keep working.
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="asyncio", help="event loop (default: asyncio)"
+        "--backend",
+        choices=(*WT_BACKENDS, *BACKENDS),
+        default=None,
+        help="WebTransport implementation: rust (default) or python (pure Python on "
+        "aioquic); an event loop name here means --loop, as before",
+    )
+    parser.add_argument(
+        "--loop", choices=BACKENDS, default=None, help="event loop (default: asyncio)"
     )
 
 
@@ -188,7 +199,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
     cert = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
-    backend, options = _backend(args.backend)
+    implementation, loop = _split_backend(args)
+    backend, options = _backend(loop)
+    if implementation is not None:  # ServerApp.run takes it as backend=, the loop as loop=
+        cert.update(loop=backend)
+        backend = implementation
     app.run(host=args.host, port=args.port, backend=backend, backend_options=options, **cert)
     return 0
 
@@ -221,7 +236,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     _check_cert_pair(args)
     hosts = tuple(args.hosts or devserver.DEFAULT_HOSTS)
-    backend, options = _backend(args.backend)
+    implementation, loop = _split_backend(args)
+    backend, options = _backend(loop)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -232,6 +248,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
                 certfile=args.certfile,
                 keyfile=args.keyfile,
                 http_port=args.http_port,
+                backend=implementation,
             )
             info = await tg.start(serve)
             _print_dev_banner(info, custom_cert=args.certfile is not None)
@@ -268,6 +285,15 @@ def _print_dev_banner(info: DevServerInfo, *, custom_cert: bool) -> None:
 
 def _format_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _split_backend(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(WebTransport implementation or None for the config's default, event loop)."""
+    if args.backend in BACKENDS:  # the old meaning of --backend
+        if args.loop is not None and args.loop != args.backend:
+            raise UsageError(f"--backend {args.backend} and --loop {args.loop} disagree")
+        return None, args.backend
+    return args.backend, args.loop or "asyncio"
 
 
 def _backend(name: str) -> tuple[str, dict[str, Any]]:
