@@ -5,6 +5,7 @@ Commands:
     fastwt dev              echo server with a development certificate, for trying things
     fastwt demo             the echo server plus a web page that uses it from the browser
     fastwt cert             write a development certificate and print its SHA-256
+    fastwt bench            the Rust and the pure-Python backend side by side
 
 Bad arguments print one line on stderr and exit with status 2; Ctrl-C exits quietly.
 """
@@ -121,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cert.add_argument("--force", action="store_true", help="overwrite existing files")
     cert.set_defaults(handler=_cmd_cert)
+
+    from fastwt.bench import runner
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the Rust and the pure-Python backend on this machine",
+        description="Run workloads against a Rust-backend and a pure-Python-backend server "
+        "(each in its own process, alternating), with the same client, and print medians, "
+        "ranges and ratios. --quick takes about 30 seconds. See docs/benchmarking.md.",
+    )
+    runner.add_arguments(bench)
+    bench.set_defaults(handler=runner.run)
     return parser
 
 
