@@ -5,7 +5,6 @@ shape and every headline number is positive. ``--target`` drives a ``fastwt benc
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -38,8 +37,9 @@ def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_quick_bench_prints_medians_ranges_ratios_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = bench(
-        "--quick", "--duration", "0.3", "--workloads", ",".join(WORKLOADS), "--json", str(out)
-    )
+        "--quick", "--runs", "1", "--duration", "0.3", "--workloads", ",".join(WORKLOADS),
+        "--json", str(out),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert "| workload | metric | rust | python | python/rust |" in lines
@@ -86,7 +86,7 @@ def test_target_drives_a_server_started_elsewhere() -> None:
         cert_hash = server.stdout.readline().split()[1]
         proc = bench(
             "--target", f"127.0.0.1:{port}", "--cert-hash", cert_hash,
-            "--quick", "--duration", "0.3", "--workloads", "reqresp_c1",
+            "--quick", "--runs", "1", "--duration", "0.3", "--workloads", "reqresp_c1",
         )  # fmt: skip
     finally:
         server.terminate()
@@ -96,12 +96,50 @@ def test_target_drives_a_server_started_elsewhere() -> None:
     assert float(row.split("|")[3].split()[0].replace(",", "")) > 0
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
-)
+NO_MATPLOTLIB = """
+import importlib.abc, sys
+
+class NoMatplotlib(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("no matplotlib here (test)")
+        return None
+
+sys.meta_path.insert(0, NoMatplotlib())
+from fastwt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_plot_without_matplotlib_says_what_to_install(tmp_path: Path) -> None:
-    proc = bench(
-        "--quick", "--duration", "0.2", "--workloads", "reqresp_c1", "--targets", "python",
-        "--plot", str(tmp_path / "p.png"),
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_MATPLOTLIB, "bench", "--quick", "--runs", "1",
+         "--duration", "0.2", "--workloads", "reqresp_c1", "--targets", "python",
+         "--plot", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )  # fmt: skip
+    assert proc.returncode != 0
     assert "pip install 'fastwt[bench]'" in proc.stderr + proc.stdout
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_draws_the_ratios(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from fastwt.bench import runner
+
+    def stats(v: float) -> dict[str, float]:
+        return {"median": v, "min": v, "max": v, "n": 1}
+
+    data = {
+        "machine": {"cpu_model": "test CPU", "cores": 2},
+        "config": {"workloads": ["bulk", "reqresp_paced"], "runs": 1},
+        "summary": {
+            "bulk": {"mb_per_s": {"rust": stats(300.0), "python": stats(30.0)}},
+            "reqresp_paced": {"p99_ms": {"rust": stats(1.0), "python": stats(1.5)}},
+        },
+    }
+    runner.plot(data, tmp_path / "ratios.png")
+    assert (tmp_path / "ratios.png").read_bytes().startswith(b"\x89PNG")
