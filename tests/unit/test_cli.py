@@ -26,7 +26,7 @@ from fastwt import ClientConfig, WebTransportClient
 from fastwt.cli import main
 from fastwt.framework import ServerApp
 
-COMMANDS = ["run", "dev", "demo", "cert"]
+COMMANDS = ["run", "dev", "demo", "cert", "bench"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,6 +61,7 @@ def test_command_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
         "dev": ["--host", "--port", "--certfile", "--keyfile", "--log-level"],
         "demo": ["--port", "--http-port"],
         "cert": ["--out-dir"],
+        "bench": ["--quick", "--json", "--plot", "--target", "--cert-hash", "--serve"],
     }[command]
     for option in options:
         assert option in out
