@@ -24,7 +24,7 @@ from fastwt.framework import MiddlewareRejected, ServerApp
 from fastwt.framework.types import SessionProtocol
 from fastwt.metrics import ServerStats, enable_prometheus, session_logger
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("backend")]
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -375,6 +375,7 @@ class Connection:
         self._pings: dict[int, tuple[float, str]] = {}
         self.rtt = 0.0
         self._rtt_at = 0.0
+        self._created_at = hub.time()
         self._close_after_ack: int | None = None
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
@@ -634,6 +635,12 @@ class Connection:
                 self.schedule_transmit()
         elif isinstance(event, HandshakeCompleted):
             self.handshake_done = True
+            # A first round-trip figure (the handshake's flight, processing included),
+            # refined by a PING right away and by stats() later.
+            if not self.rtt:
+                self.rtt = max(self.hub.time() - self._created_at, 1e-6)
+            self._rtt_at = self.hub.time()
+            self.ping("rtt")
             if self.on_handshake is not None:
                 self.on_handshake()
             self.state_waiters.wake()
