@@ -65,11 +65,19 @@ WRITE_BUFFER = 1024 * 1024
 # What a packet carries besides its frames' payload (short header with an 8-byte
 # connection id, packet number, AEAD tag), for the unsent-bytes estimate.
 _PACKET_OVERHEAD = 30
-# The largest UDP payload aioquic sends (it has no path MTU discovery); a DATAGRAM frame
-# must fit in one packet with the header, the frame's type and length and the quarter
-# stream id.
+# The largest UDP payload aioquic sends (it has no path MTU discovery). A DATAGRAM frame
+# must fit in one short-header packet: first byte, the peer's connection id (up to 20
+# bytes; the length the peer uses once seen), packet number (aioquic sends 2 bytes,
+# counted as 4), AEAD tag, then the frame's type and length. One that does not fit
+# would stay queued in aioquic for good, and every datagram behind it.
 UDP_PAYLOAD = 1200
-_DATAGRAM_OVERHEAD = 1 + 20 + 4 + 16 + 1 + 2 + 8
+_MAX_CID = 20
+
+
+def _datagram_room(peer_cid_length: int) -> int:
+    return UDP_PAYLOAD - (1 + peer_cid_length + 4 + 16) - (1 + 2)
+
+
 # Peer-opened streams kept waiting for the CONNECT request they name.
 _MAX_EARLY_STREAMS = 64
 # How long a side that closed its session (or answered the peer's close) waits for the
@@ -368,6 +376,7 @@ class Connection:
         self.on_cid: CidHook | None = None
         # counters
         self.udp_bytes_sent = 0
+        self.peer_cid_length: int | None = None
         self.udp_bytes_received = 0
         self._queued = 0
         self._sent_estimate = 0
@@ -392,6 +401,12 @@ class Connection:
     def receive(self, data: bytes, addr: Any) -> None:
         """A datagram from the socket; events are handled by ``process`` after the batch."""
         self.udp_bytes_received += len(data)
+        if self.peer_cid_length is None and data and data[0] & 0x80:
+            # A long header: version (4 bytes), then our id's length and id, then theirs.
+            if len(data) > 6:
+                at = 6 + data[5]
+                if at < len(data):
+                    self.peer_cid_length = data[at]
         self.quic.receive_datagram(data, addr, self.hub.time())
         if self.on_datagram_in is not None:
             self.on_datagram_in(data)
@@ -507,7 +522,7 @@ class Connection:
         settings = self.h3.received_settings if self.h3 is not None else None
         if not settings or settings.get(0x33) != 1:
             return None
-        room = UDP_PAYLOAD - _DATAGRAM_OVERHEAD
+        room = _datagram_room(self.peer_cid_length or _MAX_CID) - len(session.datagram_header)
         return min(room, self.limits.max_datagram_size)
 
     def failure(self, session: SessionState | None) -> Exception | None:
