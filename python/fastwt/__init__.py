@@ -6,6 +6,8 @@ routing and middleware.
 
 from __future__ import annotations
 
+# First: picks the backend, and stands in for the Rust extension when it is missing.
+from . import _backend  # noqa: F401  # isort: skip
 from ._core import __version__, generate_dev_certificate
 from .client import WebTransportClient
 from .config import ClientConfig, ServerConfig

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from . import _bridge
+from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
 from .config import ServerConfig, transport_of
@@ -97,16 +97,24 @@ class WebTransportServer:
         if not 0 <= bind_port <= 65535:
             raise ServerError(f"port must be 0..65535, got {bind_port}")
         bind = [({"localhost": "127.0.0.1", "": "::"}.get(h, h), bind_port) for h in hosts]
-        self._hub = _bridge.get_hub()
-        start_log_forwarding()
         self._closed_event = anyio.Event()
         try:
             # With port 0, every address gets the port the OS picked for the first.
-            self._handle = ServerHandle(bind=bind, **self._core_kwargs())
+            self._hub, self._handle = self._open(bind)
         except ConnectionError as e:
             raise ServerError(str(e)) from e
         for h, p in self._handle.local_addresses():
             logger.info("listening on %s port %d", h, p)
+
+    def _open(self, bind: list[tuple[str, int]]) -> tuple[_bridge.Hub, ServerHandle]:
+        """The hub and the bound handle of the configured backend (``_backend.py``)."""
+        if _backend.resolve(self._config.backend) == "python":
+            from ._pure import server_handle
+
+            return server_handle(bind=bind, config=self._config)
+        hub = _bridge.get_hub()
+        start_log_forwarding()
+        return hub, ServerHandle(bind=bind, **self._core_kwargs())
 
     def _core_kwargs(self) -> dict[str, Any]:
         cfg = self._config
