@@ -27,12 +27,14 @@ as_root() {
     else echo "need root for: $*" >&2; return 1; fi
 }
 
-step "system packages (chromium and firefox-esr for the browser tests, nftables)"
+step "system packages (chromium and firefox-esr for the browser tests, nftables, redis-server)"
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
 # nft in a private network namespace drops packets for tests/robustness/test_network_faults.py
 [ -x /usr/sbin/nft ] || missing+=(nftables)
+# a real Redis for the cluster tests (tests/cluster: rooms across nodes, shared rate limits)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -47,6 +49,9 @@ for browser in /usr/bin/chromium /usr/bin/firefox-esr; do
 done
 if [ -x /usr/sbin/nft ]; then
     echo "/usr/sbin/nft: $(/usr/sbin/nft --version 2>/dev/null | head -n1)"
+fi
+if [ -x /usr/bin/redis-server ]; then
+    echo "/usr/bin/redis-server: $(/usr/bin/redis-server --version 2>/dev/null | head -n1)"
 fi
 
 step "python: test dependencies and the extension (release build, editable install)"

@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 
 from fastwt import __version__, generate_dev_certificate
-from fastwt.errors import WebTransportError
+from fastwt.errors import ConfigurationError, WebTransportError
 from fastwt.framework import ServerApp
 
 if TYPE_CHECKING:
@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="reload_dirs",
         metavar="DIR",
         help="directory to watch with --reload (repeatable; default: the current directory)",
+    )
+    _option(
+        run,
+        "--broker",
+        metavar="URL",
+        help="Redis URL where rooms meet across processes and nodes, e.g. "
+        "redis://10.0.0.5:6379/0 or unix:///run/redis.sock (needs coredis: pip install "
+        "'fastwt[cluster]'; default: rooms are local to the process)",
     )
     _option(
         run,
@@ -369,11 +377,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_cert_pair(args)
     if not args.app:
         raise UsageError("the following arguments are required: MODULE:APP (or FASTWT_APP)")
+    if args.broker:
+        from fastwt.framework.cluster import BROKER_ENV, connect_redis
+
+        try:
+            connect_redis(args.broker)
+        except ConfigurationError as exc:
+            raise UsageError(f"--broker: {exc}") from None
+        # Read by ServerApp() when the module makes the app (and inherited by children).
+        os.environ[BROKER_ENV] = args.broker
     if args.reload:
         return _run_with_reload(args)
     app = load_app(args.app)
     if not isinstance(app, ServerApp):
         raise UsageError(f"{args.app} is a {type(app).__name__}, not a fastwt ServerApp")
+    if args.broker and app.broker is None:
+        raise UsageError(
+            f"--broker: {args.app} was made before the broker could be set; make the "
+            "ServerApp when the module is imported (or pass broker= to it)"
+        )
     overrides: dict[str, Any] = {}
     if args.certfile:
         overrides.update(certfile=args.certfile, keyfile=args.keyfile)

@@ -6,6 +6,7 @@ client, stops cleanly on SIGINT)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def load_example(name: str) -> ModuleType:
 
 
 chat_room = load_example("chat_room")
+cluster_room = load_example("cluster_room")
 game_broadcast = load_example("game_broadcast")
 telemetry_ingest = load_example("telemetry_ingest")
 
@@ -496,6 +498,56 @@ async def test_telemetry_refuses_unnamed_devices_and_counts_bad_records() -> Non
         assert totals["rejected"] == 7
         assert totals["datagram_records"] == 0
         await session.close()
+
+
+# --------------------------------------------------------------------------- cluster room
+
+
+async def _welcome(session: WebTransportSession) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        stream = await session.accept_unidirectional_stream()
+        welcome: dict[str, Any] = json.loads(await stream.read_all())
+    return welcome
+
+
+@pytest.mark.anyio
+async def test_cluster_room_relays_datagrams_and_streams_in_one_process() -> None:
+    app = cluster_room.create_app(config=loopback())
+    assert app.broker is None  # no FASTWT_BROKER here: rooms in this process
+    async with TestClient(app) as served:
+        ada = await served.connect("/room/lobby?nick=ada")
+        assert await _welcome(ada) == {
+            "room": "lobby",
+            "nick": "ada",
+            "node": "local",
+            "present": 1,
+        }
+        bob = await served.connect("/room/lobby?nick=bob")
+        assert (await _welcome(bob))["present"] == 2
+        eve = await served.connect("/room/attic?nick=eve")
+        assert (await _welcome(eve))["present"] == 1
+        await ada.send_datagram(data=b"x=1,y=2")
+        with anyio.fail_after(10):
+            assert await bob.read_datagram() == b"ada:x=1,y=2"
+        stream = await bob.create_unidirectional_stream()
+        await stream.write(data=b"hello " * 2000, end_stream=True)
+        with anyio.fail_after(10):
+            relayed = await ada.accept_unidirectional_stream()
+            assert await relayed.read_all() == b"bob:" + b"hello " * 2000
+        # Nothing reached the other room, nor the sender.
+        with anyio.move_on_after(0.2):
+            extra = await eve.read_datagram()
+            pytest.fail(f"another room got {extra!r}")
+        with anyio.move_on_after(0.05):
+            extra = await ada.read_datagram()
+            pytest.fail(f"the sender got {extra!r}")
+        # A message over the limit is refused, not relayed.
+        big = await bob.create_unidirectional_stream()
+        await big.write(data=b"x" * (cluster_room.MAX_MESSAGE + 10), end_stream=True)
+        with anyio.move_on_after(0.5):
+            relayed = await ada.accept_unidirectional_stream()
+            pytest.fail("an oversized message was relayed")
+        assert app.room("lobby").stats()["broadcasts"] == 2
 
 
 # --------------------------------------------------------------------------- as scripts

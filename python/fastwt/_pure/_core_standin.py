@@ -21,6 +21,8 @@ __all__ = [
     "SessionHandle",
     "Transport",
     "__version__",
+    "broadcast_datagram",
+    "broadcast_stream",
     "dropped_log_records",
     "generate_dev_certificate",
     "io_spin_us",
@@ -44,6 +46,11 @@ def _unavailable(*_args: Any, **_kwargs: Any) -> Any:
         "fastwt's Rust extension is not available "
         f"({rust_import_error()}); this process runs on the pure-Python backend"
     )
+
+
+# Room fan-out: only ever handed Rust session handles, which this process has none of.
+broadcast_datagram = _unavailable
+broadcast_stream = _unavailable
 
 
 class _Unavailable:
