@@ -328,9 +328,12 @@ class ServerApp:
                         services.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 # One failure (the usual case) surfaces as itself, as without services.
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+                error: BaseException = group
+                while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                    error = error.exceptions[0]
+                if error is group:
+                    raise
+                raise error from None
         finally:
             done, self._serve_done = self._serve_done, None
             done.set()

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from fastwt.framework.rooms import RoomRegistry
 
-__all__ = ["BROKER_ENV", "RedisBus", "connect_redis", "run_until_cancelled"]
+__all__ = ["BROKER_ENV", "RedisBus", "connect_redis", "run_until_cancelled", "sole_exception"]
 
 _logger = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ class RedisBus:
         self._running = True
         try:
             await run_until_cancelled(self._run, task_status)
+        except BaseExceptionGroup as group:
+            raise sole_exception(group) from None
         finally:
             self._running = False
             self._client = None
@@ -438,6 +440,15 @@ class RedisBus:
         if self._down:
             _logger.warning("cluster bus: %s is reachable again", self.url)
         self._down = False
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested task-group groups (coredis nests several), or
+    the group itself when it holds more than one."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 async def run_until_cancelled(

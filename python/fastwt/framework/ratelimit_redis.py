@@ -146,7 +146,7 @@ class RedisRateLimiter:
         if not isinstance(self._backend, str):
             task_status.started()
             return
-        from fastwt.framework.cluster import connect_redis, run_until_cancelled
+        from fastwt.framework.cluster import connect_redis, run_until_cancelled, sole_exception
 
         url = self._backend
 
@@ -159,7 +159,10 @@ class RedisRateLimiter:
                 finally:
                     self._client = None
 
-        await run_until_cancelled(hold, task_status)
+        try:
+            await run_until_cancelled(hold, task_status)
+        except BaseExceptionGroup as group:
+            raise sole_exception(group) from None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Self]:
