@@ -26,10 +26,12 @@ What goes through Redis (all keys under ``prefix``, default ``"fastwt:"``):
   subscriber whose output buffer passes ``client-output-buffer-limit pubsub`` (32 MB,
   or 8 MB for 60 s, by default); the bus then reconnects and resubscribes.
 
-Redis outages: the bus keeps serving. Publishing fails (counted in
-``publish_errors``, logged at most once per outage), joins and leaves are applied locally
-and re-sent by the heartbeat, and the subscriber reconnects with backoff (at most 2 s
-apart) and resubscribes. A bus that cannot reach Redis when the app starts fails the
+Redis outages: the bus keeps serving. After a failed Redis call the bus counts itself
+down: broadcasts reach local members only (each counted in ``publish_errors``; a
+warning is logged once per outage), joins and leaves are applied locally and sent by
+the next heartbeat, and the heartbeat (every ``presence_ttl / 3``) is the probe that
+ends the outage. The subscriber reconnects by itself with backoff (at most 2 s apart)
+and resubscribes. A bus that cannot reach Redis when the app starts fails the
 startup with a clear error (a wrong URL must not run a silently split cluster).
 
 Scope: one Redis server (or a Sentinel-managed primary behind the URL); the presence
@@ -284,14 +286,27 @@ class RedisBus:
     # --- presence -----------------------------------------------------------------
     async def add_members(self, room: str, member_ids: list[str]) -> None:
         """Adds members to the room's set (not running: the first heartbeat will)."""
-        if (client := self._client) is not None:
+        client = self._client
+        if client is not None and not self._down:
             await self._best_effort("join", client.sadd, self._members_key(room), member_ids)
 
     async def remove_members(self, room: str, member_ids: list[str]) -> None:
-        """Removes members from the room's set (not running: nothing to remove, the
-        node's members leave Redis when it stops)."""
-        if (client := self._client) is not None:
-            await self._best_effort("leave", client.srem, self._members_key(room), member_ids)
+        """Removes members from the room's set; while Redis is unreachable the removal
+        is kept for the next heartbeat (not running: nothing to remove, the node's
+        members leave Redis when it stops)."""
+        client = self._client
+        if client is None:
+            return
+        if not self._down:
+            try:
+                await client.srem(self._members_key(room), member_ids)
+            except Exception as exc:
+                self._note_down("leave", exc)
+            else:
+                self._note_up()
+                return
+        if self._registry is not None:
+            self._registry.stale.extend((room, member_id) for member_id in member_ids)
 
     async def presence(self, room: str) -> list[str]:
         """The room's live member ids across the cluster, sorted (raises the coredis
@@ -306,14 +321,17 @@ class RedisBus:
         client = self._require()
         registry = self._registry
         ttl_ms = max(100, int(self.presence_ttl * 1000))
+        stale = list(registry.stale) if registry is not None else []
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(self._node_key(), b"1", px=ttl_ms)
+            for room, stale_id in stale:
+                pipe.srem(self._members_key(room), [stale_id])
             if registry is not None:
-                for room, stale_id in registry.stale:
-                    pipe.srem(self._members_key(room), [stale_id])
-                registry.stale.clear()
                 for room, member_ids in registry.local_members().items():
                     pipe.sadd(self._members_key(room), member_ids)
+        if registry is not None:
+            # Removed only once Redis took them (an outage keeps them for the next beat).
+            del registry.stale[: len(stale)]
         self._counters["heartbeats"] += 1
 
     async def _heartbeat(self) -> None:
@@ -342,7 +360,10 @@ class RedisBus:
         """Publish one broadcast for the other nodes; never raises for Redis errors
         (at most once: counted in ``publish_errors``)."""
         client = self._client
-        if client is None:
+        if client is None or self._down:
+            # Down: the heartbeat probes Redis every presence_ttl/3 and ends the outage;
+            # until then a publish fails at once instead of waiting for a connect
+            # timeout on every broadcast.
             self._counters["publish_errors"] += 1
             return
         message = _HEADER.pack(_MAGIC, _VERSION, kind, self._node_bytes) + payload
