@@ -5,12 +5,28 @@ use crate::runtime;
 use crate::session::{with_buffer, SessionHandle};
 use fastwt_core::{Session, SessionPhase};
 use pyo3::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The WebTransport stream error code a broadcast stream is reset with when it could
 /// not be written within its timeout (the application's code 0x10b: "too slow").
 const STREAM_TIMEOUT_CODE: u32 = 0x10b;
+
+/// Rooms of at least this many sessions are sent to with the GIL released (see
+/// `broadcast_datagram`); `FASTWT_FANOUT_DETACH_AT` (read once) changes it, for
+/// measuring.
+fn detach_at() -> usize {
+    static DETACH_AT: OnceLock<usize> = OnceLock::new();
+    *DETACH_AT.get_or_init(|| {
+        std::env::var("FASTWT_FANOUT_DETACH_AT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_DETACH_AT)
+    })
+}
+
+/// 1,000 sends (about a millisecond) are worth releasing the GIL for.
+const DEFAULT_DETACH_AT: usize = 1000;
 
 /// Collects the core sessions of `handles` (any iterable of `SessionHandle`) under the
 /// GIL; the `Session`s are reference-counted clones, free to use without it.
@@ -25,7 +41,7 @@ fn sessions_of(handles: &Bound<'_, PyAny>) -> PyResult<Vec<Session>> {
 }
 
 /// Sends `data` as one datagram on every session of `handles`; returns how many took
-/// it. Sessions that are closed, do not accept datagrams, or whose limit is below
+/// it (the GIL is released for rooms of 1,000 sessions or more). Sessions that are closed, do not accept datagrams, or whose limit is below
 /// `len(data)` are skipped (never raises for them): a broadcast is at most once.
 /// Like `send_datagram`, it never waits (quinn drops its oldest queued datagram when
 /// a connection's buffer is full).
@@ -37,12 +53,20 @@ pub fn broadcast_datagram(
 ) -> PyResult<usize> {
     let sessions = sessions_of(handles)?;
     with_buffer(data, |payload| {
-        py.detach(|| {
+        let send_all = || {
             sessions
                 .iter()
                 .filter(|s| s.send_datagram(payload).is_ok())
                 .count()
-        })
+        };
+        // Each send takes about a microsecond and never blocks: for a small room,
+        // releasing the GIL costs more than it frees (another thread that takes it
+        // meanwhile can hold it for up to the 5 ms switch interval).
+        if sessions.len() >= detach_at() {
+            py.detach(send_all)
+        } else {
+            send_all()
+        }
     })
 }
 
@@ -79,7 +103,8 @@ pub fn broadcast_stream(
             let payload = Arc::clone(&payload);
             rt.spawn(async move {
                 let deadline = tokio::time::Instant::now() + limit;
-                let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, session.open_uni()).await
+                let Ok(Ok(mut stream)) =
+                    tokio::time::timeout_at(deadline, session.open_uni()).await
                 else {
                     return;
                 };

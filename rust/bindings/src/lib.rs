@@ -9,10 +9,10 @@ use pyo3::prelude::*;
 
 /// `ClientHandle`: connects sessions.
 mod client;
-/// One payload to many sessions in one call (room broadcasts), GIL released.
-mod fanout;
 /// Mapping of core errors to the `fastwt.errors` hierarchy.
 mod errors;
+/// One payload to many sessions in one call (room broadcasts), GIL released.
+mod fanout;
 /// Rust log records to Python `logging` through a queue (no GIL on tokio threads).
 mod logging;
 /// Token wake-ups from tokio threads to a Python event loop, batched through one pipe.
