@@ -5,7 +5,7 @@
 
 ``fanout``: one process, one room of ``--members`` sessions (clients on loopback in the
 same process). Per broadcast of a 64-byte datagram, the server-side time of
-``room.broadcast`` (the Rust fan-out: one call, GIL released) against a Python loop of
+``room.broadcast`` (the Rust fan-out: one call) against a Python loop of
 ``await session.send_datagram(...)`` over the same members; the two alternate run by
 run. Medians over runs, with the range.
 

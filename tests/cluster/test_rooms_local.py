@@ -151,3 +151,29 @@ def test_rooms_without_a_broker_refuse_several_workers(monkeypatch: pytest.Monke
 def test_a_broker_url_that_is_not_redis_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="redis://"):
         ServerApp(broker="http://localhost:6379")
+
+
+async def test_empty_rooms_are_forgotten_so_names_cost_no_memory() -> None:
+    import gc
+
+    app = room_app()
+    async with TestClient(app) as client:
+        for n in range(20):
+            session = await client.connect(f"/room/match{n}")
+            await wait_members(app, f"match{n}", 1)
+            await session.close()
+            with anyio.fail_after(10):
+                while app.rooms:
+                    await anyio.sleep(0.01)
+        gc.collect()
+        assert app.rooms == {}
+        assert len(app._rooms._idle) == 0  # nothing holds an empty room: gone
+        # A room held by the caller stays the same object while empty, and works again.
+        lobby = app.room("lobby")
+        assert app.room("lobby") is lobby and lobby.members() == []
+        ada, bob = [await client.connect("/room/lobby") for _ in range(2)]
+        await wait_members(app, "lobby", 2)
+        assert app.rooms == {"lobby": lobby}
+        await ada.send_datagram(data=b"again")
+        with anyio.fail_after(10):
+            assert await bob.read_datagram() == b"again"

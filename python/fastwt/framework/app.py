@@ -181,7 +181,8 @@ class ServerApp:
 
     @property
     def rooms(self) -> dict[str, Room]:
-        """The rooms made so far, by name."""
+        """The rooms that have members in this process, by name (an empty room is
+        forgotten once nothing holds it: names that come and go cost no memory)."""
         return self._rooms.rooms
 
     @property

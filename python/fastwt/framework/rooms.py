@@ -9,7 +9,7 @@ members (see :mod:`fastwt.framework.cluster` and docs/rooms.md).
 
 Sending to the local members is done by the Rust core in one call
 (``_core.broadcast_datagram`` / ``broadcast_stream``): no Python code runs per
-recipient, and the GIL is released while the datagrams go out.
+recipient (rooms of 1,000 sessions or more are sent to with the GIL released).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from fastwt import _core
@@ -140,6 +141,8 @@ class Room:
             raise ValueError("a closed session cannot join a room")
         if id(session) in self._members:
             return
+        if not self._members:
+            self._registry.activate(self)
         self._members[id(session)] = session
         member_id = self._registry.track(session, self)
         bus = self._registry.bus
@@ -150,6 +153,8 @@ class Room:
         """Remove ``session`` (no error if it is not a member)."""
         if self._members.pop(id(session), None) is None:
             return
+        if not self._members:
+            self._registry.deactivate(self)
         member_id = self._registry.untrack(session, self)
         bus = self._registry.bus
         if bus is not None and member_id is not None:
@@ -253,6 +258,8 @@ class Room:
         for key in gone:
             session = self._members.pop(key)
             self._registry.untrack(session, self, stale=True)
+        if gone and not self._members:
+            self._registry.deactivate(self)
 
 
 class RoomRegistry:
@@ -261,7 +268,11 @@ class RoomRegistry:
 
     def __init__(self, *, bus: RedisBus | None = None) -> None:
         self.bus = bus
+        # Rooms with local members are held here; the others only while someone holds
+        # them, so names that come and go (one room per match) cost no memory once
+        # empty. Either way one name has one Room object at a time.
         self._rooms: dict[str, Room] = {}
+        self._idle: weakref.WeakValueDictionary[str, Room] = weakref.WeakValueDictionary()
         self._counter = itertools.count(1)
         # id(session) -> (session, member id, rooms it is in)
         self._sessions: dict[int, tuple[SessionProtocol, str, set[str]]] = {}
@@ -282,17 +293,30 @@ class RoomRegistry:
                 "rooms across processes need a broker (ServerApp(broker='redis://...'), "
                 "fastwt run --broker redis://..., or FASTWT_BROKER)"
             )
-        room = self._rooms.get(name)
+        room = self._rooms.get(name) or self._idle.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self)
+            room = self._idle[name] = Room(name, self)
         return room
 
     def get(self, name: str) -> Room | None:
+        """The room called ``name`` if it has local members."""
         return self._rooms.get(name)
 
     @property
     def rooms(self) -> dict[str, Room]:
+        """The rooms that have local members now."""
         return dict(self._rooms)
+
+    def activate(self, room: Room) -> None:
+        """``room`` got its first member: hold it."""
+        self._idle.pop(room.name, None)
+        self._rooms[room.name] = room
+
+    def deactivate(self, room: Room) -> None:
+        """``room`` lost its last member: hold it only while someone else does."""
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+            self._idle[room.name] = room
 
     def member_id(self, session: SessionProtocol) -> str:
         entry = self._sessions.get(id(session))
@@ -333,7 +357,7 @@ class RoomRegistry:
     def local_members(self) -> dict[str, list[str]]:
         """Room name -> member ids of this process (the heartbeat re-adds them)."""
         out: dict[str, list[str]] = {}
-        for room in self._rooms.values():
+        for room in list(self._rooms.values()):
             room._prune()
             if room._members:
                 out[room.name] = [self.member_id(s) for s in room._members.values()]

@@ -1,5 +1,5 @@
 //! One payload to many sessions in one call: what a room broadcast needs, with no
-//! Python code run per recipient and the GIL released while the sends go out.
+//! Python code run per recipient (and the GIL released for large rooms).
 
 use crate::runtime;
 use crate::session::{with_buffer, SessionHandle};
@@ -41,7 +41,8 @@ fn sessions_of(handles: &Bound<'_, PyAny>) -> PyResult<Vec<Session>> {
 }
 
 /// Sends `data` as one datagram on every session of `handles`; returns how many took
-/// it (the GIL is released for rooms of 1,000 sessions or more). Sessions that are closed, do not accept datagrams, or whose limit is below
+/// it (the GIL is released for rooms of 1,000 sessions or more). Sessions that are
+/// closed, do not accept datagrams, or whose limit is below
 /// `len(data)` are skipped (never raises for them): a broadcast is at most once.
 /// Like `send_datagram`, it never waits (quinn drops its oldest queued datagram when
 /// a connection's buffer is full).
@@ -93,7 +94,8 @@ pub fn broadcast_stream(
     let sessions = sessions_of(handles)?;
     let payload: Arc<[u8]> = with_buffer(data, |b| Arc::from(b))?;
     let rt = runtime::get()?;
-    Ok(py.detach(|| {
+    let sessions_len = sessions.len();
+    let start_all = move || {
         let mut started = 0;
         for session in sessions {
             if session.phase() != SessionPhase::Accepted {
@@ -120,5 +122,11 @@ pub fn broadcast_stream(
             });
         }
         started
-    }))
+    };
+    // As for datagrams: spawning is cheap, the GIL is worth releasing for large rooms.
+    Ok(if sessions_len >= detach_at() {
+        py.detach(start_all)
+    } else {
+        start_all()
+    })
 }

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 mod client;
 /// Mapping of core errors to the `fastwt.errors` hierarchy.
 mod errors;
-/// One payload to many sessions in one call (room broadcasts), GIL released.
+/// One payload to many sessions in one call (room broadcasts).
 mod fanout;
 /// Rust log records to Python `logging` through a queue (no GIL on tokio threads).
 mod logging;
