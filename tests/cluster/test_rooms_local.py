@@ -6,7 +6,13 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from fastwt import ConfigurationError, ServerConfig, WebTransportSession
+from fastwt import (
+    ClientConfig,
+    ConfigurationError,
+    ServerConfig,
+    StreamError,
+    WebTransportSession,
+)
 from fastwt.framework import ServerApp
 from fastwt.testing import TestClient
 
@@ -25,6 +31,8 @@ def room_app() -> ServerApp:
         async for data in session.datagrams():
             if data == b"BIG":
                 await room.broadcast(b"x" * 4000)
+            elif data == b"HUGE":  # more than a slow reader's window: its write stalls
+                await room.broadcast(b"z" * (4 << 20), datagram=False, stream_timeout=0.5)
             elif data == b"STREAM":
                 await room.broadcast(b"state " * 1000, datagram=False, exclude=session)
             else:
@@ -177,3 +185,22 @@ async def test_empty_rooms_are_forgotten_so_names_cost_no_memory() -> None:
         await ada.send_datagram(data=b"again")
         with anyio.fail_after(10):
             assert await bob.read_datagram() == b"again"
+
+
+async def test_a_stream_broadcast_a_member_does_not_read_is_reset_after_its_timeout() -> None:
+    app = room_app()
+    small_window = ClientConfig(stream_receive_window=64 * 1024, receive_window=64 * 1024)
+    async with TestClient(app, client_config=small_window) as client:
+        sender, slow = [await client.connect("/room/lobby") for _ in range(2)]
+        await wait_members(app, "lobby", 2)
+        await sender.send_datagram(data=b"HUGE")
+        with anyio.fail_after(10):
+            stream = await slow.accept_unidirectional_stream()
+        await anyio.sleep(1.5)  # not reading: the server's write stalls, then gives up
+        with anyio.fail_after(10), pytest.raises(StreamError) as reset:
+            await stream.read_all()
+        assert reset.value.error_code == 0x10B
+        # The member is still in the room and gets what follows.
+        await sender.send_datagram(data=b"after")
+        with anyio.fail_after(10):
+            assert await slow.read_datagram() == b"after"

@@ -32,6 +32,7 @@ __all__ = [
     "DATAGRAM",
     "MAX_ROOM_NAME",
     "STREAM",
+    "STREAM_TIMEOUT",
     "WORKER_COUNT_ENV",
     "Room",
     "RoomRegistry",
@@ -52,7 +53,8 @@ DATAGRAM = 0
 STREAM = 1
 """Message kind on the bus: a unidirectional stream holding the payload to every member."""
 
-_STREAM_TIMEOUT = 10.0
+STREAM_TIMEOUT = 10.0
+"""Seconds a member's broadcast stream may take to be written before it is reset."""
 
 
 def _check_name(name: object) -> str:
@@ -166,6 +168,7 @@ class Room:
         *,
         datagram: bool = True,
         exclude: SessionProtocol | None = None,
+        stream_timeout: float = STREAM_TIMEOUT,
     ) -> int:
         """Send ``data`` to every member (``exclude``: one local session to skip, e.g.
         the sender) and return how many local members it was handed to.
@@ -174,14 +177,22 @@ class Room:
         whose ``max_datagram_size`` is below ``len(data)`` is skipped, counted in
         ``stats()["skipped"]``). ``datagram=False``: each member gets a new
         unidirectional stream carrying exactly ``data``, then its end (read it with
-        ``read_all()``); a member that does not read it within 10 s has it reset.
+        ``read_all()``); a member whose stream is not written within
+        ``stream_timeout`` seconds (default 10; it does not read, or grants no
+        stream) has it reset with code 0x10b, so it holds at most one message for
+        that long. (Other nodes deliver with the default.)
 
         With a broker the message is also published for the other nodes (at most
         once: while Redis is unreachable remote members miss it; the local ones do
         not, and ``RedisBus.stats()["publish_errors"]`` counts it).
         """
         payload = bytes(data) if not isinstance(data, bytes) else data
-        sent = await self.deliver(payload, kind=DATAGRAM if datagram else STREAM, exclude=exclude)
+        sent = await self.deliver(
+            payload,
+            kind=DATAGRAM if datagram else STREAM,
+            exclude=exclude,
+            stream_timeout=stream_timeout,
+        )
         self._broadcasts += 1
         bus = self._registry.bus
         if bus is not None:
@@ -189,7 +200,12 @@ class Room:
         return sent
 
     async def deliver(
-        self, data: bytes, *, kind: int, exclude: SessionProtocol | None = None
+        self,
+        data: bytes,
+        *,
+        kind: int,
+        exclude: SessionProtocol | None = None,
+        stream_timeout: float = 0.0,
     ) -> int:
         """Hand ``data`` to the local members now; the bus calls this for messages
         from other nodes. Returns how many members took it.
@@ -213,7 +229,7 @@ class Room:
             if kind == DATAGRAM:
                 sent = _core.broadcast_datagram(handles, data)
             else:
-                sent = _core.broadcast_stream(handles, data, _STREAM_TIMEOUT)
+                sent = _core.broadcast_stream(handles, data, stream_timeout or STREAM_TIMEOUT)
         for session in others:
             if session.is_closed:
                 continue
