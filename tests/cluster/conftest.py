@@ -1,66 +1,19 @@
 """Fixtures of the cluster tests: a real ``redis-server`` (Debian's package) on a Unix
 socket in a fresh temporary directory, and cluster nodes as separate processes
-(``node_app.py``)."""
+(``node_app.py``); the classes are in cluster_support.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster_support import NODE_APP, Node, RedisServer
 from process_support import OutputProcess
-
-NODE_APP = Path(__file__).with_name("node_app.py")
-
-
-class RedisServer:
-    """``redis-server`` on a Unix socket (``--port 0``: no TCP), no persistence. Can be
-    stopped and started again on the same socket (a restart loses every key, as a
-    Redis without persistence does)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.socket = directory / "redis.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", "0",
-                "--unixsocket", str(self.socket),
-                "--unixsocketperm", "700",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start (exit status {self.proc.poll()})")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """SIGKILL (an abrupt outage, not a shutdown), then wait for it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.socket.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -80,23 +33,6 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@dataclass
-class Node:
-    """A running ``node_app.py`` process."""
-
-    process: OutputProcess
-    port: int
-    cert_hash: str
-    node_id: str
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def kill(self) -> None:
-        self.process.proc.send_signal(signal.SIGKILL)
-        self.process.proc.wait(10)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import RedisServer
+from cluster_support import RedisServer
 
 from fastwt import ConnectionError, ServerConfig, WebTransportSession
 from fastwt.cli import main

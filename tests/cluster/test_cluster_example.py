@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RedisServer
+from cluster_support import RedisServer
 from process_support import CliProcess, OutputProcess, PythonScript
 
 from fastwt import ClientConfig, WebTransportClient

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
-from conftest import Node, RedisServer
+from cluster_support import Node, RedisServer
 
 from fastwt import ClientConfig, SessionRejectedError, WebTransportClient, WebTransportSession
 from fastwt.framework.cluster import RedisBus
