@@ -204,3 +204,58 @@ async def test_a_stream_broadcast_a_member_does_not_read_is_reset_after_its_time
         await sender.send_datagram(data=b"after")
         with anyio.fail_after(10):
             assert await slow.read_datagram() == b"after"
+
+
+async def test_rooms_on_the_pure_python_backend_send_to_each_member() -> None:
+    pytest.importorskip("aioquic")
+    app = ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0, backend="python"))
+
+    @app.route(path="/room")
+    async def member(session: WebTransportSession) -> None:
+        room = app.room("lobby")
+        await room.join(session)
+        async for data in session.datagrams():
+            await room.broadcast(data, exclude=session)
+            await room.broadcast(b"stream:" + data, datagram=False, exclude=session)
+
+    async with TestClient(app) as client:
+        ada, bob, cy = [await client.connect("/room") for _ in range(3)]
+        await wait_members(app, "lobby", 3)
+        await ada.send_datagram(data=b"hi")
+        for other in (bob, cy):
+            with anyio.fail_after(10):
+                assert await other.read_datagram() == b"hi"
+                stream = await other.accept_unidirectional_stream()
+                assert await stream.read_all() == b"stream:hi"
+        assert app.room("lobby").stats()["sent"] == 4
+        # A member that closes is dropped at the next broadcast that finds it closed;
+        # without a broker nothing is queued for Redis.
+        await cy.close()
+        with anyio.fail_after(10):
+            while len(app.room("lobby").members()) != 2:
+                await anyio.sleep(0.01)
+        assert app._rooms.stale == []
+
+
+class FakeMember:
+    session_id = 1
+
+    def __init__(self) -> None:
+        self.is_closed = False
+        self.received: list[bytes] = []
+
+    async def send_datagram(self, *, data: bytes) -> None:
+        self.received.append(data)
+
+
+async def test_pruning_closed_members_without_a_broker_queues_nothing() -> None:
+    app = ServerApp()
+    room = app.room("lobby")
+    members = [FakeMember() for _ in range(3)]
+    for member in members:
+        await room.join(member)  # type: ignore[arg-type]
+    members[0].is_closed = True
+    assert await room.broadcast(b"x") == 2
+    assert room.members() == members[1:]
+    assert app._rooms.stale == []  # a queue for Redis would grow forever here
+    assert [m.received for m in members] == [[], [b"x"], [b"x"]]

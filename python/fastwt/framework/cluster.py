@@ -306,7 +306,7 @@ class RedisBus:
                 self._note_up()
                 return
         if self._registry is not None:
-            self._registry.stale.extend((room, member_id) for member_id in member_ids)
+            self._registry.add_stale([(room, member_id) for member_id in member_ids])
 
     async def presence(self, room: str) -> list[str]:
         """The room's live member ids across the cluster, sorted (raises the coredis

@@ -45,6 +45,9 @@ WORKER_COUNT_ENV = "FASTWT_WORKER_COUNT"
 than one worker, a room without a broker would be split between processes, so
 ``app.room()`` refuses it."""
 
+MAX_STALE = 100_000
+"""Member removals kept for Redis while it is unreachable (see ``RoomRegistry.add_stale``)."""
+
 MAX_ROOM_NAME = 200
 """Longest room name, in characters (it becomes part of Redis keys and channels)."""
 
@@ -292,7 +295,8 @@ class RoomRegistry:
         self._counter = itertools.count(1)
         # id(session) -> (session, member id, rooms it is in)
         self._sessions: dict[int, tuple[SessionProtocol, str, set[str]]] = {}
-        # Member ids of sessions pruned while closed, for the bus to remove from Redis.
+        # (room, member id)s the bus still has to remove from Redis (sessions pruned
+        # while closed, leaves that failed during an outage); sent by the heartbeat.
         self.stale: list[tuple[str, str]] = []
         if bus is not None:
             bus.attach(self)
@@ -356,8 +360,23 @@ class RoomRegistry:
         if not entry[2]:
             del self._sessions[id(session)]
         if stale:
-            self.stale.append((room.name, entry[1]))
+            self.add_stale([(room.name, entry[1])])
         return entry[1]
+
+    def add_stale(self, removals: list[tuple[str, str]]) -> None:
+        """Queue removals for the heartbeat (only with a bus; bounded: past
+        ``MAX_STALE`` the oldest are given up, and those members stay listed in Redis
+        until this node stops)."""
+        if self.bus is None:
+            return
+        self.stale.extend(removals)
+        excess = len(self.stale) - MAX_STALE
+        if excess > 0:
+            del self.stale[:excess]
+            _logger.warning(
+                "cluster bus: %d member removals given up (Redis unreachable too long)",
+                excess,
+            )
 
     async def forget(self, session: SessionProtocol) -> None:
         """Take ``session`` out of every room (ServerApp calls it when its handler
