@@ -303,6 +303,11 @@ class ServerApp:
 
         With ``anyio``'s ``await task_group.start(app.serve, ...)`` it reports the
         bound ``local_addresses`` once listening (handy with ``port=0``).
+
+        With a broker, the cluster bus (and any middleware's ``run_in_background``,
+        e.g. a Redis rate limiter's connection) runs in a task of its own for as long
+        as it serves; a broker that cannot be reached raises ``fastwt.ConnectionError``
+        before the server binds.
         """
         task_status: TaskStatus[Any] = kwargs.pop("task_status", anyio.TASK_STATUS_IGNORED)
         _check_kwargs("serve", kwargs, host=host, port=port, extra=("task_status",))
