@@ -133,7 +133,10 @@ async def serve_until_signal(served: ServerApp, host: str, port: int) -> None:
             print(f"  URL:                 https://{authority}:{bound_port}/room/lobby", flush=True)
             print(f"  certificate SHA-256: {served.server.certificate_hash}", flush=True)
             bus = served.broker
-            print(f"  broker:              {bus.url if bus else 'none (one process)'}", flush=True)
+            print(
+                f"  broker:              {bus.display_url if bus else 'none (one process)'}",
+                flush=True,
+            )
             async for _ in signals:
                 break
             tg.cancel_scope.cancel()

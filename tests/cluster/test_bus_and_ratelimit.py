@@ -12,7 +12,7 @@ import anyio
 import pytest
 from cluster_support import RedisServer
 
-from fastwt import ConnectionError, ServerConfig, WebTransportSession
+from fastwt import ConfigurationError, ConnectionError, ServerConfig, WebTransportSession
 from fastwt.cli import main
 from fastwt.framework import MiddlewareRejected, ServerApp, create_rate_limit_middleware
 from fastwt.framework.cluster import RedisBus
@@ -182,3 +182,45 @@ async def test_rooms_with_a_broker_not_running_stay_local(redis_server: RedisSer
     assert app.broker is not None and app.broker.stats()["publish_errors"] == 1
     with pytest.raises(RuntimeError, match="not running"):
         await room.presence()
+
+
+async def test_foreign_messages_on_the_room_channels_are_ignored(
+    redis_server: RedisServer,
+) -> None:
+    from fastwt.framework.cluster import connect_redis
+
+    receiver = ServerApp(broker=redis_server.url)
+    bus = receiver.broker
+    assert bus is not None
+    member = StuckMember()
+    member.release.set()
+    async with bus.running(), connect_redis(redis_server.url) as raw:
+        await receiver.room("lobby").join(member)  # type: ignore[arg-type]
+        header = b"FW\x01"
+        for junk in (
+            b"",
+            b"hello",
+            header + b"\x07" + b"n" * 16 + b"unknown kind",
+            b"FW\x09\x00" + b"n" * 16 + b"unknown version",
+        ):
+            await raw.publish("fastwt:room:lobby", junk)
+        async with RedisBus(redis_server.url).running() as sender:
+            await sender.publish("lobby", DATAGRAM, b"real")
+        with anyio.fail_after(10):
+            while member.received != [b"real"]:
+                await anyio.sleep(0.01)
+        assert bus.stats()["ignored"] == 4
+        assert bus.stats()["delivered"] == 1
+
+
+def test_broker_urls_are_shown_without_their_password() -> None:
+    from fastwt.framework.cluster import redacted
+
+    bus = RedisBus("redis://:s3cret@10.0.0.5:6379/0")
+    assert "s3cret" not in repr(bus) and "s3cret" not in bus.display_url
+    assert bus.display_url == "redis://:***@10.0.0.5:6379/0"
+    assert redacted("redis://user:pw@host:1/2") == "redis://user:***@host:1/2"
+    assert redacted("unix:///run/redis.sock") == "unix:///run/redis.sock"
+    with pytest.raises(ConfigurationError) as bad:
+        RedisBus("http://:hunter2@host")
+    assert "hunter2" not in str(bad.value)

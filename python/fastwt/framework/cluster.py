@@ -47,19 +47,28 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from anyio.abc import TaskStatus
 
 from fastwt.errors import ConfigurationError
 from fastwt.errors import ConnectionError as WTConnectionError
+from fastwt.framework.rooms import DATAGRAM, STREAM
 
 if TYPE_CHECKING:
     import coredis
 
     from fastwt.framework.rooms import RoomRegistry
 
-__all__ = ["BROKER_ENV", "RedisBus", "connect_redis", "run_until_cancelled", "sole_exception"]
+__all__ = [
+    "BROKER_ENV",
+    "RedisBus",
+    "connect_redis",
+    "redacted",
+    "run_until_cancelled",
+    "sole_exception",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -98,13 +107,28 @@ _CONNECT_TIMEOUT = 5.0
 _COMMAND_TIMEOUT = 5.0
 
 
+def redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: what logs, errors and
+    ``repr`` show."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def connect_redis(url: str) -> coredis.Redis[bytes]:
     """A coredis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) with
     bounded connect and command timeouts; raises ``ConfigurationError`` when coredis is
     not installed or the URL is not a Redis URL."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
-            f"broker must be a redis://, rediss:// or unix:// URL, got {url!r}"
+            "broker must be a redis://, rediss:// or unix:// URL, got "
+            f"{redacted(url) if isinstance(url, str) else repr(url)}"
         )
     try:
         import coredis
@@ -159,6 +183,8 @@ class RedisBus:
             if len(node_bytes) != 16:
                 raise ConfigurationError(f"node_id must be 32 hex digits, got {node_id!r}")
         self.url = url
+        self.display_url = redacted(url)
+        """The URL without its password, for logs."""
         self.prefix = prefix
         self.presence_ttl = float(presence_ttl)
         self.queue_size = queue_size
@@ -177,12 +203,13 @@ class RedisBus:
             "received": 0,
             "delivered": 0,
             "dropped": 0,
+            "ignored": 0,
             "heartbeats": 0,
             "heartbeat_errors": 0,
         }
 
     def __repr__(self) -> str:
-        return f"<RedisBus {self.url!r} node={self.node_id}>"
+        return f"<RedisBus {self.display_url!r} node={self.node_id}>"
 
     def attach(self, registry: RoomRegistry) -> None:
         """Bind the bus to the rooms whose messages it carries (one registry)."""
@@ -198,7 +225,8 @@ class RedisBus:
     def stats(self) -> dict[str, Any]:
         """Counters: ``published``, ``publish_errors``, ``received`` (messages from other
         nodes), ``delivered`` (of those, ones a local room took), ``dropped`` (oldest
-        messages dropped because the fan-out lagged), ``heartbeats``,
+        messages dropped because the fan-out lagged), ``ignored`` (messages on the
+        room channels not in this bus's format), ``heartbeats``,
         ``heartbeat_errors``; and ``queued`` (waiting for the fan-out now)."""
         return {**self._counters, "queued": len(self._inbox), "node_id": self.node_id}
 
@@ -242,7 +270,7 @@ class RedisBus:
                     await client.ping()
             except Exception as exc:
                 raise WTConnectionError(
-                    f"cannot reach the broker {self.url}: {exc!r} (rooms across processes "
+                    f"cannot reach the broker {self.display_url}: {exc!r} (rooms across processes "
                     "need it; start Redis or fix --broker / FASTWT_BROKER)"
                 ) from exc
             self._client = client
@@ -258,7 +286,7 @@ class RedisBus:
                     tg.start_soon(self._consume, pubsub)
                     tg.start_soon(self._fan_out)
                     tg.start_soon(self._heartbeat)
-                    _logger.info("cluster bus on %s, node %s", self.url, self.node_id)
+                    _logger.info("cluster bus on %s, node %s", self.display_url, self.node_id)
                     task_status.started()
                     await stop.wait()
                     tg.cancel_scope.cancel()
@@ -389,10 +417,11 @@ class RedisBus:
             if not isinstance(data, bytes) or not isinstance(channel, bytes):
                 continue
             if len(data) < _HEADER.size or not channel.startswith(channel_prefix):
+                self._counters["ignored"] += 1
                 continue
             magic, version, kind, node = _HEADER.unpack_from(data)
-            if magic != _MAGIC or version != _VERSION:
-                _logger.debug("cluster bus: ignored a message in an unknown format")
+            if magic != _MAGIC or version != _VERSION or kind not in (DATAGRAM, STREAM):
+                self._counters["ignored"] += 1
                 continue
             if node == self._node_bytes:
                 continue
@@ -452,14 +481,14 @@ class RedisBus:
             _logger.warning(
                 "cluster bus: %s on %s failed (%r); serving local members only until Redis is back",
                 what,
-                self.url,
+                self.display_url,
                 exc,
             )
         self._down = True
 
     def _note_up(self) -> None:
         if self._down:
-            _logger.warning("cluster bus: %s is reachable again", self.url)
+            _logger.warning("cluster bus: %s is reachable again", self.display_url)
         self._down = False
 
 
