@@ -224,3 +224,20 @@ def test_broker_urls_are_shown_without_their_password() -> None:
     with pytest.raises(ConfigurationError) as bad:
         RedisBus("http://:hunter2@host")
     assert "hunter2" not in str(bad.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prefix": "app*"}, "glob characters"),
+        ({"presence_ttl": 0}, "presence_ttl"),
+        ({"presence_ttl": True}, "presence_ttl"),
+        ({"queue_size": 0}, "queue_size"),
+        ({"node_id": "not hex"}, "node_id"),
+        ({"node_id": "ab" * 8}, "node_id"),
+    ],
+)
+def test_bad_bus_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisBus("redis://127.0.0.1:6379/0", **kwargs)
+    assert RedisBus("redis://127.0.0.1:6379/0", node_id="ab" * 16).node_id == "ab" * 16

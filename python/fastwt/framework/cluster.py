@@ -173,6 +173,10 @@ class RedisBus:
             )
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ConfigurationError(f"queue_size must be a positive integer, got {queue_size!r}")
+        if not isinstance(prefix, str) or any(c in prefix for c in "*?[]\\"):
+            raise ConfigurationError(
+                f"prefix must be a string without the glob characters *?[]\\, got {prefix!r}"
+            )
         if node_id is None:
             node_bytes = secrets.token_bytes(16)
         else:
@@ -264,6 +268,7 @@ class RedisBus:
     async def _run(self, stop: anyio.Event, task_status: TaskStatus[None]) -> None:
         client = connect_redis(self.url)
         self._wake = anyio.Event()
+        self._down = False
         async with client:
             try:
                 with anyio.fail_after(_CONNECT_TIMEOUT):
