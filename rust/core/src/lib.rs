@@ -44,8 +44,8 @@ pub mod session;
 mod socket;
 /// WebTransport send and receive streams.
 pub mod stream;
-/// The poison-tolerant lock helper every module uses.
-mod sync;
+/// The poison-tolerant lock helper every module (and the bindings) uses.
+pub mod sync;
 /// rustls configuration (ALPN, certificate verifiers) shared by server and client.
 mod tls;
 /// quinn's transport settings from [`config::TransportOptions`].
