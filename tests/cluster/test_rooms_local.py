@@ -259,3 +259,19 @@ async def test_pruning_closed_members_without_a_broker_queues_nothing() -> None:
     assert room.members() == members[1:]
     assert app._rooms.stale == []  # a queue for Redis would grow forever here
     assert [m.received for m in members] == [[], [b"x"], [b"x"]]
+
+
+async def test_the_in_process_limiter_warns_when_it_is_one_of_several_workers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fastwt.framework import create_rate_limit_middleware
+
+    limiter = create_rate_limit_middleware(max_requests=5, window_seconds=60)
+    async with limiter:
+        pass
+    assert "counts alone" not in caplog.text
+    monkeypatch.setenv("FASTWT_WORKER_COUNT", "3")
+    async with limiter:
+        pass
+    assert "one of 3 workers and counts alone" in caplog.text
+    assert "3 x 5 sessions per 60 s" in caplog.text

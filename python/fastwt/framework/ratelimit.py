@@ -134,6 +134,19 @@ class RateLimiter:
         return len(self._clients)
 
     async def __aenter__(self) -> Self:
+        from fastwt.framework.rooms import worker_count
+
+        workers = worker_count()
+        if workers > 1:
+            _logger.warning(
+                "rate limiter: this process is one of %d workers and counts alone, so a "
+                "client may open up to %d x %d sessions per %g s; "
+                "create_rate_limit_middleware(..., backend='redis://...') shares one limit",
+                workers,
+                workers,
+                self._max_requests,
+                self._window,
+            )
         return self
 
     async def __aexit__(
