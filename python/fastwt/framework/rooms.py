@@ -313,7 +313,9 @@ class RoomRegistry:
                 "rooms across processes need a broker (ServerApp(broker='redis://...'), "
                 "fastwt run --broker redis://..., or FASTWT_BROKER)"
             )
-        room = self._rooms.get(name) or self._idle.get(name)
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._idle.get(name)  # (a Room's truth is its member count)
         if room is None:
             room = self._idle[name] = Room(name, self)
         return room
