@@ -435,6 +435,9 @@ class RedisBus:
                 room = channel[len(channel_prefix) :].decode()
             except UnicodeDecodeError:
                 continue
+            registry = self._registry
+            if registry is None or registry.get(room) is None:
+                continue  # no local members: not queued (every node hears every room)
             if len(inbox) >= self.queue_size:
                 inbox.popleft()
                 self._counters["dropped"] += 1
