@@ -4,6 +4,7 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport, MAX_SECS};
 use crate::runtime;
 use crate::session::SessionHandle;
+use fastwt_core::cid::CidConfig;
 use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
@@ -29,12 +30,17 @@ fn load_identity(certfile: Option<PathBuf>, keyfile: Option<PathBuf>) -> PyResul
 
 #[pymethods]
 impl ServerHandle {
-    /// Binds `bind` (a list of (host, port)) and starts accepting connections.
+    /// Binds `bind` (a list of (host, port)) and starts accepting connections; with
+    /// `sockets` (file descriptors of bound UDP sockets, whose ownership passes to the
+    /// server) serves on those instead. `server_id` (0..=9 octets), `cid_config_id`
+    /// and `worker` make QUIC-LB connection IDs (see `fastwt_core::cid`); every worker
+    /// of a group gets the same `worker_secret` (16+ octets).
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
         max_sessions_per_ip=None, max_handshakes=1000, retry=false,
-        client_auth="none", client_ca=None))]
+        client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
+        cid_config_id=0, worker=None, worker_secret=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -50,6 +56,11 @@ impl ServerHandle {
         retry: bool,
         client_auth: &str,
         client_ca: Option<PathBuf>,
+        sockets: Vec<i32>,
+        server_id: Option<Vec<u8>>,
+        cid_config_id: u8,
+        worker: Option<u8>,
+        worker_secret: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
         let client_auth = match (client_auth, client_ca) {
@@ -74,6 +85,24 @@ impl ServerHandle {
         }
         let request_timeout = positive_secs(request_timeout, "request_timeout")?;
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
+        // Our own CIDs when a server id or a worker octet is asked for; quinn's otherwise.
+        let cid = if server_id.is_some() || worker.is_some() {
+            Some(
+                CidConfig::new(
+                    server_id.as_deref().unwrap_or_default(),
+                    cid_config_id,
+                    worker.unwrap_or(0),
+                    worker_secret.as_deref(),
+                )
+                .map_err(to_py)?,
+            )
+        } else {
+            None
+        };
+        let sockets = sockets
+            .into_iter()
+            .map(adopt_udp_socket)
+            .collect::<PyResult<Vec<_>>>()?;
         let opts = ServerOptions {
             bind: addrs,
             max_sessions,
@@ -84,11 +113,16 @@ impl ServerHandle {
             request_timeout,
             transport,
             client_auth,
+            cid,
         };
         let rt = runtime::get()?;
         let server = py.detach(|| {
             let _guard = rt.enter();
-            Server::bind(opts, &identity)
+            if sockets.is_empty() {
+                Server::bind(opts, &identity)
+            } else {
+                Server::from_sockets(opts, &identity, sockets)
+            }
         });
         Ok(Self {
             server: Arc::new(server.map_err(to_py)?),
@@ -165,6 +199,44 @@ impl ServerHandle {
             Ok(OpValue::Unit)
         })
     }
+}
+
+/// Takes ownership of a bound UDP socket's file descriptor handed over from Python
+/// (the caller gave it up: `os.dup` of its own socket, or an fd inherited from a
+/// supervisor), checking first that it is an open, bound datagram socket.
+#[allow(unsafe_code)]
+fn adopt_udp_socket(fd: i32) -> PyResult<std::net::UdpSocket> {
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    let bad =
+        |why: String| pyo3::exceptions::PyValueError::new_err(format!("socket fd {fd}: {why}"));
+    if fd < 0 {
+        return Err(bad("not a file descriptor".into()));
+    }
+    // SAFETY: only borrowed for the checks below, while the caller (who passed its
+    // ownership to us) keeps it open; fstat-like calls on a closed fd fail cleanly.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let probe = socket2::SockRef::from(&borrowed);
+    match probe.r#type() {
+        Ok(t) if t == socket2::Type::DGRAM => {}
+        Ok(_) => return Err(bad("not a datagram (UDP) socket".into())),
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    if let Err(e) = probe.local_addr().and_then(|a| {
+        a.as_socket()
+            .filter(|s| s.port() != 0)
+            .map(|_| ())
+            .ok_or_else(|| std::io::Error::other("not bound to an IP address and port"))
+    }) {
+        return Err(bad(e.to_string()));
+    }
+    // SAFETY: the fd is an open UDP socket (checked above) whose ownership the caller
+    // handed to us (documented on `ServerHandle`'s `sockets`); it is closed once, when
+    // the endpoint drops the socket.
+    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(socket)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
