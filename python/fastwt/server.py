@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,7 +15,7 @@ import anyio
 from . import _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
-from .config import ServerConfig, transport_of
+from .config import ServerConfig, server_id_bytes, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
@@ -42,6 +44,9 @@ class WebTransportServer:
         self._token = _bridge.new_token()
         self._closed_event: anyio.Event | None = None
         self._closing = False
+        # Set by a worker of ``--workers`` before listen(): its inherited socket and
+        # connection-ID settings.
+        self._adopted: tuple[int, dict[str, Any]] | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -85,12 +90,36 @@ class WebTransportServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def listen(
-        self, *, host: str | Sequence[str] | None = None, port: int | None = None
+    def _adopt_socket(
+        self, fd: int, *, server_id: bytes, worker: int | None, secret: bytes
     ) -> None:
-        """Binds the sockets (``host``/``port`` override the config) and starts accepting."""
+        """For a worker of ``--workers``: serve on ``fd`` (ownership passes to the
+        server), with CIDs naming ``server_id`` and ``worker`` keyed by the group's
+        ``secret``. ``listen()`` then binds nothing."""
+        cid: dict[str, Any] = {"server_id": server_id, "worker_secret": secret}
+        if worker is not None:
+            cid["worker"] = worker
+        self._adopted = (fd, cid)
+
+    async def listen(
+        self,
+        *,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Binds the sockets (``host``/``port`` override the config) and starts accepting.
+
+        With ``sock`` (a bound UDP socket, e.g. one inherited from a process manager)
+        the server serves on a duplicate of it instead of binding; the caller still owns
+        ``sock`` and may close it.
+        """
         if self._handle is not None:
             raise ServerError("server is already listening")
+        if sock is not None and self._adopted is None:
+            if sock.type != socket.SOCK_DGRAM:
+                raise ServerError(f"sock must be a UDP socket, got {sock!r}")
+            self._adopted = (os.dup(sock.fileno()), {})
         cfg = self._config
         hosts = [host] if isinstance(host, str) else list(host) if host else cfg.bind_hosts
         bind_port = cfg.bind_port if port is None else port
@@ -100,9 +129,15 @@ class WebTransportServer:
         self._hub = _bridge.get_hub()
         start_log_forwarding()
         self._closed_event = anyio.Event()
+        kwargs = self._core_kwargs()
+        if self._adopted is not None:
+            fd, cid = self._adopted
+            self._adopted = None
+            kwargs.update(cid, sockets=[fd])
+            bind = []
         try:
             # With port 0, every address gets the port the OS picked for the first.
-            self._handle = ServerHandle(bind=bind, **self._core_kwargs())
+            self._handle = ServerHandle(bind=bind, **kwargs)
         except ConnectionError as e:
             raise ServerError(str(e)) from e
         for h, p in self._handle.local_addresses():
@@ -120,6 +155,7 @@ class WebTransportServer:
             "pending_request_capacity": cfg.pending_request_capacity,
             "request_timeout": cfg.request_timeout,
             "transport": transport_of(cfg),
+            "server_id": server_id_bytes(cfg),
             **_client_auth_of(cfg),
         }
 
