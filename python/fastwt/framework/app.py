@@ -234,8 +234,12 @@ class ServerApp:
         )
         if workers is not None:
             self._run_workers(
-                workers, host=host, port=port, backend=backend,
-                backend_options=backend_options, overrides=kwargs,
+                workers,
+                host=host,
+                port=port,
+                backend=backend,
+                backend_options=backend_options,
+                overrides=kwargs,
             )
             return
         self._apply_config_overrides(kwargs)

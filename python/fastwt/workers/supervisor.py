@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,8 @@ class Supervisor:
     def __init__(self, options: WorkerOptions) -> None:
         if not sys.platform.startswith("linux"):
             raise WorkersError(
-                f"--workers needs Linux (SO_REUSEPORT groups steered by BPF); this is {sys.platform}"
+                "--workers needs Linux (SO_REUSEPORT groups steered by BPF); "
+                f"this is {sys.platform}"
             )
         if not 1 <= options.workers <= bpf.MAX_WORKERS:
             raise WorkersError(f"workers must be 1..{bpf.MAX_WORKERS}, got {options.workers}")
@@ -370,11 +371,15 @@ class Supervisor:
             if code is None and not hung:
                 continue
             if hung:
-                _log.warning("worker %d (pid %d) stopped answering: killed", worker.index, worker.proc.pid)
+                _log.warning(
+                    "worker %d (pid %d) stopped answering: killed", worker.index, worker.proc.pid
+                )
                 worker.proc.kill()
                 worker.proc.wait()
             else:
-                _log.warning("worker %d (pid %d) exited with status %s", worker.index, worker.proc.pid, code)
+                _log.warning(
+                    "worker %d (pid %d) exited with status %s", worker.index, worker.proc.pid, code
+                )
             os.close(worker.status)
             del self.workers[slot]
             if self._backoff(worker.index):
@@ -467,4 +472,3 @@ def parse_server_id(text: str | bytes | None) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise WorkersError(f"server_id must be hex octets, got {text!r}") from None
-
