@@ -116,10 +116,8 @@ class WebTransportServer:
         """
         if self._handle is not None:
             raise ServerError("server is already listening")
-        if sock is not None and self._adopted is None:
-            if sock.type != socket.SOCK_DGRAM:
-                raise ServerError(f"sock must be a UDP socket, got {sock!r}")
-            self._adopted = (os.dup(sock.fileno()), {})
+        if sock is not None and sock.type != socket.SOCK_DGRAM:
+            raise ServerError(f"sock must be a UDP socket, got {sock!r}")
         cfg = self._config
         hosts = [host] if isinstance(host, str) else list(host) if host else cfg.bind_hosts
         bind_port = cfg.bind_port if port is None else port
@@ -130,6 +128,9 @@ class WebTransportServer:
         start_log_forwarding()
         self._closed_event = anyio.Event()
         kwargs = self._core_kwargs()
+        if sock is not None and self._adopted is None:
+            # The core takes ownership of the duplicate (and closes it on any error).
+            self._adopted = (os.dup(sock.fileno()), {})
         if self._adopted is not None:
             fd, cid = self._adopted
             self._adopted = None

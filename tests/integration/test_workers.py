@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
-from process_support import CliProcess
+from process_support import CliProcess, PythonScript
 
 from fastwt import ClientConfig, WebTransportClient, WebTransportError, WebTransportSession
+from fastwt.cli import write_dev_certificate
 
 pytestmark = [
     pytest.mark.anyio,
@@ -28,6 +30,7 @@ pytestmark = [
 ]
 
 APP = "tests.integration.workers_app:app"
+SCRIPT = Path(__file__).with_name("workers_run_app.py")
 
 
 @pytest.fixture
@@ -250,3 +253,58 @@ def test_workers_report_a_bad_app_and_exit(fastwt_cli: Start) -> None:
     )
     assert process.proc.wait(30) != 0
     assert "no attribute" in process.output
+
+
+@pytest.fixture
+def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    digest = write_dev_certificate(tmp_path)
+    monkeypatch.setenv("WORKERS_TEST_CERT", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("WORKERS_TEST_KEY", str(tmp_path / "key.pem"))
+    return digest
+
+
+async def test_server_app_run_with_workers(certificate: str) -> None:
+    """``app.run(workers=2)`` from a script: the workers import the script again (not
+    as ``__main__``) and find its app; sessions reach both."""
+    script = PythonScript(SCRIPT)
+    try:
+        port = script.wait_for(r"2 workers serving on 127.0.0.1 port (\d+)").group(1)
+        config = ClientConfig(server_certificate_hashes=[certificate], connect_timeout=5)
+        indices: set[int] = set()
+        for _ in range(12):
+            async with WebTransportClient(config=config) as client:
+                session = await client.connect(url=f"https://127.0.0.1:{port}/who")
+                indices.add((await who(session))[0])
+                await session.close()
+        assert indices == {0, 1}
+    finally:
+        assert script.stop() == 0, script.output
+
+
+def test_a_hung_worker_is_killed_and_replaced(certificate: str) -> None:
+    """A worker that stops answering (SIGSTOP: no heartbeat) is killed after the
+    heartbeat timeout (2 s here) and started again on its socket."""
+    script = PythonScript(SCRIPT, "--supervisor")
+    try:
+        script.wait_for(r"supervisor serving on")
+        pid = int(script.wait_for(r"worker 1 \(slot 1\) started, pid (\d+)").group(1))
+        os.kill(pid, signal.SIGSTOP)
+        script.wait_for(rf"worker 1 \(pid {pid}\) stopped answering: killed", timeout=15)
+        deadline = time.monotonic() + 15
+        while len(pids := re.findall(r"worker 1 \(slot 1\) started, pid (\d+)", script.output)) < 2:
+            assert time.monotonic() < deadline, script.output
+            time.sleep(0.1)
+        assert int(pids[1]) != pid
+        while script.output.count("worker 1 (slot 1) ready") < 2:
+            assert time.monotonic() < deadline, script.output
+            time.sleep(0.1)
+    finally:
+        assert script.stop() == 0, script.output
+
+
+def test_workers_are_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastwt.workers import Supervisor, WorkerOptions, WorkersError
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(WorkersError, match="needs Linux"):
+        Supervisor(WorkerOptions(app="x:app", workers=2))

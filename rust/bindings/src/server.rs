@@ -62,6 +62,8 @@ impl ServerHandle {
         worker: Option<u8>,
         worker_secret: Option<Vec<u8>>,
     ) -> PyResult<Self> {
+        // First, so that the fds are closed whatever fails below.
+        let sockets = adopt_fds(sockets)?;
         let identity = load_identity(certfile, keyfile)?;
         let client_auth = match (client_auth, client_ca) {
             ("none", _) => ClientAuth::None,
@@ -101,7 +103,7 @@ impl ServerHandle {
         };
         let sockets = sockets
             .into_iter()
-            .map(adopt_udp_socket)
+            .map(udp_socket)
             .collect::<PyResult<Vec<_>>>()?;
         let opts = ServerOptions {
             bind: addrs,
@@ -201,38 +203,46 @@ impl ServerHandle {
     }
 }
 
-/// Takes ownership of a bound UDP socket's file descriptor handed over from Python
-/// (the caller gave it up: `os.dup` of its own socket, or an fd inherited from a
-/// supervisor), checking first that it is an open, bound datagram socket.
+/// Takes ownership of file descriptors handed over from Python (the caller gave them
+/// up: `os.dup` of its own socket, or fds inherited from a supervisor), all of them
+/// before any check, so that each is closed exactly once whatever fails.
 #[allow(unsafe_code)]
-fn adopt_udp_socket(fd: i32) -> PyResult<std::net::UdpSocket> {
-    use std::os::fd::{BorrowedFd, FromRawFd};
-    let bad =
-        |why: String| pyo3::exceptions::PyValueError::new_err(format!("socket fd {fd}: {why}"));
-    if fd < 0 {
-        return Err(bad("not a file descriptor".into()));
+fn adopt_fds(fds: Vec<i32>) -> PyResult<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    if let Some(fd) = fds.iter().find(|fd| **fd < 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "socket fd {fd}: not a file descriptor"
+        )));
     }
-    // SAFETY: only borrowed for the checks below, while the caller (who passed its
-    // ownership to us) keeps it open; fstat-like calls on a closed fd fail cleanly.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let probe = socket2::SockRef::from(&borrowed);
+    Ok(fds
+        .into_iter()
+        // SAFETY: the caller passed ownership of these open fds (documented on
+        // `ServerHandle`'s `sockets`); each becomes one OwnedFd, closed once on drop.
+        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        .collect())
+}
+
+/// An adopted fd as a UDP socket, once checked to be a bound datagram socket.
+fn udp_socket(fd: std::os::fd::OwnedFd) -> PyResult<std::net::UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    let bad =
+        |why: String| pyo3::exceptions::PyValueError::new_err(format!("socket fd {raw}: {why}"));
+    let probe = socket2::SockRef::from(&fd);
     match probe.r#type() {
         Ok(t) if t == socket2::Type::DGRAM => {}
         Ok(_) => return Err(bad("not a datagram (UDP) socket".into())),
         Err(e) => return Err(bad(e.to_string())),
     }
-    if let Err(e) = probe.local_addr().and_then(|a| {
-        a.as_socket()
-            .filter(|s| s.port() != 0)
-            .map(|_| ())
-            .ok_or_else(|| std::io::Error::other("not bound to an IP address and port"))
-    }) {
-        return Err(bad(e.to_string()));
+    let bound = probe
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .is_some_and(|a| a.port() != 0);
+    if !bound {
+        return Err(bad("not bound to an IP address and port".into()));
     }
-    // SAFETY: the fd is an open UDP socket (checked above) whose ownership the caller
-    // handed to us (documented on `ServerHandle`'s `sockets`); it is closed once, when
-    // the endpoint drops the socket.
-    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    let socket = std::net::UdpSocket::from(fd);
     socket
         .set_nonblocking(true)
         .map_err(|e| bad(e.to_string()))?;
