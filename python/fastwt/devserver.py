@@ -19,6 +19,7 @@ check passing.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import logging
@@ -163,6 +164,7 @@ async def serve(
     certfile: str | None = None,
     keyfile: str | None = None,
     http_port: int | None = None,
+    backend: str | None = None,
     task_status: TaskStatus[DevServerInfo] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the echo server until cancelled.
@@ -170,9 +172,12 @@ async def serve(
     ``port=0`` picks a free port (the same one on every host when possible).
     With ``http_port`` (0 for any), also serve the demo page on
     ``http://127.0.0.1:HTTP_PORT/``. ``task_status.started`` receives the
-    :class:`DevServerInfo` once the server listens.
+    :class:`DevServerInfo` once the server listens. ``backend`` (``"rust"`` or
+    ``"python"``) overrides the configuration's default.
     """
     config = ServerConfig(bind_host=list(hosts), bind_port=port, certfile=certfile, keyfile=keyfile)
+    if backend is not None:
+        config = dataclasses.replace(config, backend=backend)
     async with WebTransportServer(config=config) as server:
         await server.listen()
         addresses = list(server.local_addresses)

@@ -12,9 +12,10 @@ from typing import Any
 
 import anyio
 
-from . import _bridge
+from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
+from ._types import SessionObserver
 from .config import ServerConfig, server_id_bytes, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
@@ -47,6 +48,17 @@ class WebTransportServer:
         # Set by a worker of ``--workers`` before listen(): its inherited socket and
         # connection-ID settings.
         self._adopted: tuple[int, dict[str, Any]] | None = None
+        self._observers: tuple[SessionObserver, ...] = ()
+
+    def add_observer(self, observer: SessionObserver) -> None:
+        """Tells ``observer`` of every session request from now on, and how it was
+        answered (:class:`fastwt.SessionObserver`; metrics use it). Idempotent."""
+        if observer not in self._observers:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: SessionObserver) -> None:
+        """Stops telling ``observer`` of new requests (no error if it was not added)."""
+        self._observers = tuple(o for o in self._observers if o is not observer)
 
     @property
     def config(self) -> ServerConfig:
@@ -124,9 +136,31 @@ class WebTransportServer:
         if not 0 <= bind_port <= 65535:
             raise ServerError(f"port must be 0..65535, got {bind_port}")
         bind = [({"localhost": "127.0.0.1", "": "::"}.get(h, h), bind_port) for h in hosts]
-        self._hub = _bridge.get_hub()
-        start_log_forwarding()
         self._closed_event = anyio.Event()
+        try:
+            # With port 0, every address gets the port the OS picked for the first.
+            self._hub, self._handle = self._open(bind, sock)
+        except ConnectionError as e:
+            raise ServerError(str(e)) from e
+        for h, p in self._handle.local_addresses():
+            logger.info("listening on %s port %d", h, p)
+
+    def _open(
+        self, bind: list[tuple[str, int]], sock: socket.socket | None
+    ) -> tuple[_bridge.Hub, ServerHandle]:
+        """The hub and the bound handle of the configured backend (``_backend.py``);
+        with ``sock`` or an adopted worker socket, serving on that instead."""
+        if _backend.resolve(self._config.backend) == "python":
+            if sock is not None or self._adopted is not None:
+                raise ServerError(
+                    "serving on a given socket (listen(sock=...), --workers) needs the "
+                    "Rust backend"
+                )
+            from ._pure import server_handle
+
+            return server_handle(bind=bind, config=self._config)
+        hub = _bridge.get_hub()
+        start_log_forwarding()
         kwargs = self._core_kwargs()
         if sock is not None and self._adopted is None:
             # The core takes ownership of the duplicate (and closes it on any error).
@@ -136,13 +170,7 @@ class WebTransportServer:
             self._adopted = None
             kwargs.update(cid, sockets=[fd])
             bind = []
-        try:
-            # With port 0, every address gets the port the OS picked for the first.
-            self._handle = ServerHandle(bind=bind, **kwargs)
-        except ConnectionError as e:
-            raise ServerError(str(e)) from e
-        for h, p in self._handle.local_addresses():
-            logger.info("listening on %s port %d", h, p)
+        return hub, ServerHandle(bind=bind, **kwargs)
 
     def _core_kwargs(self) -> dict[str, Any]:
         cfg = self._config
@@ -165,7 +193,14 @@ class WebTransportServer:
         if self._handle is None or self._hub is None:
             raise ServerError("call listen() first")
         handle = await _bridge.wait(self._hub, self._handle.poll_request, self._token)
-        return WebTransportSession(handle, hub=self._hub, is_client=False)
+        observers = self._observers
+        session = WebTransportSession(handle, hub=self._hub, is_client=False, observers=observers)
+        for observer in observers:
+            try:
+                observer.session_requested(session)
+            except Exception:  # an observer's bug must not lose the request
+                logger.exception("session observer %r failed", observer)
+        return session
 
     async def incoming_sessions(self) -> AsyncIterator[WebTransportSession]:
         """Session requests until the server closes; each must be accepted or rejected."""

@@ -213,7 +213,9 @@ class ServerApp:
         SIGINT and SIGTERM (when called from the main thread) stop it cleanly: open
         sessions are closed with ``shutdown_error_code``, shutdown handlers run and
         stateful middleware exit. ``backend="trio"`` (default ``"asyncio"``) and
-        ``backend_options`` choose the event loop, as for ``anyio.run``. Any
+        ``backend_options`` choose the event loop, as for ``anyio.run``;
+        ``backend="python"`` or ``"rust"`` chooses the WebTransport implementation
+        instead (``ServerConfig.backend``; then ``loop=`` names the event loop). Any
         ``ServerConfig`` field (``certfile=``, ``keyfile=``, ``max_sessions=``, ...)
         overrides the app's configuration, as for ``serve()``; any other keyword
         argument raises ``TypeError``. ``host``/``port`` default to the config's
@@ -227,6 +229,10 @@ class ServerApp:
         must be plain values (str, numbers, bools, None, paths).
         """
         backend: str = kwargs.pop("backend", "asyncio")
+        if backend in ("rust", "python"):
+            # A WebTransport implementation (``ServerConfig.backend``), not an event loop.
+            kwargs["backend"] = backend
+            backend = kwargs.pop("loop", "asyncio")
         backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
         workers: int | None = kwargs.pop("workers", None)
         _check_kwargs(

@@ -80,6 +80,10 @@ def serve_app(
             )
         plain[name] = value
     cfg = dataclasses.replace(app.server.config, **plain)
+    from fastwt import _backend
+
+    if _backend.resolve(cfg.backend) != "rust":
+        raise WorkersError("workers need the Rust backend (ServerConfig.backend='rust')")
     hosts = [host] if host is not None else cfg.bind_hosts
     if len(hosts) != 1:
         raise WorkersError(f"workers serve on one address, got {hosts}")
