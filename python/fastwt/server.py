@@ -153,8 +153,7 @@ class WebTransportServer:
         if _backend.resolve(self._config.backend) == "python":
             if sock is not None or self._adopted is not None:
                 raise ServerError(
-                    "serving on a given socket (listen(sock=...), --workers) needs the "
-                    "Rust backend"
+                    "serving on a given socket (listen(sock=...), --workers) needs the Rust backend"
                 )
             from ._pure import server_handle
 
