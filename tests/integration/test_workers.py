@@ -142,6 +142,12 @@ async def test_a_client_changing_address_keeps_its_session_on_its_worker(
     assert broken is None, f"lost after {survived} moves: {broken}"
 
 
+async def test_workers_on_trio_keep_sessions_across_address_changes(fastwt_cli: Start) -> None:
+    workers = start_workers(fastwt_cli, 2, "--loop", "trio")
+    survived, broken = await rebind_until_lost(workers, 6)
+    assert broken is None, f"lost after {survived} moves: {broken}"
+
+
 async def test_without_cid_steering_a_client_changing_address_loses_its_session(
     fastwt_cli: Start,
 ) -> None:

@@ -124,6 +124,9 @@ class Supervisor:
         self.retiring: list[_Worker] = []
         self._signals: list[int] = []
         self._wake_r, self._wake_w = os.pipe()
+        # The signal handler must never block on a full pipe.
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._restarts: dict[int, list[float]] = {}
         self._deferred: list[tuple[float, int]] = []
         self.address: tuple[str, int] | None = None
@@ -368,9 +371,19 @@ class Supervisor:
         for slot, worker in list(self.workers.items()):
             code = worker.proc.poll()
             hung = worker.ready and now - worker.last_beat > self.options.heartbeat_timeout
-            if code is None and not hung:
+            stuck = not worker.ready and now - worker.started > self.options.ready_timeout
+            if code is None and not hung and not stuck:
                 continue
-            if hung:
+            if stuck:
+                _log.warning(
+                    "worker %d (pid %d) not ready after %.0f s: killed",
+                    worker.index,
+                    worker.proc.pid,
+                    self.options.ready_timeout,
+                )
+                worker.proc.kill()
+                worker.proc.wait()
+            elif hung:
                 _log.warning(
                     "worker %d (pid %d) stopped answering: killed", worker.index, worker.proc.pid
                 )
