@@ -12,7 +12,6 @@ import sys
 import time
 
 import anyio
-
 from fastwt import ClientConfig, WebTransportClient, WebTransportSession
 
 

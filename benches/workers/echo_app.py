@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-
 from fastwt import WebTransportError, WebTransportSession
 from fastwt.framework import ServerApp
 from fastwt.stream import WebTransportBidirectionalStream
