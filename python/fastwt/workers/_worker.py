@@ -36,7 +36,10 @@ def _load(spec: str) -> Any:
 
 def main() -> None:
     config = json.loads(sys.stdin.read())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    # The supervisor decides: Ctrl-C reaches it alone, and SIGHUP is its (it replaces
+    # the workers; a worker's default action would be to die).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.chdir(config["cwd"])
     for path in reversed(config["sys_path"]):
         if path not in sys.path:

@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -318,6 +319,9 @@ class Supervisor:
         the exit status (0 after a clean stop, 1 when the workers could not start)."""
         if not self.sockets:
             self.bind()
+        if threading.current_thread() is not threading.main_thread():
+            self.close_sockets()
+            raise WorkersError("the workers' supervisor must run in the main thread (signals)")
         previous = {
             s: signal.signal(s, self._on_signal)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -438,7 +442,10 @@ class Supervisor:
             old = self.workers.pop(old_slot, None)
             new = self._spawn(index, new_slot)
             if not self._wait_ready(new):
-                _log.error("SIGHUP: the new worker %d did not start; the old one stays", index)
+                if self._stop_requested():
+                    _log.info("SIGHUP: replacement interrupted by a stop")
+                else:
+                    _log.error("SIGHUP: the new worker %d did not start; the old one stays", index)
                 self.workers.pop(new_slot, None)
                 self._stop(new)
                 self.retiring.append(new)
