@@ -10,16 +10,17 @@ import pytest
 
 from fastwt.workers import bpf
 
-L = 11  # no server id: 1 + 10-octet nonce
-FIRST = (0b111 << 5) | (L - 1)
+L = 13  # server id 0a0b: first octet, server id, worker octet, 9-octet nonce
+W = 3
+FIRST = (0 << 5) | (L - 1)
 
 
 def prog(active: list[int], slots: int) -> list[bpf.Insn]:
-    return bpf.program(cid_len=L, first_octet=FIRST, active=active, slots=slots)
+    return bpf.program(cid_len=L, worker_at=W, first_octet=FIRST, active=active, slots=slots)
 
 
 def our_cid(worker: int) -> bytes:
-    return bytes([FIRST]) + os.urandom(L - 2) + bytes([worker])
+    return bytes([FIRST, 0x0A, 0x0B, worker]) + os.urandom(L - 4)
 
 
 def short_packet(dcid: bytes) -> bytes:
@@ -58,7 +59,7 @@ def test_first_flights_are_spread_over_active_sockets_only_and_stick() -> None:
 
 def test_a_random_dcid_of_our_length_is_not_taken_for_ours() -> None:
     p = prog([0, 1], 4)
-    dcid = bytes([FIRST ^ 0xFF]) + os.urandom(L - 2) + bytes([3])
+    dcid = bytes([FIRST ^ 0xFF, 0x0A, 0x0B, 3]) + os.urandom(L - 4)
     assert bpf.run(p, long_packet(dcid)) in (0, 1)
 
 
@@ -75,8 +76,9 @@ def test_encoding_is_struct_sock_filter() -> None:
         {"active": [], "slots": 2},
         {"active": list(range(65)), "slots": 130},
         {"active": [2], "slots": 2},
+        {"active": [0], "slots": 2, "worker_at": 0},
     ],
 )
 def test_bad_programs_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        bpf.program(cid_len=L, first_octet=FIRST, **kwargs)  # type: ignore[arg-type]
+        bpf.program(**{"cid_len": L, "worker_at": W, "first_octet": FIRST, **kwargs})  # type: ignore[arg-type]

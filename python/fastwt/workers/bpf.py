@@ -6,8 +6,8 @@ toolchain): the kernel runs it on each datagram's UDP payload and delivers the d
 to the group's socket at the index it returns (sockets are numbered in the order they
 joined the group); an index beyond the group falls back to the kernel's 4-tuple hash.
 
-What it returns (``L`` = the CIDs' length, ``W = L - 1`` the worker octet's offset in a
-CID, see ``fastwt_core::cid``):
+What it returns (``L`` = the CIDs' length, ``W`` the worker octet's offset in a CID:
+``1 + len(server_id)``, see ``fastwt_core::cid``):
 
 - short header (first bit 0): the octet at ``1 + W``, the worker octet of the
   destination CID, whatever the client's address is now (NAT rebinding, migration);
@@ -54,11 +54,13 @@ MAX_WORKERS = 64
 """The program holds a few instructions per worker; jumps span at most 255 of them."""
 
 
-def program(*, cid_len: int, first_octet: int, active: Sequence[int], slots: int) -> list[Insn]:
-    """The filter for CIDs of ``cid_len`` octets starting with ``first_octet``, a group
-    of ``slots`` sockets, and the sockets ``active[i]`` of workers ``i`` (socket
-    indices in the group, which are the CIDs' worker octets). Returns
-    ``(code, jt, jf, k)`` instructions."""
+def program(
+    *, cid_len: int, worker_at: int, first_octet: int, active: Sequence[int], slots: int
+) -> list[Insn]:
+    """The filter for CIDs of ``cid_len`` octets starting with ``first_octet`` with the
+    worker octet at ``worker_at``, a group of ``slots`` sockets, and the sockets
+    ``active[i]`` of workers ``i`` (socket indices in the group, which are the CIDs'
+    worker octets). Returns ``(code, jt, jf, k)`` instructions."""
     n = len(active)
     if not 1 <= n <= MAX_WORKERS:
         raise ValueError(f"1..{MAX_WORKERS} workers, got {n}")
@@ -66,7 +68,9 @@ def program(*, cid_len: int, first_octet: int, active: Sequence[int], slots: int
         raise ValueError(f"cid_len must be 8..20, got {cid_len}")
     if not n <= slots <= 255 or any(not 0 <= s < slots for s in active):
         raise ValueError("active sockets must be indices of the group's slots (< 256)")
-    w = cid_len - 1
+    if not 1 <= worker_at < cid_len:
+        raise ValueError(f"worker_at must be 1..{cid_len - 1}, got {worker_at}")
+    w = worker_at
     # First flight: A = 4 octets of the client's DCID mod n, then active[A].
     table: list[Insn] = [(_LD_W_ABS, 0, 0, 7), (_MOD_K, 0, 0, n)]
     for i, slot in enumerate(active):

@@ -43,8 +43,9 @@ __all__ = ["Supervisor", "WorkerOptions", "WorkersError"]
 
 _log = logging.getLogger("fastwt.workers")
 
-NONCE_LEN = 10
-"""Octets of the nonce of fastwt's CIDs (``fastwt_core::cid::NONCE_LEN``)."""
+NONCE_LEN = 9
+"""Octets of the nonce of fastwt's CIDs (``fastwt_core::cid::NONCE_LEN``); the worker
+octet comes before it, right after the configured server id."""
 MAX_SERVER_ID_LEN = 9
 
 
@@ -116,7 +117,7 @@ class Supervisor:
         if len(options.server_id) > MAX_SERVER_ID_LEN:
             raise WorkersError(f"server_id must be at most {MAX_SERVER_ID_LEN} octets")
         self.options = options
-        self.cid_len = 1 + len(options.server_id) + NONCE_LEN
+        self.cid_len = 1 + len(options.server_id) + 1 + NONCE_LEN
         self.secret = os.urandom(32)
         self.sockets: list[socket.socket] = []
         # active[i]: the slot (socket index) of worker i's current process.
@@ -166,6 +167,7 @@ class Supervisor:
         config = 0 if self.options.server_id else 0b111
         prog = bpf.program(
             cid_len=self.cid_len,
+            worker_at=1 + len(self.options.server_id),
             first_octet=(config << 5) | (self.cid_len - 1),
             active=self.active,
             slots=len(self.sockets),

@@ -1,22 +1,28 @@
 //! Connection IDs that say where a connection lives: the QUIC-LB plaintext format
-//! (draft-ietf-quic-load-balancers-21, section 5) with a worker octet, a MAC any worker
-//! of the group can check, and a stateless-reset key shared by every worker.
+//! (draft-ietf-quic-load-balancers-21) whose server ID ends with a worker octet, a MAC
+//! any worker of the group can check, and a stateless-reset key shared by every worker.
 //!
-//! Layout of every CID this module issues (`L` = `1 + server_id.len() + NONCE_LEN`):
+//! Layout of every CID this module issues (`S` = `server_id.len()`, `L` = `S + 11`):
 //!
 //! ```text
-//! octet 0        config rotation (3 bits) | L - 1 (5 bits, the length self-encoding)
-//! 1 ..= S        server id (S = 0..=9 octets; none: config rotation 0b111, "unroutable")
-//! S+1 ..         nonce (10 octets): 6 random, 3 of HMAC-SHA256 over the rest, 1 worker
+//! octet 0        config rotation (3 bits) | L - 1 (5 bits: the length self-encoding,
+//!                the length of the CID after this octet)
+//! 1 ..= S        the configured server id (0..=9 octets; none: config rotation
+//!                0b111, "unroutable", which the draft asks to self-encode its length)
+//! S + 1          the worker octet: the last octet of the QUIC-LB server ID, which is
+//!                S + 1 octets long (draft 21, section 7.2: a server may reserve server
+//!                ID octets to tell its processes apart)
+//! S + 2 ..       nonce (9 octets): 6 random, then 3 of HMAC-SHA256 over every other
+//!                octet of the CID
 //! ```
 //!
-//! The worker octet is the last octet of the nonce, at the fixed offset `L - 1`, so a
-//! classic BPF program on the `SO_REUSEPORT` group can read it from a short-header
-//! packet (`1 + L - 1` bytes into the UDP payload) and steer the packet to the worker's
-//! socket whatever the client's address is now. In QUIC-LB terms the nonce is opaque to
-//! the load balancer, which routes on the server id alone (plaintext mode, the
-//! draft's default). The encrypted modes are not built: they would hide the worker
-//! octet from the BPF program unless it were appended after the ciphertext.
+//! The worker octet sits at the fixed offset `S + 1`, so a classic BPF program on the
+//! `SO_REUSEPORT` group reads it from a short-header packet (`S + 2` bytes into the UDP
+//! payload) and steers the packet to the worker's socket whatever the client's address
+//! is now. A load balancer configured with server ID length `S + 1` routes on the
+//! configured id and the worker octet together (one entry per worker, or a prefix
+//! match). The encrypted QUIC-LB modes are not built: they would hide the worker octet
+//! from the BPF program.
 
 use crate::error::{Error, Result};
 use quinn::crypto::HmacKey;
@@ -24,12 +30,13 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::sync::Arc;
 
-/// Octets of the nonce: random, MAC, then the worker octet.
-pub const NONCE_LEN: usize = RANDOM_LEN + MAC_LEN + 1;
+/// Octets of the nonce: random, then MAC.
+pub const NONCE_LEN: usize = RANDOM_LEN + MAC_LEN;
 const RANDOM_LEN: usize = 6;
 const MAC_LEN: usize = 3;
-/// Longest server id: a CID holds at most 20 octets (RFC 9000).
-pub const MAX_SERVER_ID_LEN: usize = 20 - 1 - NONCE_LEN;
+/// Longest configured server id: with the worker octet and the nonce, at most 19
+/// octets follow the first (QUIC-LB; RFC 9000 caps a CID at 20).
+pub const MAX_SERVER_ID_LEN: usize = 19 - 1 - NONCE_LEN;
 /// Config rotation value of CIDs no load balancer can route (no server id configured).
 pub const UNROUTABLE_CONFIG: u8 = 0b111;
 /// Source of the random part if the system generator ever fails.
@@ -62,14 +69,15 @@ impl std::fmt::Debug for CidConfig {
     }
 }
 
-/// The fields read back from a CID of this format (what a load balancer would use).
+/// The fields read back from a CID of this format (what a load balancer would use:
+/// `server_id` and `worker` together are its QUIC-LB server ID).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedCid {
     /// The 3 config rotation bits (0b111: unroutable, no server id).
     pub config_id: u8,
-    /// The server id octets.
+    /// The configured server id octets.
     pub server_id: Vec<u8>,
-    /// The worker octet.
+    /// The worker octet (the QUIC-LB server ID's last).
     pub worker: u8,
 }
 
@@ -84,7 +92,7 @@ impl CidConfig {
         if server_id.len() > MAX_SERVER_ID_LEN {
             return Err(Error::Config(format!(
                 "server_id is {} octets; at most {MAX_SERVER_ID_LEN} fit in a connection ID \
-                 next to the {NONCE_LEN}-octet nonce",
+                 next to the worker octet and the {NONCE_LEN}-octet nonce",
                 server_id.len()
             )));
         }
@@ -129,12 +137,12 @@ impl CidConfig {
 
     /// Length of every CID issued.
     pub fn cid_len(&self) -> usize {
-        1 + self.server_id.len() + NONCE_LEN
+        1 + self.server_id.len() + 1 + NONCE_LEN
     }
 
     /// Offset of the worker octet in a CID (the BPF program reads it there).
     pub fn worker_offset(&self) -> usize {
-        self.cid_len() - 1
+        1 + self.server_id.len()
     }
 
     /// The worker octet this configuration writes.
@@ -167,15 +175,13 @@ impl CidConfig {
             let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             random.copy_from_slice(&n.to_le_bytes()[..RANDOM_LEN]);
         }
-        let head = [self.first_octet()];
-        let worker = [self.worker];
-        let mac = self.mac(&[&head, &self.server_id, &random, &worker]);
         let mut cid = Vec::with_capacity(self.cid_len());
-        cid.extend_from_slice(&head);
+        cid.push(self.first_octet());
         cid.extend_from_slice(&self.server_id);
-        cid.extend_from_slice(&random);
-        cid.extend_from_slice(&mac);
         cid.push(self.worker);
+        cid.extend_from_slice(&random);
+        let mac = self.mac(&[&cid]);
+        cid.extend_from_slice(&mac);
         cid
     }
 
@@ -185,27 +191,25 @@ impl CidConfig {
         if cid.len() != self.cid_len() || cid[0] != self.first_octet() {
             return false;
         }
-        let sid_end = 1 + self.server_id.len();
-        if cid[1..sid_end] != self.server_id[..] {
+        if cid[1..self.worker_offset()] != self.server_id[..] {
             return false;
         }
-        let random = &cid[sid_end..sid_end + RANDOM_LEN];
-        let mac = &cid[sid_end + RANDOM_LEN..sid_end + RANDOM_LEN + MAC_LEN];
-        let worker = &cid[self.worker_offset()..];
+        let (signed, mac) = cid.split_at(cid.len() - MAC_LEN);
         // Constant time is not needed: the MAC only spares resets for forged CIDs.
-        self.mac(&[&cid[..1], &self.server_id, random, worker]) == mac
+        self.mac(&[signed]) == mac
     }
 
-    /// Reads a CID of this format with `server_id_len` octets of server id, as a
-    /// load balancer configured for it would; `None` when the length does not fit.
+    /// Reads a CID of this format whose configured server id has `server_id_len`
+    /// octets, as a load balancer configured for it would (its QUIC-LB server ID is
+    /// those octets and the worker octet); `None` when the length does not fit.
     pub fn decode(cid: &[u8], server_id_len: usize) -> Option<DecodedCid> {
-        if cid.len() != 1 + server_id_len + NONCE_LEN {
+        if cid.len() != 1 + server_id_len + 1 + NONCE_LEN {
             return None;
         }
         Some(DecodedCid {
             config_id: cid[0] >> 5,
             server_id: cid[1..1 + server_id_len].to_vec(),
-            worker: cid[cid.len() - 1],
+            worker: cid[1 + server_id_len],
         })
     }
 
@@ -279,8 +283,9 @@ mod tests {
     fn no_server_id_is_unroutable() {
         let cfg = CidConfig::new(&[], 3, 1, None).unwrap();
         let cid = cfg.generate();
-        assert_eq!(cid.len(), 1 + NONCE_LEN);
+        assert_eq!(cid.len(), 2 + NONCE_LEN);
         assert_eq!(cid[0] >> 5, UNROUTABLE_CONFIG);
+        assert_eq!(cid[1], 1, "the worker octet follows the first");
     }
 
     #[test]

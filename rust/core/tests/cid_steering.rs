@@ -90,6 +90,7 @@ async fn short_header_packets_carry_the_server_id_and_worker_octet() {
     let identity = Identity::development().unwrap();
     let cid = CidConfig::new(&[0x0a, 0x0b], 1, 5, Some(&[7u8; 32])).unwrap();
     let (len, worker_at) = (cid.cid_len(), cid.worker_offset());
+    assert_eq!(worker_at, 3, "the worker octet ends the QUIC-LB server ID");
     let server = server(cid.clone(), &identity);
     let relay = relay(server.local_addrs()[0]).await;
     let client = client_for(&identity);
