@@ -142,6 +142,14 @@ async def test_a_client_changing_address_keeps_its_session_on_its_worker(
     assert broken is None, f"lost after {survived} moves: {broken}"
 
 
+async def test_steering_reads_the_worker_octet_after_a_server_id(fastwt_cli: Start) -> None:
+    """With a 3-octet QUIC-LB server id the worker octet moves to CID offset 4; the
+    kernel must still steer by it."""
+    workers = start_workers(fastwt_cli, 2, "--server-id", "0a0b0c")
+    survived, broken = await rebind_until_lost(workers, 12)
+    assert broken is None, f"lost after {survived} moves: {broken}"
+
+
 async def test_workers_on_trio_keep_sessions_across_address_changes(fastwt_cli: Start) -> None:
     workers = start_workers(fastwt_cli, 2, "--loop", "trio")
     survived, broken = await rebind_until_lost(workers, 6)
