@@ -463,7 +463,7 @@ def _run_workers(
     backend_options: dict[str, Any] | None,
 ) -> int:
     """``--workers N``: this process supervises N workers (fastwt.workers)."""
-    from fastwt.workers import WorkersError, serve_app
+    from fastwt.workers import serve_app
 
     if "implementation" in overrides:  # --backend rust|python: ServerConfig.backend
         overrides["backend"] = overrides.pop("implementation")
@@ -476,26 +476,25 @@ def _run_workers(
             print("  (a development certificate shared by the workers, made at each start)")
         sys.stdout.flush()
 
-    try:
-        return serve_app(
-            app,
-            spec=args.app,
-            workers=args.workers,
-            host=args.host,
-            port=args.port,
-            overrides=overrides,
-            on_ready=ready,
-            backend=backend,
-            backend_options=backend_options or {},
-            steering=not args.no_cid_steering,
-            drain_timeout=args.drain_timeout,
-            shutdown_timeout=app.shutdown_timeout,
-            log_level=args.log_level,
-            log_config=args.log_config,
-            access_log=not args.no_access_log,
-        )
-    except WorkersError as exc:
-        raise UsageError(str(exc)) from None
+    # A WorkersError (a ServerError) is a one-line error with status 1, as a port
+    # that cannot be bound is for one process.
+    return serve_app(
+        app,
+        spec=args.app,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        overrides=overrides,
+        on_ready=ready,
+        backend=backend,
+        backend_options=backend_options or {},
+        steering=not args.no_cid_steering,
+        drain_timeout=args.drain_timeout,
+        shutdown_timeout=app.shutdown_timeout,
+        log_level=args.log_level,
+        log_config=args.log_config,
+        access_log=not args.no_access_log,
+    )
 
 
 def _run_with_reload(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -322,3 +323,15 @@ def test_workers_are_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(WorkersError, match="needs Linux"):
         Supervisor(WorkerOptions(app="x:app", workers=2))
+
+
+def test_a_taken_port_is_a_one_line_error(fastwt_cli: Start) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        process = fastwt_cli(
+            "run", APP, "--workers", "2", "--host", "127.0.0.1", "--port", str(port)
+        )
+        assert process.proc.wait(30) == 1
+    assert re.search(r"fastwt run: error: cannot bind UDP 127.0.0.1 port \d+", process.output)
+    assert "Traceback" not in process.output

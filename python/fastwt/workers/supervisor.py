@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ServerError
 from . import bpf
 
 __all__ = ["Supervisor", "WorkerOptions", "WorkersError"]
@@ -49,9 +50,9 @@ octet comes before it, right after the configured server id."""
 MAX_SERVER_ID_LEN = 9
 
 
-class WorkersError(RuntimeError):
-    """The workers could not be started (bad options, an unsupported platform, a worker
-    that fails before it is ready)."""
+class WorkersError(ServerError):
+    """The workers could not be started (bad options, an unsupported platform, a port
+    that cannot be bound, a worker that fails before it is ready)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,13 +147,12 @@ class Supervisor:
         try:
             for _ in range(count):
                 sock = socket.socket(family, socket.SOCK_DGRAM)
+                self.sockets.append(sock)  # closed below if anything fails
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 sock.bind((host, port))
                 port = sock.getsockname()[1]
-                sock.set_inheritable(False)
-                self.sockets.append(sock)
             if opts.steering:
                 self._attach()
         except OSError as exc:
