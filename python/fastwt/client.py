@@ -93,7 +93,9 @@ class WebTransportClient:
         """Moves the client's sockets to new local ports; open sessions carry on over the
         new path, as after a NAT rebinding or a client's migration (QUIC path
         validation). Returns the new local (host, port) pairs; none before the first
-        ``connect``."""
+        ``connect``. The pure-Python backend refuses it (``ClientError``)."""
+        if self._is_pure():
+            return self._core().rebind()  # raises ClientError
         if self._handle is None:
             return []
         return self._core().rebind()
