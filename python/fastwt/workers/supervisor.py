@@ -213,8 +213,12 @@ class Supervisor:
                 stdin=subprocess.PIPE,
                 pass_fds=(fd, status_w),
                 env=env,
-                # Terminal signals reach the supervisor only; it stops the workers.
-                start_new_session=True,
+                # A process group of its own, so that a terminal's Ctrl-C reaches the
+                # supervisor only (it stops the workers); not a new session, which
+                # with the kernel's autogroup scheduling (sched_autogroup_enabled)
+                # puts the worker in a CPU group of its own: measured here, that cut
+                # one worker's request rate to 0.4-0.6 of one process's.
+                process_group=0,
             )
         finally:
             os.close(fd)
