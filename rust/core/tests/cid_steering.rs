@@ -161,3 +161,56 @@ async fn a_worker_with_another_secret_does_not_reset() {
     let ended = moved_to_other_worker([4u8; 32]).await;
     assert!(ended.is_err(), "the connection ended: {ended:?}");
 }
+
+/// quinn's `Endpoint::rebind` through `Client::rebind`: a session on a server issuing
+/// these CIDs carries on from new local ports (path validation on the server, CIDs
+/// the generator validates as its own).
+#[tokio::test]
+async fn a_session_survives_the_client_moving_to_new_ports() {
+    let identity = Identity::development().unwrap();
+    let server = server(
+        CidConfig::new(&[0x0c], 0, 2, Some(&[5u8; 32])).unwrap(),
+        &identity,
+    );
+    let url = format!("https://127.0.0.1:{}/", server.local_addrs()[0].port());
+    let echo = tokio::spawn(async move {
+        let session = std::future::poll_fn(|cx| server.requests().poll_pop(cx))
+            .await
+            .unwrap();
+        session.accept(vec![]).await.unwrap();
+        while let Ok(d) = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await {
+            if session.send_datagram(&d).is_err() {
+                break;
+            }
+        }
+        server
+    });
+    let client = client_for(&identity);
+    let session = client.connect(&url, vec![], None).await.unwrap();
+    let mut ports = std::collections::HashSet::new();
+    for round in 0u8..5 {
+        let now = client.rebind().unwrap();
+        assert_eq!(now.len(), 1);
+        assert!(ports.insert(now[0].port()), "a new port each time");
+        // A datagram can be lost while the path is validated: send until one returns.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                session.send_datagram(&[round; 32]).unwrap();
+                let got = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)),
+                )
+                .await;
+                // An echo of an earlier round's resend may come first: skip it.
+                match got {
+                    Ok(Ok(d)) if d[..] == [round; 32] => break,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("no echo after the move");
+    }
+    session.close(0, "").await.unwrap();
+    drop(echo);
+}
