@@ -17,21 +17,12 @@ from .stream import (
     WebTransportSendStream,
 )
 
-__all__ = ["SessionState", "WebTransportSession"]
+__all__ = ["WebTransportSession"]
 
 logger = logging.getLogger("fastwt.session")
 
 # What the core answers a request that is closed before it was answered.
 _UNANSWERED_STATUS = 404
-
-
-class SessionState:
-    """The values of :attr:`WebTransportSession.state`."""
-
-    REQUESTED = "requested"
-    CONNECTED = "accepted"
-    REJECTED = "rejected"
-    CLOSED = "closed"
 
 
 class WebTransportSession:
@@ -119,6 +110,8 @@ class WebTransportSession:
 
     @property
     def state(self) -> str:
+        """``"requested"`` (a server's request not yet answered), ``"accepted"``,
+        ``"rejected"`` or ``"closed"``."""
         return self._handle.phase
 
     @property

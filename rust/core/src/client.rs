@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::h3;
 use crate::identity::Identity;
 use crate::session::{RequestInfo, Session, Wire};
-use crate::tls;
+use crate::{tls, transport};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,7 +93,7 @@ impl Client {
         };
         let crypto = tls::client_crypto(&options.trust, identity.as_ref())?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+        config.transport_config(Arc::new(transport::transport_config(&options.transport)?));
         Ok(Self {
             qlog: crate::qlog::Qlog::from_env("client", &options.transport),
             options,

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::h3;
 use crate::preamble::Preamble;
 use crate::session::Session;
+use crate::sync::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +42,7 @@ struct EarlyState {
 impl Early {
     fn lock(&self) -> std::sync::MutexGuard<'_, EarlyState> {
         // Poison only means a panic elsewhere; the state is valid between statements.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The session exists: streams kept for it are handed over, later ones go straight
@@ -207,7 +208,7 @@ async fn read_control_stream(
                         Ok(settings) => {
                             debug!(target: "fastwt.core", peer = %conn.remote_address(), "peer settings: {settings:?}");
                             if let Some(tx) = tx.take() {
-                                let sender = tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+                                let sender = lock(&tx).take();
                                 if let Some(sender) = sender {
                                     let _ = sender.send(settings);
                                 }

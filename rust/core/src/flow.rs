@@ -19,6 +19,7 @@
 
 use crate::draft::PeerSettings;
 use crate::h3::{self, Capsule, LocalCredit};
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -93,7 +94,7 @@ impl Flow {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Poison only means a panic elsewhere; counters stay valid between statements.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The flow-control violation that ends the session, if any.

@@ -1,5 +1,13 @@
 //! Sans-IO wire details of HTTP/3 and WebTransport: draft-02 as Chrome and Firefox speak
 //! it, and the capsules and settings of drafts 07..15 (see `draft.rs` for negotiation).
+//!
+//! QPACK (header blocks) is `wtransport-proto`'s. Frames, settings, capsules and stream
+//! preambles are our own, because wtransport-proto 0.7 is wrong for a server that speaks
+//! every draft at once: its frame parser refuses unknown frame types (RFC 9114 9 says
+//! ignore them, and browsers send reserved "grease" types) and refuses payloads over
+//! 4 KiB, and its `Settings` keeps only the ids it knows, dropping the ones draft
+//! negotiation reads (SETTINGS_WT_MAX_SESSIONS 0x14e9cd29, SETTINGS_WT_ENABLED
+//! 0x2c7cf000, the flow-control initial limits 0x2b61..0x2b65).
 
 use wtransport_proto::frame::Frame;
 use wtransport_proto::headers::Headers;

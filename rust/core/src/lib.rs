@@ -1,9 +1,9 @@
 //! fastwt-core: WebTransport over HTTP/3 on top of quinn, with no Python in it.
 //!
-//! The crate runs its own small HTTP/3 session driver (built on `wtransport-proto`'s
-//! QPACK and frame definitions) so that any rejection status, the
-//! CLOSE_WEBTRANSPORT_SESSION capsule and WebTransport error-code mapping are under our
-//! control. Hot-path I/O is exposed as `poll_*` functions so that a caller (the Python
+//! The crate runs its own small HTTP/3 session driver (with `wtransport-proto`'s QPACK;
+//! frames, settings and capsules are `h3.rs`'s, which says why) so that any rejection
+//! status, the CLOSE_WEBTRANSPORT_SESSION capsule and WebTransport error-code mapping are
+//! under our control. Hot-path I/O is exposed as `poll_*` functions so that a caller (the Python
 //! bridge) can drive them from its own thread with its own `Waker`.
 
 /// Admission control: sessions and handshakes, in all and per client address.
@@ -46,10 +46,12 @@ pub mod session;
 mod socket;
 /// WebTransport send and receive streams.
 pub mod stream;
-/// The poison-tolerant lock helper every module uses.
-mod sync;
+/// The poison-tolerant lock helper every module (and the bindings) uses.
+pub mod sync;
 /// rustls configuration (ALPN, certificate verifiers) shared by server and client.
 mod tls;
+/// quinn's transport settings from [`config::TransportOptions`].
+mod transport;
 
 pub use client::Client;
 pub use config::{

@@ -7,7 +7,7 @@
 
 use crate::config::TransportOptions;
 use crate::error::Result;
-use crate::tls;
+use crate::transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl Qlog {
     /// The transport configuration for one connection to or from `peer`, writing its
     /// trace to a new file (without a trace, and a warning, if the file cannot be made).
     pub fn transport_config(&self, peer: SocketAddr) -> Result<Arc<quinn::TransportConfig>> {
-        let mut transport = tls::transport_config(&self.transport)?;
+        let mut transport = transport::transport_config(&self.transport)?;
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

@@ -7,7 +7,7 @@ use crate::identity::Identity;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::session::{Session, SessionPhase};
 use crate::sync::lock;
-use crate::tls;
+use crate::{tls, transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -266,7 +266,7 @@ impl Drop for Server {
 fn quic_config(options: &ServerOptions, identity: &Identity) -> Result<quinn::ServerConfig> {
     let crypto = tls::server_crypto(identity, &options.client_auth)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(tls::transport_config(&options.transport)?));
+    config.transport_config(Arc::new(transport::transport_config(&options.transport)?));
     Ok(config)
 }
 

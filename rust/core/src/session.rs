@@ -6,6 +6,7 @@ use crate::flow::{Flow, FlowSnapshot};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::stream::{Launch, RecvStream, SendStream};
+use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -218,7 +219,7 @@ impl Session {
         &self,
         control: Option<quinn::SendStream>,
     ) -> Option<quinn::SendStream> {
-        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0.control);
         std::mem::replace(&mut *slot, control)
     }
 
@@ -228,7 +229,7 @@ impl Session {
         let mut payload = vec![];
         h3::put_varint(&mut payload, self.0.session_id + 4);
         let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
-        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0.control);
         match slot.as_mut() {
             Some(send) => matches!(write_now(send, &frame), Ok(None)),
             None => false,

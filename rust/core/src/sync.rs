@@ -6,6 +6,6 @@ use std::sync::{Mutex, MutexGuard};
 /// holding it, and every structure the core keeps behind a mutex is valid between
 /// statements, so the data is still good (and one panicking task must not take the
 /// server's other sessions down with it).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
