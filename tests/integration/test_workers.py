@@ -335,3 +335,22 @@ def test_a_taken_port_is_a_one_line_error(fastwt_cli: Start) -> None:
         assert process.proc.wait(30) == 1
     assert re.search(r"fastwt run: error: cannot bind UDP 127.0.0.1 port \d+", process.output)
     assert "Traceback" not in process.output
+
+
+def test_workers_of_a_killed_supervisor_stop_by_themselves(fastwt_cli: Start) -> None:
+    """SIGKILL leaves the supervisor no say: its workers notice the broken status pipe
+    at their next heartbeat and stop, which frees the port (a plain socket can bind it
+    again once every socket of the group is closed)."""
+    workers = start_workers(fastwt_cli, 2)
+    port = int(workers.url.rsplit(":", 1)[1].split("/")[0])
+    workers.process.proc.kill()
+    workers.process.proc.wait()
+    deadline = time.monotonic() + 15
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the workers kept the port"
+        time.sleep(0.1)
