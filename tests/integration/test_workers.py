@@ -354,3 +354,23 @@ def test_workers_of_a_killed_supervisor_stop_by_themselves(fastwt_cli: Start) ->
             except OSError:
                 assert time.monotonic() < deadline, "the workers kept the port"
         time.sleep(0.1)
+
+
+async def test_sigterm_drains_open_sessions_then_stops(fastwt_cli: Start) -> None:
+    """Open sessions see GOAWAY (``draining``), and are closed at the end of the drain
+    (1 s here) by the graceful close; the supervisor exits 0 within drain + shutdown
+    (3 s) + 2 s."""
+    workers = start_workers(fastwt_cli, 2)
+    async with workers.client() as client:
+        sessions = [await client.connect(url=workers.url) for _ in range(4)]
+        for session in sessions:
+            await who(session)
+        started = time.monotonic()
+        workers.process.proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(6):
+            for session in sessions:
+                await session.wait_closed()
+        assert all(session.draining for session in sessions), "no GOAWAY before the close"
+        assert time.monotonic() - started >= 0.9, "closed before the drain timeout"
+    assert await anyio.to_thread.run_sync(workers.process.proc.wait, 10) == 0
+    assert time.monotonic() - started < 6.5
