@@ -129,6 +129,11 @@ class ServerHandle:
         retry: bool = False,
         client_auth: str = "none",
         client_ca: str | None = None,
+        sockets: list[int] = ...,
+        server_id: bytes | None = None,
+        cid_config_id: int = 0,
+        worker: int | None = None,
+        worker_secret: bytes | None = None,
     ) -> ServerHandle: ...
     def local_addresses(self) -> list[tuple[str, int]]: ...
     def certificate_hash(self) -> str: ...
@@ -157,6 +162,7 @@ class ClientHandle:
     def connect(
         self, url: str, headers: list[tuple[str, str]] = ..., timeout: float | None = None
     ) -> Op: ...
+    def rebind(self) -> list[tuple[str, int]]: ...
     def close(self) -> None: ...
 
 @final

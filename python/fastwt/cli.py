@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no access line per session (the fastwt.access logger)",
     )
+    _add_worker_options(run)
     tuning = run.add_argument_group("tuning (default: the app's configuration)")
     _option(tuning, "--max-sessions", type=_positive_int, metavar="N", help="sessions open at once")
     _option(
@@ -277,6 +278,41 @@ def _apply_env_lists(args: argparse.Namespace) -> None:
             delattr(args, name)
 
 
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("worker processes (Linux; see docs/deployment.md)")
+    _option(
+        group,
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="run N worker processes on one UDP port under a supervisor, sessions "
+        "steered to their worker by connection ID (default: one process, no supervisor)",
+    )
+    _option(
+        group,
+        "--server-id",
+        metavar="HEX",
+        help="QUIC-LB server id written in every connection ID, 1-9 octets as hex "
+        "(for a CID-aware load balancer in front of several machines)",
+    )
+    _option(
+        group,
+        "--drain-timeout",
+        type=_non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --workers: how long a stopping worker waits after GOAWAY for its "
+        "sessions to end before closing them (default: 5)",
+    )
+    _option(
+        group,
+        "--no-cid-steering",
+        action="store_true",
+        help="with --workers: no BPF steering, the kernel's address hash alone "
+        "(diagnostic: a client whose address changes loses its session)",
+    )
+
+
 def _add_cert_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--certfile", type=_existing_file, help="PEM certificate chain")
     _option(parser, "--keyfile", type=_existing_file, help="PEM private key")
@@ -349,6 +385,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -414,7 +460,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     implementation, loop = _split_backend(args)
     if implementation is not None:  # ServerConfig.backend
         overrides["implementation"] = implementation
+    if args.server_id is not None:
+        overrides["server_id"] = args.server_id
     backend, options = _backend(loop)
+    if args.workers is not None:
+        return _run_workers(args, app, overrides, backend, options)
     run_app(
         app,
         host=args.host,
@@ -425,6 +475,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
         **overrides,
     )
     return 0
+
+
+def _run_workers(
+    args: argparse.Namespace,
+    app: ServerApp,
+    overrides: dict[str, Any],
+    backend: str,
+    backend_options: dict[str, Any] | None,
+) -> int:
+    """``--workers N``: this process supervises N workers (fastwt.workers)."""
+    from fastwt.workers import serve_app
+
+    if "implementation" in overrides:  # --backend rust|python: ServerConfig.backend
+        overrides["backend"] = overrides.pop("implementation")
+
+    def ready(address: tuple[str, int], digest: str | None) -> None:
+        host, port = address
+        print(f"fastwt: {args.workers} workers serving on {_format_addr(host, port)} (UDP)")
+        if digest is not None:
+            print(f"  certificate SHA-256:      {digest}")
+            print("  (a development certificate shared by the workers, made at each start)")
+        sys.stdout.flush()
+
+    # A WorkersError (a ServerError) is a one-line error with status 1, as a port
+    # that cannot be bound is for one process.
+    return serve_app(
+        app,
+        spec=args.app,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        overrides=overrides,
+        on_ready=ready,
+        backend=backend,
+        backend_options=backend_options or {},
+        steering=not args.no_cid_steering,
+        drain_timeout=args.drain_timeout,
+        shutdown_timeout=app.shutdown_timeout,
+        log_level=args.log_level,
+        log_config=args.log_config,
+        access_log=not args.no_access_log,
+    )
 
 
 def _run_with_reload(args: argparse.Namespace) -> int:

@@ -89,6 +89,17 @@ class WebTransportClient:
         handle = await _bridge.run_op(hub, op)
         return WebTransportSession(handle, hub=hub, is_client=True)
 
+    def rebind(self) -> list[tuple[str, int]]:
+        """Moves the client's sockets to new local ports; open sessions carry on over the
+        new path, as after a NAT rebinding or a client's migration (QUIC path
+        validation). Returns the new local (host, port) pairs; none before the first
+        ``connect``. The pure-Python backend refuses it (``ClientError``)."""
+        if self._is_pure():
+            return self._core().rebind()  # raises ClientError
+        if self._handle is None:
+            return []
+        return self._core().rebind()
+
     async def close(self) -> None:
         """Closes the client's sockets; open sessions end."""
         self._closed = True

@@ -99,6 +99,24 @@ def _check_host(host: object) -> None:
         raise ConfigurationError(f"bind_host must be IP addresses or 'localhost', got {host!r}")
 
 
+def _check_server_id(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value)
+        except ValueError:
+            raise ConfigurationError(f"server_id must be hex octets, got {value!r}") from None
+    if not isinstance(value, bytes) or not 1 <= len(value) <= 9:
+        raise ConfigurationError(f"server_id must be 1..9 octets (bytes or hex), got {value!r}")
+
+
+def server_id_bytes(cfg: ServerConfig) -> bytes | None:
+    """``cfg.server_id`` as bytes (it may be given as hex)."""
+    value = cfg.server_id
+    return bytes.fromhex(value) if isinstance(value, str) else value
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """How a :class:`~fastwt.WebTransportServer` binds and behaves.
@@ -160,6 +178,12 @@ class ServerConfig:
     wt_max_streams_uni: int = 100
     """Unidirectional streams a client of drafts 13+ may open ahead of those it opened
     (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
+    server_id: bytes | str | None = None
+    """QUIC-LB server id (draft-ietf-quic-load-balancers) written in every connection
+    ID the server issues, 1..9 octets (``bytes`` or hex text), so that a CID-aware load
+    balancer routes a connection's packets to this machine whatever the client's
+    address; ``None`` (default): quinn's random CIDs. ``fastwt run --workers`` adds the
+    worker octet either way. See docs/deployment.md."""
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
     ca_certs: str | Path | None = None
@@ -195,6 +219,7 @@ class ServerConfig:
         _seconds(self, "request_timeout")
         _int(self, "max_datagram_size", 1, _USIZE, "positive")
         _seconds(self, "shutdown_grace", zero=True)
+        _check_server_id(self.server_id)
         if self.verify_mode not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
             raise ConfigurationError(
                 f"verify_mode must be an ssl.VerifyMode, got {self.verify_mode!r}"

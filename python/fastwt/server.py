@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
 from ._types import SessionObserver
-from .config import ServerConfig, transport_of
+from .config import ServerConfig, server_id_bytes, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
@@ -43,6 +45,9 @@ class WebTransportServer:
         self._token = _bridge.new_token()
         self._closed_event: anyio.Event | None = None
         self._closing = False
+        # Set by a worker of ``--workers`` before listen(): its inherited socket and
+        # connection-ID settings.
+        self._adopted: tuple[int, dict[str, Any]] | None = None
         self._observers: tuple[SessionObserver, ...] = ()
 
     def add_observer(self, observer: SessionObserver) -> None:
@@ -97,12 +102,34 @@ class WebTransportServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def listen(
-        self, *, host: str | Sequence[str] | None = None, port: int | None = None
+    def _adopt_socket(
+        self, fd: int, *, server_id: bytes, worker: int | None, secret: bytes
     ) -> None:
-        """Binds the sockets (``host``/``port`` override the config) and starts accepting."""
+        """For a worker of ``--workers``: serve on ``fd`` (ownership passes to the
+        server), with CIDs naming ``server_id`` and ``worker`` keyed by the group's
+        ``secret``. ``listen()`` then binds nothing."""
+        cid: dict[str, Any] = {"server_id": server_id, "worker_secret": secret}
+        if worker is not None:
+            cid["worker"] = worker
+        self._adopted = (fd, cid)
+
+    async def listen(
+        self,
+        *,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Binds the sockets (``host``/``port`` override the config) and starts accepting.
+
+        With ``sock`` (a bound UDP socket, e.g. one inherited from a process manager)
+        the server serves on a duplicate of it instead of binding; the caller still owns
+        ``sock`` and may close it.
+        """
         if self._handle is not None:
             raise ServerError("server is already listening")
+        if sock is not None and sock.type != socket.SOCK_DGRAM:
+            raise ServerError(f"sock must be a UDP socket, got {sock!r}")
         cfg = self._config
         hosts = [host] if isinstance(host, str) else list(host) if host else cfg.bind_hosts
         bind_port = cfg.bind_port if port is None else port
@@ -112,21 +139,37 @@ class WebTransportServer:
         self._closed_event = anyio.Event()
         try:
             # With port 0, every address gets the port the OS picked for the first.
-            self._hub, self._handle = self._open(bind)
+            self._hub, self._handle = self._open(bind, sock)
         except ConnectionError as e:
             raise ServerError(str(e)) from e
         for h, p in self._handle.local_addresses():
             logger.info("listening on %s port %d", h, p)
 
-    def _open(self, bind: list[tuple[str, int]]) -> tuple[_bridge.Hub, ServerHandle]:
-        """The hub and the bound handle of the configured backend (``_backend.py``)."""
+    def _open(
+        self, bind: list[tuple[str, int]], sock: socket.socket | None
+    ) -> tuple[_bridge.Hub, ServerHandle]:
+        """The hub and the bound handle of the configured backend (``_backend.py``);
+        with ``sock`` or an adopted worker socket, serving on that instead."""
         if _backend.resolve(self._config.backend) == "python":
+            if sock is not None or self._adopted is not None:
+                raise ServerError(
+                    "serving on a given socket (listen(sock=...), --workers) needs the Rust backend"
+                )
             from ._pure import server_handle
 
             return server_handle(bind=bind, config=self._config)
         hub = _bridge.get_hub()
         start_log_forwarding()
-        return hub, ServerHandle(bind=bind, **self._core_kwargs())
+        kwargs = self._core_kwargs()
+        if sock is not None and self._adopted is None:
+            # The core takes ownership of the duplicate (and closes it on any error).
+            self._adopted = (os.dup(sock.fileno()), {})
+        if self._adopted is not None:
+            fd, cid = self._adopted
+            self._adopted = None
+            kwargs.update(cid, sockets=[fd])
+            bind = []
+        return hub, ServerHandle(bind=bind, **kwargs)
 
     def _core_kwargs(self) -> dict[str, Any]:
         cfg = self._config
@@ -140,6 +183,7 @@ class WebTransportServer:
             "pending_request_capacity": cfg.pending_request_capacity,
             "request_timeout": cfg.request_timeout,
             "transport": transport_of(cfg),
+            "server_id": server_id_bytes(cfg),
             **_client_auth_of(cfg),
         }
 

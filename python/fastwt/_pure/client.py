@@ -112,6 +112,11 @@ class ClientHandle:
         hub = get_pure_hub()
         return PureOp(hub, lambda: self._connect(hub, url, list(headers), limit), "fastwt-connect")
 
+    def rebind(self) -> list[tuple[str, int]]:
+        """Refused: moving a connection to a new local port is the Rust backend's
+        (quinn's ``Endpoint::rebind``); each pure connection owns its socket."""
+        raise ClientError("rebind() needs the Rust backend (ClientConfig.backend='rust')")
+
     def close(self) -> None:
         """Closes every connection at once; open sessions end (code 0, locally)."""
         self._closed = True

@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -262,6 +263,13 @@ class ServerApp:
         overrides the app's configuration, as for ``serve()``; any other keyword
         argument raises ``TypeError``. ``host``/``port`` default to the config's
         ``bind_host``/``bind_port``.
+
+        ``workers=N`` (Linux) runs N worker processes on one UDP port instead, under
+        a supervisor in this process (see :mod:`fastwt.workers` and
+        docs/deployment.md): each worker imports the app anew, so it must live at
+        module level of an importable module or of the main script (guard the
+        ``run`` call with ``if __name__ == "__main__":``), and keyword overrides
+        must be plain values (str, numbers, bools, None, paths).
         """
         backend: str = kwargs.pop("backend", "asyncio")
         if backend in ("rust", "python"):
@@ -269,7 +277,20 @@ class ServerApp:
             kwargs["backend"] = backend
             backend = kwargs.pop("loop", "asyncio")
         backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
-        _check_kwargs("run", kwargs, host=host, port=port, extra=("backend", "backend_options"))
+        workers: int | None = kwargs.pop("workers", None)
+        _check_kwargs(
+            "run", kwargs, host=host, port=port, extra=("backend", "backend_options", "workers")
+        )
+        if workers is not None:
+            self._run_workers(
+                workers,
+                host=host,
+                port=port,
+                backend=backend,
+                backend_options=backend_options,
+                overrides=kwargs,
+            )
+            return
         self._apply_config_overrides(kwargs)
 
         async def main() -> None:
@@ -283,6 +304,36 @@ class ServerApp:
             anyio.run(main, backend=backend, backend_options=backend_options)
         except KeyboardInterrupt:
             _logger.info("ServerApp interrupted")
+
+    def _run_workers(
+        self,
+        workers: int,
+        *,
+        host: str | None,
+        port: int | None,
+        backend: str,
+        backend_options: dict[str, Any] | None,
+        overrides: dict[str, Any],
+    ) -> None:
+        """``run(workers=N)``: the supervisor, in this process; the app is found again
+        by each worker through its import spec."""
+        from fastwt.workers import WorkersError, serve_app
+
+        if type(workers) is not int or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        code = serve_app(
+            self,
+            spec=_import_spec(self),
+            workers=workers,
+            host=host,
+            port=port,
+            overrides=overrides,
+            backend=backend,
+            backend_options=backend_options or {},
+            shutdown_timeout=self.shutdown_timeout,
+        )
+        if code != 0:
+            raise WorkersError("the workers could not start (see the log)")
 
     async def serve(
         self, *, host: str | None = None, port: int | None = None, **kwargs: Any
@@ -555,6 +606,29 @@ class ServerApp:
                 await self._rooms.forget(session)
             except Exception as exc:
                 _logger.debug("session %s: leaving its rooms failed: %r", session.session_id, exc)
+
+
+def _import_spec(app: ServerApp) -> str:
+    """Where a worker process finds ``app`` again: ``path/to/script.py:name`` for the
+    main script, ``module:name`` otherwise."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main is not None and main_file:
+        for name, value in vars(main).items():
+            if value is app:
+                return f"{os.path.abspath(main_file)}:{name}"
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "__main__" or module is None:
+            continue
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if value is app:
+                return f"{module_name}:{name}"
+    from fastwt.workers import WorkersError
+
+    raise WorkersError(
+        "run(workers=...) needs the ServerApp at module level (of the main script or an "
+        "importable module), where each worker process can import it again"
+    )
 
 
 def _check_kwargs(

@@ -115,6 +115,22 @@ impl ClientHandle {
         })
     }
 
+    /// Moves the client's sockets to new local ports (open sessions follow); returns
+    /// the new local addresses as (host, port).
+    fn rebind(&self, py: Python<'_>) -> PyResult<Vec<(String, u16)>> {
+        let rt = runtime::get()?;
+        let addrs = py
+            .detach(|| {
+                let _guard = rt.enter();
+                self.client.rebind()
+            })
+            .map_err(to_py)?;
+        Ok(addrs
+            .iter()
+            .map(|a| (a.ip().to_string(), a.port()))
+            .collect())
+    }
+
     /// Closes the client's sockets.
     fn close(&self) {
         self.client.close();

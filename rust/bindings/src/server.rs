@@ -4,6 +4,7 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport, MAX_SECS};
 use crate::runtime;
 use crate::session::SessionHandle;
+use fastwt_core::cid::CidConfig;
 use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
@@ -29,12 +30,17 @@ fn load_identity(certfile: Option<PathBuf>, keyfile: Option<PathBuf>) -> PyResul
 
 #[pymethods]
 impl ServerHandle {
-    /// Binds `bind` (a list of (host, port)) and starts accepting connections.
+    /// Binds `bind` (a list of (host, port)) and starts accepting connections; with
+    /// `sockets` (file descriptors of bound UDP sockets, whose ownership passes to the
+    /// server) serves on those instead. `server_id` (0..=9 octets), `cid_config_id`
+    /// and `worker` make QUIC-LB connection IDs (see `fastwt_core::cid`); every worker
+    /// of a group gets the same `worker_secret` (16+ octets).
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
         max_sessions_per_ip=None, max_handshakes=1000, retry=false,
-        client_auth="none", client_ca=None))]
+        client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
+        cid_config_id=0, worker=None, worker_secret=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -50,7 +56,14 @@ impl ServerHandle {
         retry: bool,
         client_auth: &str,
         client_ca: Option<PathBuf>,
+        sockets: Vec<i32>,
+        server_id: Option<Vec<u8>>,
+        cid_config_id: u8,
+        worker: Option<u8>,
+        worker_secret: Option<Vec<u8>>,
     ) -> PyResult<Self> {
+        // First, so that the fds are closed whatever fails below.
+        let sockets = adopt_fds(sockets)?;
         let identity = load_identity(certfile, keyfile)?;
         let client_auth = match (client_auth, client_ca) {
             ("none", _) => ClientAuth::None,
@@ -74,6 +87,24 @@ impl ServerHandle {
         }
         let request_timeout = positive_secs(request_timeout, "request_timeout")?;
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
+        // Our own CIDs when a server id or a worker octet is asked for; quinn's otherwise.
+        let cid = if server_id.is_some() || worker.is_some() {
+            Some(
+                CidConfig::new(
+                    server_id.as_deref().unwrap_or_default(),
+                    cid_config_id,
+                    worker.unwrap_or(0),
+                    worker_secret.as_deref(),
+                )
+                .map_err(to_py)?,
+            )
+        } else {
+            None
+        };
+        let sockets = sockets
+            .into_iter()
+            .map(udp_socket)
+            .collect::<PyResult<Vec<_>>>()?;
         let opts = ServerOptions {
             bind: addrs,
             max_sessions,
@@ -84,11 +115,16 @@ impl ServerHandle {
             request_timeout,
             transport,
             client_auth,
+            cid,
         };
         let rt = runtime::get()?;
         let server = py.detach(|| {
             let _guard = rt.enter();
-            Server::bind(opts, &identity)
+            if sockets.is_empty() {
+                Server::bind(opts, &identity)
+            } else {
+                Server::from_sockets(opts, &identity, sockets)
+            }
         });
         Ok(Self {
             server: Arc::new(server.map_err(to_py)?),
@@ -165,6 +201,52 @@ impl ServerHandle {
             Ok(OpValue::Unit)
         })
     }
+}
+
+/// Takes ownership of file descriptors handed over from Python (the caller gave them
+/// up: `os.dup` of its own socket, or fds inherited from a supervisor), all of them
+/// before any check, so that each is closed exactly once whatever fails.
+#[allow(unsafe_code)]
+fn adopt_fds(fds: Vec<i32>) -> PyResult<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    if let Some(fd) = fds.iter().find(|fd| **fd < 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "socket fd {fd}: not a file descriptor"
+        )));
+    }
+    Ok(fds
+        .into_iter()
+        // SAFETY: the caller passed ownership of these open fds (documented on
+        // `ServerHandle`'s `sockets`); each becomes one OwnedFd, closed once on drop.
+        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        .collect())
+}
+
+/// An adopted fd as a UDP socket, once checked to be a bound datagram socket.
+fn udp_socket(fd: std::os::fd::OwnedFd) -> PyResult<std::net::UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    let bad =
+        |why: String| pyo3::exceptions::PyValueError::new_err(format!("socket fd {raw}: {why}"));
+    let probe = socket2::SockRef::from(&fd);
+    match probe.r#type() {
+        Ok(t) if t == socket2::Type::DGRAM => {}
+        Ok(_) => return Err(bad("not a datagram (UDP) socket".into())),
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    let bound = probe
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .is_some_and(|a| a.port() != 0);
+    if !bound {
+        return Err(bad("not bound to an IP address and port".into()));
+    }
+    let socket = std::net::UdpSocket::from(fd);
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(socket)
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -118,7 +118,7 @@ impl Client {
             SocketAddr::from(([0u16; 8], 0))
         };
         let socket = crate::socket::bind_udp(bind, self.options.transport.socket_buffer)?;
-        let ep = crate::socket::endpoint(socket, None)?;
+        let ep = crate::socket::endpoint(socket, None, quinn::EndpointConfig::default())?;
         *slot = Some(ep.clone());
         Ok(ep)
     }
@@ -240,6 +240,24 @@ impl Client {
         );
         driver::spawn_session_tasks(&session, recv, buf, control, &early);
         Ok(session)
+    }
+
+    /// Moves every socket of the client to a new local port (a fresh socket on the same
+    /// wildcard address, port 0): what a NAT rebinding or a client migration looks
+    /// like to the server. Open sessions carry on over the new path (quinn validates
+    /// it). Returns the new local addresses.
+    pub fn rebind(&self) -> Result<Vec<SocketAddr>> {
+        let eps = crate::sync::lock(&self.endpoints);
+        let mut addrs = Vec::new();
+        for ep in [&eps.0, &eps.1].into_iter().flatten() {
+            let old = ep.local_addr()?;
+            let bind = SocketAddr::new(old.ip(), 0);
+            let socket = crate::socket::bind_udp(bind, self.options.transport.socket_buffer)?;
+            ep.rebind(socket)
+                .map_err(|e| Error::Io(format!("cannot rebind to {bind}: {e}")))?;
+            addrs.push(ep.local_addr()?);
+        }
+        Ok(addrs)
     }
 
     /// The QUIC client configuration this client uses (TLS trust, ALPN `h3`, transport

@@ -146,6 +146,10 @@ pub struct ServerOptions {
     pub transport: TransportOptions,
     /// Client certificates (mutual TLS).
     pub client_auth: ClientAuth,
+    /// Connection IDs naming this server (QUIC-LB server id) and worker, with the keys
+    /// shared by a group of workers (default `None`: quinn's random 8-octet CIDs and a
+    /// random stateless-reset key).
+    pub cid: Option<crate::cid::CidConfig>,
 }
 
 impl Default for ServerOptions {
@@ -160,6 +164,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(10),
             transport: TransportOptions::default(),
             client_auth: ClientAuth::None,
+            cid: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 /// Admission control: sessions and handshakes, in all and per client address.
 mod admission;
+/// Connection IDs in QUIC-LB form with a worker octet; the group's shared keys.
+pub mod cid;
 /// The client endpoint: connecting to a URL, trusting by hash, CA file or system roots.
 pub mod client;
 /// Server and client configuration, with documented defaults.

@@ -75,6 +75,45 @@ impl Server {
         if options.bind.is_empty() {
             return Err(Error::Config("no address to bind".into()));
         }
+        let mut sockets = Vec::new();
+        let mut chosen_port = None;
+        for addr in &options.bind {
+            let mut addr = *addr;
+            // Several addresses with port 0 share the port the OS picked for the first.
+            if addr.port() == 0 {
+                if let Some(port) = chosen_port {
+                    addr.set_port(port);
+                }
+            }
+            let socket = crate::socket::bind_udp(addr, options.transport.socket_buffer)?;
+            chosen_port.get_or_insert(socket.local_addr()?.port());
+            sockets.push(socket);
+        }
+        Self::serve(options, identity, sockets)
+    }
+
+    /// Serves on sockets bound elsewhere (`options.bind` is not used): a worker's
+    /// inherited socket of a `SO_REUSEPORT` group, made and held by its supervisor.
+    /// Must be called within a tokio runtime.
+    pub fn from_sockets(
+        options: ServerOptions,
+        identity: &Identity,
+        sockets: Vec<std::net::UdpSocket>,
+    ) -> Result<Self> {
+        if sockets.is_empty() {
+            return Err(Error::Config("no socket to serve on".into()));
+        }
+        for socket in &sockets {
+            crate::socket::enlarge_buffers(socket, options.transport.socket_buffer);
+        }
+        Self::serve(options, identity, sockets)
+    }
+
+    fn serve(
+        options: ServerOptions,
+        identity: &Identity,
+        sockets: Vec<std::net::UdpSocket>,
+    ) -> Result<Self> {
         let server_config = quic_config(&options, identity)?;
         let shared = Arc::new(Shared {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
@@ -91,19 +130,14 @@ impl Server {
         });
         tokio::spawn(crate::deadline::Deadlines::run(shared.deadlines.clone()));
         let mut endpoints = Vec::new();
-        let mut chosen_port = None;
-        for addr in &options.bind {
-            let mut addr = *addr;
-            // Several addresses with port 0 share the port the OS picked for the first.
-            if addr.port() == 0 {
-                if let Some(port) = chosen_port {
-                    addr.set_port(port);
-                }
-            }
-            let socket = crate::socket::bind_udp(addr, options.transport.socket_buffer)?;
-            let endpoint = crate::socket::endpoint(socket, Some(server_config.clone()))?;
+        for socket in sockets {
+            let endpoint_config = match &options.cid {
+                Some(cid) => cid.endpoint_config(),
+                None => quinn::EndpointConfig::default(),
+            };
+            let endpoint =
+                crate::socket::endpoint(socket, Some(server_config.clone()), endpoint_config)?;
             let local = endpoint.local_addr()?;
-            chosen_port.get_or_insert(local.port());
             info!(target: "fastwt.core", addr = %local, "listening");
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
             endpoints.push(endpoint);

@@ -11,29 +11,31 @@ use std::net::SocketAddr;
 pub(crate) fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)
         .map_err(|e| Error::Io(format!("cannot bind {addr}: {e}")))?;
+    enlarge_buffers(&socket, buffer_bytes);
+    Ok(socket)
+}
+
+/// Enlarges the kernel buffers of a socket made elsewhere (an inherited one), as
+/// [`bind_udp`] does; failing to is not an error.
+pub(crate) fn enlarge_buffers(socket: &std::net::UdpSocket, buffer_bytes: usize) {
     if buffer_bytes > 0 {
-        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
-            let _ = state.set_recv_buffer_size((&socket).into(), buffer_bytes);
-            let _ = state.set_send_buffer_size((&socket).into(), buffer_bytes);
+        if let Ok(state) = quinn::udp::UdpSocketState::new(socket.into()) {
+            let _ = state.set_recv_buffer_size(socket.into(), buffer_bytes);
+            let _ = state.set_send_buffer_size(socket.into(), buffer_bytes);
         }
     }
-    Ok(socket)
 }
 
 /// Makes a quinn endpoint on a socket from [`bind_udp`]. Must run inside tokio.
 pub(crate) fn endpoint(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    config: quinn::EndpointConfig,
 ) -> Result<quinn::Endpoint> {
     let runtime = quinn::default_runtime().ok_or_else(|| {
         Error::Config("no async runtime: endpoints must be made inside tokio".into())
     })?;
-    Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        runtime,
-    )?)
+    Ok(quinn::Endpoint::new(config, server, socket, runtime)?)
 }
 
 #[cfg(test)]
