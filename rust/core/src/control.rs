@@ -77,7 +77,12 @@ impl Early {
             route_wt_uni(&session, id, recv);
             return;
         }
-        if s.gone || s.stash.len() >= MAX_EARLY_STREAMS {
+        if s.gone {
+            // The request was refused: no session will come for this stream.
+            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
+            return;
+        }
+        if s.stash.len() >= MAX_EARLY_STREAMS {
             let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_BUFFERED_STREAM_REJECTED));
             return;
         }

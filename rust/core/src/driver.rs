@@ -175,13 +175,12 @@ fn route_bi_stream(
                 }
             }
             let recv = RecvStream::new(recv, session.0.flow.clone());
-            let (_, refused) = session
-                .0
-                .incoming_bi
-                .push((SendStream::new(send, None), recv));
+            let pair = session.track_bi((SendStream::new(send, None, session.send_credit()), recv));
+            let (_, refused) = session.0.incoming_bi.push(pair);
             if let Some((mut s, mut r)) = refused {
-                let _ = s.reset(0);
-                let _ = r.stop(0);
+                let code = refusal_code(session.0.incoming_bi.is_closed());
+                s.refuse(code);
+                r.refuse(code);
             }
         }
         Ok(Some((h3::FRAME_WT_BIDI, _))) => reject(h3::WT_SESSION_GONE),
@@ -189,6 +188,17 @@ fn route_bi_stream(
         Ok(Some((h3::FRAME_HEADERS, _))) => reject(h3::H3_REQUEST_REJECTED),
         Ok(_) => reject(h3::H3_STREAM_CREATION_ERROR),
         Err(e) => debug!(target: "fastwt.core", "bidirectional stream header: {e}"),
+    }
+}
+
+/// The code a peer's stream is refused with when the session's queue of streams the
+/// application has not taken yet does not take it: WT_SESSION_GONE once the session
+/// ended (the queue is closed), else WT_BUFFERED_STREAM_REJECTED (the queue is full).
+fn refusal_code(queue_closed: bool) -> u32 {
+    if queue_closed {
+        h3::WT_SESSION_GONE
+    } else {
+        h3::WT_BUFFERED_STREAM_REJECTED
     }
 }
 
@@ -225,10 +235,10 @@ pub(crate) fn push_uni(session: &Session, mut recv: quinn::RecvStream) {
             return;
         }
     }
-    let recv = RecvStream::new(recv, session.0.flow.clone());
+    let recv = session.track_recv(RecvStream::new(recv, session.0.flow.clone()));
     let (_, refused) = session.0.incoming_uni.push(recv);
     if let Some(mut r) = refused {
-        let _ = r.stop(0);
+        r.refuse(refusal_code(session.0.incoming_uni.is_closed()));
     }
 }
 

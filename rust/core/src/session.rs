@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     peer_datagrams: bool,
     /// Session flow control (drafts 13+ only; `None` for draft-02).
     pub(crate) flow: Option<Arc<Flow>>,
+    /// The session's open streams, reset with WT_SESSION_GONE when it ends (drafts 07+
+    /// only; `None` for draft-02, whose connection ends with its one session).
+    pub(crate) streams: Option<crate::stream::StreamSet>,
     draining: AtomicBool,
     /// Our HTTP/3 control stream (kept open for the connection's life; GOAWAY goes on it).
     control: Mutex<Option<quinn::SendStream>>,
@@ -208,6 +211,7 @@ impl Session {
             draft: wire.draft,
             peer_datagrams: wire.peer.h3_datagram == 1,
             flow,
+            streams: (wire.draft != Draft::Draft02).then(crate::stream::StreamSet::default),
             draining: AtomicBool::new(false),
             control: Mutex::new(None),
         }))
@@ -412,7 +416,10 @@ impl Session {
         let err = Error::SessionClosed(info);
         self.0.incoming_bi.close(err.clone());
         self.0.incoming_uni.close(err.clone());
-        self.0.datagrams.close(err);
+        self.0.datagrams.close(err.clone());
+        if let Some(streams) = &self.0.streams {
+            streams.end(u64::from(h3::WT_SESSION_GONE), err);
+        }
         for w in wakers {
             w.wake();
         }
@@ -703,10 +710,10 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready((
-                SendStream::launched(send, Some(header), launch),
+            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready(self.track_bi((
+                SendStream::launched(send, Some(header), launch, self.send_credit()),
                 RecvStream::launched(recv, launch, self.0.flow.clone()),
-            ))),
+            )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -739,11 +746,12 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok(send)) => Ok(Opened::Ready(SendStream::launched(
+            Poll::Ready(Ok(send)) => Ok(Opened::Ready(self.track_send(SendStream::launched(
                 send,
                 Some(header),
                 launch,
-            ))),
+                self.send_credit(),
+            )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -752,6 +760,37 @@ impl Session {
                 })))
             }
         }
+    }
+
+    /// The flow control our sends take credit from: only when the peer declared it
+    /// (drafts 13+); `None` for draft-02, whose writes do no accounting at all.
+    pub(crate) fn send_credit(&self) -> Option<Arc<Flow>> {
+        self.0.flow.as_ref().filter(|f| f.binds_sends()).cloned()
+    }
+
+    /// Keeps a new stream pair in the session's set (drafts 07+; a no-op for draft-02).
+    pub(crate) fn track_bi(&self, pair: (SendStream, RecvStream)) -> (SendStream, RecvStream) {
+        if let Some(set) = &self.0.streams {
+            set.add_send(&pair.0);
+            set.add_recv(&pair.1);
+        }
+        pair
+    }
+
+    /// Keeps a new send half in the session's set (see [`Self::track_bi`]).
+    pub(crate) fn track_send(&self, send: SendStream) -> SendStream {
+        if let Some(set) = &self.0.streams {
+            set.add_send(&send);
+        }
+        send
+    }
+
+    /// Keeps a new receive half in the session's set (see [`Self::track_bi`]).
+    pub(crate) fn track_recv(&self, recv: RecvStream) -> RecvStream {
+        if let Some(set) = &self.0.streams {
+            set.add_recv(&recv);
+        }
+        recv
     }
 
     fn stream_header(&self, kind: u64) -> Vec<u8> {
@@ -785,10 +824,10 @@ impl Session {
         self.ensure_open()?;
         let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
-        Ok((
-            SendStream::new(send, Some(header)),
+        Ok(self.track_bi((
+            SendStream::new(send, Some(header), self.send_credit()),
             RecvStream::new(recv, self.0.flow.clone()),
-        ))
+        )))
     }
 
     /// Opens a unidirectional stream.
@@ -803,10 +842,11 @@ impl Session {
     async fn open_uni_credited(&self) -> Result<SendStream> {
         self.ensure_open()?;
         let send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
-        Ok(SendStream::new(
+        Ok(self.track_send(SendStream::new(
             send,
             Some(self.stream_header(h3::STREAM_WT_UNI)),
-        ))
+            self.send_credit(),
+        )))
     }
 
     fn ensure_open(&self) -> Result<()> {
