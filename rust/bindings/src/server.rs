@@ -34,7 +34,7 @@ impl ServerHandle {
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
         max_sessions_per_ip=None, max_handshakes=1000, retry=false,
-        client_auth="none", client_ca=None))]
+        client_auth="none", client_ca=None, max_sessions_per_connection=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -50,6 +50,7 @@ impl ServerHandle {
         retry: bool,
         client_auth: &str,
         client_ca: Option<PathBuf>,
+        max_sessions_per_connection: usize,
     ) -> PyResult<Self> {
         let identity = load_identity(certfile, keyfile)?;
         let client_auth = match (client_auth, client_ca) {
@@ -78,6 +79,7 @@ impl ServerHandle {
             bind: addrs,
             max_sessions,
             max_sessions_per_ip,
+            max_sessions_per_connection,
             max_handshakes,
             retry,
             pending_request_capacity,

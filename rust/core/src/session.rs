@@ -24,7 +24,7 @@ pub enum Opened<T> {
 }
 
 /// Writes as much of `data` as quinn takes right now; the rest, if any, is returned.
-fn write_now(send: &mut quinn::SendStream, data: &[u8]) -> Result<Option<Vec<u8>>> {
+pub(crate) fn write_now(send: &mut quinn::SendStream, data: &[u8]) -> Result<Option<Vec<u8>>> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut written = 0;
     while written < data.len() {
@@ -129,8 +129,9 @@ pub(crate) struct Shared {
     /// only; `None` for draft-02, whose connection ends with its one session).
     pub(crate) streams: Option<crate::stream::StreamSet>,
     draining: AtomicBool,
-    /// Our HTTP/3 control stream (kept open for the connection's life; GOAWAY goes on it).
-    control: Mutex<Option<quinn::SendStream>>,
+    /// The connection's state shared by its sessions (its control stream, the other
+    /// sessions when pooled), set when the session's tasks start.
+    pub(crate) pool: std::sync::OnceLock<Arc<crate::control::Early>>,
 }
 
 /// A WebTransport session: on the server it starts as a request to accept or reject.
@@ -213,30 +214,24 @@ impl Session {
             flow,
             streams: (wire.draft != Draft::Draft02).then(crate::stream::StreamSet::default),
             draining: AtomicBool::new(false),
-            control: Mutex::new(None),
+            pool: std::sync::OnceLock::new(),
         }))
     }
 
-    /// Keeps our control stream for the connection's life (`None` takes it back).
-    pub(crate) fn set_control(
-        &self,
-        control: Option<quinn::SendStream>,
-    ) -> Option<quinn::SendStream> {
-        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *slot, control)
+    /// Sends HTTP/3 GOAWAY on the connection's control stream, once per connection
+    /// (server side: no request after the last session request taken will be handled).
+    /// `false` if it could not go out now.
+    pub fn send_goaway(&self) -> bool {
+        self.0.pool.get().is_some_and(|pool| pool.send_goaway())
     }
 
-    /// Sends HTTP/3 GOAWAY on our control stream (server side: no request after this
-    /// session's CONNECT will be handled). `false` if it could not go out now.
-    pub fn send_goaway(&self) -> bool {
-        let mut payload = vec![];
-        h3::put_varint(&mut payload, self.0.session_id + 4);
-        let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
-        let mut slot = self.0.control.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.as_mut() {
-            Some(send) => matches!(write_now(send, &frame), Ok(None)),
-            None => false,
-        }
+    /// Whether another session than this one is live on the same connection (pooling):
+    /// then the end of this one leaves the connection up.
+    pub(crate) fn shares_connection(&self) -> bool {
+        self.0
+            .pool
+            .get()
+            .is_some_and(|pool| pool.others_live(self.0.session_id))
     }
 
     /// Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION); the session
@@ -311,6 +306,14 @@ impl Session {
             reason: why.to_string(),
             local: true,
         });
+        if self.shares_connection() {
+            // Other sessions live on the connection: only this one ends, its CONNECT
+            // stream reset with the code.
+            if let Some(mut send) = self.state().connect_send.take() {
+                let _ = send.reset(quinn::VarInt::from_u32(code));
+            }
+            return;
+        }
         self.0
             .conn
             .close(quinn::VarInt::from_u32(code), why.as_bytes());
@@ -500,13 +503,25 @@ impl Session {
         }
         let _ = send.finish();
         // Close the connection once the peer has the data (or after a grace period), so
-        // the capsule or response is not lost to an abrupt CONNECTION_CLOSE.
+        // the capsule or response is not lost to an abrupt CONNECTION_CLOSE; unless other
+        // sessions live on it (pooling).
         let conn = self.0.conn.clone();
+        let this = self.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            if this.shares_connection() {
+                return;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
-            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            if !this.shares_connection() {
+                conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            }
         });
+    }
+
+    /// Takes our half of the CONNECT stream (to end it without the session's writer).
+    pub(crate) fn state_connect_send(&self) -> Option<quinn::SendStream> {
+        self.state().connect_send.take()
     }
 
     /// Resolves when the peer sends STOP_SENDING on our half of the CONNECT stream (or the
