@@ -322,3 +322,43 @@ async fn the_limit_is_validated() {
         );
     }
 }
+
+#[tokio::test]
+async fn pooled_sessions_count_in_admission() {
+    // One session per client address: the pooled second gets 429; a server full of
+    // sessions answers it 503. The first session goes on either way.
+    for (options, want) in [
+        (
+            ServerOptions {
+                max_sessions_per_ip: Some(1),
+                ..Default::default()
+            },
+            429,
+        ),
+        (
+            ServerOptions {
+                max_sessions: 1,
+                ..Default::default()
+            },
+            503,
+        ),
+    ] {
+        let (server, client, addr) = common::setup(ServerOptions {
+            request_timeout: Duration::from_secs(5),
+            max_sessions_per_connection: 2,
+            ..options
+        });
+        let conn = raw_connection(&client, addr).await;
+        let _control = control(&conn, DRAFT15).await;
+        let (_s, mut r) = connect(&conn, addr, "/one", false).await;
+        let one = next_request(&server).await;
+        one.accept(vec![]).await.unwrap();
+        assert_eq!(status(&mut r).await, 200);
+        let (_s2, mut r2) = connect(&conn, addr, "/two", false).await;
+        assert_eq!(status(&mut r2).await, want);
+        assert_eq!(server.session_count(), 1);
+        let _b = send_on_stream(&conn, one.id(), b"alive").await;
+        assert_eq!(receive_stream(&one).await, b"alive");
+        assert!(conn.close_reason().is_none());
+    }
+}
