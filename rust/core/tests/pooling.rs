@@ -362,3 +362,58 @@ async fn pooled_sessions_count_in_admission() {
         assert!(conn.close_reason().is_none());
     }
 }
+
+#[tokio::test]
+async fn a_flow_control_violation_ends_only_that_pooled_session() {
+    let (server, client, addr) = common::setup(ServerOptions {
+        request_timeout: Duration::from_secs(5),
+        max_sessions_per_connection: 2,
+        transport: fastwt_core::TransportOptions {
+            wt_max_streams_uni: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let conn = raw_connection(&client, addr).await;
+    let _control = control(&conn, DRAFT15).await;
+    let (_s1, mut r1) = connect(&conn, addr, "/one", false).await;
+    let one = next_request(&server).await;
+    one.accept(vec![]).await.unwrap();
+    assert_eq!(status(&mut r1).await, 200);
+    let (_s2, mut r2) = connect(&conn, addr, "/two", false).await;
+    let two = next_request(&server).await;
+    two.accept(vec![]).await.unwrap();
+    assert_eq!(status(&mut r2).await, 200);
+    // Three unidirectional streams for the second session: one over its WT_MAX_STREAMS.
+    let mut header = vec![];
+    h3::put_varint(&mut header, h3::STREAM_WT_UNI);
+    h3::put_varint(&mut header, two.id());
+    let mut opened = vec![];
+    for _ in 0..3 {
+        let mut uni = conn.open_uni().await.unwrap();
+        uni.write_all(&header).await.unwrap();
+        opened.push(uni);
+    }
+    let info = tokio::time::timeout(Duration::from_secs(5), two.closed())
+        .await
+        .unwrap();
+    assert!(info.reason.contains("over the 2 granted"), "{info}");
+    // Its CONNECT stream is reset with WT_FLOW_CONTROL_ERROR...
+    let mut buf = [0u8; 256];
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), r2.read(&mut buf))
+            .await
+            .unwrap()
+        {
+            Ok(Some(_)) => continue,
+            Err(quinn::ReadError::Reset(code)) => break code.into_inner(),
+            other => panic!("not reset: {other:?}"),
+        }
+    };
+    assert_eq!(code, u64::from(h3::WT_FLOW_CONTROL_ERROR));
+    // ...and the first session and the connection go on.
+    assert!(conn.close_reason().is_none());
+    assert!(one.close_info().is_none());
+    let _b = send_on_stream(&conn, one.id(), b"unaffected").await;
+    assert_eq!(receive_stream(&one).await, b"unaffected");
+}
