@@ -390,10 +390,12 @@ async fn send_pump(
                         }
                     },
                     // Drafts 13+ with the peer's flow control: a write may wait for its
-                    // WT_MAX_DATA, and a reset must get through meanwhile too.
+                    // WT_MAX_DATA, and a reset must get through meanwhile too. Boxed, so
+                    // that the pump of a draft-02 stream (the arm above) stays as small
+                    // as it was.
                     Some(flow) => tokio::select! {
                         biased;
-                        written = write_credited(&mut inner, &mut chunks, flow) => written,
+                        written = Box::pin(write_credited(&mut inner, &mut chunks, flow)) => written,
                         code = reset => {
                             if let Ok(v) = quinn::VarInt::from_u64(code) {
                                 let _ = inner.reset(v);
