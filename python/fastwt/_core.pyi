@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, final
 
 __all__ = [
+    "MAX_SESSIONS_PER_CONNECTION",
     "ClientHandle",
     "Notifier",
     "Op",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 __version__: str
+MAX_SESSIONS_PER_CONNECTION: int
 
 def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, str]:
     """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
@@ -134,6 +136,7 @@ class ServerHandle:
         cid_config_id: int = 0,
         worker: int | None = None,
         worker_secret: bytes | None = None,
+        max_sessions_per_connection: int = 1,
     ) -> ServerHandle: ...
     def local_addresses(self) -> list[tuple[str, int]]: ...
     def certificate_hash(self) -> str: ...

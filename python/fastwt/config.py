@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _backend
-from ._core import Transport
+from ._core import MAX_SESSIONS_PER_CONNECTION, Transport
 from .errors import ConfigurationError
 
 __all__ = ["ClientConfig", "ServerConfig"]
@@ -136,6 +136,14 @@ class ServerConfig:
     max_sessions_per_ip: int | None = None
     """Sessions one client IP address may hold at once (None: no limit); connection
     attempts beyond it are refused."""
+    max_sessions_per_connection: int = 1
+    """Sessions one connection may carry at once (1 to ``MAX_SESSIONS_PER_CONNECTION``,
+    256), advertised as SETTINGS_WT_MAX_SESSIONS. Above 1, clients of drafts 07+ (Safari,
+    draft-15 peers such as pywebtransport 0.21) may pool several sessions on one
+    connection, each isolated and each counted in ``max_sessions`` and
+    ``max_sessions_per_ip``; a CONNECT beyond the limit gets 429. Draft-02 browsers
+    (Chrome, Firefox) never pool: their second CONNECT is refused with
+    H3_REQUEST_REJECTED, as is any second CONNECT at the default of 1."""
     max_handshakes: int = 1000
     """Connections between their first packet and their CONNECT request at once; a flood
     of handshakes (or of connections that never send CONNECT) is refused beyond it while
@@ -212,6 +220,13 @@ class ServerConfig:
         _int(self, "max_sessions", 1, _USIZE, "at least 1")
         if self.max_sessions_per_ip is not None:
             _int(self, "max_sessions_per_ip", 1, _USIZE, "at least 1 (or None)")
+        _int(
+            self,
+            "max_sessions_per_connection",
+            1,
+            MAX_SESSIONS_PER_CONNECTION,
+            f"in 1..{MAX_SESSIONS_PER_CONNECTION}",
+        )
         _int(self, "max_handshakes", 1, _USIZE, "at least 1")
         _int(self, "pending_request_capacity", 1, _USIZE, "at least 1")
         if not isinstance(self.retry, bool):

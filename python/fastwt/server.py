@@ -178,6 +178,7 @@ class WebTransportServer:
             "keyfile": str(cfg.keyfile) if cfg.keyfile else None,
             "max_sessions": cfg.max_sessions,
             "max_sessions_per_ip": cfg.max_sessions_per_ip,
+            "max_sessions_per_connection": cfg.max_sessions_per_connection,
             "max_handshakes": cfg.max_handshakes,
             "retry": cfg.retry,
             "pending_request_capacity": cfg.pending_request_capacity,

@@ -32,6 +32,7 @@ from aioquic.quic.events import (
     ProtocolNegotiated,
     QuicEvent,
     StreamDataReceived,
+    StreamReset,
 )
 
 CLOSE_WEBTRANSPORT_SESSION = 0x2843
@@ -121,6 +122,8 @@ class WebTransportProtocol(QuicConnectionProtocol):
         # Bidirectional streams this side opened: aioquic's H3 layer does not know the
         # replies on them are WebTransport data, so they bypass it.
         self.local_bidi: set[int] = set()
+        # RESET_STREAM error codes the peer sent, by stream.
+        self.resets: dict[int, int] = {}
 
     def open_bidi_stream(self) -> int:
         assert self.http is not None and self.session_id is not None
@@ -139,6 +142,8 @@ class WebTransportProtocol(QuicConnectionProtocol):
                 )
             )
             return
+        if isinstance(event, StreamReset):
+            self.resets[event.stream_id] = event.error_code
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
             self.http = self.h3_class(self._quic, enable_webtransport=True)
         elif isinstance(event, ConnectionTerminated):
@@ -326,6 +331,36 @@ async def safari_session(
             raise ConnectionRefusedError(f"WebTransport session refused: {headers!r}")
         client.session_id = stream_id
         yield client, settings, headers
+
+
+async def pooled_connect(
+    client: WebTransportProtocol, *, host: str, port: int, path: str
+) -> tuple[int, dict[bytes, bytes] | int]:
+    """Another Safari-shaped CONNECT on the connection of ``client`` (a session opened
+    with :func:`safari_session`): returns its stream id and the response headers, or
+    the error code the server reset the request stream with."""
+    assert client.http is not None
+    stream_id = client._quic.get_next_available_stream_id()
+    client.http.send_headers(
+        stream_id,
+        [
+            (b":method", b"CONNECT"),
+            (b":scheme", b"https"),
+            (b":authority", f"{host}:{port}".encode()),
+            (b":path", path.encode()),
+            (b":protocol", b"webtransport-h3"),
+            (b"origin", b"https://safari.test"),
+        ],
+    )
+    client.transmit()
+    async with asyncio.timeout(5):
+        while True:
+            if stream_id in client.resets:
+                return stream_id, client.resets[stream_id]
+            for event in client.events:
+                if isinstance(event, HeadersReceived) and event.stream_id == stream_id:
+                    return stream_id, dict(event.headers)
+            await asyncio.sleep(0.005)
 
 
 def connect_stream_capsules(client: WebTransportProtocol) -> list[tuple[int, bytes]]:

@@ -31,12 +31,14 @@ from _aioquic_peer import (
     bidi_echo,
     close_capsule,
     datagram_echo,
+    pooled_connect,
     safari_session,
     session_close_data,
     varint_capsule,
     wait_for_capsule,
 )
 from _certs import DevCert
+from aioquic.h3.events import DatagramReceived
 
 from fastwt import ClientConfig, ServerConfig, WebTransportClient, WebTransportServer, devserver
 from fastwt.session import WebTransportSession
@@ -261,3 +263,88 @@ def _server_uni_replies(client: WebTransportProtocol) -> list[bytes]:
         for sid, ended in list(client.ended.items())
         if sid & 0x3 == 0x3 and ended.is_set()
     ]
+
+
+H3_REQUEST_REJECTED = 0x10B
+
+
+async def _echo_on(client: WebTransportProtocol, session_id: int, payload: bytes) -> bytes:
+    """A bidirectional echo on the session ``session_id`` of a pooled connection."""
+    client.session_id = session_id
+    return await bidi_echo(client, payload)
+
+
+async def _datagram_echo_on(client: WebTransportProtocol, session_id: int, payload: bytes) -> int:
+    """Sends ``payload`` as a datagram of ``session_id`` until it comes back; returns the
+    session id the echo came back on."""
+    assert client.http is not None
+    for _ in range(10):
+        client.http.send_datagram(session_id, payload)
+        client.transmit()
+        with anyio.move_on_after(0.5):
+            while True:
+                for event in client.events:
+                    if isinstance(event, DatagramReceived) and event.data == payload:
+                        return int(event.stream_id)
+                await anyio.sleep(0.005)
+    raise TimeoutError("no datagram came back")
+
+
+async def test_pooled_sessions_on_one_connection(anyio_backend: str, dev_cert: DevCert) -> None:
+    """``max_sessions_per_connection=2``: a client of drafts 07+ opens two sessions on one
+    connection; both echo (streams and datagrams, each on its own session), a third
+    CONNECT gets 429, and closing one session leaves the other and the connection up."""
+    async with (
+        recording_echo_server(dev_cert, max_sessions_per_connection=2) as (port, seen),
+        safari_session(host="127.0.0.1", port=port, path="/echo") as (client, settings, _),
+    ):
+        assert settings.get(SETTINGS_WT_MAX_SESSIONS) == 2
+        for setting in (
+            SETTINGS_WT_INITIAL_MAX_DATA,
+            SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI,
+            SETTINGS_WT_INITIAL_MAX_STREAMS_UNI,
+        ):
+            assert settings.get(setting, 0) > 0
+        first = client.session_id
+        assert first is not None
+        second, response = await pooled_connect(client, host="127.0.0.1", port=port, path="/echo")
+        assert isinstance(response, dict) and response[b":status"] == b"200"
+        _, refused = await pooled_connect(client, host="127.0.0.1", port=port, path="/echo")
+        assert isinstance(refused, dict) and refused[b":status"] == b"429"
+
+        assert await _echo_on(client, first, b"to the first") == b"to the first"
+        assert await _echo_on(client, second, b"to the second") == b"to the second"
+        assert await _datagram_echo_on(client, second, b"dgram 2") == second
+        assert await _datagram_echo_on(client, first, b"dgram 1") == first
+        with anyio.fail_after(5):
+            while len(seen) < 2:
+                await anyio.sleep(0.01)
+
+        # The first session ends; the second and the connection go on.
+        assert client.http is not None
+        client.http.send_data(first, close_capsule(0, "first done"), end_stream=True)
+        client.transmit()
+        await anyio.sleep(0.8)  # past the server's close grace period
+        assert not client.terminated.is_set(), "the connection went with the first session"
+        assert await _echo_on(client, second, b"still here") == b"still here"
+        assert await _datagram_echo_on(client, second, b"dgram again") == second
+        # With the first gone there is room for another.
+        _, again = await pooled_connect(client, host="127.0.0.1", port=port, path="/echo")
+        assert isinstance(again, dict) and again[b":status"] == b"200"
+
+
+async def test_a_second_session_is_refused_without_pooling(
+    anyio_backend: str, dev_cert: DevCert
+) -> None:
+    """At the default ``max_sessions_per_connection=1`` a second CONNECT is reset with
+    H3_REQUEST_REJECTED (not processed) and the first session goes on."""
+    async with (
+        recording_echo_server(dev_cert) as (port, _),
+        safari_session(host="127.0.0.1", port=port, path="/echo") as (client, settings, _),
+    ):
+        assert settings.get(SETTINGS_WT_MAX_SESSIONS) == 1
+        first = client.session_id
+        assert first is not None
+        _, refused = await pooled_connect(client, host="127.0.0.1", port=port, path="/echo")
+        assert refused == H3_REQUEST_REJECTED
+        assert await _echo_on(client, first, b"alone") == b"alone"

@@ -189,3 +189,50 @@ async def _datagram_echo(session: WebTransportSession, payload: bytes) -> bytes:
         with anyio.move_on_after(0.5):
             return bytes(await session.read_datagram())
     raise TimeoutError("no datagram came back after 10 tries")
+
+
+async def test_pywebtransport_client_pools_sessions_on_a_fastwt_server(
+    anyio_backend: str, dev_cert: DevCert
+) -> None:
+    """pywebtransport 0.21.1 opens two sessions on one connection of a server with
+    ``max_sessions_per_connection=2``: each echoes, a third is refused (429), and
+    closing the first leaves the second and the connection working."""
+    python = peer_python("0.21.1")
+    config = ServerConfig(
+        bind_host="127.0.0.1",
+        bind_port=0,
+        certfile=dev_cert.certfile,
+        keyfile=dev_cert.keyfile,
+        max_sessions_per_connection=2,
+    )
+    paths: list[str] = []
+
+    async def handle(session: WebTransportSession) -> None:
+        paths.append(session.path)
+        await devserver.handle_session(session)
+
+    async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
+        await server.listen()
+
+        async def serve() -> None:
+            async for session in server.incoming_sessions():
+                tg.start_soon(handle, session)
+
+        tg.start_soon(serve)
+        port = server.local_addresses[0][1]
+        result = await run_json_script(python, "pwt_pool.py", "--url", f"https://127.0.0.1:{port}")
+        tg.cancel_scope.cancel()
+    assert "error" not in result, result.get("traceback", result)
+    assert result["same_connection"] is True
+    assert result["ids"][0] != result["ids"][1]
+    assert (result["first_bidi"], result["second_bidi"]) == ("to the first", "to the second")
+    assert (result["first_datagram"], result["second_datagram"]) == ("dgram one", "dgram two")
+    # pywebtransport reports the refusal as error 0x10b whether it enforces the server's
+    # WT_MAX_SESSIONS itself or gets fastwt's 429 (rust/core/tests/pooling.rs and
+    # test_aioquic.py check the 429 on the wire).
+    assert result["third"] != "accepted" and "0x10b" in result["third"], result
+    assert result["first_closed"] is True
+    assert result["second_after"] == "still here"
+    assert result["second_datagram_after"] == "dgram again"
+    assert result["connection_closed"] is False
+    assert paths == ["/echo", "/echo"], "the third never reached the application"

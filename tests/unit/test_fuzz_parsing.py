@@ -420,6 +420,7 @@ _SERVER: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     "bind_port": (_count_in(0, 65535), _ints),
     "max_sessions": (_count_in(1, 2**64 - 1), _ints),
     "max_sessions_per_ip": (st.one_of(st.none(), _count_in(1, 2**64 - 1)), _ints),
+    "max_sessions_per_connection": (_count_in(1, 256), _ints),
     "max_handshakes": (_count_in(1, 2**64 - 1), _ints),
     "retry": (st.booleans(), st.one_of(st.integers(0, 1), st.none())),
     "pending_request_capacity": (_count_in(1, 2**64 - 1), _ints),

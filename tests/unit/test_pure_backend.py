@@ -83,12 +83,18 @@ def test_options_the_pure_backend_cannot_honour_are_refused(
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("retry", True), ("verify_mode", ssl.CERT_REQUIRED), ("verify_mode", ssl.CERT_OPTIONAL)],
+    [
+        ("retry", True),
+        ("verify_mode", ssl.CERT_REQUIRED),
+        ("verify_mode", ssl.CERT_OPTIONAL),
+        ("max_sessions_per_connection", 2),
+    ],
 )
 def test_server_options_the_pure_backend_cannot_honour_are_refused(
     option: str, value: object, tmp_path: Path
 ) -> None:
-    """Stateless Retry and client certificates (mutual TLS) exist on the Rust server only."""
+    """Stateless Retry, client certificates (mutual TLS) and pooling exist on the Rust
+    server only."""
     extra = {"ca_certs": tmp_path / "ca.pem"} if option == "verify_mode" else {}
     match = "verify_mode" if option == "verify_mode" else option
     with pytest.raises(ConfigurationError, match=match):

@@ -12,6 +12,7 @@ from typing import Any
 from .certs import generate_dev_certificate
 
 __all__ = [
+    "MAX_SESSIONS_PER_CONNECTION",
     "ClientHandle",
     "Notifier",
     "Op",
@@ -37,6 +38,10 @@ except metadata.PackageNotFoundError:
     __version__ = "0+unknown"
 
 IS_STANDIN = True
+
+# The Rust core's bound (rust/core/src/config.rs); the pure backend itself carries one
+# session per connection (options.check_supported), so only validation reads it.
+MAX_SESSIONS_PER_CONNECTION = 256
 
 
 def _unavailable(*_args: Any, **_kwargs: Any) -> Any:

@@ -48,6 +48,12 @@ def check_supported(cfg: ServerConfig | ClientConfig) -> None:
             "client certificates (verify_mode/ca_certs) are not supported by the pure-Python "
             "backend's server (aioquic does not ask for them); use backend='rust' for it"
         )
+    if getattr(cfg, "max_sessions_per_connection", 1) != 1:
+        raise ConfigurationError(
+            "max_sessions_per_connection above 1 (pooling) is not supported by the "
+            "pure-Python backend (it speaks draft-02 only, which has no pooling); use "
+            "backend='rust' for it"
+        )
     for name, default in _FIXED_DEFAULTS.items():
         if getattr(cfg, name) != default:
             why = (

@@ -35,6 +35,11 @@ mod sync;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The bound the core checks `max_sessions_per_connection` against (config.py reads it).
+    m.add(
+        "MAX_SESSIONS_PER_CONNECTION",
+        fastwt_core::MAX_SESSIONS_PER_CONNECTION,
+    )?;
     logging::install();
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;

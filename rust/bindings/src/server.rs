@@ -40,7 +40,7 @@ impl ServerHandle {
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
         max_sessions_per_ip=None, max_handshakes=1000, retry=false,
         client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
-        cid_config_id=0, worker=None, worker_secret=None))]
+        cid_config_id=0, worker=None, worker_secret=None, max_sessions_per_connection=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -61,6 +61,7 @@ impl ServerHandle {
         cid_config_id: u8,
         worker: Option<u8>,
         worker_secret: Option<Vec<u8>>,
+        max_sessions_per_connection: usize,
     ) -> PyResult<Self> {
         // First, so that the fds are closed whatever fails below.
         let sockets = adopt_fds(sockets)?;
@@ -109,6 +110,7 @@ impl ServerHandle {
             bind: addrs,
             max_sessions,
             max_sessions_per_ip,
+            max_sessions_per_connection,
             max_handshakes,
             retry,
             pending_request_capacity,

@@ -93,6 +93,32 @@ impl Admission {
         })
     }
 
+    /// Admits one more session on a connection that already holds one (pooling): it
+    /// counts against `max_sessions` and the address's `max_sessions_per_ip` like a
+    /// connection's first session.
+    pub(crate) fn admit_session(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = ip.to_canonical();
+        let mut c = lock(&self.counts);
+        if c.sessions >= self.limits.max_sessions {
+            return Err(Refusal::Sessions);
+        }
+        let of_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+        if self
+            .limits
+            .max_sessions_per_ip
+            .is_some_and(|max| of_ip >= max)
+        {
+            return Err(Refusal::PerIp);
+        }
+        c.sessions += 1;
+        *c.per_ip.entry(ip).or_insert(0) += 1;
+        Ok(Ticket {
+            admission: self.clone(),
+            ip,
+            session: true,
+        })
+    }
+
     /// Sessions held now (requested or accepted).
     pub(crate) fn sessions(&self) -> usize {
         lock(&self.counts).sessions
@@ -172,6 +198,19 @@ mod tests {
         drop(one);
         assert_eq!(adm.sessions(), 1);
         drop(two);
+        assert_eq!((adm.sessions(), lock(&adm.counts).per_ip.len()), (0, 0));
+    }
+
+    #[test]
+    fn pooled_sessions_count_in_all_and_per_ip() {
+        let adm = admission(3, Some(2), 10);
+        let first = adm.begin_handshake(A).unwrap().into_session().unwrap();
+        let second = adm.admit_session(A).unwrap();
+        assert_eq!(adm.admit_session(A).err(), Some(Refusal::PerIp));
+        let other = adm.admit_session(B).unwrap();
+        assert_eq!(adm.admit_session(B).err(), Some(Refusal::Sessions));
+        assert_eq!(adm.sessions(), 3);
+        drop((first, second, other));
         assert_eq!((adm.sessions(), lock(&adm.counts).per_ip.len()), (0, 0));
     }
 

@@ -160,7 +160,7 @@ impl Client {
             .await
             .map_err(|e| Error::Connection(format!("handshake with {addr} failed: {e}")))?;
         let credit = self.options.transport.session_credit();
-        let control = driver::open_control_stream(&conn, &credit).await?;
+        let control = driver::open_control_stream(&conn, &credit, 1).await?;
         // The server's SETTINGS say which draft to speak (the connect timeout bounds
         // the wait, see `connect`).
         let (peer, early) = crate::control::peer_settings(&conn, Duration::from_secs(3600)).await?;

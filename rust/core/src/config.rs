@@ -100,6 +100,24 @@ impl Default for TransportOptions {
     }
 }
 
+/// The most sessions [`ServerOptions::max_sessions_per_connection`] allows: every session
+/// of a connection shares its QUIC stream limits and windows.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 256;
+
+impl ServerOptions {
+    /// Checks the values no type rules out (the one place they are checked; the Python
+    /// layer reads the same bounds).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        if !(1..=MAX_SESSIONS_PER_CONNECTION).contains(&self.max_sessions_per_connection) {
+            return Err(crate::error::Error::Config(format!(
+                "max_sessions_per_connection must be in 1..={MAX_SESSIONS_PER_CONNECTION}, got {}",
+                self.max_sessions_per_connection
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Whether the server asks clients for a certificate (mutual TLS), and whom it trusts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -126,6 +144,13 @@ pub struct ServerOptions {
     /// Sessions one client IP address may hold at once (default `None`: no limit). A
     /// connection attempt beyond it is refused; a CONNECT beyond it gets 429.
     pub max_sessions_per_ip: Option<usize>,
+    /// Sessions one connection may carry at once (default 1; at most
+    /// [`MAX_SESSIONS_PER_CONNECTION`]), advertised as SETTINGS_WT_MAX_SESSIONS. Above 1,
+    /// clients of drafts 07+ (Safari, draft-15 peers) may pool: further CONNECTs on the
+    /// connection become sessions of their own, each counted in `max_sessions` and
+    /// `max_sessions_per_ip`. A CONNECT beyond it, or any second one from a draft-02
+    /// client (Chrome, Firefox), gets 429 and the connection's sessions go on.
+    pub max_sessions_per_connection: usize,
     /// Connections between their first packet and their CONNECT request at once
     /// (default 1,000): a flood of handshakes, or of connections that never send
     /// CONNECT, is refused beyond it while live sessions keep working.
@@ -158,6 +183,7 @@ impl Default for ServerOptions {
             bind: vec![SocketAddr::from(([0u16; 8], 4433))],
             max_sessions: 10_000,
             max_sessions_per_ip: None,
+            max_sessions_per_connection: 1,
             max_handshakes: 1000,
             retry: false,
             pending_request_capacity: 1024,

@@ -21,22 +21,87 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::debug;
 
-/// WebTransport unidirectional streams kept while their session does not exist yet;
-/// more are refused with WT_BUFFERED_STREAM_REJECTED.
+/// WebTransport streams kept while their session does not exist yet; more are refused
+/// with WT_BUFFERED_STREAM_REJECTED.
 const MAX_EARLY_STREAMS: usize = 16;
 
-/// What the connection learned before its session existed, and where streams that
-/// arrive late go.
+/// A peer's stream kept until its session exists.
+enum Kept {
+    Uni(quinn::RecvStream),
+    Bi(quinn::SendStream, quinn::RecvStream),
+}
+
+impl Kept {
+    fn refuse(self, code: u32) {
+        let code = quinn::VarInt::from_u32(code);
+        match self {
+            Kept::Uni(mut recv) => {
+                let _ = recv.stop(code);
+            }
+            Kept::Bi(mut send, mut recv) => {
+                let _ = send.reset(code);
+                let _ = recv.stop(code);
+            }
+        }
+    }
+}
+
+/// What the server needs to take further CONNECT requests on a connection that already
+/// has a session (pooling, `ServerOptions::max_sessions_per_connection` > 1).
+pub(crate) struct PoolHook {
+    /// Sessions the connection may hold at once (what our SETTINGS advertised).
+    pub(crate) limit: usize,
+    /// The peer's SETTINGS.
+    pub(crate) peer: PeerSettings,
+    /// The QUIC knobs and session credit new sessions get.
+    pub(crate) transport: crate::config::TransportOptions,
+    /// How long a request may take from its first byte to the application's answer.
+    pub(crate) request_timeout: Duration,
+    /// Hands a new session request to the server (admission, the request queue).
+    pub(crate) offer: Box<dyn Fn(Session, tokio::time::Instant) + Send + Sync>,
+}
+
+/// The state of one connection that outlives any one of its sessions: the sessions
+/// (one, or several when pooled), the streams that came before their session, our
+/// control stream (GOAWAY goes on it) and, server side, how to take more sessions.
 pub(crate) struct Early {
     state: Mutex<EarlyState>,
     control_seen: AtomicBool,
+    control: Mutex<Option<quinn::SendStream>>,
+    pool: std::sync::OnceLock<PoolHook>,
 }
 
 #[derive(Default)]
 struct EarlyState {
-    session: Option<Session>,
-    stash: Vec<(u64, quinn::RecvStream)>,
+    /// The connection's sessions, first one first (ended ones are swept as new ones come).
+    sessions: Vec<Session>,
+    /// Sessions admitted (under the limit) whose `Session` is being made.
+    reserved: usize,
+    /// The highest session id that exists or was refused: a stream for an id up to it
+    /// whose session is not live belongs to an ended session.
+    highest: Option<u64>,
+    stash: Vec<(u64, Kept)>,
     gone: bool,
+    /// More sessions may come on the connection: server side, pooling allowed (limit
+    /// above 1) and the first session not of draft-02. Without it, a stream for any id
+    /// but a live session's is refused at once.
+    may_pool: bool,
+    /// The id our GOAWAY carried, once sent.
+    goaway: Option<u64>,
+}
+
+impl EarlyState {
+    fn live(&self, id: u64) -> Option<Session> {
+        self.sessions
+            .iter()
+            .find(|s| s.id() == id && s.close_info().is_none())
+            .cloned()
+    }
+
+    fn is_gone(&self, id: u64) -> bool {
+        // Session ids are client-initiated bidirectional stream ids (multiples of 4).
+        self.gone || id % 4 != 0 || self.highest.is_some_and(|h| id <= h || !self.may_pool)
+    }
 }
 
 impl Early {
@@ -45,52 +110,213 @@ impl Early {
         lock(&self.state)
     }
 
-    /// The session exists: streams kept for it are handed over, later ones go straight
+    /// A session exists: streams kept for it are handed over, later ones go straight
     /// to it.
     pub(crate) fn attach(&self, session: &Session) {
-        let stash = {
+        let may_pool = self.pool.get().is_some_and(|p| p.limit > 1)
+            && session.draft() != crate::draft::Draft::Draft02;
+        let (kept, refused) = {
             let mut s = self.lock();
-            s.session = Some(session.clone());
-            std::mem::take(&mut s.stash)
+            if s.highest.is_none() {
+                s.may_pool = may_pool;
+            }
+            s.sessions.retain(|s| s.close_info().is_none());
+            s.sessions.push(session.clone());
+            s.highest = Some(s.highest.map_or(session.id(), |h| h.max(session.id())));
+            let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut s.stash)
+                .into_iter()
+                .partition(|(id, _)| *id == session.id());
+            // Kept for a session that can no longer come.
+            let (refused, others) = others.into_iter().partition(|(id, _)| s.is_gone(*id));
+            s.stash = others;
+            (mine, refused)
         };
-        for (id, recv) in stash {
-            route_wt_uni(session, id, recv);
+        let refused: Vec<(u64, Kept)> = refused;
+        for (_, stream) in refused {
+            stream.refuse(h3::WT_SESSION_GONE);
+        }
+        for (_, stream) in kept {
+            match stream {
+                Kept::Uni(recv) => crate::driver::push_uni(session, recv),
+                Kept::Bi(send, recv) => crate::driver::push_bi(session, send, recv),
+            }
         }
     }
 
     /// No session will come (refused request): kept streams are dropped.
     pub(crate) fn abandon(&self) {
+        let stash = {
+            let mut s = self.lock();
+            s.gone = true;
+            std::mem::take(&mut s.stash)
+        };
+        for (_, stream) in stash {
+            stream.refuse(h3::WT_SESSION_GONE);
+        }
+    }
+
+    /// A CONNECT request with stream id `id` was refused: its kept streams go, later
+    /// ones are refused as streams of an ended session.
+    pub(crate) fn refused(&self, id: u64) {
+        let mine: Vec<(u64, Kept)> = {
+            let mut s = self.lock();
+            s.highest = Some(s.highest.map_or(id, |h| h.max(id)));
+            let (mine, others) = std::mem::take(&mut s.stash)
+                .into_iter()
+                .partition(|(i, _)| *i == id);
+            s.stash = others;
+            mine
+        };
+        for (_, stream) in mine {
+            stream.refuse(h3::WT_SESSION_GONE);
+        }
+    }
+
+    /// The live session with this id.
+    pub(crate) fn session_by_id(&self, id: u64) -> Option<Session> {
+        self.lock().live(id)
+    }
+
+    /// Every session of the connection still live.
+    fn live_sessions(&self) -> Vec<Session> {
+        let s = self.lock();
+        s.sessions
+            .iter()
+            .filter(|s| s.close_info().is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a session other than `id` is live on the connection (then the
+    /// connection stays up when `id` ends).
+    pub(crate) fn others_live(&self, id: u64) -> bool {
+        let s = self.lock();
+        s.reserved > 0
+            || s.sessions
+                .iter()
+                .any(|s| s.id() != id && s.close_info().is_none())
+    }
+
+    /// Whether more sessions may come on this connection (see `EarlyState::may_pool`).
+    pub(crate) fn may_pool(&self) -> bool {
+        self.lock().may_pool
+    }
+
+    /// The hook for more sessions on this connection (server side, pooling).
+    pub(crate) fn set_pool(&self, hook: PoolHook) {
+        let _ = self.pool.set(hook);
+    }
+
+    pub(crate) fn pool(&self) -> Option<&PoolHook> {
+        self.pool.get()
+    }
+
+    /// Takes a place for one more session if the connection has room under `limit`.
+    pub(crate) fn reserve(&self, limit: usize) -> bool {
+        let mut s = self.lock();
+        let live = s
+            .sessions
+            .iter()
+            .filter(|s| s.close_info().is_none())
+            .count();
+        if live + s.reserved >= limit {
+            return false;
+        }
+        s.reserved += 1;
+        true
+    }
+
+    /// A reserved place became `session` (see [`Self::reserve`]).
+    pub(crate) fn attach_reserved(&self, session: &Session) {
+        {
+            let mut s = self.lock();
+            s.reserved = s.reserved.saturating_sub(1);
+        }
+        self.attach(session);
+    }
+
+    /// Keeps our control stream for the connection's life (`None` takes it back).
+    pub(crate) fn set_control(
+        &self,
+        control: Option<quinn::SendStream>,
+    ) -> Option<quinn::SendStream> {
+        let mut slot = lock(&self.control);
+        std::mem::replace(&mut *slot, control)
+    }
+
+    /// Sends HTTP/3 GOAWAY once on our control stream, with the id after the highest
+    /// session request we took. `false` if it could not go out now.
+    pub(crate) fn send_goaway(&self) -> bool {
+        let id = {
+            let mut s = self.lock();
+            if s.goaway.is_some() {
+                return true;
+            }
+            let id = s.highest.map_or(0, |h| h + 4);
+            s.goaway = Some(id);
+            id
+        };
+        let mut payload = vec![];
+        h3::put_varint(&mut payload, id);
+        let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
+        let mut slot = lock(&self.control);
+        match slot.as_mut() {
+            Some(send) => matches!(crate::session::write_now(send, &frame), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Whether a GOAWAY went out: no new request is taken after it.
+    pub(crate) fn goaway_sent(&self) -> bool {
+        self.lock().goaway.is_some()
+    }
+
+    /// A WebTransport unidirectional stream for session `id`.
+    pub(crate) fn keep(&self, id: u64, recv: quinn::RecvStream) {
+        self.keep_stream(id, Kept::Uni(recv));
+    }
+
+    /// A WebTransport bidirectional stream for session `id`.
+    pub(crate) fn keep_bi(&self, id: u64, send: quinn::SendStream, recv: quinn::RecvStream) {
+        self.keep_stream(id, Kept::Bi(send, recv));
+    }
+
+    fn keep_stream(&self, id: u64, stream: Kept) {
+        let mut s = self.lock();
+        if let Some(session) = s.live(id) {
+            drop(s);
+            match stream {
+                Kept::Uni(recv) => crate::driver::push_uni(&session, recv),
+                Kept::Bi(send, recv) => crate::driver::push_bi(&session, send, recv),
+            }
+            return;
+        }
+        if s.is_gone(id) {
+            // Its session ended (or its request was refused).
+            drop(s);
+            return stream.refuse(h3::WT_SESSION_GONE);
+        }
+        if s.stash.len() >= MAX_EARLY_STREAMS {
+            drop(s);
+            return stream.refuse(h3::WT_BUFFERED_STREAM_REJECTED);
+        }
+        s.stash.push((id, stream));
+    }
+
+    /// The peer sent GOAWAY: every session of the connection is draining.
+    fn peer_goaway(&self) {
+        for session in self.live_sessions() {
+            session.peer_goaway();
+        }
+    }
+
+    /// The connection ended: sessions and kept streams are let go.
+    pub(crate) fn connection_ended(&self) {
+        drop(self.set_control(None));
         let mut s = self.lock();
         s.gone = true;
-        for (_, mut recv) in s.stash.drain(..) {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
-        }
-    }
-
-    fn session(&self) -> Option<Session> {
-        self.lock().session.clone()
-    }
-
-    fn keep(&self, id: u64, mut recv: quinn::RecvStream) {
-        let mut s = self.lock();
-        if let Some(session) = s.session.clone() {
-            drop(s);
-            route_wt_uni(&session, id, recv);
-            return;
-        }
-        if s.gone || s.stash.len() >= MAX_EARLY_STREAMS {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_BUFFERED_STREAM_REJECTED));
-            return;
-        }
-        s.stash.push((id, recv));
-    }
-}
-
-fn route_wt_uni(session: &Session, id: u64, mut recv: quinn::RecvStream) {
-    if id == session.id() {
-        crate::driver::push_uni(session, recv);
-    } else {
-        let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
+        s.sessions.clear();
+        s.stash.clear();
     }
 }
 
@@ -110,6 +336,8 @@ pub(crate) async fn peer_settings(
     let early = Arc::new(Early {
         state: Mutex::new(EarlyState::default()),
         control_seen: AtomicBool::new(false),
+        control: Mutex::new(None),
+        pool: std::sync::OnceLock::new(),
     });
     let (tx, rx) = oneshot::channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -231,11 +459,7 @@ async fn read_control_stream(
                         "unexpected frame on the control stream",
                     )
                 }
-                h3::FRAME_GOAWAY => {
-                    if let Some(session) = early.session() {
-                        session.peer_goaway();
-                    }
-                }
+                h3::FRAME_GOAWAY => early.peer_goaway(),
                 _ => {} // MAX_PUSH_ID, PRIORITY_UPDATE, unknown: ignored
             }
         }

@@ -10,6 +10,7 @@ use crate::session::{RequestInfo, Session, Wire};
 use crate::stream::{RecvStream, SendStream};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -20,9 +21,10 @@ use tracing::{debug, warn};
 pub(crate) async fn open_control_stream(
     conn: &quinn::Connection,
     credit: &h3::LocalCredit,
+    max_sessions: usize,
 ) -> Result<quinn::SendStream> {
     let mut send = conn.open_uni().await?;
-    send.write_all(&h3::control_stream_preamble_with(credit))
+    send.write_all(&h3::control_stream_preamble_with(credit, max_sessions))
         .await
         .map_err(|e| Error::Connection(format!("control stream: {e}")))?;
     Ok(send)
@@ -85,24 +87,48 @@ pub(crate) fn validate_connect(
     Ok((path.to_string(), authority.to_string(), token))
 }
 
-/// Starts the tasks that feed a session from its connection: peer streams, datagrams,
-/// the CONNECT stream's capsules, and the watcher of the connection's end. `control`
-/// is kept alive by the watcher; streams that came before the session (`early`) are
-/// handed to it.
+/// Starts the tasks of a connection's first session: those that feed it (and, pooled,
+/// the connection's later sessions) from the connection — peer streams and datagrams,
+/// routed by session id — and the session's own (see [`spawn_own_tasks`]). `control` is
+/// kept open in `early` for the connection's life; streams that came before the session
+/// are handed to it.
 pub(crate) fn spawn_session_tasks(
     session: &Session,
     connect_recv: quinn::RecvStream,
     leftover: Vec<u8>,
     control: quinn::SendStream,
-    early: &Early,
+    early: &Arc<Early>,
 ) {
-    early.attach(session);
+    early.set_control(Some(control));
+    spawn_own_tasks(session, connect_recv, leftover, early, false);
+    tokio::spawn(accept_bi_loop(session.clone(), early.clone()));
+    tokio::spawn(accept_uni_loop(session.clone(), early.clone()));
+    tokio::spawn(datagram_loop(session.clone(), early.clone()));
+    let (conn, early) = (session.0.conn.clone(), early.clone());
+    tokio::spawn(async move {
+        conn.closed().await;
+        early.connection_ended();
+    });
+}
+
+/// The tasks of one session: its CONNECT stream's capsules, its flow control, and the
+/// watcher of the connection's end.
+fn spawn_own_tasks(
+    session: &Session,
+    connect_recv: quinn::RecvStream,
+    leftover: Vec<u8>,
+    early: &Arc<Early>,
+    reserved: bool,
+) {
+    let _ = session.0.pool.set(early.clone());
+    if reserved {
+        early.attach_reserved(session);
+    } else {
+        early.attach(session);
+    }
     if let Some(flow) = &session.0.flow {
         tokio::spawn(crate::flow::run(session.clone(), flow.clone()));
     }
-    tokio::spawn(accept_bi_loop(session.clone()));
-    tokio::spawn(accept_uni_loop(session.clone()));
-    tokio::spawn(datagram_loop(session.clone()));
     tokio::spawn(connect_stream_loop(session.clone(), connect_recv, leftover));
     if let Some(stopped) = session.connect_stream_stopped() {
         let session = session.clone();
@@ -118,20 +144,18 @@ pub(crate) fn spawn_session_tasks(
             }
         });
     }
-    session.set_control(Some(control));
     tokio::spawn(watch_connection(session.clone()));
 }
 
 async fn watch_connection(session: Session) {
     let err = session.0.conn.closed().await;
-    drop(session.set_control(None));
     let info = crate::error::close_info_of(&err);
     if session.mark_closed(info.clone()) {
         debug!(target: "fastwt.core", session = session.id(), peer = %session.remote_address(), "session ended: {info}");
     }
 }
 
-async fn accept_bi_loop(session: Session) {
+async fn accept_bi_loop(session: Session, early: Arc<Early>) {
     let is_wt = |kind: u64| kind == h3::FRAME_WT_BIDI;
     loop {
         let (send, mut recv) = match session.0.conn.accept_bi().await {
@@ -143,13 +167,13 @@ async fn accept_bi_loop(session: Session) {
         let mut preamble = Preamble::new();
         let noop = &mut Context::from_waker(Waker::noop());
         match preamble.poll(&mut recv, noop, is_wt) {
-            Poll::Ready(header) => route_bi_stream(&session, send, recv, header),
+            Poll::Ready(header) => route_bi_stream(&session, &early, send, recv, header),
             Poll::Pending => {
-                let session = session.clone();
+                let (session, early) = (session.clone(), early.clone());
                 tokio::spawn(async move {
                     let header =
                         std::future::poll_fn(|cx| preamble.poll(&mut recv, cx, is_wt)).await;
-                    route_bi_stream(&session, send, recv, header);
+                    route_bi_stream(&session, &early, send, recv, header);
                 });
             }
         }
@@ -158,6 +182,7 @@ async fn accept_bi_loop(session: Session) {
 
 fn route_bi_stream(
     session: &Session,
+    early: &Arc<Early>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     header: Result<Option<StreamHeader>>,
@@ -168,31 +193,59 @@ fn route_bi_stream(
     };
     match header {
         Ok(Some((h3::FRAME_WT_BIDI, Some(id)))) if id == session.id() => {
-            session.0.credit.peer_opened_bidi(&session.0.conn);
-            if let Some(flow) = &session.0.flow {
-                if !flow.peer_opened(true) {
-                    return reject(h3::WT_FLOW_CONTROL_ERROR);
-                }
-            }
-            let recv = RecvStream::new(recv, session.0.flow.clone());
-            let (_, refused) = session
-                .0
-                .incoming_bi
-                .push((SendStream::new(send, None), recv));
-            if let Some((mut s, mut r)) = refused {
-                let _ = s.reset(0);
-                let _ = r.stop(0);
-            }
+            push_bi(session, send, recv);
         }
-        Ok(Some((h3::FRAME_WT_BIDI, _))) => reject(h3::WT_SESSION_GONE),
-        // One session per connection: a second CONNECT is refused.
+        // Another session of the connection (pooled), one still to come, or one that
+        // ended (WT_SESSION_GONE).
+        Ok(Some((h3::FRAME_WT_BIDI, Some(id)))) => early.keep_bi(id, send, recv),
+        Ok(Some((h3::FRAME_WT_BIDI, None))) => reject(h3::H3_STREAM_CREATION_ERROR),
+        // Another CONNECT on a connection that may pool: a session of its own, or 429.
+        Ok(Some((h3::FRAME_HEADERS, _))) if early.may_pool() => {
+            let conn = session.0.conn.clone();
+            tokio::spawn(accept_pooled(conn, early.clone(), send, recv));
+        }
+        // No pooling (limit 1, a draft-02 client, or our client side): HTTP/3's "not
+        // processed", at once.
         Ok(Some((h3::FRAME_HEADERS, _))) => reject(h3::H3_REQUEST_REJECTED),
         Ok(_) => reject(h3::H3_STREAM_CREATION_ERROR),
         Err(e) => debug!(target: "fastwt.core", "bidirectional stream header: {e}"),
     }
 }
 
-async fn accept_uni_loop(session: Session) {
+/// A peer's bidirectional stream of `session` (its header read): queued for the
+/// application, or refused.
+pub(crate) fn push_bi(session: &Session, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    session.0.credit.peer_opened_bidi(&session.0.conn);
+    if let Some(flow) = &session.0.flow {
+        if !flow.peer_opened(true) {
+            let code = quinn::VarInt::from_u32(h3::WT_FLOW_CONTROL_ERROR);
+            let _ = send.reset(code);
+            let _ = recv.stop(code);
+            return;
+        }
+    }
+    let recv = RecvStream::new(recv, session.0.flow.clone());
+    let pair = session.track_bi((SendStream::new(send, None, session.send_credit()), recv));
+    let (_, refused) = session.0.incoming_bi.push(pair);
+    if let Some((mut s, mut r)) = refused {
+        let code = refusal_code(session.0.incoming_bi.is_closed());
+        s.refuse(code);
+        r.refuse(code);
+    }
+}
+
+/// The code a peer's stream is refused with when the session's queue of streams the
+/// application has not taken yet does not take it: WT_SESSION_GONE once the session
+/// ended (the queue is closed), else WT_BUFFERED_STREAM_REJECTED (the queue is full).
+fn refusal_code(queue_closed: bool) -> u32 {
+    if queue_closed {
+        h3::WT_SESSION_GONE
+    } else {
+        h3::WT_BUFFERED_STREAM_REJECTED
+    }
+}
+
+async fn accept_uni_loop(session: Session, early: Arc<Early>) {
     let is_wt = |kind: u64| kind == h3::STREAM_WT_UNI;
     loop {
         let mut recv = match session.0.conn.accept_uni().await {
@@ -206,11 +259,11 @@ async fn accept_uni_loop(session: Session) {
                 push_uni(&session, recv);
             }
             _ => {
-                let session = session.clone();
+                let (session, early) = (session.clone(), early.clone());
                 tokio::spawn(async move {
                     let header =
                         std::future::poll_fn(|cx| preamble.poll(&mut recv, cx, is_wt)).await;
-                    route_uni_stream(session, recv, header).await;
+                    route_uni_stream(session, &early, recv, header).await;
                 });
             }
         }
@@ -225,22 +278,25 @@ pub(crate) fn push_uni(session: &Session, mut recv: quinn::RecvStream) {
             return;
         }
     }
-    let recv = RecvStream::new(recv, session.0.flow.clone());
+    let recv = session.track_recv(RecvStream::new(recv, session.0.flow.clone()));
     let (_, refused) = session.0.incoming_uni.push(recv);
     if let Some(mut r) = refused {
-        let _ = r.stop(0);
+        r.refuse(refusal_code(session.0.incoming_uni.is_closed()));
     }
 }
 
 async fn route_uni_stream(
     session: Session,
+    early: &Early,
     mut recv: quinn::RecvStream,
     header: Result<Option<StreamHeader>>,
 ) {
     match header {
         Ok(Some((h3::STREAM_WT_UNI, Some(id)))) if id == session.id() => push_uni(&session, recv),
-        Ok(Some((h3::STREAM_WT_UNI, _))) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::WT_SESSION_GONE));
+        // Another session (pooled), one still to come, or one that ended.
+        Ok(Some((h3::STREAM_WT_UNI, Some(id)))) => early.keep(id, recv),
+        Ok(Some((h3::STREAM_WT_UNI, None))) => {
+            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
         }
         // The peer's control stream was read before the session (control.rs).
         Ok(Some((h3::STREAM_CONTROL, _))) => crate::control::second_control_stream(&session.0.conn),
@@ -256,7 +312,7 @@ async fn route_uni_stream(
     }
 }
 
-async fn datagram_loop(session: Session) {
+async fn datagram_loop(session: Session, early: Arc<Early>) {
     let wanted = session.id() / 4;
     loop {
         let datagram = match session.0.conn.read_datagram().await {
@@ -273,10 +329,21 @@ async fn datagram_loop(session: Session) {
                     .datagrams
                     .push(Bytes::copy_from_slice(&datagram[len..]));
             }
-            _ => debug!(target: "fastwt.core",
-                session = session.id(),
-                "datagram for another session dropped"
-            ),
+            Some((qsid, len)) => match early.session_by_id(qsid.saturating_mul(4)) {
+                // A pooled session's.
+                Some(other) => {
+                    other.0.datagrams_received.fetch_add(1, Ordering::Relaxed);
+                    other
+                        .0
+                        .datagrams
+                        .push(Bytes::copy_from_slice(&datagram[len..]));
+                }
+                None => debug!(target: "fastwt.core",
+                    session = session.id(),
+                    "datagram for an unknown session dropped"
+                ),
+            },
+            None => debug!(target: "fastwt.core", "datagram without a session id dropped"),
         }
     }
 }
@@ -369,12 +436,22 @@ async fn peer_closed(session: &Session, code: u32, reason: String) {
         reason,
         local: false,
     }) {
-        // Our side of the session ends too; with one session per connection the
-        // connection goes with it, after a short grace period for the peer to close first.
+        // Our side of the session ends too, and the connection with it when no other
+        // session lives on it (pooling), after a short grace period for the peer to close
+        // first.
+        if session.shares_connection() {
+            if let Some(mut send) = session.state_connect_send() {
+                let _ = send.finish();
+            }
+            return;
+        }
         let conn = session.0.conn.clone();
+        let session = session.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            if !session.shares_connection() {
+                conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            }
         });
     }
 }
@@ -386,11 +463,13 @@ pub(crate) async fn accept_request(
     conn: quinn::Connection,
     deadline: tokio::time::Instant,
     transport: &TransportOptions,
+    pool: Option<PoolOffer>,
 ) -> Result<Option<Session>> {
     use tokio::time::timeout_at;
     let credit = transport.session_credit();
+    let max_sessions = pool.as_ref().map_or(1, |p| p.limit);
     // A client that grants no unidirectional stream credit would hold this forever.
-    let control = timeout_at(deadline, open_control_stream(&conn, &credit))
+    let control = timeout_at(deadline, open_control_stream(&conn, &credit, max_sessions))
         .await
         .map_err(|_| Error::Timeout("no stream credit for our control stream".into()))??;
     // No CONNECT is handled before the client's SETTINGS: they decide the draft.
@@ -432,6 +511,15 @@ pub(crate) async fn accept_request(
     let draft02_header = headers
         .iter()
         .any(|(k, _)| k == "sec-webtransport-http3-draft02");
+    if let Some(offer) = pool {
+        early.set_pool(crate::control::PoolHook {
+            limit: offer.limit,
+            peer: peer.clone(),
+            transport: transport.clone(),
+            request_timeout: offer.request_timeout,
+            offer: offer.offer,
+        });
+    }
     let wire = Wire {
         draft: crate::draft::choose(&token, &peer, draft02_header),
         peer,
@@ -446,4 +534,101 @@ pub(crate) async fn accept_request(
     let session = Session::new(conn, send, session_id, true, request, transport, wire);
     spawn_session_tasks(&session, recv, buf, control, &early);
     Ok(Some(session))
+}
+
+/// What a server gives [`accept_request`] to take more sessions on the connection.
+pub(crate) struct PoolOffer {
+    /// Sessions the connection may hold at once (`max_sessions_per_connection`).
+    pub(crate) limit: usize,
+    /// From a request's first byte to the application's answer.
+    pub(crate) request_timeout: Duration,
+    /// Hands a new session request to the server, with its deadline.
+    pub(crate) offer: Box<dyn Fn(Session, tokio::time::Instant) + Send + Sync>,
+}
+
+/// Answers a CONNECT with `status` on its own stream, leaving the connection and its
+/// other sessions alone.
+async fn refuse_request(mut send: quinn::SendStream, status: u16) {
+    let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
+    let _ = tokio::time::timeout(Duration::from_secs(1), send.write_all(&frame)).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+}
+
+/// A CONNECT request on a connection that already has a session (its HEADERS frame
+/// type read). Server side with pooling negotiated (our limit above 1, the request of a
+/// draft that pools: not draft-02) and room under the limit, it becomes a session of
+/// its own, handed to the server like the first; otherwise it gets 429 and the
+/// connection's sessions go on.
+async fn accept_pooled(
+    conn: quinn::Connection,
+    early: Arc<Early>,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let id = quinn::VarInt::from(send.id()).into_inner();
+    let Some(hook) = early.pool() else {
+        // Only connections with a pool hook may pool (see `route_bi_stream`).
+        early.refused(id);
+        let mut send = send;
+        let _ = send.reset(quinn::VarInt::from_u32(h3::H3_REQUEST_REJECTED));
+        let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_REQUEST_REJECTED));
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + hook.request_timeout;
+    // The HEADERS frame's type was read as the stream's header.
+    let mut buf = Vec::new();
+    h3::put_varint(&mut buf, h3::FRAME_HEADERS);
+    let fields =
+        match tokio::time::timeout_at(deadline, read_headers_frame(&mut recv, &mut buf)).await {
+            Ok(Ok(fields)) => fields,
+            Ok(Err(e)) => {
+                debug!(target: "fastwt.core", "pooled CONNECT: {e}");
+                early.refused(id);
+                return refuse_request(send, 400).await;
+            }
+            Err(_) => {
+                early.refused(id);
+                let mut send = send;
+                let _ = send.reset(quinn::VarInt::from_u32(h3::H3_REQUEST_INCOMPLETE));
+                return;
+            }
+        };
+    let (pseudo_fields, headers) = split_fields(fields);
+    let (path, authority, token) = match validate_connect(&pseudo_fields) {
+        Ok(v) => v,
+        Err(status) => {
+            early.refused(id);
+            return refuse_request(send, status).await;
+        }
+    };
+    let draft02_header = headers
+        .iter()
+        .any(|(k, _)| k == "sec-webtransport-http3-draft02");
+    let draft = crate::draft::choose(&token, &hook.peer, draft02_header);
+    // Pooling needs our limit above 1 and a draft that has it (draft-02 browsers never
+    // pool); a GOAWAY already sent takes no new request.
+    if draft == crate::draft::Draft::Draft02
+        || hook.limit <= 1
+        || early.goaway_sent()
+        || !early.reserve(hook.limit)
+    {
+        debug!(target: "fastwt.core", peer = %conn.remote_address(), "pooled CONNECT refused with 429 (limit {})", hook.limit);
+        early.refused(id);
+        return refuse_request(send, 429).await;
+    }
+    let wire = Wire {
+        draft,
+        peer: hook.peer.clone(),
+        credit: hook.transport.session_credit(),
+        protocol: None,
+    };
+    let request = RequestInfo {
+        path,
+        authority,
+        headers,
+    };
+    let session = Session::new(conn, send, id, true, request, &hook.transport, wire);
+    spawn_own_tasks(&session, recv, buf, &early, true);
+    (hook.offer)(session, deadline);
 }

@@ -14,8 +14,10 @@
 //!
 //! What we honour: when the peer declared flow control in its SETTINGS, we open no more
 //! streams than its WT_MAX_STREAMS (initially its SETTINGS values); an opening waits for
-//! more credit and tells the peer with WT_STREAMS_BLOCKED. The peer's WT_MAX_DATA is
-//! tracked but not enforced on sends (QUIC's own flow control still bounds them).
+//! more credit and tells the peer with WT_STREAMS_BLOCKED. Likewise the stream bodies we
+//! send on all the session's streams together (stream headers excluded) stay within its
+//! WT_MAX_DATA: a stream's pump takes credit before it hands bytes to QUIC, waits when
+//! there is none and tells the peer with WT_DATA_BLOCKED (once per limit).
 
 use crate::draft::PeerSettings;
 use crate::h3::{self, Capsule, LocalCredit};
@@ -51,6 +53,10 @@ struct State {
     /// The limit a WT_STREAMS_BLOCKED is due (or was sent) for, per direction.
     blocked: [Option<(u64, bool)>; 2],
     peer_max_data: u64,
+    /// Stream-body bytes we sent (took credit for) on the session's streams.
+    sent: u64,
+    /// The limit a WT_DATA_BLOCKED is due (or was sent) for.
+    data_blocked: Option<(u64, bool)>,
     waiters: Vec<Waker>,
     violation: Option<String>,
 }
@@ -65,6 +71,7 @@ pub(crate) struct Outgoing {
     data: u64,
     streams: [u64; 2],
     blocked: [Option<u64>; 2],
+    data_blocked: Option<u64>,
 }
 
 impl Flow {
@@ -186,6 +193,36 @@ impl Flow {
         Poll::Pending
     }
 
+    /// Whether the peer declared flow control: only then do its limits bind our sends.
+    pub(crate) fn binds_sends(&self) -> bool {
+        self.peer_enabled
+    }
+
+    /// Takes credit to send up to `want` stream-body bytes: `Ready(n)` with `1..=want`
+    /// bytes allowed now, else `Pending` until a WT_MAX_DATA raises the limit (a
+    /// WT_DATA_BLOCKED goes out once per limit).
+    pub(crate) fn poll_send_credit(&self, want: usize, cx: &mut Context<'_>) -> Poll<usize> {
+        if !self.peer_enabled || want == 0 {
+            return Poll::Ready(want);
+        }
+        let mut s = self.lock();
+        let room = s.peer_max_data.saturating_sub(s.sent);
+        if room > 0 {
+            let n = usize::try_from(room).map_or(want, |room| room.min(want));
+            s.sent += n as u64;
+            return Poll::Ready(n);
+        }
+        let limit = s.peer_max_data;
+        if !matches!(s.data_blocked, Some((l, _)) if l == limit) {
+            s.data_blocked = Some((limit, false));
+            self.notify.notify_one();
+        }
+        if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            s.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Waits for credit to open one stream (see [`Self::poll_open`]).
     pub(crate) async fn open(&self, bidi: bool) {
         std::future::poll_fn(|cx| self.poll_open(bidi, cx)).await;
@@ -218,6 +255,11 @@ impl Flow {
                     return self.violate(&mut s, why);
                 }
                 s.peer_max_data = v;
+                let waiters = std::mem::take(&mut s.waiters);
+                drop(s);
+                for w in waiters {
+                    w.wake();
+                }
             }
             Capsule::Prohibited(kind) => {
                 self.violate(
@@ -251,7 +293,15 @@ impl Flow {
             data: s.advertised_data,
             streams: s.advertised_streams,
             blocked: [None, None],
+            data_blocked: None,
         };
+        if let Some((limit, false)) = s.data_blocked {
+            out.bytes.extend(h3::encode_varint_capsule(
+                h3::CAPSULE_WT_DATA_BLOCKED,
+                limit,
+            ));
+            out.data_blocked = Some(limit);
+        }
         if all || s.granted_data > s.advertised_data {
             out.bytes.extend(h3::encode_varint_capsule(
                 h3::CAPSULE_WT_MAX_DATA,
@@ -291,6 +341,11 @@ impl Flow {
     pub(crate) fn commit(&self, out: &Outgoing) {
         let mut s = self.lock();
         s.advertised_data = s.advertised_data.max(out.data);
+        if let (Some(limit), Some((l, sent))) = (out.data_blocked, s.data_blocked.as_mut()) {
+            if *l == limit {
+                *sent = true;
+            }
+        }
         for i in 0..2 {
             s.advertised_streams[i] = s.advertised_streams[i].max(out.streams[i]);
             if let (Some(limit), Some((l, sent))) = (out.blocked[i], s.blocked[i].as_mut()) {

@@ -221,7 +221,7 @@ pub fn encode_frame(kind: u64, payload: &[u8]) -> Vec<u8> {
 /// The control stream preamble with the default session credit (see
 /// [`control_stream_preamble_with`]).
 pub fn control_stream_preamble() -> Vec<u8> {
-    control_stream_preamble_with(&LocalCredit::default())
+    control_stream_preamble_with(&LocalCredit::default(), 1)
 }
 
 /// Session-level flow-control credit we grant a peer (drafts 13+), as advertised in our
@@ -251,17 +251,20 @@ impl Default for LocalCredit {
 /// extended CONNECT, HTTP datagrams and WebTransport for every draft we speak at once
 /// (draft-02's ENABLE_WEBTRANSPORT for Chrome and Firefox, WT_MAX_SESSIONS for drafts
 /// 13..14 and Safari, WT_ENABLED for draft-15), plus the initial session credit of the
-/// flow-controlled drafts. Draft-07's 0xc671706a is deliberately absent: it switches
-/// Chrome to draft-07.
-pub fn control_stream_preamble_with(credit: &LocalCredit) -> Vec<u8> {
+/// flow-controlled drafts, and `max_sessions` as the sessions the connection may carry
+/// (SETTINGS_WT_MAX_SESSIONS: 1 unless the server pools). Draft-07's 0xc671706a is
+/// deliberately absent: it switches Chrome to draft-07.
+pub fn control_stream_preamble_with(credit: &LocalCredit, max_sessions: usize) -> Vec<u8> {
     let settings: [(u64, u64); 10] = [
         (SETTING_QPACK_MAX_TABLE_CAPACITY, 0), // static table only
         (SETTING_QPACK_BLOCKED_STREAMS, 0),
         (SETTING_ENABLE_CONNECT_PROTOCOL, 1),
         (SETTING_H3_DATAGRAM, 1),
         (SETTING_ENABLE_WEBTRANSPORT_DRAFT02, 1),
-        // One session per connection.
-        (SETTING_WT_MAX_SESSIONS, 1),
+        (
+            SETTING_WT_MAX_SESSIONS,
+            u64::try_from(max_sessions).unwrap_or(u64::MAX).max(1),
+        ),
         (SETTING_WT_ENABLED, 1),
         (SETTING_WT_INITIAL_MAX_DATA, credit.max_data),
         (SETTING_WT_INITIAL_MAX_STREAMS_UNI, credit.max_streams_uni),

@@ -56,6 +56,7 @@ mod transport;
 pub use client::Client;
 pub use config::{
     ClientAuth, ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode,
+    MAX_SESSIONS_PER_CONNECTION,
 };
 pub use draft::Draft;
 pub use error::{CloseInfo, Error, Result};

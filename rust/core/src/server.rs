@@ -1,4 +1,4 @@
-use crate::admission::{Admission, Limits, Ticket};
+use crate::admission::{Admission, Limits, Refusal, Ticket};
 use crate::config::ServerOptions;
 use crate::driver;
 use crate::error::{Error, Result};
@@ -34,12 +34,13 @@ struct Shared {
 /// just to remove its entry.
 #[derive(Default)]
 struct Registry {
-    map: HashMap<usize, Weak<crate::session::Shared>>,
+    /// Keyed by (connection, session id): a pooled connection has several.
+    map: HashMap<(usize, u64), Weak<crate::session::Shared>>,
     sweep_at: usize,
 }
 
 impl Registry {
-    fn insert(&mut self, id: usize, session: &Session) {
+    fn insert(&mut self, id: (usize, u64), session: &Session) {
         if self.map.len() >= self.sweep_at {
             self.sweep();
         }
@@ -114,6 +115,7 @@ impl Server {
         identity: &Identity,
         sockets: Vec<std::net::UdpSocket>,
     ) -> Result<Self> {
+        options.validate()?;
         let server_config = quic_config(&options, identity)?;
         let shared = Arc::new(Shared {
             requests: ReadyQueue::new(options.pending_request_capacity, Overflow::Refuse),
@@ -323,8 +325,20 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
         }
     };
     let stable_id = conn.stable_id();
+    // Further CONNECTs on the connection: pooled sessions up to the limit, else 429.
+    let weak = Arc::downgrade(&shared);
+    let pool = Some(driver::PoolOffer {
+        limit: shared.options.max_sessions_per_connection,
+        request_timeout: shared.options.request_timeout,
+        offer: Box::new(move |session: Session, deadline: Instant| {
+            if let Some(shared) = weak.upgrade() {
+                tokio::spawn(offer_pooled(shared, session, stable_id, deadline));
+            }
+        }),
+    });
     let session =
-        match driver::accept_request(conn.clone(), deadline, &shared.options.transport).await {
+        match driver::accept_request(conn.clone(), deadline, &shared.options.transport, pool).await
+        {
             Ok(Some(session)) => session,
             Ok(None) => return,
             Err(e) => {
@@ -347,9 +361,43 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
             return;
         }
     };
+    queue_request(&shared, session, ticket, stable_id, deadline).await;
+}
+
+/// A further session request on a pooled connection: admitted like a connection's
+/// first (`max_sessions`: 503; `max_sessions_per_ip`: 429), then queued.
+async fn offer_pooled(shared: Arc<Shared>, session: Session, stable_id: usize, deadline: Instant) {
+    if shared.requests.is_closed() {
+        let _ = timeout_at(deadline, session.reject(503, vec![])).await;
+        return;
+    }
+    match shared
+        .admission
+        .admit_session(session.remote_address().ip())
+    {
+        Ok(ticket) => queue_request(&shared, session, ticket, stable_id, deadline).await,
+        Err(refusal) => {
+            let status = if refusal == Refusal::PerIp { 429 } else { 503 };
+            warn!(target: "fastwt.core", peer = %session.remote_address(), "pooled session refused with {status}: {refusal}");
+            let retry = vec![("retry-after".into(), "1".into())];
+            let _ = timeout_at(deadline, session.reject(status, retry)).await;
+        }
+    }
+}
+
+/// Hands an admitted session request to the application (or refuses it with 503 when
+/// the queue of pending requests is full), refused at `deadline` if unanswered.
+async fn queue_request(
+    shared: &Arc<Shared>,
+    session: Session,
+    ticket: Ticket,
+    stable_id: usize,
+    deadline: Instant,
+) {
+    let peer = session.remote_address();
     session.hold_admission(ticket);
     debug!(target: "fastwt.core", %peer, path = session.path(), session = session.id(), "session requested");
-    lock(&shared.sessions).insert(stable_id, &session);
+    lock(&shared.sessions).insert((stable_id, session.id()), &session);
     let (_, refused) = shared.requests.push(session.clone());
     if let Some(session) = refused {
         warn!(target: "fastwt.core", %peer, "refused with 503: too many pending session requests");

@@ -6,7 +6,6 @@ use crate::flow::{Flow, FlowSnapshot};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::stream::{Launch, RecvStream, SendStream};
-use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,7 +24,7 @@ pub enum Opened<T> {
 }
 
 /// Writes as much of `data` as quinn takes right now; the rest, if any, is returned.
-fn write_now(send: &mut quinn::SendStream, data: &[u8]) -> Result<Option<Vec<u8>>> {
+pub(crate) fn write_now(send: &mut quinn::SendStream, data: &[u8]) -> Result<Option<Vec<u8>>> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut written = 0;
     while written < data.len() {
@@ -126,9 +125,13 @@ pub(crate) struct Shared {
     peer_datagrams: bool,
     /// Session flow control (drafts 13+ only; `None` for draft-02).
     pub(crate) flow: Option<Arc<Flow>>,
+    /// The session's open streams, reset with WT_SESSION_GONE when it ends (drafts 07+
+    /// only; `None` for draft-02, whose connection ends with its one session).
+    pub(crate) streams: Option<crate::stream::StreamSet>,
     draining: AtomicBool,
-    /// Our HTTP/3 control stream (kept open for the connection's life; GOAWAY goes on it).
-    control: Mutex<Option<quinn::SendStream>>,
+    /// The connection's state shared by its sessions (its control stream, the other
+    /// sessions when pooled), set when the session's tasks start.
+    pub(crate) pool: std::sync::OnceLock<Arc<crate::control::Early>>,
 }
 
 /// A WebTransport session: on the server it starts as a request to accept or reject.
@@ -209,31 +212,26 @@ impl Session {
             draft: wire.draft,
             peer_datagrams: wire.peer.h3_datagram == 1,
             flow,
+            streams: (wire.draft != Draft::Draft02).then(crate::stream::StreamSet::default),
             draining: AtomicBool::new(false),
-            control: Mutex::new(None),
+            pool: std::sync::OnceLock::new(),
         }))
     }
 
-    /// Keeps our control stream for the connection's life (`None` takes it back).
-    pub(crate) fn set_control(
-        &self,
-        control: Option<quinn::SendStream>,
-    ) -> Option<quinn::SendStream> {
-        let mut slot = lock(&self.0.control);
-        std::mem::replace(&mut *slot, control)
+    /// Sends HTTP/3 GOAWAY on the connection's control stream, once per connection
+    /// (server side: no request after the last session request taken will be handled).
+    /// `false` if it could not go out now.
+    pub fn send_goaway(&self) -> bool {
+        self.0.pool.get().is_some_and(|pool| pool.send_goaway())
     }
 
-    /// Sends HTTP/3 GOAWAY on our control stream (server side: no request after this
-    /// session's CONNECT will be handled). `false` if it could not go out now.
-    pub fn send_goaway(&self) -> bool {
-        let mut payload = vec![];
-        h3::put_varint(&mut payload, self.0.session_id + 4);
-        let frame = h3::encode_frame(h3::FRAME_GOAWAY, &payload);
-        let mut slot = lock(&self.0.control);
-        match slot.as_mut() {
-            Some(send) => matches!(write_now(send, &frame), Ok(None)),
-            None => false,
-        }
+    /// Whether another session than this one is live on the same connection (pooling):
+    /// then the end of this one leaves the connection up.
+    pub(crate) fn shares_connection(&self) -> bool {
+        self.0
+            .pool
+            .get()
+            .is_some_and(|pool| pool.others_live(self.0.session_id))
     }
 
     /// Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION); the session
@@ -308,6 +306,14 @@ impl Session {
             reason: why.to_string(),
             local: true,
         });
+        if self.shares_connection() {
+            // Other sessions live on the connection: only this one ends, its CONNECT
+            // stream reset with the code.
+            if let Some(mut send) = self.state().connect_send.take() {
+                let _ = send.reset(quinn::VarInt::from_u32(code));
+            }
+            return;
+        }
         self.0
             .conn
             .close(quinn::VarInt::from_u32(code), why.as_bytes());
@@ -413,7 +419,10 @@ impl Session {
         let err = Error::SessionClosed(info);
         self.0.incoming_bi.close(err.clone());
         self.0.incoming_uni.close(err.clone());
-        self.0.datagrams.close(err);
+        self.0.datagrams.close(err.clone());
+        if let Some(streams) = &self.0.streams {
+            streams.end(u64::from(h3::WT_SESSION_GONE), err);
+        }
         for w in wakers {
             w.wake();
         }
@@ -494,13 +503,25 @@ impl Session {
         }
         let _ = send.finish();
         // Close the connection once the peer has the data (or after a grace period), so
-        // the capsule or response is not lost to an abrupt CONNECTION_CLOSE.
+        // the capsule or response is not lost to an abrupt CONNECTION_CLOSE; unless other
+        // sessions live on it (pooling).
         let conn = self.0.conn.clone();
+        let this = self.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            if this.shares_connection() {
+                return;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
-            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            if !this.shares_connection() {
+                conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
+            }
         });
+    }
+
+    /// Takes our half of the CONNECT stream (to end it without the session's writer).
+    pub(crate) fn state_connect_send(&self) -> Option<quinn::SendStream> {
+        self.state().connect_send.take()
     }
 
     /// Resolves when the peer sends STOP_SENDING on our half of the CONNECT stream (or the
@@ -704,10 +725,10 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready((
-                SendStream::launched(send, Some(header), launch),
+            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready(self.track_bi((
+                SendStream::launched(send, Some(header), launch, self.send_credit()),
                 RecvStream::launched(recv, launch, self.0.flow.clone()),
-            ))),
+            )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -740,11 +761,12 @@ impl Session {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         };
         match opened {
-            Poll::Ready(Ok(send)) => Ok(Opened::Ready(SendStream::launched(
+            Poll::Ready(Ok(send)) => Ok(Opened::Ready(self.track_send(SendStream::launched(
                 send,
                 Some(header),
                 launch,
-            ))),
+                self.send_credit(),
+            )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
                 let this = self.clone();
@@ -753,6 +775,37 @@ impl Session {
                 })))
             }
         }
+    }
+
+    /// The flow control our sends take credit from: only when the peer declared it
+    /// (drafts 13+); `None` for draft-02, whose writes do no accounting at all.
+    pub(crate) fn send_credit(&self) -> Option<Arc<Flow>> {
+        self.0.flow.as_ref().filter(|f| f.binds_sends()).cloned()
+    }
+
+    /// Keeps a new stream pair in the session's set (drafts 07+; a no-op for draft-02).
+    pub(crate) fn track_bi(&self, pair: (SendStream, RecvStream)) -> (SendStream, RecvStream) {
+        if let Some(set) = &self.0.streams {
+            set.add_send(&pair.0);
+            set.add_recv(&pair.1);
+        }
+        pair
+    }
+
+    /// Keeps a new send half in the session's set (see [`Self::track_bi`]).
+    pub(crate) fn track_send(&self, send: SendStream) -> SendStream {
+        if let Some(set) = &self.0.streams {
+            set.add_send(&send);
+        }
+        send
+    }
+
+    /// Keeps a new receive half in the session's set (see [`Self::track_bi`]).
+    pub(crate) fn track_recv(&self, recv: RecvStream) -> RecvStream {
+        if let Some(set) = &self.0.streams {
+            set.add_recv(&recv);
+        }
+        recv
     }
 
     fn stream_header(&self, kind: u64) -> Vec<u8> {
@@ -786,10 +839,10 @@ impl Session {
         self.ensure_open()?;
         let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
-        Ok((
-            SendStream::new(send, Some(header)),
+        Ok(self.track_bi((
+            SendStream::new(send, Some(header), self.send_credit()),
             RecvStream::new(recv, self.0.flow.clone()),
-        ))
+        )))
     }
 
     /// Opens a unidirectional stream.
@@ -804,10 +857,11 @@ impl Session {
     async fn open_uni_credited(&self) -> Result<SendStream> {
         self.ensure_open()?;
         let send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
-        Ok(SendStream::new(
+        Ok(self.track_send(SendStream::new(
             send,
             Some(self.stream_header(h3::STREAM_WT_UNI)),
-        ))
+            self.send_credit(),
+        )))
     }
 
     fn ensure_open(&self) -> Result<()> {

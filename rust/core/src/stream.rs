@@ -86,7 +86,9 @@ struct SendState {
     queue: VecDeque<Bytes>,
     queued: usize,
     fin: bool,
-    reset: Option<u32>,
+    /// The reset asked for, as the code that goes on the wire (already mapped into the
+    /// WebTransport range, or an HTTP/3 code such as WT_SESSION_GONE).
+    reset: Option<u64>,
     error: Option<Error>,
     sent: u64,
     app: Option<Waker>,
@@ -107,9 +109,15 @@ impl std::fmt::Debug for SendStream {
 
 impl SendStream {
     /// Wraps a quinn send half; `header` (the WebTransport stream header of a locally
-    /// opened stream) goes out first. Spawns the pump: needs a tokio context.
-    pub(crate) fn new(inner: quinn::SendStream, header: Option<Vec<u8>>) -> Self {
-        Self::launched(inner, header, &mut Launch::Spawn)
+    /// opened stream) goes out first. With `credit` (sessions whose peer declared flow
+    /// control; `None` for draft-02), the body takes the peer's WT_MAX_DATA credit
+    /// before it goes to QUIC. Spawns the pump: needs a tokio context.
+    pub(crate) fn new(
+        inner: quinn::SendStream,
+        header: Option<Vec<u8>>,
+        credit: Option<Arc<crate::flow::Flow>>,
+    ) -> Self {
+        Self::launched(inner, header, &mut Launch::Spawn, credit)
     }
 
     /// Like [`Self::new`], the pump started through `launch`.
@@ -117,10 +125,11 @@ impl SendStream {
         inner: quinn::SendStream,
         header: Option<Vec<u8>>,
         launch: &mut Launch<'_>,
+        credit: Option<Arc<crate::flow::Flow>>,
     ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let state = Arc::new(Mutex::new(SendState::default()));
-        launch.start(send_pump(state.clone(), inner, header));
+        launch.start(send_pump(state.clone(), inner, header, credit));
         Self { state, id }
     }
 
@@ -225,13 +234,19 @@ impl SendStream {
         if s.reset.is_some() {
             return Err(Error::StreamClosed);
         }
-        s.reset = Some(code);
+        s.reset = Some(h3::wt_code_to_h3(code));
         s.queue.clear();
         s.queued = 0;
         let pump = s.pump.take();
         drop(s);
         wake(pump);
         Ok(())
+    }
+
+    /// Refuses the stream with an HTTP/3 error code as it is (WT_SESSION_GONE,
+    /// WT_BUFFERED_STREAM_REJECTED), not mapped into the WebTransport range.
+    pub(crate) fn refuse(&mut self, code: u32) {
+        end_send(&self.state, u64::from(code), &Error::StreamClosed);
     }
 
     /// Bytes handed to QUIC so far.
@@ -256,13 +271,41 @@ impl Drop for SendStream {
 enum SendWork {
     Data(Vec<Bytes>),
     Finish,
-    Reset(u32),
+    Reset(u64),
+}
+
+/// Writes `chunks` as the session's WT_MAX_DATA credit allows, waiting for more when
+/// there is none.
+async fn write_credited(
+    inner: &mut quinn::SendStream,
+    chunks: &mut Vec<Bytes>,
+    flow: &crate::flow::Flow,
+) -> std::result::Result<(), quinn::WriteError> {
+    let mut rest: VecDeque<Bytes> = chunks.drain(..).collect();
+    while !rest.is_empty() {
+        let want: usize = rest.iter().map(Bytes::len).sum();
+        let mut n = std::future::poll_fn(|cx| flow.poll_send_credit(want, cx)).await;
+        let mut part = Vec::new();
+        while n > 0 {
+            let Some(front) = rest.front_mut() else { break };
+            if front.len() <= n {
+                n -= front.len();
+                part.extend(rest.pop_front());
+            } else {
+                part.push(front.split_to(n));
+                n = 0;
+            }
+        }
+        inner.write_all_chunks(&mut part).await?;
+    }
+    Ok(())
 }
 
 async fn send_pump(
     state: Arc<Mutex<SendState>>,
     mut inner: quinn::SendStream,
     header: Option<Vec<u8>>,
+    credit: Option<Arc<crate::flow::Flow>>,
 ) {
     let fail = |state: &Arc<Mutex<SendState>>, e: Error| {
         let mut s = lock(state);
@@ -310,7 +353,7 @@ async fn send_pump(
         };
         match work {
             SendWork::Reset(code) => {
-                if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                if let Ok(v) = quinn::VarInt::from_u64(code) {
                     let _ = inner.reset(v);
                 }
                 return;
@@ -335,15 +378,31 @@ async fn send_pump(
                 });
                 // `biased`: the write is polled first, so a write quinn takes at once (the
                 // usual case) never polls (and registers a waker for) the reset check.
-                let written = tokio::select! {
-                    biased;
-                    written = inner.write_all_chunks(&mut chunks) => written,
-                    code = reset => {
-                        if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
-                            let _ = inner.reset(v);
+                let written = match &credit {
+                    None => tokio::select! {
+                        biased;
+                        written = inner.write_all_chunks(&mut chunks) => written,
+                        code = reset => {
+                            if let Ok(v) = quinn::VarInt::from_u64(code) {
+                                let _ = inner.reset(v);
+                            }
+                            return;
                         }
-                        return;
-                    }
+                    },
+                    // Drafts 13+ with the peer's flow control: a write may wait for its
+                    // WT_MAX_DATA, and a reset must get through meanwhile too. Boxed, so
+                    // that the pump of a draft-02 stream (the arm above) stays as small
+                    // as it was.
+                    Some(flow) => tokio::select! {
+                        biased;
+                        written = Box::pin(write_credited(&mut inner, &mut chunks, flow)) => written,
+                        code = reset => {
+                            if let Ok(v) = quinn::VarInt::from_u64(code) {
+                                let _ = inner.reset(v);
+                            }
+                            return;
+                        }
+                    },
                 };
                 if let Err(e) = written {
                     fail(&state, map_write_error(e));
@@ -368,7 +427,8 @@ struct RecvState {
     ahead: usize,
     eof: bool,
     error: Option<Error>,
-    stop: Option<u32>,
+    /// The STOP_SENDING asked for, as the code that goes on the wire.
+    stop: Option<u64>,
     received: u64,
     app: Option<Waker>,
     pump: Option<Waker>,
@@ -516,13 +576,19 @@ impl RecvStream {
         if s.stop.is_some() || (s.eof && s.chunks.is_empty()) {
             return Err(Error::StreamClosed);
         }
-        s.stop = Some(code);
+        s.stop = Some(h3::wt_code_to_h3(code));
         s.chunks.clear();
         s.buffered = 0;
         let pump = s.pump.take();
         drop(s);
         wake(pump);
         Ok(())
+    }
+
+    /// Refuses the stream with an HTTP/3 error code as it is (see
+    /// [`SendStream::refuse`]).
+    pub(crate) fn refuse(&mut self, code: u32) {
+        end_recv(&self.state, u64::from(code), &Error::StreamClosed);
     }
 
     /// Whether the peer finished the stream and everything was read.
@@ -541,7 +607,7 @@ impl Drop for RecvStream {
         // Like quinn: dropping an unfinished receive half stops it.
         let mut s = lock(&self.state);
         if s.stop.is_none() && !s.eof {
-            s.stop = Some(0);
+            s.stop = Some(h3::wt_code_to_h3(0));
             let pump = s.pump.take();
             drop(s);
             wake(pump);
@@ -565,7 +631,7 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
         })
         .await;
         if let Some(code) = stop {
-            if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+            if let Ok(v) = quinn::VarInt::from_u64(code) {
                 let _ = inner.stop(v);
             }
             return;
@@ -586,7 +652,7 @@ async fn recv_pump(state: Arc<Mutex<RecvState>>, mut inner: quinn::RecvStream) {
         let read = tokio::select! {
             read = inner.read_chunks(&mut bufs) => read,
             code = stop_requested => {
-                if let Ok(v) = quinn::VarInt::from_u64(h3::wt_code_to_h3(code)) {
+                if let Ok(v) = quinn::VarInt::from_u64(code) {
                     let _ = inner.stop(v);
                 }
                 return;
@@ -654,4 +720,116 @@ fn take_ready(s: &mut RecvState, inner: &mut quinn::RecvStream) -> bool {
         }
     }
     false
+}
+
+/// The open streams of one session of drafts 07+, so that the end of the session can
+/// reset and stop all of them with WT_SESSION_GONE while the connection stays up (other
+/// sessions pooled on it, or the grace period before it closes). Draft-02 sessions
+/// (Chrome, Firefox: one session per connection, which ends with it) keep none, so their
+/// streams pay nothing for it.
+#[derive(Default)]
+pub(crate) struct StreamSet {
+    inner: Mutex<SetState>,
+}
+
+#[derive(Default)]
+struct SetState {
+    sends: Vec<std::sync::Weak<Mutex<SendState>>>,
+    recvs: Vec<std::sync::Weak<Mutex<RecvState>>>,
+    /// Sweep the entries of dropped streams when the lists reach this length.
+    sweep_at: usize,
+    /// The session ended: (wire code, error the application sees).
+    ended: Option<(u64, Error)>,
+}
+
+impl SetState {
+    fn sweep_if_due(&mut self) {
+        if self.sends.len() + self.recvs.len() >= self.sweep_at {
+            self.sends.retain(|w| w.strong_count() > 0);
+            self.recvs.retain(|w| w.strong_count() > 0);
+            self.sweep_at = ((self.sends.len() + self.recvs.len()) * 2).max(64);
+        }
+    }
+}
+
+fn end_send(state: &Mutex<SendState>, code: u64, err: &Error) {
+    let mut s = lock(state);
+    if s.fin {
+        // Finished by the application: what it wrote still goes out (a reply written
+        // just before the close is not thrown away).
+        return;
+    }
+    if s.reset.is_none() {
+        s.reset = Some(code);
+    }
+    s.queue.clear();
+    s.queued = 0;
+    s.error.get_or_insert_with(|| err.clone());
+    let (pump, app) = (s.pump.take(), s.app.take());
+    drop(s);
+    wake(pump);
+    wake(app);
+}
+
+fn end_recv(state: &Mutex<RecvState>, code: u64, err: &Error) {
+    let mut s = lock(state);
+    if s.stop.is_none() && !s.eof {
+        s.stop = Some(code);
+        s.chunks.clear();
+        s.buffered = 0;
+        s.error.get_or_insert_with(|| err.clone());
+    }
+    let (pump, app) = (s.pump.take(), s.app.take());
+    drop(s);
+    wake(pump);
+    wake(app);
+}
+
+impl StreamSet {
+    /// Keeps `send` in the set (reset at once if the session already ended).
+    pub(crate) fn add_send(&self, send: &SendStream) {
+        let mut set = lock(&self.inner);
+        if let Some((code, err)) = &set.ended {
+            let (code, err) = (*code, err.clone());
+            drop(set);
+            return end_send(&send.state, code, &err);
+        }
+        set.sweep_if_due();
+        set.sends.push(Arc::downgrade(&send.state));
+    }
+
+    /// Keeps `recv` in the set (stopped at once if the session already ended).
+    pub(crate) fn add_recv(&self, recv: &RecvStream) {
+        let mut set = lock(&self.inner);
+        if let Some((code, err)) = &set.ended {
+            let (code, err) = (*code, err.clone());
+            drop(set);
+            return end_recv(&recv.state, code, &err);
+        }
+        set.sweep_if_due();
+        set.recvs.push(Arc::downgrade(&recv.state));
+    }
+
+    /// The session ended: every stream still open is reset (send halves the application
+    /// has not finished) and stopped (receive halves) with the HTTP/3 error `code`; the
+    /// application's next operation on them fails with `err`.
+    pub(crate) fn end(&self, code: u64, err: Error) {
+        let (sends, recvs) = {
+            let mut set = lock(&self.inner);
+            if set.ended.is_some() {
+                return;
+            }
+            set.ended = Some((code, err.clone()));
+            (
+                std::mem::take(&mut set.sends),
+                std::mem::take(&mut set.recvs),
+            )
+        };
+        for send in sends.iter().filter_map(std::sync::Weak::upgrade) {
+            end_send(&send, code, &err);
+        }
+        for recv in recvs.iter().filter_map(std::sync::Weak::upgrade) {
+            end_recv(&recv, code, &err);
+        }
+    }
 }
