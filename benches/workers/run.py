@@ -1,7 +1,14 @@
-"""Requests per second with ``fastwt run --workers N`` against one process.
+"""Requests per second, or fan-out, with ``fastwt run --workers N`` against one process.
 
     python benches/workers/run.py [--runs 3] [--seconds 5] [--clients 2] [--sessions 8]
         [--concurrency 4] [--targets single,w1,w2]
+    python benches/workers/run.py --mode fanout [--sessions 1000] [--clients 2] ...
+
+``--mode fanout``: the server is benches/workers/ticks_app.py (every session gets a
+64-byte datagram at 20 Hz from its worker's tick loop); each load process
+(ticks_client.py) opens ``--sessions`` sessions and counts the ticks they receive.
+Reports the delivered fraction (received / sessions x 20 Hz x seconds) and server
+CPU-us per delivered datagram.
 
 Targets: ``single`` is ``fastwt run`` (one process, no supervisor), ``wN`` is
 ``fastwt run --workers N``. Each run starts the server, then ``--clients`` load
@@ -41,8 +48,10 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def start_server(target: str) -> tuple[subprocess.Popen[str], str, str, list[int]]:
-    args = [sys.executable, "-m", "fastwt", "run", "echo_app:app", "--host", "127.0.0.1"]
+def start_server(
+    target: str, app: str = "echo_app:app"
+) -> tuple[subprocess.Popen[str], str, str, list[int]]:
+    args = [sys.executable, "-m", "fastwt", "run", app, "--host", "127.0.0.1"]
     args += ["--port", "0", "--no-access-log", "--log-level", "info"]
     if target == "sid":  # one process, QUIC-LB CIDs (the CID generator alone)
         args += ["--server-id", "0a"]
@@ -113,6 +122,49 @@ def one_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
             proc.kill()
 
 
+def one_fanout_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
+    """(delivered fraction, server CPU-us per delivered datagram) of one run."""
+    proc, port, digest, pids = start_server(target, "ticks_app:app")
+    try:
+        url = f"https://127.0.0.1:{port}/ticks"
+        clients = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "ticks_client.py"),
+                    url,
+                    digest,
+                    str(opts.sessions),
+                    str(opts.seconds),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(opts.clients)
+        ]
+        for c in clients:  # each says when its sessions are open; its window opens 1 s on
+            assert c.stdout is not None
+            if c.stdout.readline().strip() != "connected":
+                raise SystemExit(f"{target}: a load process could not connect")
+        time.sleep(1.0)
+        cpu0 = sum(cpu_ns(p) for p in pids)
+        time.sleep(opts.seconds)
+        cpu1 = sum(cpu_ns(p) for p in pids)
+        received = 0
+        for c in clients:
+            out, _ = c.communicate(timeout=120)
+            received += int(out.strip().splitlines()[-1])
+        expected = opts.clients * opts.sessions * 20 * opts.seconds
+        cpu_us = (cpu1 - cpu0) / 1e3
+        return received / expected, (cpu_us / received if received else float("nan"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -121,8 +173,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--targets", default="single,w1,w2")
+    parser.add_argument("--mode", choices=("reqresp", "fanout"), default="reqresp")
     opts = parser.parse_args()
     targets = opts.targets.split(",")
+    if opts.mode == "fanout":
+        fanout(targets, opts)
+        return
     results: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
     for run in range(opts.runs):
         for target in targets if run % 2 == 0 else reversed(targets):
@@ -146,6 +202,31 @@ def main() -> None:
             f"| {t} | {statistics.median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
             f"{statistics.median(rps) / base:.2f} | {statistics.median(cpu):.1f} "
             f"({min(cpu):.1f}-{max(cpu):.1f}) |"
+        )
+
+
+def fanout(targets: list[str], opts: argparse.Namespace) -> None:
+    results: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
+    for run in range(opts.runs):
+        for target in targets if run % 2 == 0 else reversed(targets):
+            r = one_fanout_run(target, opts)
+            results[target].append(r)
+            print(
+                f"run {run + 1} {target}: delivered {r[0]:.1%}, "
+                f"{r[1]:.2f} server CPU-us per delivered datagram",
+                flush=True,
+            )
+    print(
+        f"\n{opts.clients} x {opts.sessions} sessions x 20 Hz x 64 B, {opts.seconds:g} s per run\n"
+        "\n| target | delivered median (range) | server CPU-us per delivered datagram |"
+    )
+    print("|---|---|---|")
+    for t in targets:
+        d = [x for x, _ in results[t]]
+        cpu = [c for _, c in results[t]]
+        print(
+            f"| {t} | {statistics.median(d):.1%} ({min(d):.1%}-{max(d):.1%}) | "
+            f"{statistics.median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f}) |"
         )
 
 
