@@ -138,6 +138,7 @@ def one_fanout_run(target: str, opts: argparse.Namespace) -> tuple[float, float]
                     str(opts.seconds),
                 ],
                 stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
             )
             for _ in range(opts.clients)
@@ -145,15 +146,19 @@ def one_fanout_run(target: str, opts: argparse.Namespace) -> tuple[float, float]
         for c in clients:  # each says when its sessions are open; its window opens 1 s on
             assert c.stdout is not None
             if c.stdout.readline().strip() != "connected":
-                raise SystemExit(f"{target}: a load process could not connect")
+                _, err = c.communicate(timeout=30)
+                raise SystemExit(f"{target}: a load process could not connect:\n{err}")
         time.sleep(1.0)
         cpu0 = sum(cpu_ns(p) for p in pids)
         time.sleep(opts.seconds)
         cpu1 = sum(cpu_ns(p) for p in pids)
         received = 0
         for c in clients:
-            out, _ = c.communicate(timeout=120)
-            received += int(out.strip().splitlines()[-1])
+            out, err = c.communicate(timeout=120)
+            lines = out.strip().splitlines()
+            if c.returncode != 0 or not lines:
+                raise SystemExit(f"{target}: a load process failed ({c.returncode}):\n{err}")
+            received += int(lines[-1])
         expected = opts.clients * opts.sessions * 20 * opts.seconds
         cpu_us = (cpu1 - cpu0) / 1e3
         return received / expected, (cpu_us / received if received else float("nan"))
