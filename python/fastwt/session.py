@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import _bridge
-from ._core import Op, SessionHandle
+from ._core import Op, SessionHandle, spin_stats
 from ._types import Buffer
 from .errors import SessionClosedError, SessionError
 from .stream import (
@@ -303,7 +303,8 @@ class WebTransportSession:
         return dict(self._handle.stats())
 
     async def diagnose(self) -> dict[str, Any]:
-        """A snapshot: state, path, headers, close code/reason, byte and datagram counts."""
+        """A snapshot: state, path, headers, close code/reason, byte and datagram counts,
+        and the busy-poll counters (``spin``)."""
         info: dict[str, Any] = {
             "session_id": self.session_id,
             "state": self.state,
@@ -317,6 +318,9 @@ class WebTransportSession:
             "protocol": self.protocol,
             "draining": self.draining,
             "flow_control": self._handle.flow_control(),
+            # The busy-poll sites this session's I/O goes through (docs/bridge.md): the
+            # I/O thread's and this event loop's spins, hits and measured waits.
+            "spin": {"io": spin_stats()["io"], "loop": self._hub.notifier.spin_stats()},
         }
         info.update(self.stats())
         return info
