@@ -6,7 +6,10 @@ routing and middleware.
 
 from __future__ import annotations
 
+# First: picks the backend, and stands in for the Rust extension when it is missing.
+from . import _backend  # noqa: F401  # isort: skip
 from ._core import __version__, generate_dev_certificate
+from ._types import SessionObserver
 from .client import WebTransportClient
 from .config import ClientConfig, ServerConfig
 from .errors import (
@@ -70,6 +73,7 @@ __all__ = [
     "SessionClosedError",
     "SessionError",
     "SessionHandler",
+    "SessionObserver",
     "SessionRejectedError",
     "StatefulMiddlewareProtocol",
     "StreamError",

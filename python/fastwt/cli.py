@@ -5,6 +5,7 @@ Commands:
     fastwt dev              echo server with a development certificate, for trying things
     fastwt demo             the echo server plus a web page that uses it from the browser
     fastwt cert             write a development certificate and print its SHA-256
+    fastwt bench            the Rust and the pure-Python backend side by side
 
 Bad arguments print one line on stderr and exit with status 2; Ctrl-C exits quietly.
 Every option can also be set from an environment variable named after it, e.g.
@@ -46,6 +47,8 @@ BACKENDS = ("asyncio", "uvloop", "trio")
 CONGESTION_CONTROLS = ("cubic", "bbr", "newreno")
 ENV_PREFIX = "FASTWT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+# WebTransport implementations (ServerConfig.backend); ``--backend`` takes these too.
+WT_BACKENDS = ("rust", "python")
 DEV_CERT_DAYS = 13
 DEV_CERT_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -194,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _option(cert, "--force", action="store_true", help="overwrite existing files")
     cert.set_defaults(handler=_cmd_cert)
+
+    from fastwt.bench import runner
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the Rust and the pure-Python backend on this machine",
+        description="Run workloads against a Rust-backend and a pure-Python-backend server "
+        "(each in its own process, alternating), with the same client, and print medians, "
+        "ranges and ratios. --quick takes about 30 seconds. See docs/benchmarking.md.",
+    )
+    runner.add_arguments(bench)
+    bench.set_defaults(handler=runner.run)
     return parser
 
 
@@ -272,13 +287,17 @@ def _add_log_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
+    # ``--backend`` named the event loop before the pure-Python backend existed; it takes
+    # either kind of name, so old command lines (and FASTWT_BACKEND=trio) keep working.
     _option(
         parser,
         "--backend",
-        choices=BACKENDS,
-        default="asyncio",
-        help="event loop (default: asyncio)",
+        choices=(*WT_BACKENDS, *BACKENDS),
+        default=None,
+        help="WebTransport implementation: rust (default) or python (pure Python on "
+        "aioquic); an event loop name here means --loop, as before",
     )
+    _option(parser, "--loop", choices=BACKENDS, default=None, help="event loop (default: asyncio)")
 
 
 def _add_server_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
@@ -370,7 +389,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         app.shutdown_timeout = args.shutdown_timeout
     if args.no_access_log:
         logging.getLogger("fastwt.access").setLevel(logging.WARNING)
-    backend, options = _backend(args.backend)
+    implementation, loop = _split_backend(args)
+    if implementation is not None:  # ServerConfig.backend
+        overrides["implementation"] = implementation
+    backend, options = _backend(loop)
     run_app(
         app,
         host=args.host,
@@ -440,12 +462,18 @@ def run_app(
     backend: str = "asyncio",
     backend_options: dict[str, Any] | None = None,
     announce: bool = False,
+    implementation: str | None = None,
     **overrides: Any,
 ) -> None:
-    """``app.run(...)``, plus, with ``announce``, the development certificate's SHA-256
-    and a JavaScript snippet printed once it listens (as ``fastwt dev`` does): with a
-    generated certificate a browser needs the hash, which changes at every start."""
+    """``app.run(...)`` (``backend`` is the event loop, ``implementation`` the
+    ``ServerConfig.backend``: ``"rust"`` or ``"python"``), plus, with ``announce``, the
+    development certificate's SHA-256 and a JavaScript snippet printed once it listens
+    (as ``fastwt dev`` does): with a generated certificate a browser needs the hash,
+    which changes at every start."""
     from fastwt.framework.app import _cancel_on_signals
+
+    if implementation is not None:
+        overrides["backend"] = implementation
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -539,7 +567,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     _check_cert_pair(args)
     hosts = tuple(args.hosts or devserver.DEFAULT_HOSTS)
-    backend, options = _backend(args.backend)
+    implementation, loop = _split_backend(args)
+    backend, options = _backend(loop)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -550,6 +579,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
                 certfile=args.certfile,
                 keyfile=args.keyfile,
                 http_port=args.http_port,
+                backend=implementation,
             )
             info = await tg.start(serve)
             _print_dev_banner(info, custom_cert=args.certfile is not None)
@@ -586,6 +616,15 @@ def _print_dev_banner(info: DevServerInfo, *, custom_cert: bool) -> None:
 
 def _format_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _split_backend(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(WebTransport implementation or None for the config's default, event loop)."""
+    if args.backend in BACKENDS:  # the old meaning of --backend
+        if args.loop is not None and args.loop != args.backend:
+            raise UsageError(f"--backend {args.backend} and --loop {args.loop} disagree")
+        return None, args.backend
+    return args.backend, args.loop or "asyncio"
 
 
 def _backend(name: str) -> tuple[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from . import _bridge
+from . import _backend, _bridge
 from ._core import ClientHandle
 from ._logging import start_log_forwarding
 from .config import ClientConfig, transport_of
@@ -31,6 +31,10 @@ class WebTransportClient:
     def _core(self) -> ClientHandle:
         if self._closed:
             raise ClientError("client is closed")
+        if self._handle is None and self._is_pure():
+            from ._pure import client_handle
+
+            self._handle = client_handle(config=self._config)
         if self._handle is None:
             cfg = self._config
             kwargs: dict[str, Any] = {}
@@ -55,6 +59,9 @@ class WebTransportClient:
             )
         return self._handle
 
+    def _is_pure(self) -> bool:
+        return _backend.resolve(self._config.backend) == "python"
+
     async def __aenter__(self) -> WebTransportClient:
         return self
 
@@ -71,8 +78,13 @@ class WebTransportClient:
         """Opens a session. A non-2xx answer raises :class:`SessionRejectedError`
         carrying ``status_code`` and ``headers``; no answer in ``timeout`` (default
         ``config.connect_timeout``) raises :class:`fastwt.errors.TimeoutError`."""
-        hub = _bridge.get_hub()
-        start_log_forwarding()
+        if self._is_pure():
+            from ._pure import current_hub
+
+            hub = current_hub()
+        else:
+            hub = _bridge.get_hub()
+            start_log_forwarding()
         op = self._core().connect(url, list((headers or {}).items()), timeout)
         handle = await _bridge.run_op(hub, op)
         return WebTransportSession(handle, hub=hub, is_client=True)

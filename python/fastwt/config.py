@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import _backend
 from ._core import Transport
 from .errors import ConfigurationError
 
@@ -169,6 +170,11 @@ class ServerConfig:
     ``CERT_OPTIONAL`` (checked against ``ca_certs`` when presented) or
     ``CERT_REQUIRED`` (a client without one is refused in the handshake). The peer's
     certificate is ``session.peer_certificate``."""
+    backend: str = field(default_factory=_backend.default_backend)
+    """``"rust"`` (the compiled core, the default) or ``"python"`` (the pure-Python
+    backend on aioquic: no wheel needed, much slower, see docs/pure-python.md). The
+    environment variable ``FASTWT_BACKEND`` changes the default; ``"rust"`` runs on
+    ``"python"`` when the extension cannot be imported."""
 
     def __post_init__(self) -> None:
         hosts = [self.bind_host] if isinstance(self.bind_host, str) else self.bind_host
@@ -202,6 +208,7 @@ class ServerConfig:
                 "(or ssl.CERT_OPTIONAL)"
             )
         _check_common(self)
+        _backend.check_config(self)
 
     @property
     def bind_hosts(self) -> list[str]:
@@ -244,6 +251,8 @@ class ClientConfig:
     """Session credit granted to a draft-15 server (see :class:`ServerConfig`)."""
     wt_max_streams_bidi: int = 100
     wt_max_streams_uni: int = 100
+    backend: str = field(default_factory=_backend.default_backend)
+    """``"rust"`` or ``"python"``, as for :attr:`ServerConfig.backend`."""
 
     def __post_init__(self) -> None:
         _seconds(self, "connect_timeout")
@@ -270,6 +279,7 @@ class ClientConfig:
         if self.user_agent is not None and not isinstance(self.user_agent, str):
             raise ConfigurationError(f"user_agent must be a str or None, got {self.user_agent!r}")
         _check_common(self)
+        _backend.check_config(self)
 
 
 def transport_of(cfg: ServerConfig | ClientConfig) -> Transport:

@@ -19,20 +19,24 @@ check passing.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
 
-from fastwt import ServerConfig, WebTransportServer
+from fastwt import ServerConfig
 from fastwt.errors import WebTransportError
+from fastwt.framework import MiddlewareRejected, ServerApp
+from fastwt.framework.types import SessionProtocol
 
 if TYPE_CHECKING:
     from fastwt.session import WebTransportSession
@@ -42,6 +46,7 @@ __all__ = [
     "CLIENT_JS",
     "DEFAULT_HOSTS",
     "DevServerInfo",
+    "app",
     "demo_page",
     "handle_session",
     "js_snippet",
@@ -78,25 +83,60 @@ class DevServerInfo:
 # --------------------------------------------------------------------------- sessions
 
 
+def app(*, config: ServerConfig | None = None) -> ServerApp:
+    """The echo server as a :class:`~fastwt.framework.ServerApp`: ``/echo``,
+    ``/close?code=N&reason=TEXT`` (a bad query is refused with 400), 404 elsewhere."""
+    application = ServerApp(config=config)
+    application.route(path="/echo")(echo)
+    application.route(path="/close")(_close_route)
+    application.add_middleware(middleware=_check_close_query)
+    return application
+
+
 async def handle_session(session: WebTransportSession) -> None:
-    """Route one session request: ``/echo``, ``/close``, or 404."""
+    """Route one session request as :func:`app` does, for a loop over a bare
+    ``WebTransportServer``'s ``incoming_sessions()``."""
     parts = urlsplit(session.path)
     try:
         if parts.path == "/echo":
             await session.accept()
             await echo(session)
         elif parts.path == "/close":
-            query = parse_qs(parts.query)
-            code = int(query.get("code", ["0"])[0])
-            reason = query.get("reason", [""])[0]
+            _close_args(parts.query)  # a bad query is refused before the accept
             await session.accept()
-            await close_when_asked(session, error_code=code, reason=reason)
+            await _close_route(session)
         else:
             await session.reject(status_code=404)
     except _GONE as exc:
         log.debug("session %s ended: %r", session.path, exc)
     except ValueError:
         await session.reject(status_code=400)
+
+
+def _close_args(query: str) -> tuple[int, str]:
+    """``/close``'s code and reason; ValueError when they are not a session close's."""
+    values = parse_qs(query)
+    code = int(values.get("code", ["0"])[0])
+    if not 0 <= code <= 0xFFFFFFFF:
+        raise ValueError(f"close code {code} does not fit in 32 bits")
+    return code, values.get("reason", [""])[0]
+
+
+async def _check_close_query(*, session: SessionProtocol) -> None:
+    parts = urlsplit(session.path)
+    if parts.path == "/close":
+        try:
+            _close_args(parts.query)
+        except ValueError:
+            raise MiddlewareRejected(status_code=400) from None
+
+
+async def _close_route(session: WebTransportSession) -> None:
+    code, reason = _close_args(urlsplit(session.path).query)
+    try:
+        await close_when_asked(session, error_code=code, reason=reason)
+    except _GONE as exc:
+        log.debug("session %s ended: %r", session.path, exc)
 
 
 async def echo(session: WebTransportSession) -> None:
@@ -163,6 +203,7 @@ async def serve(
     certfile: str | None = None,
     keyfile: str | None = None,
     http_port: int | None = None,
+    backend: str | None = None,
     task_status: TaskStatus[DevServerInfo] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the echo server until cancelled.
@@ -170,33 +211,32 @@ async def serve(
     ``port=0`` picks a free port (the same one on every host when possible).
     With ``http_port`` (0 for any), also serve the demo page on
     ``http://127.0.0.1:HTTP_PORT/``. ``task_status.started`` receives the
-    :class:`DevServerInfo` once the server listens.
+    :class:`DevServerInfo` once the server listens. ``backend`` (``"rust"`` or
+    ``"python"``) overrides the configuration's default.
     """
     config = ServerConfig(bind_host=list(hosts), bind_port=port, certfile=certfile, keyfile=keyfile)
-    async with WebTransportServer(config=config) as server:
-        await server.listen()
-        addresses = list(server.local_addresses)
-        url = f"https://{_url_authority(addresses)}/echo"
-        info = DevServerInfo(url=url, certificate_hash=server.certificate_hash, addresses=addresses)
-        httpd: http.server.ThreadingHTTPServer | None = None
-        if http_port is not None:
-            httpd = start_page_server(demo_page(url, info.certificate_hash), port=http_port)
-            page_port = httpd.server_address[1]
-            info = DevServerInfo(
-                url=url,
-                certificate_hash=info.certificate_hash,
-                addresses=addresses,
-                page_url=f"http://127.0.0.1:{page_port}/",
+    if backend is not None:
+        config = dataclasses.replace(config, backend=backend)
+    application = app(config=config)
+    httpd: http.server.ThreadingHTTPServer | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            addresses = list(await tg.start(application.serve))
+            digest = application.server.certificate_hash
+            url = f"https://{_url_authority(addresses)}/echo"
+            page_url = None
+            if http_port is not None:
+                httpd = start_page_server(demo_page(url, digest), port=http_port)
+                page_url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+            task_status.started(
+                DevServerInfo(
+                    url=url, certificate_hash=digest, addresses=addresses, page_url=page_url
+                )
             )
-        try:
-            async with anyio.create_task_group() as tg:
-                task_status.started(info)
-                async for session in server.incoming_sessions():
-                    tg.start_soon(handle_session, session)
-        finally:
-            if httpd is not None:
-                httpd.shutdown()
-                httpd.server_close()
+    finally:
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
 
 
 def _url_authority(addresses: Sequence[tuple[str, int]]) -> str:
@@ -232,174 +272,21 @@ await dg.writable.getWriter().write(new TextEncoder().encode("ping"));
 console.log("datagram:", new TextDecoder().decode((await dg.readable.getReader().read()).value));"""
 
 
-CLIENT_JS = r"""
-// fastwt browser helpers: used by the demo page and by the browser interop tests.
-window.fastwt = (() => {
-  const enc = new TextEncoder();
-  const dec = new TextDecoder();
-  const hexToBytes = (hex) => Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 16));
-  const withTimeout = (promise, ms, what) =>
-    Promise.race([
-      promise,
-      new Promise((_, reject) => setTimeout(() => reject(new Error(what + ": timed out")), ms)),
-    ]);
+def _static(name: str) -> str:
+    """A file of the package's ``static/`` directory (the browser side of the demo)."""
+    return (resources.files("fastwt") / "static" / name).read_text(encoding="utf-8")
 
-  async function connect(url, hash) {
-    const wt = new WebTransport(url, {
-      serverCertificateHashes: [{ algorithm: "sha-256", value: hexToBytes(hash) }],
-    });
-    await withTimeout(wt.ready, 10000, "connect " + url);
-    return wt;
-  }
 
-  async function readAll(readable) {
-    const reader = readable.getReader();
-    const chunks = [];
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-    }
-    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let offset = 0;
-    for (const c of chunks) { out.set(c, offset); offset += c.length; }
-    return out;
-  }
-
-  async function bidiEcho(wt, text) {
-    const stream = await wt.createBidirectionalStream();
-    const writer = stream.writable.getWriter();
-    await writer.write(enc.encode(text));
-    await writer.close();
-    return dec.decode(await withTimeout(readAll(stream.readable), 5000, "bidi echo"));
-  }
-
-  // A unidirectional stream to the server; the echo server answers with a
-  // unidirectional stream of its own carrying the same bytes.
-  async function uniEcho(wt, text) {
-    const incoming = wt.incomingUnidirectionalStreams.getReader();
-    const stream = await wt.createUnidirectionalStream();
-    const writer = stream.getWriter();
-    await writer.write(enc.encode(text));
-    await writer.close();
-    const { value } = await withTimeout(incoming.read(), 5000, "incoming uni stream");
-    incoming.releaseLock();
-    return dec.decode(await withTimeout(readAll(value), 5000, "uni echo"));
-  }
-
-  // Datagrams may be lost: send until one comes back.
-  async function datagramEcho(wt, text, tries = 10) {
-    const writer = wt.datagrams.writable.getWriter();
-    const reader = wt.datagrams.readable.getReader();
-    try {
-      for (let i = 0; i < tries; i++) {
-        await writer.write(enc.encode(text));
-        try {
-          const { value } = await withTimeout(reader.read(), 500, "datagram");
-          return dec.decode(value);
-        } catch (e) { /* lost: try again */ }
-      }
-      throw new Error("no datagram came back after " + tries + " tries");
-    } finally {
-      writer.releaseLock();
-      reader.releaseLock();
-    }
-  }
-
-  // Ask the dev server's /close path to close the session; resolves with what the
-  // browser reports: {closeCode, reason}.
-  async function serverClose(wt) {
-    try {
-      const stream = await wt.createUnidirectionalStream();
-      const writer = stream.getWriter();
-      await writer.write(enc.encode("close, please"));
-      await writer.close();
-    } catch (e) {
-      // The server may have closed the session already.
-    }
-    const info = await withTimeout(wt.closed, 5000, "transport.closed");
-    return { closeCode: info.closeCode, reason: info.reason };
-  }
-
-  return { hexToBytes, connect, readAll, bidiEcho, uniEcho, datagramEcho, serverClose };
-})();
-"""
-
-_DEMO_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>fastwt demo</title>
-<style>
-  body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; }
-  li.ok::marker { content: "\\2714  "; color: green; }
-  li.fail::marker { content: "\\2718  "; color: crimson; }
-  li.wait::marker { content: "\\2026  "; }
-  code { background: #f4f4f4; padding: 0 .2em; }
-</style>
-</head>
-<body>
-<h1>fastwt demo</h1>
-<p>This page connects to <code id="url"></code> with WebTransport, trusting the
-development certificate by its SHA-256 (<code>serverCertificateHashes</code>).</p>
-<ul id="checks"></ul>
-<p id="status">running&hellip;</p>
-<script>__CLIENT_JS__</script>
-<script>
-const CONFIG = __CONFIG__;
-document.getElementById("url").textContent = CONFIG.url;
-
-function row(name) {
-  const li = document.createElement("li");
-  li.className = "wait";
-  li.textContent = name;
-  document.getElementById("checks").appendChild(li);
-  return li;
-}
-
-async function check(results, name, fn) {
-  const li = row(name);
-  try {
-    const detail = await fn();
-    li.className = "ok";
-    li.textContent = name + (detail ? ": " + detail : "");
-    results[name] = true;
-  } catch (e) {
-    li.className = "fail";
-    li.textContent = name + ": " + e;
-    results[name] = String(e);
-  }
-}
-
-async function runDemo() {
-  const results = {};
-  let wt = null;
-  await check(results, "connect", async () => {
-    wt = await fastwt.connect(CONFIG.url, CONFIG.hash);
-  });
-  if (wt) {
-    await check(results, "bidirectional stream echo", () => fastwt.bidiEcho(wt, "hello, fastwt"));
-    await check(results, "unidirectional streams, both ways", () => fastwt.uniEcho(wt, "one way"));
-    await check(results, "datagram echo", () => fastwt.datagramEcho(wt, "ping"));
-    wt.close({ closeCode: 0, reason: "demo done" });
-  }
-  const ok = Object.values(results).every((v) => v === true);
-  document.getElementById("status").textContent = ok ? "All checks passed." : "Some checks failed.";
-  document.title = "fastwt demo: " + (ok ? "ok" : "failed");
-  window.demoResults = results;
-  return results;
-}
-window.demoDone = runDemo();
-</script>
-</body>
-</html>
-"""
+CLIENT_JS = _static("client.js")
+"""The browser helpers (``window.fastwt``: connect, echo checks, server close) that the
+demo page and the browser interop tests include: ``static/client.js``."""
 
 
 def demo_page(url: str, certificate_hash: str) -> str:
     """The demo page's HTML, set up for the echo server at ``url``."""
     config = json.dumps({"url": url, "hash": certificate_hash})
-    return _DEMO_HTML.replace("__CLIENT_JS__", CLIENT_JS).replace("__CONFIG__", config)
+    page = _static("demo.html")
+    return page.replace("__CLIENT_JS__", CLIENT_JS).replace("__CONFIG__", config)
 
 
 def start_page_server(html: str, *, port: int = 0) -> http.server.ThreadingHTTPServer:

@@ -28,7 +28,6 @@ session), so they include QUIC and HTTP/3 overhead.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import weakref
@@ -68,9 +67,6 @@ COUNTER_KEYS = (
     "lost_packets",
 )
 """The keys of ``session.stats()`` that only grow (``rtt`` is the other key)."""
-
-# A request the application closes without answering is refused with this status.
-_UNANSWERED_STATUS = 404
 
 
 class _StatsSource(Protocol):
@@ -189,15 +185,7 @@ class ServerStats:
         if existing is not None:
             return existing
         stats = cls(server)
-        original = server.accept
-
-        @functools.wraps(original)
-        async def accept() -> WebTransportSession:
-            session = await original()
-            stats._instrument(session)
-            return session
-
-        server.accept = accept  # type: ignore[method-assign]
+        server.add_observer(stats)
         _attached[server] = stats
         return stats
 
@@ -217,34 +205,16 @@ class ServerStats:
         with self._lock:
             self._refused[int(status_code)] += 1
 
-    def _instrument(self, session: WebTransportSession) -> None:
-        """Wrap this one request's accept/reject/close to record what happens."""
-        accept, reject, close = session.accept, session.reject, session.close
+    # --- the server's observer hooks (fastwt.SessionObserver) ----------------------
+    def session_requested(self, session: WebTransportSession) -> None:
+        """Requests are counted when answered (see :meth:`session_answered`)."""
 
-        @functools.wraps(accept)
-        async def accept_and_track(
-            *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
-        ) -> None:
-            await accept(headers=headers, wt_protocol=wt_protocol)
+    def session_answered(self, session: WebTransportSession, status: int) -> None:
+        """An accepted session is tracked; any other answer counts as a refusal."""
+        if status == 200:
             self.track(session)
-
-        @functools.wraps(reject)
-        async def reject_and_count(
-            *, headers: dict[str, str] | None = None, status_code: int = 403
-        ) -> None:
-            if session.state == "requested":
-                self.record_refused(status_code)
-            await reject(headers=headers, status_code=status_code)
-
-        @functools.wraps(close)
-        async def close_and_count(*, error_code: int = 0, reason: str | None = None) -> None:
-            if session.state == "requested":
-                self.record_refused(_UNANSWERED_STATUS)
-            await close(error_code=error_code, reason=reason)
-
-        session.accept = accept_and_track  # type: ignore[method-assign]
-        session.reject = reject_and_count  # type: ignore[method-assign]
-        session.close = close_and_count  # type: ignore[method-assign]
+        else:
+            self.record_refused(status)
 
     # --- reading -----------------------------------------------------------------
     def _read(self, tracked: _Tracked) -> tuple[SessionStats, bool]:

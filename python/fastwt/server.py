@@ -10,9 +10,10 @@ from typing import Any
 
 import anyio
 
-from . import _bridge
+from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
+from ._types import SessionObserver
 from .config import ServerConfig, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
@@ -42,6 +43,17 @@ class WebTransportServer:
         self._token = _bridge.new_token()
         self._closed_event: anyio.Event | None = None
         self._closing = False
+        self._observers: tuple[SessionObserver, ...] = ()
+
+    def add_observer(self, observer: SessionObserver) -> None:
+        """Tells ``observer`` of every session request from now on, and how it was
+        answered (:class:`fastwt.SessionObserver`; metrics use it). Idempotent."""
+        if observer not in self._observers:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: SessionObserver) -> None:
+        """Stops telling ``observer`` of new requests (no error if it was not added)."""
+        self._observers = tuple(o for o in self._observers if o is not observer)
 
     @property
     def config(self) -> ServerConfig:
@@ -97,16 +109,24 @@ class WebTransportServer:
         if not 0 <= bind_port <= 65535:
             raise ServerError(f"port must be 0..65535, got {bind_port}")
         bind = [({"localhost": "127.0.0.1", "": "::"}.get(h, h), bind_port) for h in hosts]
-        self._hub = _bridge.get_hub()
-        start_log_forwarding()
         self._closed_event = anyio.Event()
         try:
             # With port 0, every address gets the port the OS picked for the first.
-            self._handle = ServerHandle(bind=bind, **self._core_kwargs())
+            self._hub, self._handle = self._open(bind)
         except ConnectionError as e:
             raise ServerError(str(e)) from e
         for h, p in self._handle.local_addresses():
             logger.info("listening on %s port %d", h, p)
+
+    def _open(self, bind: list[tuple[str, int]]) -> tuple[_bridge.Hub, ServerHandle]:
+        """The hub and the bound handle of the configured backend (``_backend.py``)."""
+        if _backend.resolve(self._config.backend) == "python":
+            from ._pure import server_handle
+
+            return server_handle(bind=bind, config=self._config)
+        hub = _bridge.get_hub()
+        start_log_forwarding()
+        return hub, ServerHandle(bind=bind, **self._core_kwargs())
 
     def _core_kwargs(self) -> dict[str, Any]:
         cfg = self._config
@@ -128,7 +148,14 @@ class WebTransportServer:
         if self._handle is None or self._hub is None:
             raise ServerError("call listen() first")
         handle = await _bridge.wait(self._hub, self._handle.poll_request, self._token)
-        return WebTransportSession(handle, hub=self._hub, is_client=False)
+        observers = self._observers
+        session = WebTransportSession(handle, hub=self._hub, is_client=False, observers=observers)
+        for observer in observers:
+            try:
+                observer.session_requested(session)
+            except Exception:  # an observer's bug must not lose the request
+                logger.exception("session observer %r failed", observer)
+        return session
 
     async def incoming_sessions(self) -> AsyncIterator[WebTransportSession]:
         """Session requests until the server closes; each must be accepted or rejected."""

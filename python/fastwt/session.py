@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 from . import _bridge
 from ._core import Op, SessionHandle, spin_stats
-from ._types import Buffer
+from ._types import Buffer, SessionObserver
 from .errors import SessionClosedError, SessionError
 from .stream import (
     WebTransportBidirectionalStream,
@@ -20,6 +20,18 @@ from .stream import (
 __all__ = ["SessionState", "WebTransportSession"]
 
 logger = logging.getLogger("fastwt.session")
+
+# What the core answers a request that is closed before it was answered.
+_UNANSWERED_STATUS = 404
+
+
+def _spin_counters(hub: Any) -> dict[str, Any] | None:
+    """The busy-poll counters of the I/O thread and of ``hub``'s event loop; None on the
+    pure-Python backend, which does not spin."""
+    loop_stats = getattr(hub.notifier, "spin_stats", None)
+    if loop_stats is None:
+        return None
+    return {"io": spin_stats()["io"], "loop": loop_stats()}
 
 
 class SessionState:
@@ -38,8 +50,16 @@ class WebTransportSession:
     Must be used from the event loop it was created on.
     """
 
-    def __init__(self, handle: SessionHandle, *, hub: _bridge.Hub, is_client: bool) -> None:
+    def __init__(
+        self,
+        handle: SessionHandle,
+        *,
+        hub: _bridge.Hub,
+        is_client: bool,
+        observers: tuple[SessionObserver, ...] = (),
+    ) -> None:
         self._handle = handle
+        self._observers = observers
         self._hub = hub
         self._is_client = is_client
         self._bi_token = _bridge.new_token()
@@ -169,6 +189,7 @@ class WebTransportSession:
             raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
+        self._answered(200)
 
     async def reject(
         self, *, headers: dict[str, str] | None = None, status_code: int = 403
@@ -180,18 +201,31 @@ class WebTransportSession:
             raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
+        self._answered(status_code)
 
     async def close(self, *, error_code: int = 0, reason: str | None = None) -> None:
         """Closes the session; the peer sees ``error_code`` and ``reason``
         (CLOSE_WEBTRANSPORT_SESSION). An unanswered request is refused with 404."""
         if not 0 <= error_code <= 0xFFFFFFFF:
             raise SessionError(f"error_code must fit in 32 bits, got {error_code}")
+        unanswered = self._observers and self._handle.phase == "requested"
         try:
             done = self._handle.close(error_code, reason or "")
         except ValueError as e:  # a reason over the protocol's 1024 bytes
             raise SessionError(str(e)) from None
         if isinstance(done, Op):
             await _bridge.run_op(self._hub, done)
+        if unanswered:
+            self._answered(_UNANSWERED_STATUS)
+
+    def _answered(self, status: int) -> None:
+        """Tells the server's observers how this request was answered (once)."""
+        observers, self._observers = self._observers, ()
+        for observer in observers:
+            try:
+                observer.session_answered(self, status)
+            except Exception:  # an observer's bug must not fail the answer
+                logger.exception("session observer %r failed", observer)
 
     async def drain(self) -> None:
         """Asks the peer to wind the session down (DRAIN_WEBTRANSPORT_SESSION): its
@@ -320,7 +354,7 @@ class WebTransportSession:
             "flow_control": self._handle.flow_control(),
             # The busy-poll sites this session's I/O goes through (docs/bridge.md): the
             # I/O thread's and this event loop's spins, hits and measured waits.
-            "spin": {"io": spin_stats()["io"], "loop": self._hub.notifier.spin_stats()},
+            "spin": _spin_counters(self._hub),
         }
         info.update(self.stats())
         return info

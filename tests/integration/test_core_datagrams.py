@@ -9,7 +9,7 @@ from fastwt import DatagramError
 
 from .echo_server import echo_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
 async def test_ten_thousand_datagrams_echoed_with_counts() -> None:
@@ -76,3 +76,18 @@ async def test_datagram_queue_is_bounded_in_bytes_too() -> None:
         assert 1 <= len(got) <= 10
         assert got[-1] == bytes([39]) * 100  # the newest survive
         assert session.stats()["datagrams_dropped"] >= 40 - 10 - 1
+
+
+async def test_largest_allowed_datagram_arrives_and_so_do_the_next() -> None:
+    """A datagram of ``max_datagram_size`` fits in a packet: it comes back, and does not
+    hold up the ones after it (one that never fits would stay queued)."""
+    async with echo_server() as echo, echo.client() as client:
+        session = await client.connect(url=f"{echo.url}/echo")
+        limit = session.max_datagram_size
+        for payload in (b"L" * limit, b"small"):
+            got = b""
+            with anyio.fail_after(10):
+                while got != payload:
+                    await session.send_datagram(data=payload)
+                    with anyio.move_on_after(0.5):
+                        got = await session.read_datagram()

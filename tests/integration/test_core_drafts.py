@@ -1,6 +1,7 @@
 """Session-level signals and draft details between fastwt peers: DRAIN_WEBTRANSPORT_SESSION,
 GOAWAY on server shutdown, the draft in diagnostics, wt-protocol, and datagrams
-refused to a peer without H3_DATAGRAM."""
+refused to a peer without H3_DATAGRAM. Each runs on both backends (the pure one signals
+a server's GOAWAY as a drain of each session: aioquic cannot send GOAWAY)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from fastwt import (
 
 from .echo_server import echo_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
 async def _server_side(echo: object) -> WebTransportSession:

@@ -19,9 +19,10 @@ from fastwt import (
 
 from .echo_server import echo_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
+@pytest.mark.rust_only("aioquic has no TLS exporter: export_keying_material raises there")
 async def test_both_sides_export_the_same_keying_material() -> None:
     async with echo_server() as echo, echo.client() as client:
         session = await client.connect(url=f"{echo.url}/echo")

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from fastwt import ClientConfig, ServerConfig, WebTransportClient, WebTransportServer
 from fastwt.errors import WebTransportError
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
 
 def tutorial_certificate(

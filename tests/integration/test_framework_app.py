@@ -28,7 +28,7 @@ from fastwt.framework import (
 )
 from fastwt.testing import TestClient
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("backend")]
 
 
 def new_app() -> ServerApp:

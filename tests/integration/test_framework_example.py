@@ -24,7 +24,7 @@ from fastwt.framework import ServerApp
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reference_app.py"
 AUTH = {"authorization": "Bearer demo-token"}
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("backend")]
 
 
 def load_example() -> ModuleType:

@@ -25,7 +25,7 @@ from fastwt.framework.types import SessionProtocol
 from fastwt.metrics import ServerStats, enable_prometheus, session_logger
 from fastwt.testing import TestClient
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("backend")]
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -82,6 +82,14 @@ async def test_connections_that_never_send_connect_take_no_session_room() -> Non
         assert echo.server.session_count == 1
 
 
+@pytest.fixture(params=["rust", "python"])
+def either_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The limit tests that both backends must pass (Retry is the Rust server's only)."""
+    monkeypatch.setenv("FASTWT_BACKEND", str(request.param))
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("either_backend")
 async def test_handshake_limit_refuses_a_flood_while_live_sessions_work() -> None:
     async with AsyncExitStack() as stack:
         echo = await stack.enter_async_context(echo_server(max_handshakes=3))
@@ -97,6 +105,7 @@ async def test_handshake_limit_refuses_a_flood_while_live_sessions_work() -> Non
         record("max_handshakes=3", "4th connection refused, live session echoes")
 
 
+@pytest.mark.usefixtures("either_backend")
 async def test_sessions_per_ip_are_limited_per_address() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastwt import ClientConfig, WebTransportClient, cli
 from fastwt.cli import main
 
-COMMANDS = ["run", "dev", "demo", "cert"]
+COMMANDS = ["run", "dev", "demo", "cert", "bench"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,6 +60,7 @@ def test_command_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
         "dev": ["--host", "--port", "--certfile", "--keyfile", "--log-level"],
         "demo": ["--port", "--http-port"],
         "cert": ["--out-dir"],
+        "bench": ["--quick", "--json", "--plot", "--target", "--cert-hash", "--serve"],
     }[command]
     for option in options:
         assert option in out
@@ -312,3 +313,68 @@ async def test_run_serves_an_app(
     assert await _bidi_echo(url, digest, b"shout") == b"SHOUT"
     assert server.stop() == 0, server.output
     assert "Traceback" not in server.output
+
+
+def test_backend_names_the_implementation_or_as_before_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--backend rust|python`` picks the WebTransport implementation (``--loop`` the
+    event loop); an event loop name after ``--backend`` still means the loop."""
+    (tmp_path / "cli_backend_app.py").write_text(
+        "from fastwt.framework import ServerApp\napp = ServerApp()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "run_app", lambda app, **kwargs: calls.append(kwargs))
+    assert main(["run", "cli_backend_app:app", "--backend", "python", "--loop", "uvloop"]) == 0
+    assert main(["run", "cli_backend_app:app", "--backend", "trio"]) == 0
+    common = {"host": None, "port": None, "announce": True}
+    assert calls == [
+        {
+            **common,
+            "backend": "asyncio",
+            "backend_options": {"use_uvloop": True},
+            "implementation": "python",
+        },
+        {**common, "backend": "trio", "backend_options": {}},
+    ]
+    assert main(["run", "cli_backend_app:app", "--backend", "trio", "--loop", "asyncio"]) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_run_serves_an_app_on_the_pure_backend_and_trio(
+    tmp_path: Path, fastwt_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fastwt run --backend python --loop trio``: ServerApp.run(backend="python")
+    serves the app on the pure-Python backend under trio."""
+    (tmp_path / "cli_pure_app.py").write_text(textwrap.dedent(APP_MODULE))
+    assert main(["cert", "--out-dir", str(tmp_path)]) == 0
+    digest = hashlib.sha256(
+        x509.load_pem_x509_certificate((tmp_path / "cert.pem").read_bytes()).public_bytes(_der())
+    ).hexdigest()
+    monkeypatch.chdir(tmp_path)
+    server = fastwt_cli(
+        "run", "cli_pure_app:app", "--host", "127.0.0.1", "--port", "0",
+        "--certfile", "cert.pem", "--keyfile", "key.pem",
+        "--backend", "python", "--loop", "trio", "--log-level", "info",
+    )  # fmt: skip
+    port = server.wait_for(r"serving on .*'127\.0\.0\.1', (\d+)").group(1)
+    url = f"https://127.0.0.1:{port}/upper"
+    assert await _bidi_echo(url, digest, b"pure") == b"PURE"
+    assert server.stop() == 0, server.output
+    assert "Traceback" not in server.output
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_dev_server_on_the_pure_backend_echoes(fastwt_cli: Callable[..., Any]) -> None:
+    dev = fastwt_cli("dev", "--port", "0", "--backend", "python")
+    url = dev.wait_for(r"URL:\s+(https://127\.0\.0\.1:\d+/echo)").group(1)
+    digest = dev.wait_for(r"certificate SHA-256:\s+([0-9a-f]{64})").group(1)
+    dev.wait_for(r"Ctrl-C")
+    assert await _bidi_echo(url, digest, b"hello, pure dev server") == b"hello, pure dev server"
+    assert dev.stop() == 0, dev.output
+    assert "Traceback" not in dev.output

@@ -1,4 +1,4 @@
-"""fastwt.metrics on fakes: stats arithmetic, the accept/reject/close hook, counters that
+"""fastwt.metrics on fakes: stats arithmetic, the observer hooks, counters that
 never go back, the Prometheus collector, the missing-dependency error, session logs."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from fastwt.metrics import ServerStats, SessionStats, enable_prometheus, session
 
 
 class FakeSession:
-    """What the hook touches on a session request."""
+    """What the stats touch on a session request; it tells its server's observers how
+    it was answered, as ``WebTransportSession`` does."""
 
     def __init__(self, session_id: int = 1, path: str = "/x?a=1") -> None:
         self.session_id = session_id
@@ -25,6 +26,7 @@ class FakeSession:
         self.state = "requested"
         self.counters: dict[str, Any] = {k: 0 for k in metrics.COUNTER_KEYS} | {"rtt": 0.0}
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.observers: list[Any] = []
 
     @property
     def is_closed(self) -> bool:
@@ -33,26 +35,45 @@ class FakeSession:
     def stats(self) -> Mapping[str, Any]:
         return dict(self.counters)
 
+    def _answered(self, status: int) -> None:
+        for observer in self.observers:
+            observer.session_answered(self, status)
+        self.observers = []
+
     async def accept(self, **kwargs: Any) -> None:
         self.calls.append(("accept", kwargs))
         self.state = "accepted"
+        self._answered(200)
 
     async def reject(self, **kwargs: Any) -> None:
         self.calls.append(("reject", kwargs))
         self.state = "rejected"
+        self._answered(kwargs.get("status_code", 403))
 
     async def close(self, **kwargs: Any) -> None:
         self.calls.append(("close", kwargs))
+        unanswered = self.state == "requested"
         self.state = "closed"
+        if unanswered:
+            self._answered(404)
 
 
 class FakeServer:
     def __init__(self, requests: list[FakeSession]) -> None:
         self.requests = requests
         self.session_count = 0
+        self.observers: list[Any] = []
+
+    def add_observer(self, observer: Any) -> None:
+        if observer not in self.observers:
+            self.observers.append(observer)
 
     async def accept(self) -> FakeSession:
-        return self.requests.pop(0)
+        session = self.requests.pop(0)
+        session.observers = list(self.observers)
+        for observer in self.observers:
+            observer.session_requested(session)
+        return session
 
 
 def test_session_stats_from_mapping_and_sum() -> None:
@@ -80,10 +101,11 @@ async def test_attach_counts_accepts_refusals_and_keeps_counters_monotonic() -> 
     await c.reject(status_code=429, headers={"retry-after": "1"})
     await d.reject(status_code=429)
     await e.close()  # unanswered: the core refuses it with 404
-    # The original methods still ran, with the caller's arguments.
-    assert a.calls == [("accept", {"headers": {"x": "1"}, "wt_protocol": None})]
+    # The stats observe the server: the sessions' own methods are not replaced.
+    assert server.observers == [stats]
+    assert a.calls == [("accept", {"headers": {"x": "1"}})]
     assert c.calls == [("reject", {"headers": {"retry-after": "1"}, "status_code": 429})]
-    assert e.calls == [("close", {"error_code": 0, "reason": None})]
+    assert e.calls == [("close", {})]
 
     a.counters.update(datagrams_sent=10, bytes_sent=1000, rtt=0.010)
     b.counters.update(datagrams_sent=5, bytes_received=70, rtt=0.030)

@@ -211,13 +211,19 @@ class ServerApp:
         SIGINT and SIGTERM (when called from the main thread) stop it cleanly: open
         sessions are closed with ``shutdown_error_code``, shutdown handlers run and
         stateful middleware exit. ``backend="trio"`` (default ``"asyncio"``) and
-        ``backend_options`` choose the event loop, as for ``anyio.run``. Any
+        ``backend_options`` choose the event loop, as for ``anyio.run``;
+        ``backend="python"`` or ``"rust"`` chooses the WebTransport implementation
+        instead (``ServerConfig.backend``; then ``loop=`` names the event loop). Any
         ``ServerConfig`` field (``certfile=``, ``keyfile=``, ``max_sessions=``, ...)
         overrides the app's configuration, as for ``serve()``; any other keyword
         argument raises ``TypeError``. ``host``/``port`` default to the config's
         ``bind_host``/``bind_port``.
         """
         backend: str = kwargs.pop("backend", "asyncio")
+        if backend in ("rust", "python"):
+            # A WebTransport implementation (``ServerConfig.backend``), not an event loop.
+            kwargs["backend"] = backend
+            backend = kwargs.pop("loop", "asyncio")
         backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
         _check_kwargs("run", kwargs, host=host, port=port, extra=("backend", "backend_options"))
         self._apply_config_overrides(kwargs)
