@@ -46,7 +46,16 @@ TARGETS_DIR = HERE / "targets"
 VENVS = HERE / ".venvs"
 CEILING_DIR = HERE / "rust-ceiling"
 
-ALL_TARGETS = ["fastwt", "fastwt-app", "fastwt-rc", "pwt020", "pwt011", "rust", "quinn"]
+ALL_TARGETS = [
+    "fastwt",
+    "fastwt-app",
+    "fastwt-rc",
+    "fastwt-base",
+    "pwt020",
+    "pwt011",
+    "rust",
+    "quinn",
+]
 DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "quinn", "fastwt-rc", "fastwt-app"]
 FASTWT_PROBE = "import fastwt, fastwt._core; print(fastwt.__version__)"
 REFERENCE = "pwt020"
@@ -399,7 +408,9 @@ def build_ceiling() -> tuple[bool, str, Path]:
     return binary.exists(), "", binary
 
 
-def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[str, Target]:
+def make_targets(
+    names: list[str], fastwt_python: str, workdir: Path, baseline_python: str = ""
+) -> dict[str, Target]:
     targets: dict[str, Target] = {}
     status = read_setup_status()
     certs: tuple[Path, Path] | None = None
@@ -420,6 +431,22 @@ def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[st
             )
             t.available, t.version = ok, out if ok else ""
             t.reason = "" if ok else f"fastwt not importable with {fastwt_python}: {out}"
+        elif name == "fastwt-base":
+            # An A/B of the server: another fastwt build (--baseline-python, e.g. main's)
+            # serves, this build's client drives it, so only the server differs.
+            t = Target(
+                name,
+                "fastwt baseline server (--baseline-python), this build's client",
+                [baseline_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", "bare"],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
+            )
+            ok, out = (
+                probe_python(baseline_python, FASTWT_PROBE)
+                if baseline_python
+                else (False, "no --baseline-python given")
+            )
+            t.available, t.version = ok, out if ok else ""
+            t.reason = "" if ok else f"baseline fastwt not importable: {out}"
         elif name in ("pwt020", "pwt011"):
             py = VENVS / name / "bin" / "python"
             line = "0.20.x" if name == "pwt020" else "0.11.x"
@@ -856,6 +883,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default=",".join(DEFAULT_CASES), help="comma-separated")
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
     ap.add_argument("--fastwt-python", default=sys.executable, help="Python with fastwt installed")
+    ap.add_argument(
+        "--baseline-python",
+        default="",
+        help="Python with another fastwt build: its server is target fastwt-base",
+    )
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument(
         "--report-only",
@@ -888,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="fastwt-bench-"))
 
-    targets = make_targets(names, args.fastwt_python, workdir)
+    targets = make_targets(names, args.fastwt_python, workdir, args.baseline_python)
     for t in targets.values():
         state = f"ok {t.version}" if t.available else f"NOT AVAILABLE: {t.reason}"
         log(f"[setup] {t.name:10s} {state}")
