@@ -55,8 +55,18 @@ ALL_TARGETS = [
     "pwt011",
     "rust",
     "quinn",
+    "native",
 ]
-DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "quinn", "fastwt-rc", "fastwt-app"]
+DEFAULT_TARGETS = [
+    "fastwt",
+    "pwt020",
+    "pwt011",
+    "rust",
+    "quinn",
+    "native",
+    "fastwt-rc",
+    "fastwt-app",
+]
 FASTWT_PROBE = "import fastwt, fastwt._core; print(fastwt.__version__)"
 REFERENCE = "pwt020"
 CEILING = "rust"
@@ -307,6 +317,8 @@ GOALS: list[tuple[str, str, str, str, float, str]] = [
     ("fanout", "delivered_fraction", "", ">=", 0.995, "fan-out delivered >= 99.5% (1,000 x 20 Hz)"),
     # issue 14: true ceilings (raw quinn), moderate load, bursts, 10k sessions
     ("bulk", "mb_per_s", "quinn", ">=", 0.8, "bulk MB/s >= 80% raw quinn"),
+    ("reqresp_c32", "req_per_s", "native", ">=", 0.8, "req/s (c=32) >= 80% native core"),
+    ("paced_8", "server_cpu_us_per_request", "native", "<=", 1.3, "paced CPU <= 1.3x native"),
     ("reqresp_c32", "req_per_s", "quinn", ">=", 0.5, "req/s (c=32) >= 50% raw quinn"),
     (
         "paced_8",
@@ -408,6 +420,30 @@ def build_ceiling() -> tuple[bool, str, Path]:
     return binary.exists(), "", binary
 
 
+@functools.cache
+def build_native() -> tuple[bool, str, Path]:
+    """fastwt-core's bench server (rust/core/examples/bench_server.rs), release build."""
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target_dir / "release" / "examples" / "bench_server"
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return binary.exists(), "cargo not found", binary
+    log("[setup] building the native fastwt-core server (cargo build --release) ...")
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
+    cmd = [cargo, "build", "--release", "-j", "2", "-q", "-p", "fastwt-core"]
+    p = subprocess.run(
+        [*cmd, "--example", "bench_server"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if p.returncode != 0:
+        return False, "cargo build failed: " + p.stderr.strip()[-300:], binary
+    return binary.exists(), "", binary
+
+
 def make_targets(
     names: list[str], fastwt_python: str, workdir: Path, baseline_python: str = ""
 ) -> dict[str, Target]:
@@ -488,6 +524,18 @@ def make_targets(
             ok2, out = probe_python(
                 fastwt_python, "import fastwt, fastwt._core; print(fastwt.__version__)"
             )
+            t.available = ok and ok2
+            t.version = out if ok2 else ""
+            t.reason = why if not ok else ("" if ok2 else f"fastwt not importable: {out}")
+        elif name == "native":
+            ok, why, binary = build_native()
+            t = Target(
+                name,
+                "fastwt-core native server (no Python), fastwt's client",
+                [str(binary)],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
+            )
+            ok2, out = probe_python(fastwt_python, FASTWT_PROBE)
             t.available = ok and ok2
             t.version = out if ok2 else ""
             t.reason = why if not ok else ("" if ok2 else f"fastwt not importable: {out}")

@@ -295,8 +295,9 @@ def adaptive_run(requests: int, pause: float, **env_extra: str) -> dict[str, Any
 def test_spin_stops_when_replies_are_far_apart() -> None:
     """Requests 5 ms apart (25 windows): after a few measured idle stretches the I/O
     thread no longer spins for them; it passes its chances up (``skips``) and keeps
-    measuring (``waits``), and so does the event loop. Before the adaptive spin both
-    spun at every chance."""
+    measuring (``waits``). Before the adaptive spin it spun at every chance. (Client and
+    server share this process's loop, whose own waits are each other's short round
+    trips: its site is tested with late tokens below.)"""
     result = adaptive_run(requests=80, pause=0.005)
     loop, io = result["diagnose"]["loop"], result["diagnose"]["io"]
     assert result["stats"]["adaptive"] is True
@@ -305,7 +306,7 @@ def test_spin_stops_when_replies_are_far_apart() -> None:
     assert io["skips"] > 80, io
     assert io["spins"] < 40, io
     assert io["waits"] > io["spins"], io
-    assert loop["skips"] > 0, loop
+    assert loop["waits"] > 0, loop
 
 
 def test_loop_spin_stops_for_late_tokens_and_resumes_for_prompt_ones() -> None:

@@ -6,11 +6,11 @@
 //! on the other) when the awaited event comes within it, and burns the whole window when
 //! it does not. So a site keeps an exponentially weighted mean of its waits (from the
 //! moment it would start spinning to the moment the awaited event came, whether it spun
-//! or slept meanwhile; a wait longer than the window counts as the window) and spins
-//! only while that mean is below a fraction of the window ([`Site`]). Under saturated
-//! load the waits are a few microseconds and every site spins; at moderate load (a
-//! request every millisecond or so, or replies a network round trip away) they are long
-//! and no site spins. Sleeping sites keep measuring, so a site spins again as soon as
+//! or slept meanwhile; a wait longer than [`CAP_WINDOWS`] windows counts as that long)
+//! and spins only while that mean is below a multiple of the window ([`Site`]). Under
+//! saturated load the waits are a few microseconds and every site spins; at moderate
+//! load (a request every millisecond or so, or replies a network round trip away) they
+//! are long and no site spins. Sleeping sites keep measuring, so a site spins again as soon as
 //! the waits get short.
 //!
 //! `FASTWT_IO_SPIN_ADAPT=0` turns the measuring off: every site spins its full window
@@ -22,17 +22,21 @@ use std::time::{Duration, Instant};
 
 /// Weight of the newest wait in the mean: 1/8.
 const EWMA_SHIFT: u32 = 3;
-/// Where a site spins, which sets the mean wait below which it does (measured on 2
-/// shared cores, benches/README.md "Busy-poll"): request/response at c=1 gives mean
-/// waits of 20-35 µs on the I/O thread and 40-55 µs on the event loop, c=32 less; 8
-/// sessions at 100 requests/s each give 100-120 µs on the I/O thread (the Python
-/// reply to a request, a thread wake-up away, and the next request, far off) and the
-/// whole window on the loop.
+/// A wait counts as at most this many windows.
+const CAP_WINDOWS: u64 = 4;
+
+/// Where a site spins, which sets the mean wait below which it does. Tuned on 2 shared
+/// cores (benches/README.md, "Busy-poll"): saturated request/response gives mean waits
+/// of 0-35 µs on the I/O thread and 20-55 µs on the event loop while both sides spin,
+/// but 70 µs and 200-400 µs once both sides sleep (each side's wake-ups lengthen the
+/// other's waits), and the thresholds must keep that state spinning too, or it never
+/// recovers; 8 sessions at 100 requests/s each give waits of about a millisecond, far
+/// above both.
 #[derive(Clone, Copy)]
 pub(crate) enum Site {
-    /// The I/O thread after a hand-off: spins while the mean is below a quarter window.
+    /// The I/O thread after a hand-off: spins while the mean is below half a window.
     IoThread,
-    /// An event loop before it sleeps: spins while the mean is below half the window.
+    /// An event loop before it sleeps: spins while the mean is below 1.5 windows.
     EventLoop,
 }
 
@@ -88,15 +92,16 @@ impl Governor {
     /// A site whose spins last `window`; it starts out spinning.
     pub(crate) fn new(site: Site, window: Duration) -> Self {
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let divisor = match site {
-            Site::IoThread => 4,
-            Site::EventLoop => 2,
+        // In half windows.
+        let halves = match site {
+            Site::IoThread => 1,
+            Site::EventLoop => 3,
         };
         Self {
             mean_ns: AtomicU64::new(0),
             open_since: AtomicU64::new(0),
-            cap_ns: window_ns,
-            threshold_ns: window_ns / divisor,
+            cap_ns: window_ns.saturating_mul(CAP_WINDOWS),
+            threshold_ns: window_ns.saturating_mul(halves) / 2,
             adaptive: adaptive(),
             spins: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -213,7 +218,7 @@ mod tests {
         assert!(g.should_spin());
         for _ in 0..40 {
             g.begin();
-            std::thread::sleep(Duration::from_micros(600));
+            std::thread::sleep(Duration::from_micros(1_000));
             g.end();
         }
         assert!(
@@ -237,8 +242,8 @@ mod tests {
         g.begin();
         std::thread::sleep(Duration::from_millis(5));
         g.end();
-        // One sample of at most the window (100 us), weighted 1/8.
-        assert!(g.mean_ns.load(Ordering::Relaxed) <= 100_000 / 8);
+        // One sample of at most 4 windows (400 us), weighted 1/8.
+        assert!(g.mean_ns.load(Ordering::Relaxed) <= 400_000 / 8);
         assert_eq!(g.snapshot().waits, 1);
     }
 
@@ -250,9 +255,9 @@ mod tests {
         g.begin(); // still waiting for the same event
         g.end();
         assert_eq!(g.snapshot().waits, 1);
-        // The whole 2 ms counted (capped at the window), not the instant since the 2nd
+        // The whole 2 ms counted (capped at 4 windows), not the instant since the 2nd
         // begin.
-        assert_eq!(g.mean_ns.load(Ordering::Relaxed), 100_000 / 8);
+        assert_eq!(g.mean_ns.load(Ordering::Relaxed), 400_000 / 8);
     }
 
     #[test]
