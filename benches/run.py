@@ -46,8 +46,27 @@ TARGETS_DIR = HERE / "targets"
 VENVS = HERE / ".venvs"
 CEILING_DIR = HERE / "rust-ceiling"
 
-ALL_TARGETS = ["fastwt", "fastwt-app", "fastwt-rc", "pwt020", "pwt011", "rust"]
-DEFAULT_TARGETS = ["fastwt", "pwt020", "pwt011", "rust", "fastwt-rc", "fastwt-app"]
+ALL_TARGETS = [
+    "fastwt",
+    "fastwt-app",
+    "fastwt-rc",
+    "fastwt-base",
+    "pwt020",
+    "pwt011",
+    "rust",
+    "quinn",
+    "native",
+]
+DEFAULT_TARGETS = [
+    "fastwt",
+    "pwt020",
+    "pwt011",
+    "rust",
+    "quinn",
+    "native",
+    "fastwt-rc",
+    "fastwt-app",
+]
 FASTWT_PROBE = "import fastwt, fastwt._core; print(fastwt.__version__)"
 REFERENCE = "pwt020"
 CEILING = "rust"
@@ -174,13 +193,109 @@ CASES: list[Case] = [
         (("rss_per_session_bytes", "RSS bytes per idle session", False),),
         slack=120.0,
     ),
+    # issue 14: moderate load, many sessions, bursts (after the saturated ones above)
+    Case(
+        "paced_8",
+        "reqresp_paced",
+        "64-byte requests, 8 sessions, one every 10 ms each (800/s in all, open loop)",
+        {"duration": 6, "rate": 800, "paced-sessions": 8},
+        {"duration": 1.5, "rate": 800, "paced-sessions": 8},
+        (
+            ("req_per_s", "req/s", True),
+            ("server_cpu_us_per_request", "server CPU-us per request", False),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+        ),
+    ),
+    Case(
+        "paced_1000",
+        "reqresp_paced",
+        "64-byte requests, 1,000 sessions, 5,000/s in all (open loop)",
+        {"duration": 6, "rate": 5000, "paced-sessions": 1000},
+        {"duration": 1.5, "rate": 1000, "paced-sessions": 100},
+        (
+            ("req_per_s", "req/s", True),
+            ("server_cpu_us_per_request", "server CPU-us per request", False),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+        ),
+        slack=120.0,
+    ),
+    Case(
+        "paced_dg_10k",
+        "datagrams_paced",
+        "64-byte datagrams echoed at 10,000/s offered (open loop)",
+        {"duration": 5, "rate": 10_000},
+        {"duration": 1.5, "rate": 10_000},
+        (
+            ("delivered_fraction", "delivered fraction", True),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+            ("p99_ms", "p99 ms", False),
+        ),
+    ),
+    Case(
+        "paced_dg_50k",
+        "datagrams_paced",
+        "64-byte datagrams echoed at 50,000/s offered (open loop)",
+        {"duration": 5, "rate": 50_000},
+        {"duration": 1.0, "rate": 50_000},
+        (
+            ("delivered_fraction", "delivered fraction", True),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+            ("p99_ms", "p99 ms", False),
+        ),
+    ),
+    Case(
+        "paced_dg_100k",
+        "datagrams_paced",
+        "64-byte datagrams echoed at 100,000/s offered (open loop)",
+        {"duration": 5, "rate": 100_000},
+        {"duration": 1.0, "rate": 100_000},
+        (
+            ("delivered_fraction", "delivered fraction", True),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+            ("p99_ms", "p99 ms", False),
+        ),
+    ),
+    Case(
+        "burst",
+        "burst",
+        "100,000 64-byte datagrams sent as fast as the send call returns, echoed",
+        {"count": 100_000},
+        {"count": 20_000},
+        (
+            ("loss", "loss (round trip)", False),
+            ("sent_per_s", "sent/s", True),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+        ),
+    ),
+    Case(
+        "fanout_10k",
+        "fanout",
+        "server pushes 64-byte datagrams to 10,000 sessions at 20 Hz",
+        {"sessions": 10_000, "hz": 20, "duration": 10},
+        {"sessions": 300, "hz": 20, "duration": 2},
+        (
+            ("delivered_fraction", "delivered fraction", True),
+            ("server_cpu_fraction", "server CPU (cores)", False),
+            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
+        ),
+        slack=240.0,
+    ),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 DEFAULT_CASES = [c.name for c in CASES if c.name != "bulk8"]
 
 # which cases each target takes part in
+_SATURATED = ["bulk", "bulk8", "datagrams", "reqresp_c1", "reqresp_c32"]
+_CLASSIC = [*_SATURATED, "sessions", "fanout", "memory"]
 TARGET_CASES: dict[str, list[str]] = {
     "fastwt-app": ["sessions"],
+    # the raw-Rust clients implement the workloads of issue 4, and fan-out at any size
+    "rust": [*_CLASSIC, "fanout_10k"],
+    "fastwt-rc": [*_CLASSIC, "fanout_10k"],
+    # raw quinn (no HTTP/3, benches/rust-ceiling/src/raw_quinn.rs): streams only
+    "quinn": ["bulk", "bulk8", "reqresp_c1", "reqresp_c32", "paced_8", "paced_1000"],
 }
 
 # issue 4's goals: (case, metric, against, op, value, label)
@@ -200,6 +315,21 @@ GOALS: list[tuple[str, str, str, str, float, str]] = [
     ("bulk8", "server_cpu_s_per_gib", REFERENCE, "<=", 0.2, "CPU per GiB (8 MiB) <= 1/5 ref."),
     ("memory", "rss_per_session_bytes", REFERENCE, "<=", 0.5, "RSS per idle session <= 1/2 ref."),
     ("fanout", "delivered_fraction", "", ">=", 0.995, "fan-out delivered >= 99.5% (1,000 x 20 Hz)"),
+    # issue 14: true ceilings (raw quinn), moderate load, bursts, 10k sessions
+    ("bulk", "mb_per_s", "quinn", ">=", 0.8, "bulk MB/s >= 80% raw quinn"),
+    ("reqresp_c32", "req_per_s", "native", ">=", 0.8, "req/s (c=32) >= 80% native core"),
+    ("paced_8", "server_cpu_us_per_request", "native", "<=", 1.3, "paced CPU <= 1.3x native"),
+    ("reqresp_c32", "req_per_s", "quinn", ">=", 0.5, "req/s (c=32) >= 50% raw quinn"),
+    (
+        "paced_8",
+        "server_cpu_us_per_request",
+        REFERENCE,
+        "<=",
+        0.25,
+        "paced (8 x 100/s) CPU per request <= 1/4 reference",
+    ),
+    ("burst", "loss", "", "<=", 0.05, "burst of 100,000 datagrams: loss <= 5%"),
+    ("fanout_10k", "delivered_fraction", "", ">=", 0.995, "fan-out 10,000 x 20 Hz >= 99.5%"),
 ]
 
 
@@ -290,7 +420,33 @@ def build_ceiling() -> tuple[bool, str, Path]:
     return binary.exists(), "", binary
 
 
-def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[str, Target]:
+@functools.cache
+def build_native() -> tuple[bool, str, Path]:
+    """fastwt-core's bench server (rust/core/examples/bench_server.rs), release build."""
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = target_dir / "release" / "examples" / "bench_server"
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return binary.exists(), "cargo not found", binary
+    log("[setup] building the native fastwt-core server (cargo build --release) ...")
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
+    cmd = [cargo, "build", "--release", "-j", "2", "-q", "-p", "fastwt-core"]
+    p = subprocess.run(
+        [*cmd, "--example", "bench_server"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if p.returncode != 0:
+        return False, "cargo build failed: " + p.stderr.strip()[-300:], binary
+    return binary.exists(), "", binary
+
+
+def make_targets(
+    names: list[str], fastwt_python: str, workdir: Path, baseline_python: str = ""
+) -> dict[str, Target]:
     targets: dict[str, Target] = {}
     status = read_setup_status()
     certs: tuple[Path, Path] | None = None
@@ -311,6 +467,22 @@ def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[st
             )
             t.available, t.version = ok, out if ok else ""
             t.reason = "" if ok else f"fastwt not importable with {fastwt_python}: {out}"
+        elif name == "fastwt-base":
+            # An A/B of the server: another fastwt build (--baseline-python, e.g. main's)
+            # serves, this build's client drives it, so only the server differs.
+            t = Target(
+                name,
+                "fastwt baseline server (--baseline-python), this build's client",
+                [baseline_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", "bare"],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
+            )
+            ok, out = (
+                probe_python(baseline_python, FASTWT_PROBE)
+                if baseline_python
+                else (False, "no --baseline-python given")
+            )
+            t.available, t.version = ok, out if ok else ""
+            t.reason = "" if ok else f"baseline fastwt not importable: {out}"
         elif name in ("pwt020", "pwt011"):
             py = VENVS / name / "bin" / "python"
             line = "0.20.x" if name == "pwt020" else "0.11.x"
@@ -355,6 +527,27 @@ def make_targets(names: list[str], fastwt_python: str, workdir: Path) -> dict[st
             t.available = ok and ok2
             t.version = out if ok2 else ""
             t.reason = why if not ok else ("" if ok2 else f"fastwt not importable: {out}")
+        elif name == "native":
+            ok, why, binary = build_native()
+            t = Target(
+                name,
+                "fastwt-core native server (no Python), fastwt's client",
+                [str(binary)],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
+            )
+            ok2, out = probe_python(fastwt_python, FASTWT_PROBE)
+            t.available = ok and ok2
+            t.version = out if ok2 else ""
+            t.reason = why if not ok else ("" if ok2 else f"fastwt not importable: {out}")
+        elif name == "quinn":
+            ok, why, binary = build_ceiling()
+            t = Target(
+                name,
+                "raw quinn 0.11 (no HTTP/3: the QUIC floor)",
+                [str(binary), "quinn-server"],
+                [str(binary), "quinn-client"],
+            )
+            t.available, t.reason, t.version = ok, why, "quinn 0.11"
         elif name == "rust":
             ok, why, binary = build_ceiling()
             t = Target(
@@ -738,6 +931,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default=",".join(DEFAULT_CASES), help="comma-separated")
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
     ap.add_argument("--fastwt-python", default=sys.executable, help="Python with fastwt installed")
+    ap.add_argument(
+        "--baseline-python",
+        default="",
+        help="Python with another fastwt build: its server is target fastwt-base",
+    )
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument(
         "--report-only",
@@ -770,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="fastwt-bench-"))
 
-    targets = make_targets(names, args.fastwt_python, workdir)
+    targets = make_targets(names, args.fastwt_python, workdir, args.baseline_python)
     for t in targets.values():
         state = f"ok {t.version}" if t.available else f"NOT AVAILABLE: {t.reason}"
         log(f"[setup] {t.name:10s} {state}")

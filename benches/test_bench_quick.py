@@ -1,8 +1,9 @@
 """The benchmark suite's short mode, run once by the test suite so that it never rots.
 
-Runs ``benches/run.py --quick --targets fastwt,rust`` into a temporary directory and checks
-that every workload produced positive numbers for both targets. Skips when fastwt's core
-is not importable or cargo is missing (the raw-Rust ceiling is built on the fly).
+Runs ``benches/run.py --quick --targets fastwt,rust,quinn`` into a temporary directory and
+checks that every workload produced positive numbers for the targets that run it. Skips when
+fastwt's core is not importable or cargo is missing (the raw-Rust ceilings are built on the
+fly).
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ EXPECTED = [
     ("fanout", "delivered_fraction"),
     ("memory", "rss_per_session_bytes"),
 ]
+# issue 14's workloads: (workload, metric that must be > 0, targets that run it)
+EXPECTED_ISSUE14 = [
+    ("paced_8", "req_per_s", ("fastwt", "quinn")),
+    ("paced_8", "server_cpu_us_per_request", ("fastwt", "quinn")),
+    ("paced_1000", "req_per_s", ("fastwt", "quinn")),
+    ("paced_dg_10k", "delivered_fraction", ("fastwt",)),
+    ("paced_dg_100k", "server_cpu_us_per_datagram", ("fastwt",)),
+    ("burst", "sent_per_s", ("fastwt",)),
+    ("fanout_10k", "delivered_fraction", ("fastwt", "rust")),
+    ("reqresp_c32", "req_per_s", ("quinn",)),
+    ("bulk", "mb_per_s", ("quinn",)),
+]
 
 
 def _fastwt_importable() -> bool:
@@ -48,7 +61,7 @@ def test_bench_quick(tmp_path: Path) -> None:
             str(HERE / "run.py"),
             "--quick",
             "--targets",
-            "fastwt,rust",
+            "fastwt,rust,quinn",
             "--out",
             str(tmp_path),
             "--no-plots",
@@ -70,6 +83,15 @@ def test_bench_quick(tmp_path: Path) -> None:
             entry = data["summary"].get(case, {}).get(metric, {}).get(target)
             if entry is None or not entry["median"] > 0:
                 problems.append(f"{case}/{metric}/{target}: {entry}")
+    for case, metric, targets in EXPECTED_ISSUE14:
+        for target in targets:
+            entry = data["summary"].get(case, {}).get(metric, {}).get(target)
+            if entry is None or not entry["median"] > 0:
+                problems.append(f"{case}/{metric}/{target}: {entry}")
+    # a paced load is served at its offered rate (800/s) by every target
+    for target in ("fastwt", "quinn"):
+        rate = data["summary"]["paced_8"]["req_per_s"][target]["median"]
+        assert rate > 700, (target, rate)
     failed = [r for r in data["raw"] if not r["ok"]]
     assert not problems, (problems, failed, proc.stdout[-3000:])
     # the ratio of the suite's headline numbers exists

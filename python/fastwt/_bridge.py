@@ -106,9 +106,11 @@ class _HubBase:
             return 0.0
         self._reply_expected = False
         micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
-        if micros > 0 and self.notifier.spin_wait(micros):
-            return None
-        return micros / 1e6
+        if micros <= 0:
+            return 0.0
+        # The notifier spins only while this loop's recent waits for a token were short
+        # (at moderate load a reply is far off and the spin would only burn the window).
+        return self.notifier.idle_spin(micros)
 
 
 class _ReaderThread:

@@ -26,6 +26,7 @@ __all__ = [
     "io_threads",
     "next_log_records",
     "set_log_level",
+    "spin_stats",
 ]
 
 __version__: str
@@ -66,6 +67,10 @@ def io_spin_us() -> int:
     """Microseconds the I/O thread polls after activity before sleeping
     (env ``FASTWT_IO_SPIN_US``; 0: it does not spin)."""
 
+def spin_stats() -> dict[str, Any]:
+    """The I/O thread's spin site (``"io"``, None when it does not spin): spins, hits,
+    skips, waits, mean_wait_us, spinning; and ``"adaptive"`` (``FASTWT_IO_SPIN_ADAPT``)."""
+
 @final
 class Notifier:
     """Collects tokens woken on tokio threads for one event loop."""
@@ -84,6 +89,11 @@ class Notifier:
         """Wakes the I/O side for every write deferred since the last flush."""
     def spin_wait(self, micros: int) -> bool:
         """Waits up to ``micros`` for a token without sleeping; True when one is ready."""
+    def idle_spin(self, micros: int) -> float | None:
+        """``spin_wait`` only while this loop's recent waits for a token were short (each
+        measured); None when tokens are ready, else the seconds spun (0.0: skipped)."""
+    def spin_stats(self) -> dict[str, Any]:
+        """This loop's spin site: spins, hits, skips, waits, mean_wait_us, spinning."""
 
 @final
 class Op:

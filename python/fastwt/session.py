@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import _bridge
-from ._core import Op, SessionHandle
+from ._core import Op, SessionHandle, spin_stats
 from ._types import Buffer, SessionObserver
 from .errors import SessionClosedError, SessionError
 from .stream import (
@@ -23,6 +23,15 @@ logger = logging.getLogger("fastwt.session")
 
 # What the core answers a request that is closed before it was answered.
 _UNANSWERED_STATUS = 404
+
+
+def _spin_counters(hub: Any) -> dict[str, Any] | None:
+    """The busy-poll counters of the I/O thread and of ``hub``'s event loop; None on the
+    pure-Python backend, which does not spin."""
+    loop_stats = getattr(hub.notifier, "spin_stats", None)
+    if loop_stats is None:
+        return None
+    return {"io": spin_stats()["io"], "loop": loop_stats()}
 
 
 class WebTransportSession:
@@ -321,7 +330,8 @@ class WebTransportSession:
         return dict(self._handle.stats())
 
     async def diagnose(self) -> dict[str, Any]:
-        """A snapshot: state, path, headers, close code/reason, byte and datagram counts."""
+        """A snapshot: state, path, headers, close code/reason, byte and datagram counts,
+        and the busy-poll counters (``spin``)."""
         info: dict[str, Any] = {
             "session_id": self.session_id,
             "state": self.state,
@@ -335,6 +345,9 @@ class WebTransportSession:
             "protocol": self.protocol,
             "draining": self.draining,
             "flow_control": self._handle.flow_control(),
+            # The busy-poll sites this session's I/O goes through (docs/bridge.md): the
+            # I/O thread's and this event loop's spins, hits and measured waits.
+            "spin": _spin_counters(self._hub),
         }
         info.update(self.stats())
         return info

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,6 @@ def test_asyncio_loop_spins_for_a_reply_instead_of_sleeping(
     widened so that a slow machine's timer thread still lands inside it.)"""
     import asyncio
     import threading
-    from typing import Any
 
     from fastwt import _bridge
 
@@ -241,3 +241,132 @@ def test_trio_run_loop_spins_for_a_reply_instead_of_sleeping(
     assert trio.run(main) is False
     assert waits, "the run loop never waited"
     assert max(waits) < 0.01, waits
+
+
+# The adaptive spin (rust/bindings/src/spin.rs): each case in a fresh process, since the
+# I/O thread's site is made once per process.
+ADAPTIVE = textwrap.dedent(
+    """
+    import anyio, json, sys
+    sys.path.insert(0, {tests!r})
+    from fastwt._core import spin_stats
+    from integration.echo_server import echo_server
+
+    async def main():
+        async with echo_server() as echo, echo.client() as client:
+            session = await client.connect(url=echo.url + "/echo")
+            for i in range({requests}):
+                stream = await session.create_bidirectional_stream()
+                await stream.write(data=b"ping %d" % i, end_stream=True)
+                assert await stream.read_all() == b"ping %d" % i
+                if {pause}:
+                    await anyio.sleep({pause})
+            info = await session.diagnose()
+        print("SPIN", json.dumps({{"diagnose": info["spin"], "stats": spin_stats()}}))
+
+    anyio.run(main)
+    """
+)
+
+
+def adaptive_run(requests: int, pause: float, **env_extra: str) -> dict[str, Any]:
+    import json
+
+    env = dict(os.environ)
+    for name in ("FASTWT_IO_SPIN_US", "FASTWT_IO_SPIN_ADAPT", "FASTWT_IO_THREADS"):
+        env.pop(name, None)
+    env.update(env_extra)
+    tests = str(Path(__file__).resolve().parents[1])
+    script = ADAPTIVE.format(tests=tests, requests=requests, pause=pause)
+    p = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("SPIN ")][-1]
+    result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    return result
+
+
+def test_spin_stops_when_replies_are_far_apart() -> None:
+    """Requests 5 ms apart (25 windows): after a few measured idle stretches the I/O
+    thread no longer spins for them; it passes its chances up (``skips``) and keeps
+    measuring (``waits``). Before the adaptive spin it spun at every chance. (Client and
+    server share this process's loop, whose own waits are each other's short round
+    trips: its site is tested with late tokens below.)"""
+    result = adaptive_run(requests=80, pause=0.005)
+    loop, io = result["diagnose"]["loop"], result["diagnose"]["io"]
+    assert result["stats"]["adaptive"] is True
+    assert result["stats"]["io"]["skips"] >= io["skips"]
+    assert io["spinning"] is False, io
+    assert io["skips"] > 80, io
+    assert io["spins"] < 40, io
+    assert io["waits"] > io["spins"], io
+    assert loop["waits"] > 0, loop
+
+
+def test_loop_spin_stops_for_late_tokens_and_resumes_for_prompt_ones() -> None:
+    """The event loop's site (``Notifier.idle_spin``): tokens that come 3 ms after the
+    loop went idle (15 windows) stop its spin after a few waits, so it returns at once
+    instead of burning the window; tokens that are ready promptly bring it back."""
+    import threading
+    import time
+
+    from fastwt._core import Notifier
+
+    n = Notifier()
+    for i in range(12):
+        t = threading.Timer(0.003, n.notify, args=(i,))
+        t.start()
+        spun = n.idle_spin(200)
+        t.join()
+        assert n.drain() == [i]
+        assert spun is None or spun >= 0.0
+    stats = n.spin_stats()
+    assert stats["spinning"] is False, stats
+    # (A token can beat a slow main thread to idle_spin: then there was no wait.)
+    assert stats["waits"] >= 9 and stats["spins"] < 12, stats
+    start = time.perf_counter()
+    assert n.idle_spin(200_000) == 0.0  # skipped: no 0.2 s spin
+    assert time.perf_counter() - start < 0.1
+    n.notify(99)  # the token that ends the skipped wait (a short one, this time)
+    assert n.drain() == [99]
+    for i in range(40):  # tokens within microseconds: the mean wait falls again
+        if n.spin_stats()["spinning"]:
+            break
+        assert n.idle_spin(200) == 0.0  # still skipped, and still measured
+        n.notify(i)
+        assert n.drain() == [i]
+    assert n.spin_stats()["spinning"] is True, n.spin_stats()
+
+
+def test_spin_pays_for_back_to_back_requests() -> None:
+    """Back-to-back requests (each reply a few tens of µs away): the loop spins and its
+    spins catch the replies (hits), and the I/O thread spins too."""
+    result = adaptive_run(requests=300, pause=0)
+    loop, io = result["diagnose"]["loop"], result["diagnose"]["io"]
+    assert loop["spins"] > 0 and loop["hits"] > 0, loop
+    assert loop["hits"] >= loop["spins"] // 2, loop
+    assert io["spins"] > 0 and io["hits"] > 0, io
+
+
+def test_spin_adapt_off_spins_every_time() -> None:
+    """``FASTWT_IO_SPIN_ADAPT=0``: the old behaviour, a spin at every chance however far
+    off the reply is (nothing skipped, nothing measured)."""
+    result = adaptive_run(requests=40, pause=0.005, FASTWT_IO_SPIN_ADAPT="0")
+    loop, io = result["diagnose"]["loop"], result["diagnose"]["io"]
+    assert result["stats"]["adaptive"] is False
+    assert loop["skips"] == 0 and loop["spins"] >= 40, loop
+    assert io["skips"] == 0 and io["spins"] > 0, io
+    assert loop["waits"] == 0 and io["waits"] == 0
+
+
+def test_spin_off_reports_no_io_site() -> None:
+    """``FASTWT_IO_SPIN_US=0``: the I/O thread has no spin site and the loop never spins."""
+    result = adaptive_run(requests=20, pause=0, FASTWT_IO_SPIN_US="0")
+    assert result["diagnose"]["io"] is None
+    assert result["diagnose"]["loop"]["spins"] == 0

@@ -11,6 +11,12 @@
 //! 64-byte datagram per 20 Hz tick (tick number in the first 8 bytes, little endian),
 //! `/idle` does nothing. The client prints one JSON line of results; it reads the server's
 //! CPU time and RSS from `/proc/<--server-pid>`.
+//!
+//! `quinn-server` / `quinn-client` are the same over raw quinn streams, without HTTP/3
+//! (see `raw_quinn.rs`).
+
+/// Raw quinn (no HTTP/3): the transport's own floor.
+mod raw_quinn;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -131,7 +137,12 @@ fn rss_bytes(pid: u32) -> f64 {
     };
     for line in status.lines() {
         if let Some(v) = line.strip_prefix("VmRSS:") {
-            let kb: f64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0.0);
+            let kb: f64 = v
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0.0);
             return kb * 1024.0;
         }
     }
@@ -408,7 +419,10 @@ async fn client_bulk(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
         ("seconds", wall),
         ("mb_per_s", got as f64 / wall / 1e6),
         ("server_cpu_s", cpu),
-        ("server_cpu_s_per_gib", cpu / (got as f64 / (1u64 << 30) as f64)),
+        (
+            "server_cpu_s_per_gib",
+            cpu / (got as f64 / (1u64 << 30) as f64),
+        ),
     ]);
     Ok(())
 }
@@ -463,7 +477,10 @@ async fn client_datagrams(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
         ("received_per_s", got_in_window as f64 / wall),
         ("loss", 1.0 - got_total as f64 / sent.max(1) as f64),
         ("server_cpu_s", cpu),
-        ("server_cpu_us_per_datagram", cpu * 1e6 / got_in_window.max(1) as f64),
+        (
+            "server_cpu_us_per_datagram",
+            cpu * 1e6 / got_in_window.max(1) as f64,
+        ),
     ]);
     Ok(())
 }
@@ -704,10 +721,20 @@ async fn client_fanout(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
         ("seconds", wall),
         ("ticks", ticks as f64),
         ("received", received as f64),
-        ("delivered_fraction", if expected > 0.0 { received as f64 / expected } else { 0.0 }),
+        (
+            "delivered_fraction",
+            if expected > 0.0 {
+                received as f64 / expected
+            } else {
+                0.0
+            },
+        ),
         ("server_cpu_s", cpu),
         ("server_cpu_fraction", cpu / wall),
-        ("server_cpu_us_per_datagram", cpu * 1e6 / (received.max(1)) as f64),
+        (
+            "server_cpu_us_per_datagram",
+            cpu * 1e6 / (received.max(1)) as f64,
+        ),
     ]);
     Ok(())
 }
@@ -770,7 +797,11 @@ fn main() {
     let result = match args.positional.first().map(String::as_str) {
         Some("server") => runtime.block_on(run_server(&args)),
         Some("client") => runtime.block_on(run_client(&args)),
-        _ => Err("usage: wt-ceiling server|client <workload> --url URL".into()),
+        Some("quinn-server") => runtime.block_on(raw_quinn::run_server(args.get("seconds", 600.0))),
+        Some("quinn-client") => runtime.block_on(raw_quinn::run_client(&args)),
+        _ => Err(
+            "usage: wt-ceiling server|client|quinn-server|quinn-client <workload> --url URL".into(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

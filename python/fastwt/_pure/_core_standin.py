@@ -30,6 +30,7 @@ __all__ = [
     "io_threads",
     "next_log_records",
     "set_log_level",
+    "spin_stats",
 ]
 
 try:
@@ -119,3 +120,7 @@ def io_threads() -> int:
 
 def io_spin_us() -> int:
     return 0
+
+
+def spin_stats() -> dict[str, Any]:
+    return {"io": None, "adaptive": False}

@@ -514,10 +514,17 @@ async def wl_datagrams_paced(a: Adapter, args: argparse.Namespace) -> dict[str, 
 
 async def wl_reqresp_paced(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
     """64-byte requests started at a fixed rate whatever the replies do (open loop, each
-    on a new bidirectional stream). Latency counts from when a request was due, so a
-    server that falls behind shows it (no coordinated omission)."""
-    session = await connect_retry(a, with_path(args.url, "/echo"))
-    await a.request(session, bytes(PAYLOAD))  # warm-up
+    on a new bidirectional stream), spread round-robin over ``--paced-sessions``
+    sessions (so 8 sessions at 800/s in all is one request per session every 10 ms).
+    Latency counts from when a request was due, so a server that falls behind shows it
+    (no coordinated omission)."""
+    sessions, _failed = await open_many(
+        a, with_path(args.url, "/echo"), max(1, args.paced_sessions)
+    )
+    if not sessions:
+        raise RuntimeError("no session could be opened")
+    for s in sessions:
+        await a.request(s, bytes(PAYLOAD))  # warm-up
     payload = bytes([7]) * PAYLOAD
     rate = float(args.rate)
     latencies: list[float] = []
@@ -527,7 +534,7 @@ async def wl_reqresp_paced(a: Adapter, args: argparse.Namespace) -> dict[str, fl
     cap = max(64, int(rate))
     skipped = 0
 
-    async def one(due: float) -> None:
+    async def one(due: float, session: Any) -> None:
         nonlocal errors
         try:
             reply = await a.request(session, payload)
@@ -554,7 +561,7 @@ async def wl_reqresp_paced(a: Adapter, args: argparse.Namespace) -> dict[str, fl
             if len(inflight) >= cap:
                 skipped += 1
                 continue
-            t = asyncio.create_task(one(due))
+            t = asyncio.create_task(one(due, sessions[started % len(sessions)]))
             inflight.add(t)
             t.add_done_callback(inflight.discard)
         await asyncio.sleep(min(0.002, max(0.0, start + started / rate - time.perf_counter())))
@@ -565,10 +572,11 @@ async def wl_reqresp_paced(a: Adapter, args: argparse.Namespace) -> dict[str, fl
             t.cancel()
     else:
         pending = set()
-    await close_all(a, [session])
+    await close_all(a, sessions)
     latencies.sort()
     n = len(latencies)
     return {
+        "sessions": len(sessions),
         "requests": n,
         "errors": errors,
         "skipped": skipped,
@@ -583,8 +591,54 @@ async def wl_reqresp_paced(a: Adapter, args: argparse.Namespace) -> dict[str, fl
     }
 
 
+async def wl_burst(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
+    """``--count`` 64-byte datagrams sent one by one as fast as the send call returns
+    (``send_datagrams`` of one: fastwt's ``send_datagram``), echoed by the server; what
+    came back within a second of the last send. The loss counts both directions (the
+    server's receive queue while its handler catches up, mostly)."""
+    session = await connect_retry(a, with_path(args.url, "/echo"))
+    received = [0]
+    seen: set[int] = set()
+
+    def sink(batch: list[bytes]) -> None:
+        for d in batch:
+            if len(d) >= 8:
+                (n,) = struct.unpack_from("<Q", d)
+                if n not in seen:
+                    seen.add(n)
+                    received[0] += 1
+
+    task = a.receive_datagrams(session, sink)
+    pad = bytes(PAYLOAD - 8)
+    count = int(args.count)
+    probe = CpuProbe(args.server_pid)
+    for i in range(count):
+        await a.send_datagrams(session, [struct.pack("<Q", i) + pad])
+    _, send_wall = probe.stop()
+    last = -1
+    for _ in range(40):  # until nothing more comes for 0.25 s (at most ~2 s)
+        await asyncio.sleep(0.05)
+        if received[0] == last:
+            break
+        last = received[0]
+    cpu, _ = probe.stop()
+    if task is not None:
+        task.cancel()
+    await close_all(a, [session])
+    return {
+        "sent": count,
+        "received": received[0],
+        "loss": 1.0 - received[0] / max(count, 1),
+        "send_seconds": send_wall,
+        "sent_per_s": count / max(send_wall, 1e-9),
+        "server_cpu_s": cpu,
+        "server_cpu_us_per_datagram": cpu * 1e6 / max(received[0], 1),
+    }
+
+
 WORKLOADS: dict[str, Callable[[Adapter, argparse.Namespace], Awaitable[dict[str, float]]]] = {
     "bulk": wl_bulk,
+    "burst": wl_burst,
     "datagrams": wl_datagrams,
     "datagrams_paced": wl_datagrams_paced,
     "reqresp": wl_reqresp,
@@ -608,6 +662,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--hz", type=float, default=20.0)
     ap.add_argument("--rate", type=float, default=200.0, help="per second (paced workloads)")
+    ap.add_argument(
+        "--paced-sessions", type=int, default=1, help="sessions sharing reqresp_paced's rate"
+    )
+    ap.add_argument("--count", type=int, default=100_000, help="datagrams (burst)")
     return ap.parse_args(argv)
 
 

@@ -27,6 +27,8 @@ mod runtime;
 mod server;
 /// `SessionHandle`: one session's streams, datagrams and close.
 mod session;
+/// When a busy-poll pays: measured waits per spin site.
+mod spin;
 /// `SendStreamHandle` / `RecvStreamHandle`: polled stream I/O.
 mod stream;
 /// Locking that survives a poisoned mutex.
@@ -54,6 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fanout::broadcast_stream, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_spin_us, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::spin_stats, m)?)?;
     m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
     m.add_function(wrap_pyfunction!(logging::next_log_records, m)?)?;
     m.add_function(wrap_pyfunction!(logging::dropped_log_records, m)?)?;

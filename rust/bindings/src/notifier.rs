@@ -1,4 +1,5 @@
 use crate::runtime;
+use crate::spin::{Governor, Site};
 use crate::sync::lock;
 use fastwt_core::Pump;
 use pyo3::prelude::*;
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     spinning: AtomicBool,
     /// A byte may be in the pipe (written since the last `drain` read it).
     signaled: AtomicBool,
+    /// The loop's spin site: how long its waits for a token last (see `idle_spin`).
+    governor: Governor,
 }
 
 impl Inner {
@@ -93,6 +96,9 @@ impl Inner {
             ready.push(token);
             first
         };
+        if first {
+            self.governor.end();
+        }
         // SeqCst pairs with `spin_wait`: either it still spins and will find the token
         // (it re-checks the queue after clearing the flag), or this sees it stopped.
         if first && !self.spinning.load(Ordering::SeqCst) {
@@ -173,6 +179,7 @@ impl Notifier {
         if pumps.is_empty() && wakers.len() <= 1 {
             for w in wakers {
                 w.wake();
+                runtime::spin_hint();
             }
             return;
         }
@@ -233,6 +240,7 @@ impl Notifier {
                 writer,
                 spinning: AtomicBool::new(false),
                 signaled: AtomicBool::new(false),
+                governor: Governor::new(Site::EventLoop, runtime::spin_window()),
             }),
             deferred: Mutex::new(Deferred::default()),
         })
@@ -269,23 +277,36 @@ impl Notifier {
     /// nothing else to do and a reply is expected, instead of sleeping in its selector.
     fn spin_wait(&self, py: Python<'_>, micros: u64) -> bool {
         let inner = &*self.inner;
-        let ready = || !inner.ready().is_empty();
-        if ready() {
+        if !inner.ready().is_empty() {
             return true;
         }
-        py.detach(|| {
-            inner.spinning.store(true, Ordering::SeqCst);
-            let until = std::time::Instant::now() + std::time::Duration::from_micros(micros);
-            while std::time::Instant::now() < until {
-                std::thread::yield_now();
-                if ready() {
-                    break;
-                }
-            }
-            inner.spinning.store(false, Ordering::SeqCst);
-            // A token queued while the flag was up wrote no byte: it must be seen here.
-            ready()
-        })
+        Self::spin(inner, py, micros)
+    }
+
+    /// The loop's wait for a reply where it would sleep: `spin_wait` if this loop's recent
+    /// waits for a token were short (see `fastwt`'s docs/bridge.md), else nothing. Either
+    /// way the wait is measured, from now to the next token. `None` when tokens are
+    /// ready, else the seconds it spun (0.0 when it did not).
+    fn idle_spin(&self, py: Python<'_>, micros: u64) -> Option<f64> {
+        let inner = &*self.inner;
+        if !inner.ready().is_empty() {
+            return None;
+        }
+        inner.governor.begin();
+        if !inner.governor.should_spin() {
+            inner.governor.skipped();
+            return Some(0.0);
+        }
+        let start = std::time::Instant::now();
+        let found = Self::spin(inner, py, micros);
+        inner.governor.spun(found);
+        (!found).then(|| start.elapsed().as_secs_f64())
+    }
+
+    /// This loop's spin counters: spins started, hits (a token came within the window),
+    /// skips (chances passed up), waits measured, mean wait (µs), whether it spins now.
+    fn spin_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        self.inner.governor.snapshot().to_dict(py)
     }
 
     /// Reports `token` as ready from Python (used to wake a waiter without Rust work).
@@ -300,6 +321,26 @@ impl Notifier {
         self.inner.signaled.store(true, Ordering::SeqCst);
         // A full pipe is readable already, so WouldBlock is fine.
         let _ = (&self.inner.writer).write(&[1u8]);
+    }
+}
+
+impl Notifier {
+    /// Spins up to `micros` (GIL released) until a token is ready; true when one is.
+    fn spin(inner: &Inner, py: Python<'_>, micros: u64) -> bool {
+        let ready = || !inner.ready().is_empty();
+        py.detach(|| {
+            inner.spinning.store(true, Ordering::SeqCst);
+            let until = std::time::Instant::now() + std::time::Duration::from_micros(micros);
+            while std::time::Instant::now() < until {
+                std::thread::yield_now();
+                if ready() {
+                    break;
+                }
+            }
+            inner.spinning.store(false, Ordering::SeqCst);
+            // A token queued while the flag was up wrote no byte: it must be seen here.
+            ready()
+        })
     }
 }
 

@@ -1,4 +1,6 @@
+use crate::spin::{Governor, Site};
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Handle>> = OnceLock::ne
 static RUNTIME_PID: OnceLock<u32> = OnceLock::new();
 
 /// Wakes the I/O thread's spinner (see [`spin_hint`]); `None` when spinning is off.
-static SPINNER: OnceLock<Option<tokio::sync::Notify>> = OnceLock::new();
+static SPINNER: OnceLock<Option<Spinner>> = OnceLock::new();
 
 /// Default of `FASTWT_IO_SPIN_US`: long enough to cover a Python handler's turn, so a
 /// reply written right after a request was handed over finds the thread awake.
@@ -17,7 +19,7 @@ const DEFAULT_SPIN_US: u64 = 200;
 
 /// Microseconds the I/O thread keeps polling after activity before it sleeps
 /// (`FASTWT_IO_SPIN_US`; 0 turns it off; at most 10,000).
-fn spin_window() -> Duration {
+pub(crate) fn spin_window() -> Duration {
     let us = std::env::var("FASTWT_IO_SPIN_US")
         .ok()
         .and_then(|v| v.trim().parse().ok())
@@ -26,27 +28,86 @@ fn spin_window() -> Duration {
     Duration::from_micros(us)
 }
 
+/// The I/O thread's spin site: the spinner's wake-up and its idle stretches, measured
+/// whether it sleeps (thread park to unpark) or spins (see [`spinner`] and
+/// [`crate::spin`]).
+struct Spinner {
+    notify: tokio::sync::Notify,
+    governor: Governor,
+    /// Hints so far: a spin that sees this change has caught its event.
+    hints: AtomicU64,
+}
+
+/// Two spinner turns further apart than this had other work between them: the idle
+/// stretch ended there.
+const BUSY_GAP: Duration = Duration::from_micros(20);
+
 /// Tells the I/O thread a reply is likely soon (a token was handed to Python, or a
 /// batch from Python was handed over): it polls for a short while instead of going to
-/// sleep, so the reply is picked up without a thread wake-up.
+/// sleep, so the reply is picked up without a thread wake-up. Only while its recent
+/// idle stretches were short (see [`crate::spin`]); otherwise it sleeps as usual.
 pub(crate) fn spin_hint() {
-    if let Some(Some(n)) = SPINNER.get() {
-        n.notify_one();
+    if let Some(Some(s)) = SPINNER.get() {
+        s.hints.fetch_add(1, Ordering::AcqRel);
+        if s.governor.should_spin() {
+            s.notify.notify_one();
+        } else {
+            s.governor.skipped();
+        }
+    }
+}
+
+/// The I/O thread's spin counters (`fastwt._core.spin_stats()["io"]`); `None` when it
+/// does not spin.
+pub(crate) fn io_spin_snapshot() -> Option<crate::spin::Snapshot> {
+    match SPINNER.get() {
+        Some(Some(s)) => Some(s.governor.snapshot()),
+        _ => None,
     }
 }
 
 /// Keeps the current-thread runtime polling (non-blocking driver turns between task
-/// runs) for `window` after each hint.
-async fn spinner(notify: &'static tokio::sync::Notify, window: Duration) {
+/// runs) after each hint until the next hint, or until it has been idle for `window`.
+/// Each idle stretch (back-to-back turns with nothing else run between them) is one
+/// measured wait, as a park would have been.
+async fn spinner(s: &'static Spinner, window: Duration) {
     loop {
-        notify.notified().await;
-        let until = Instant::now() + window;
-        while Instant::now() < until {
+        s.notify.notified().await;
+        if !s.governor.should_spin() {
+            continue;
+        }
+        let seen = s.hints.load(Ordering::Acquire);
+        let mut idle = Duration::ZERO;
+        let mut last = Instant::now();
+        let hit = loop {
             // Let another thread on this core (the Python loop, most likely) run first:
             // spinning must only use time nobody else wants.
             std::thread::yield_now();
             tokio::task::yield_now().await;
-        }
+            let now = Instant::now();
+            let turn = now - last;
+            last = now;
+            let quiet = turn < BUSY_GAP;
+            if quiet {
+                idle += turn;
+            }
+            if s.hints.load(Ordering::Acquire) != seen {
+                // The awaited event came; its own hint has stored a permit, so the next
+                // round decides afresh whether to spin for the one after.
+                s.governor.observe(idle);
+                break true;
+            }
+            if !quiet {
+                if !idle.is_zero() {
+                    s.governor.observe(idle);
+                }
+                idle = Duration::ZERO;
+            } else if idle >= window {
+                s.governor.observe(idle);
+                break false;
+            }
+        };
+        s.governor.spun(hit);
     }
 }
 
@@ -74,14 +135,26 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
     // One I/O thread running a current-thread runtime: quinn's endpoint and connection
     // drivers and fastwt's tasks hand work to each other without crossing threads,
     // which is what small-message latency is made of.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = rt.handle().clone();
     let window = spin_window();
-    let spinning = SPINNER.get_or_init(|| (!window.is_zero()).then(tokio::sync::Notify::new));
-    if let Some(notify) = spinning {
-        handle.spawn(spinner(notify, window));
+    let spinning = SPINNER.get_or_init(|| {
+        (!window.is_zero()).then(|| Spinner {
+            notify: tokio::sync::Notify::new(),
+            governor: Governor::new(Site::IoThread, window),
+            hints: AtomicU64::new(0),
+        })
+    });
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if let Some(s) = spinning {
+        // A park is an idle stretch slept through: measured like a spun one.
+        builder
+            .on_thread_park(|| s.governor.begin())
+            .on_thread_unpark(|| s.governor.end());
+    }
+    let rt = builder.build()?;
+    let handle = rt.handle().clone();
+    if let Some(s) = spinning {
+        handle.spawn(spinner(s, window));
     }
     std::thread::Builder::new()
         .name("fastwt-io".into())
@@ -124,4 +197,19 @@ pub fn io_spin_us() -> u64 {
         return 0;
     }
     u64::try_from(spin_window().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The spin sites' counters: `{"io": {...} or None, "adaptive": bool}` (the I/O thread's:
+/// spins started, hits, skips, waits measured, mean wait in microseconds, whether it
+/// spins now). Each event loop's own site is `Notifier.spin_stats()`.
+#[pyfunction]
+pub fn spin_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    use pyo3::types::PyDictMethods;
+    let d = pyo3::types::PyDict::new(py);
+    match io_spin_snapshot() {
+        Some(s) => d.set_item("io", s.to_dict(py)?)?,
+        None => d.set_item("io", py.None())?,
+    }
+    d.set_item("adaptive", crate::spin::adaptive())?;
+    Ok(d)
 }
