@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -29,7 +30,6 @@ import platform
 import queue
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,30 +83,70 @@ AUTH_HEADERS = [
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    workload: str
-    title: str
-    full: dict[str, float]
-    quick: dict[str, float]
-    # primary metrics: (key, label, higher_is_better)
-    metrics: tuple[tuple[str, str, bool], ...]
-    # how long a client may take, on top of the measured duration
-    slack: float = 60.0
+def _load_cases() -> Any:
+    """``fastwt.bench.cases`` (python/fastwt/bench/cases.py): from the installed package,
+    or by path from this checkout when the orchestrating Python has no fastwt."""
+    try:
+        from fastwt.bench import cases
+    except ImportError:
+        path = ROOT / "python" / "fastwt" / "bench" / "cases.py"
+        spec = importlib.util.spec_from_file_location("fastwt_bench_cases", path)
+        assert spec is not None and spec.loader is not None
+        cases = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = cases
+        spec.loader.exec_module(cases)
+    return cases
 
-    def params(self, quick: bool) -> dict[str, float]:
-        return self.quick if quick else self.full
+
+_cases = _load_cases()
+Case = _cases.Case
+_STUCK = (("stuck", "requests stuck >3 s", False),)
 
 
-CASES: list[Case] = [
+def _paced_datagrams(rate: int, quick_duration: float) -> Any:
+    return Case(
+        f"paced_dg_{rate // 1000}k",
+        "datagrams_paced",
+        f"64-byte datagrams echoed at {rate:,}/s offered (open loop)",
+        {"duration": 5, "rate": rate},
+        {"duration": quick_duration, "rate": rate},
+        _cases.PACED_DATAGRAM_METRICS,
+        slack=60.0,
+    )
+
+
+def _reqresp(concurrency: int) -> Any:
+    return Case(
+        f"reqresp_c{concurrency}",
+        "reqresp",
+        f"64-byte request/response, new bidi stream each, concurrency {concurrency}",
+        {"duration": 5, "concurrency": concurrency},
+        {"duration": 1.5, "concurrency": concurrency},
+        _cases.REQUEST_METRICS + _STUCK,
+        slack=60.0,
+    )
+
+
+def _fanout(name: str, sessions: int, quick_sessions: int, slack: float) -> Any:
+    return Case(
+        name,
+        "fanout",
+        f"server pushes 64-byte datagrams to {sessions:,} sessions at 20 Hz",
+        {"sessions": sessions, "hz": 20, "duration": 10},
+        {"sessions": quick_sessions, "hz": 20, "duration": 2},
+        _cases.FANOUT_METRICS,
+        slack=slack,
+    )
+
+
+CASES: list[Any] = [
     Case(
         "bulk",
         "bulk",
         "64 MiB through one bidirectional stream, echoed",
         {"size": 64 * 2**20},
         {"size": 8 * 2**20},
-        (("mb_per_s", "MB/s", True), ("server_cpu_s_per_gib", "server CPU-s per GiB", False)),
+        _cases.BULK_METRICS,
         slack=150.0,
     ),
     Case(
@@ -116,7 +156,7 @@ CASES: list[Case] = [
         "reference stalls on 64 MiB)",
         {"size": 8 * 2**20},
         {"size": 8 * 2**20},
-        (("mb_per_s", "MB/s", True), ("server_cpu_s_per_gib", "server CPU-s per GiB", False)),
+        _cases.BULK_METRICS,
         slack=150.0,
     ),
     Case(
@@ -125,65 +165,21 @@ CASES: list[Case] = [
         "64-byte datagrams echoed, closed loop (128 in flight)",
         {"duration": 5, "window": 128},
         {"duration": 1.5, "window": 128},
-        (
-            ("received_per_s", "received/s", True),
-            ("loss", "loss", False),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-        ),
+        _cases.DATAGRAM_METRICS,
+        slack=60.0,
     ),
-    Case(
-        "reqresp_c1",
-        "reqresp",
-        "64-byte request/response, new bidi stream each, concurrency 1",
-        {"duration": 5, "concurrency": 1},
-        {"duration": 1.5, "concurrency": 1},
-        (
-            ("req_per_s", "req/s", True),
-            ("p50_ms", "p50 ms", False),
-            ("p99_ms", "p99 ms", False),
-            ("server_cpu_us_per_request", "server CPU-us per request", False),
-            ("stuck", "requests stuck >3 s", False),
-        ),
-    ),
-    Case(
-        "reqresp_c32",
-        "reqresp",
-        "64-byte request/response, new bidi stream each, concurrency 32",
-        {"duration": 5, "concurrency": 32},
-        {"duration": 1.5, "concurrency": 32},
-        (
-            ("req_per_s", "req/s", True),
-            ("p50_ms", "p50 ms", False),
-            ("p99_ms", "p99 ms", False),
-            ("server_cpu_us_per_request", "server CPU-us per request", False),
-            ("stuck", "requests stuck >3 s", False),
-        ),
-    ),
+    _reqresp(1),
+    _reqresp(32),
     Case(
         "sessions",
         "sessions",
         "new sessions per second (connect + close, 4 in parallel)",
         {"duration": 5, "concurrency": 4},
         {"duration": 1.5, "concurrency": 4},
-        (
-            ("sessions_per_s", "sessions/s", True),
-            ("connect_p50_ms", "connect p50 ms", False),
-            ("server_cpu_ms_per_session", "server CPU-ms per session", False),
-        ),
+        _cases.SESSION_METRICS,
+        slack=60.0,
     ),
-    Case(
-        "fanout",
-        "fanout",
-        "server pushes 64-byte datagrams to 1,000 sessions at 20 Hz",
-        {"sessions": 1000, "hz": 20, "duration": 10},
-        {"sessions": 100, "hz": 20, "duration": 2},
-        (
-            ("delivered_fraction", "delivered fraction", True),
-            ("server_cpu_fraction", "server CPU (cores)", False),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-        ),
-        slack=120.0,
-    ),
+    _fanout("fanout", 1000, 100, 120.0),
     Case(
         "memory",
         "memory",
@@ -200,12 +196,8 @@ CASES: list[Case] = [
         "64-byte requests, 8 sessions, one every 10 ms each (800/s in all, open loop)",
         {"duration": 6, "rate": 800, "paced-sessions": 8},
         {"duration": 1.5, "rate": 800, "paced-sessions": 8},
-        (
-            ("req_per_s", "req/s", True),
-            ("server_cpu_us_per_request", "server CPU-us per request", False),
-            ("p50_ms", "p50 ms", False),
-            ("p99_ms", "p99 ms", False),
-        ),
+        _cases.REQUEST_METRICS,
+        slack=60.0,
     ),
     Case(
         "paced_1000",
@@ -213,50 +205,12 @@ CASES: list[Case] = [
         "64-byte requests, 1,000 sessions, 5,000/s in all (open loop)",
         {"duration": 6, "rate": 5000, "paced-sessions": 1000},
         {"duration": 1.5, "rate": 1000, "paced-sessions": 100},
-        (
-            ("req_per_s", "req/s", True),
-            ("server_cpu_us_per_request", "server CPU-us per request", False),
-            ("p50_ms", "p50 ms", False),
-            ("p99_ms", "p99 ms", False),
-        ),
+        _cases.REQUEST_METRICS,
         slack=120.0,
     ),
-    Case(
-        "paced_dg_10k",
-        "datagrams_paced",
-        "64-byte datagrams echoed at 10,000/s offered (open loop)",
-        {"duration": 5, "rate": 10_000},
-        {"duration": 1.5, "rate": 10_000},
-        (
-            ("delivered_fraction", "delivered fraction", True),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-            ("p99_ms", "p99 ms", False),
-        ),
-    ),
-    Case(
-        "paced_dg_50k",
-        "datagrams_paced",
-        "64-byte datagrams echoed at 50,000/s offered (open loop)",
-        {"duration": 5, "rate": 50_000},
-        {"duration": 1.0, "rate": 50_000},
-        (
-            ("delivered_fraction", "delivered fraction", True),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-            ("p99_ms", "p99 ms", False),
-        ),
-    ),
-    Case(
-        "paced_dg_100k",
-        "datagrams_paced",
-        "64-byte datagrams echoed at 100,000/s offered (open loop)",
-        {"duration": 5, "rate": 100_000},
-        {"duration": 1.0, "rate": 100_000},
-        (
-            ("delivered_fraction", "delivered fraction", True),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-            ("p99_ms", "p99 ms", False),
-        ),
-    ),
+    _paced_datagrams(10_000, 1.5),
+    _paced_datagrams(50_000, 1.0),
+    _paced_datagrams(100_000, 1.0),
     Case(
         "burst",
         "burst",
@@ -268,20 +222,9 @@ CASES: list[Case] = [
             ("sent_per_s", "sent/s", True),
             ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
         ),
+        slack=60.0,
     ),
-    Case(
-        "fanout_10k",
-        "fanout",
-        "server pushes 64-byte datagrams to 10,000 sessions at 20 Hz",
-        {"sessions": 10_000, "hz": 20, "duration": 10},
-        {"sessions": 300, "hz": 20, "duration": 2},
-        (
-            ("delivered_fraction", "delivered fraction", True),
-            ("server_cpu_fraction", "server CPU (cores)", False),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-        ),
-        slack=240.0,
-    ),
+    _fanout("fanout_10k", 10_000, 300, 240.0),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 DEFAULT_CASES = [c.name for c in CASES if c.name != "bulk8"]
@@ -674,29 +617,7 @@ def measure(
 
 
 def summarize(raw: list[dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for case in CASES:
-        per_metric: dict[str, Any] = {}
-        for key, _label, _hib in case.metrics:
-            per_target: dict[str, Any] = {}
-            for rec in raw:
-                if rec["case"] != case.name or not rec["ok"]:
-                    continue
-                v = rec["metrics"].get(key)
-                if isinstance(v, int | float):
-                    per_target.setdefault(rec["target"], []).append(float(v))
-            per_metric[key] = {
-                tn: {
-                    "median": statistics.median(vals),
-                    "min": min(vals),
-                    "max": max(vals),
-                    "n": len(vals),
-                    "values": vals,
-                }
-                for tn, vals in per_target.items()
-            }
-        summary[case.name] = per_metric
-    return summary
+    return dict(_cases.summarize(raw, CASES))
 
 
 def ratio(summary: dict[str, Any], case: str, metric: str, a: str, b: str) -> float | None:
@@ -791,20 +712,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def fmt(v: float | None, key: str = "") -> str:
-    if v is None:
-        return "—"
-    if key in ("loss", "delivered_fraction"):
-        return f"{v * 100:.2f}%"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
+    return str(_cases.fmt(v, key, percent_digits=2))
 
 
 def write_markdown(data: dict[str, Any], path: Path) -> None:

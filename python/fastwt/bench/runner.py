@@ -20,47 +20,30 @@ import os
 import platform
 import queue
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from .cases import (
+    BULK_METRICS,
+    DATAGRAM_METRICS,
+    FANOUT_METRICS,
+    PACED_DATAGRAM_METRICS,
+    REQUEST_METRICS,
+    SESSION_METRICS,
+    Case,
+    fmt,
+    summarize,
+)
 
 __all__ = ["CASES", "add_arguments", "run"]
 
 TARGETS = ("rust", "python")
 
-
-@dataclass(frozen=True)
-class Case:
-    """One workload with its parameters (full and ``--quick``) and the metrics it
-    reports: (key, label, higher is better)."""
-
-    name: str
-    workload: str
-    title: str
-    full: dict[str, float]
-    quick: dict[str, float]
-    metrics: tuple[tuple[str, str, bool], ...]
-    slack: float = 30.0
-
-    def params(self, quick: bool, duration: float | None) -> dict[str, float]:
-        params = dict(self.quick if quick else self.full)
-        if duration is not None and "duration" in params:
-            params["duration"] = duration
-        return params
-
-
-_REQ_METRICS = (
-    ("req_per_s", "req/s", True),
-    ("p50_ms", "p50 ms", False),
-    ("p99_ms", "p99 ms", False),
-    ("server_cpu_us_per_request", "server CPU-us/request", False),
-)
 
 CASES: list[Case] = [
     Case(
@@ -69,7 +52,7 @@ CASES: list[Case] = [
         "bytes through one bidirectional stream, echoed",
         {"size": 16 * 2**20},
         {"size": 4 * 2**20},
-        (("mb_per_s", "MB/s", True), ("server_cpu_s_per_gib", "server CPU-s/GiB", False)),
+        BULK_METRICS,
         slack=90.0,
     ),
     Case(
@@ -78,11 +61,7 @@ CASES: list[Case] = [
         "64-byte datagrams echoed, closed loop, bursts of up to 128 in flight",
         {"duration": 3, "window": 128},
         {"duration": 0.4, "window": 128},
-        (
-            ("received_per_s", "received/s", True),
-            ("loss", "loss", False),
-            ("server_cpu_us_per_datagram", "server CPU-us/datagram", False),
-        ),
+        DATAGRAM_METRICS,
     ),
     Case(
         "datagrams_paced",
@@ -90,12 +69,7 @@ CASES: list[Case] = [
         "64-byte datagrams echoed at 1,000/s (open loop)",
         {"duration": 3, "rate": 1000},
         {"duration": 0.4, "rate": 1000},
-        (
-            ("delivered_fraction", "delivered", True),
-            ("p50_ms", "p50 ms", False),
-            ("p99_ms", "p99 ms", False),
-            ("server_cpu_us_per_datagram", "server CPU-us/datagram", False),
-        ),
+        PACED_DATAGRAM_METRICS,
     ),
     Case(
         "reqresp_c1",
@@ -103,7 +77,7 @@ CASES: list[Case] = [
         "64-byte request/response on a new stream each, concurrency 1",
         {"duration": 3, "concurrency": 1},
         {"duration": 0.4, "concurrency": 1},
-        _REQ_METRICS,
+        REQUEST_METRICS,
     ),
     Case(
         "reqresp_c32",
@@ -111,7 +85,7 @@ CASES: list[Case] = [
         "64-byte request/response on a new stream each, concurrency 32",
         {"duration": 3, "concurrency": 32},
         {"duration": 0.4, "concurrency": 32},
-        _REQ_METRICS,
+        REQUEST_METRICS,
     ),
     Case(
         "reqresp_paced",
@@ -119,7 +93,7 @@ CASES: list[Case] = [
         "64-byte request/response started at 200/s (open loop)",
         {"duration": 3, "rate": 200},
         {"duration": 0.4, "rate": 200},
-        _REQ_METRICS,
+        REQUEST_METRICS,
     ),
     Case(
         "sessions",
@@ -127,11 +101,7 @@ CASES: list[Case] = [
         "new sessions per second (connect + close, 4 in parallel)",
         {"duration": 3, "concurrency": 4},
         {"duration": 0.4, "concurrency": 4},
-        (
-            ("sessions_per_s", "sessions/s", True),
-            ("connect_p50_ms", "connect p50 ms", False),
-            ("server_cpu_ms_per_session", "server CPU-ms/session", False),
-        ),
+        SESSION_METRICS,
     ),
     Case(
         "fanout",
@@ -139,11 +109,7 @@ CASES: list[Case] = [
         "the server pushes a 64-byte datagram to every session at 20 Hz",
         {"sessions": 200, "hz": 20, "duration": 3},
         {"sessions": 50, "hz": 20, "duration": 0.6},
-        (
-            ("delivered_fraction", "delivered", True),
-            ("server_cpu_fraction", "server CPU (cores)", False),
-            ("server_cpu_us_per_datagram", "server CPU-us/datagram", False),
-        ),
+        FANOUT_METRICS,
         slack=60.0,
     ),
 ]
@@ -348,32 +314,6 @@ def _measure(
 # --------------------------------------------------------------------------- results
 
 
-def summarize(raw: list[dict[str, Any]], cases: list[Case]) -> dict[str, Any]:
-    """case -> metric -> target -> {median, min, max, n, values}."""
-    summary: dict[str, Any] = {}
-    for case in cases:
-        per_metric: dict[str, Any] = {}
-        for key, _label, _higher in case.metrics:
-            per_target: dict[str, list[float]] = {}
-            for rec in raw:
-                if rec["case"] == case.name and rec["ok"]:
-                    v = rec["metrics"].get(key)
-                    if isinstance(v, int | float):
-                        per_target.setdefault(rec["target"], []).append(float(v))
-            per_metric[key] = {
-                t: {
-                    "median": statistics.median(vals),
-                    "min": min(vals),
-                    "max": max(vals),
-                    "n": len(vals),
-                    "values": vals,
-                }
-                for t, vals in per_target.items()
-            }
-        summary[case.name] = per_metric
-    return summary
-
-
 def ratios(summary: dict[str, Any]) -> dict[str, Any]:
     """case -> metric -> python/rust of the medians (where both exist and rust's is not 0)."""
     out: dict[str, Any] = {}
@@ -384,23 +324,6 @@ def ratios(summary: dict[str, Any]) -> dict[str, Any]:
                 if den:
                     out.setdefault(case, {})[key] = per_target["python"]["median"] / den
     return out
-
-
-def fmt(v: float | None, key: str = "") -> str:
-    if v is None:
-        return "—"
-    if key in ("loss", "delivered_fraction"):
-        return f"{v * 100:.1f}%"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
 
 
 def table(data: dict[str, Any]) -> str:
