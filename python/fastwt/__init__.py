@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # First: picks the backend, and stands in for the Rust extension when it is missing.
 from . import _backend  # noqa: F401  # isort: skip
+from ._bridge import new_event_loop
 from ._core import __version__, generate_dev_certificate
 from ._types import SessionObserver
 from .client import WebTransportClient
@@ -91,4 +92,5 @@ __all__ = [
     "create_cors_middleware",
     "create_rate_limit_middleware",
     "generate_dev_certificate",
+    "new_event_loop",
 ]

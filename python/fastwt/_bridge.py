@@ -29,7 +29,14 @@ from ._core import Notifier, io_spin_us
 
 T = TypeVar("T")
 
-__all__ = ["Hub", "get_hub", "new_token"]
+__all__ = [
+    "Hub",
+    "asyncio_backend_options",
+    "get_hub",
+    "new_event_loop",
+    "new_token",
+    "run",
+]
 
 _tokens = itertools.count(1)
 
@@ -212,12 +219,20 @@ class _AsyncioHub(_HubBase):
                 loop.add_reader(self.notifier.fileno(), self._dispatch)
             except NotImplementedError:  # asyncio's Proactor loop (Windows' default)
                 self._reader = _ReaderThread(self.notifier, loop, self._dispatch_from_reader)
-        selector = getattr(loop, "_selector", None)
-        # Only asyncio's own selector loops (uvloop has no `_selector`): there the wait
-        # for I/O is wrapped so that the loop spins before it sleeps (see `_idle`).
-        if _SPIN_US and isinstance(selector, selectors.BaseSelector):
-            self._spinning_selector = _SpinningSelector(selector, self._idle)
-            setattr(loop, "_selector", self._spinning_selector)  # noqa: B010 (private)
+        own = _own_selectors.get(loop)
+        if own is not None:
+            # A loop of new_event_loop(): its selector was made for this hook.
+            if _SPIN_US:
+                own.bind(self._idle)
+        else:
+            # The fallback for loops fastwt did not make (asyncio.run's, a framework's):
+            # only asyncio's own selector loops (uvloop has no `_selector`) get their
+            # selector wrapped, through asyncio's private attribute, so that the loop
+            # spins before it sleeps (see `_idle`). new_event_loop() needs none of this.
+            selector = getattr(loop, "_selector", None)
+            if _SPIN_US and isinstance(selector, selectors.BaseSelector):
+                self._spinning_selector = _SpinningSelector(selector, self._idle)
+                setattr(loop, "_selector", self._spinning_selector)  # noqa: B010 (private)
 
     def flush_soon(self) -> None:
         """Stream writes leave the I/O thread asleep until the loop's next turn, so that
@@ -285,6 +300,9 @@ class _AsyncioHub(_HubBase):
             return
         if self._reader is None and not loop.is_closed():
             loop.remove_reader(self.notifier.fileno())
+        own = _own_selectors.get(loop)
+        if own is not None:
+            own.bind(None)
         wrapper = self._spinning_selector
         if wrapper is not None:
             inner = wrapper.inner
@@ -296,13 +314,22 @@ class _SpinningSelector(selectors.BaseSelector):
     """An asyncio loop's selector, unchanged except that a wait that would sleep first
     gives the hub its chance to spin for a reply."""
 
-    def __init__(self, inner: selectors.BaseSelector, idle: Callable[[float | None], float | None]):
+    def __init__(
+        self,
+        inner: selectors.BaseSelector,
+        idle: Callable[[float | None], float | None] | None = None,
+    ):
         self.inner = inner
         self._idle = idle
 
+    def bind(self, idle: Callable[[float | None], float | None] | None) -> None:
+        """The hub's hook (``None``: none, the selector then only waits)."""
+        self._idle = idle
+
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None or timeout > 0:
-            spent = self._idle(timeout)
+        idle = self._idle
+        if idle is not None and (timeout is None or timeout > 0):
+            spent = idle(timeout)
             if spent is None:
                 timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
             elif timeout is not None:
@@ -388,6 +415,47 @@ _asyncio_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncioHub]
     weakref.WeakKeyDictionary()
 )
 _trio_hubs: weakref.WeakKeyDictionary[Any, _TrioHub] = weakref.WeakKeyDictionary()
+
+
+# The selectors of the loops new_event_loop() made, by loop.
+_own_selectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SpinningSelector] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An asyncio event loop made for fastwt: ``asyncio.SelectorEventLoop`` (asyncio's
+    public constructor) with a selector that, where the loop would sleep waiting for
+    I/O, lets fastwt busy-poll for a reply first (see docs/bridge.md). Pass it as a loop
+    factory: ``asyncio.Runner(loop_factory=fastwt.new_event_loop)``,
+    ``anyio.run(main, backend_options={"loop_factory": fastwt.new_event_loop})``;
+    ``ServerApp.run`` and ``fastwt run`` use it. Other asyncio loops work too: on those
+    fastwt wraps the loop's selector in place (asyncio's private ``_selector``), and
+    uvloop, which has none, does not spin."""
+    selector = _SpinningSelector(selectors.DefaultSelector())
+    loop = asyncio.SelectorEventLoop(selector)
+    _own_selectors[loop] = selector
+    return loop
+
+
+def asyncio_backend_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``anyio.run``'s asyncio options with :func:`new_event_loop` as the loop factory,
+    unless they choose another loop (``use_uvloop``, their own ``loop_factory``)."""
+    out = dict(options or {})
+    if not out.get("use_uvloop") and "loop_factory" not in out:
+        out["loop_factory"] = new_event_loop
+    return out
+
+
+def run(main: Callable[[], Any], *, backend: str = "asyncio", backend_options: Any = None) -> Any:
+    """``anyio.run(main, ...)`` on :func:`new_event_loop` where asyncio is asked for its
+    default loop: how fastwt's own entry points (``ServerApp.run``, the CLI, workers)
+    start their event loop."""
+    import anyio
+
+    if backend == "asyncio":
+        backend_options = asyncio_backend_options(backend_options)
+    return anyio.run(main, backend=backend, backend_options=backend_options)
 
 
 def get_hub() -> Hub:

@@ -606,7 +606,9 @@ def run_app(
                 _print_run_banner(app, addresses)
 
     try:
-        anyio.run(main, backend=backend, backend_options=backend_options)
+        from fastwt import _bridge
+
+        _bridge.run(main, backend=backend, backend_options=backend_options)
     except KeyboardInterrupt:
         logging.getLogger("fastwt.cli").info("interrupted")
 
@@ -698,7 +700,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
             info = await tg.start(serve)
             _print_dev_banner(info, custom_cert=args.certfile is not None)
 
-    anyio.run(main, backend=backend, backend_options=options)
+    from fastwt import _bridge
+
+    _bridge.run(main, backend=backend, backend_options=options)
     return 0
 
 

@@ -370,3 +370,63 @@ def test_spin_off_reports_no_io_site() -> None:
     result = adaptive_run(requests=20, pause=0, FASTWT_IO_SPIN_US="0")
     assert result["diagnose"]["io"] is None
     assert result["diagnose"]["loop"]["spins"] == 0
+
+
+def test_fastwts_own_loop_spins_without_patching_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fastwt.new_event_loop()`` is asyncio's ``SelectorEventLoop`` built with fastwt's
+    selector: the hub binds its hook to that selector instead of replacing the loop's
+    private ``_selector``, and the loop still spins for a reply (the real selector is
+    only polled, never slept in). After the hub closes, the selector only waits."""
+    import asyncio
+    import threading
+
+    import fastwt
+    from fastwt import _bridge
+
+    monkeypatch.setattr(_bridge, "_SPIN_US", 2_000_000)
+    timeouts: list[float | None] = []
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        own = _bridge._own_selectors[loop]
+        hub = _bridge.get_hub()
+        assert hub._spinning_selector is None  # type: ignore[attr-defined]  # nothing patched
+        inner = own.inner
+
+        class Recording:
+            def select(self, timeout: float | None = None) -> Any:
+                timeouts.append(timeout)
+                return inner.select(timeout)
+
+        own.inner = Recording()  # type: ignore[assignment]
+        await asyncio.sleep(0)
+        timeouts.clear()
+        token = _bridge.new_token()
+        hub.flush_soon()  # as a stream write does
+        threading.Timer(0.003, hub.notifier.notify, args=(token,)).start()
+        await asyncio.wait_for(hub.park(token), 5)
+        own.inner = inner
+        return hub.is_waiting(token)
+
+    with asyncio.Runner(loop_factory=fastwt.new_event_loop) as runner:
+        assert runner.run(main()) is False
+    assert timeouts, "the loop never reached its selector"
+    assert all(t == 0 for t in timeouts), timeouts
+
+
+def test_fastwt_entry_points_run_asyncio_on_fastwts_own_loop() -> None:
+    """``ServerApp.run`` and the CLI start asyncio through ``_bridge.run``, which gives
+    anyio fastwt's loop factory unless uvloop or another factory is asked for."""
+    from fastwt import _bridge
+
+    assert _bridge.asyncio_backend_options(None) == {"loop_factory": _bridge.new_event_loop}
+    assert _bridge.asyncio_backend_options({"use_uvloop": True}) == {"use_uvloop": True}
+    mine = object()
+    assert _bridge.asyncio_backend_options({"loop_factory": mine}) == {"loop_factory": mine}
+
+    async def which() -> type:
+        import asyncio
+
+        return type(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
+
+    assert _bridge.run(which) is _bridge._SpinningSelector

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
+from fastwt import _bridge
 from fastwt.config import ServerConfig
 from fastwt.errors import ErrorCodes
 from fastwt.framework.exceptions import MiddlewareRejected
@@ -301,7 +302,7 @@ class ServerApp:
                 tg.cancel_scope.cancel()
 
         try:
-            anyio.run(main, backend=backend, backend_options=backend_options)
+            _bridge.run(main, backend=backend, backend_options=backend_options)
         except KeyboardInterrupt:
             _logger.info("ServerApp interrupted")
 

@@ -99,7 +99,9 @@ def main() -> None:
             os.write(status_fd, b"ready\n")
             tg.start_soon(beat)
 
-    anyio.run(run, backend=config["backend"], backend_options=config["backend_options"] or None)
+    from fastwt import _bridge
+
+    _bridge.run(run, backend=config["backend"], backend_options=config["backend_options"] or None)
 
 
 if __name__ == "__main__":
