@@ -53,6 +53,9 @@ def make_app() -> ServerApp:
         async for message in MessageStream(incoming):
             await outgoing.send(message * 2)
         await outgoing.close()
+        # Returning would close the session at once, and the close can overtake the
+        # stream just finished (docs/messages.md): the client ends the session.
+        await session.wait_closed()
 
     @app.pattern_route(pattern=r"/raw/(?P<case>[a-z-]+)")
     async def raw(session: WebTransportSession, case: str) -> None:
