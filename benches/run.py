@@ -27,13 +27,10 @@ import json
 import math
 import os
 import platform
-import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -343,40 +340,35 @@ def ensure_cert(workdir: Path) -> tuple[Path, Path] | None:
 
 @functools.cache
 def build_ceiling() -> tuple[bool, str, Path]:
-    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target_dir / "release" / "wt-ceiling"
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        return binary.exists(), "cargo not found", binary
-    log("[setup] building the raw-Rust ceiling (cargo build --release -j 2) ...")
-    env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
-    p = subprocess.run(
-        [cargo, "build", "--release", "-j", "2", "-q"],
-        cwd=CEILING_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    return _cargo_build(
+        "the raw-Rust ceiling (cargo build --release -j 2)", [], CEILING_DIR, "wt-ceiling"
     )
-    if p.returncode != 0:
-        return False, "cargo build failed: " + p.stderr.strip()[-300:], binary
-    return binary.exists(), "", binary
 
 
 @functools.cache
 def build_native() -> tuple[bool, str, Path]:
     """fastwt-core's bench server (rust/core/examples/bench_server.rs), release build."""
+    return _cargo_build(
+        "the native fastwt-core server (cargo build --release)",
+        ["-p", "fastwt-core", "--example", "bench_server"],
+        ROOT,
+        "examples/bench_server",
+    )
+
+
+def _cargo_build(what: str, args: list[str], cwd: Path, binary_name: str) -> tuple[bool, str, Path]:
+    """``cargo build --release -j 2 -q ARGS`` in ``cwd`` into the shared target directory:
+    (the binary exists, why not, its path). Without cargo, a binary built before is used."""
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target_dir / "release" / "examples" / "bench_server"
+    binary = target_dir / "release" / binary_name
     cargo = shutil.which("cargo")
     if cargo is None:
         return binary.exists(), "cargo not found", binary
-    log("[setup] building the native fastwt-core server (cargo build --release) ...")
+    log(f"[setup] building {what} ...")
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
-    cmd = [cargo, "build", "--release", "-j", "2", "-q", "-p", "fastwt-core"]
     p = subprocess.run(
-        [*cmd, "--example", "bench_server"],
-        cwd=ROOT,
+        [cargo, "build", "--release", "-j", "2", "-q", *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -511,48 +503,16 @@ def make_targets(
 # ---------------------------------------------------------------------------------------------
 
 
-def stop_process(p: subprocess.Popen[str]) -> None:
-    if p.poll() is not None:
-        return
-    try:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(timeout=5)
-    except ProcessLookupError:
-        pass
+stop_process = _cases.stop_process
 
 
 def start_server(t: Target, lifetime: float, logf: Any) -> tuple[subprocess.Popen[str], int, str]:
     """Start ``t``'s server; wait for ``PORT <n>`` (and ``HASH <hex>`` where it prints one)."""
     cmd = [*t.server_cmd, "--seconds", str(int(lifetime))]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf, text=True, cwd=str(TARGETS_DIR))
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert p.stdout is not None
-        for line in p.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    port, cert_hash = 0, ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (port and (cert_hash or not t.prints_hash)):
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            if p.poll() is not None:
-                break
-            continue
-        if line.startswith("PORT "):
-            port = int(line.split()[1])
-        elif line.startswith("HASH "):
-            cert_hash = line.split()[1]
-    if not port:
-        stop_process(p)
-        raise RuntimeError("server did not report its port (see raw/bench.log)")
-    return p, port, cert_hash
+    try:
+        return _cases.start_server(cmd, log=logf, cwd=str(TARGETS_DIR), needs_hash=t.prints_hash)
+    except RuntimeError:
+        raise RuntimeError("server did not report its port (see raw/bench.log)") from None
 
 
 ServerHook = Callable[[subprocess.Popen[str]], Callable[[], None]]

@@ -1,15 +1,21 @@
-"""What a benchmark case is, the metrics each kind of workload reports, and how runs
-are summarized and shown: one definition for ``fastwt bench`` (``runner.py``) and the
-repository's suite (``benches/run.py``), which choose their own sizes and durations.
+"""What a benchmark case is, the metrics each kind of workload reports, how a server
+process is started and stopped, and how runs are summarized and shown: one definition
+for ``fastwt bench`` (``runner.py``) and the repository's suite (``benches/run.py``),
+which choose their own sizes, durations and commands.
 
 Standard library only: the suite loads this file by path where fastwt is not installed.
 """
 
 from __future__ import annotations
 
+import queue
+import signal
 import statistics
+import subprocess
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "BULK_METRICS",
@@ -21,6 +27,8 @@ __all__ = [
     "Case",
     "Metrics",
     "fmt",
+    "start_server",
+    "stop_process",
     "summarize",
 ]
 
@@ -127,3 +135,51 @@ def fmt(v: float | None, key: str = "", *, percent_digits: int = 1) -> str:
     if a >= 1:
         return f"{v:.2f}"
     return f"{v:.3g}"
+
+
+def start_server(
+    cmd: list[str], *, log: IO[str], cwd: str | None = None, needs_hash: bool = True
+) -> tuple[subprocess.Popen[str], int, str]:
+    """Starts a bench server and waits (30 s at most) for its ``PORT <n>`` line and, with
+    ``needs_hash``, its ``HASH <hex>`` line; (process, port, hash or ""). Raises
+    ``RuntimeError`` (after stopping it) when they do not come."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=cwd)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    port, cert_hash = 0, ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (port and (cert_hash or not needs_hash)):
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
+        if line.startswith("PORT "):
+            port = int(line.split()[1])
+        elif line.startswith("HASH "):
+            cert_hash = line.split()[1]
+    if not (port and (cert_hash or not needs_hash)):
+        stop_process(p)
+        raise RuntimeError(f"{cmd[0]}: the server did not start (exit {p.poll()})")
+    return p, port, cert_hash
+
+
+def stop_process(p: subprocess.Popen[str]) -> None:
+    """SIGTERM (SIGINT where there is none), then a kill after 3 s."""
+    if p.poll() is not None:
+        return
+    try:
+        p.send_signal(signal.SIGTERM if hasattr(signal, "SIGTERM") else signal.SIGINT)
+        p.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=5)
+    except ProcessLookupError:
+        pass

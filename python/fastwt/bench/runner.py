@@ -18,12 +18,9 @@ import argparse
 import json
 import os
 import platform
-import queue
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +34,8 @@ from .cases import (
     SESSION_METRICS,
     Case,
     fmt,
+    start_server,
+    stop_process,
     summarize,
 )
 
@@ -204,53 +203,18 @@ class _Progress:
             self.stream.flush()
 
 
-def _stop(p: subprocess.Popen[str]) -> None:
-    if p.poll() is not None:
-        return
-    try:
-        p.send_signal(signal.SIGTERM if hasattr(signal, "SIGTERM") else signal.SIGINT)
-        p.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(timeout=5)
-    except ProcessLookupError:
-        pass
-
-
 def _start_server(
     backend: str, lifetime: float, log: IO[str]
 ) -> tuple[subprocess.Popen[str], int, str]:
-    """A fresh bench server; waits for its ``PORT`` and ``HASH`` lines."""
+    """A fresh bench server of ``backend``."""
     cmd = [
         sys.executable, "-m", "fastwt", "bench", "--serve", "--backend", backend,
         "--seconds", str(int(lifetime)),
     ]  # fmt: skip
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert p.stdout is not None
-        for line in p.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    port, cert_hash = 0, ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (port and cert_hash):
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            if p.poll() is not None:
-                break
-            continue
-        if line.startswith("PORT "):
-            port = int(line.split()[1])
-        elif line.startswith("HASH "):
-            cert_hash = line.split()[1]
-    if not (port and cert_hash):
-        _stop(p)
-        raise RuntimeError(f"the {backend} server did not start (exit {p.poll()})")
-    return p, port, cert_hash
+    try:
+        return start_server(cmd, log=log)
+    except RuntimeError:
+        raise RuntimeError(f"the {backend} server did not start") from None
 
 
 def _client(
@@ -308,7 +272,7 @@ def _measure(
             result["server_died"] = 1.0
         return result, error
     finally:
-        _stop(server)
+        stop_process(server)
 
 
 # --------------------------------------------------------------------------- results
