@@ -536,11 +536,24 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
     tokio::time::sleep(Duration::from_secs_f64(duration)).await;
     stop.store(true, Ordering::Relaxed);
     let (cpu, wall) = probe.stop();
+    report_requests(tasks, cpu, wall, concurrency).await;
+    conn.close(0u32.into(), b"");
+    Ok(())
+}
+
+/// The result line of a closed-loop request/response run: gathers each request loop's
+/// latencies (ms) and errors (a loop not done 3 s after the window closed is stuck; its
+/// requests are not counted) and prints them with the server's CPU over the window.
+pub(crate) async fn report_requests(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<f64>, u64)>>,
+    cpu: f64,
+    wall: f64,
+    concurrency: usize,
+) {
     let mut lat = Vec::new();
     let mut errors = 0;
     let mut stuck = 0u64;
     for t in tasks {
-        // requests still unanswered 3 s after the window closed are stuck
         match tokio::time::timeout(Duration::from_secs(3), t).await {
             Ok(Ok((l, e))) => {
                 lat.extend(l);
@@ -549,7 +562,6 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
             _ => stuck += 1,
         }
     }
-    conn.close(0u32.into(), b"");
     lat.sort_by(|a, b| a.total_cmp(b));
     let n = lat.len() as f64;
     emit(&[
@@ -564,7 +576,6 @@ async fn client_reqresp(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
         ("server_cpu_s", cpu),
         ("server_cpu_us_per_request", cpu * 1e6 / n.max(1.0)),
     ]);
-    Ok(())
 }
 
 async fn client_sessions(args: &Args, url: &str, pid: u32) -> AnyResult<()> {

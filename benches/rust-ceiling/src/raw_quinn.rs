@@ -197,35 +197,10 @@ async fn client_reqresp(duration: f64, concurrency: usize, url: &str, pid: u32) 
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    let mut stuck = 0u64;
     tokio::time::sleep_until(deadline.into()).await;
     let (cpu, wall) = probe.stop();
-    for t in tasks {
-        match tokio::time::timeout(Duration::from_secs(3), t).await {
-            Ok(Ok((l, e))) => {
-                lat.extend(l);
-                errors += e;
-            }
-            _ => stuck += 1,
-        }
-    }
+    super::report_requests(tasks, cpu, wall, concurrency).await;
     conn.close(0u32.into(), b"");
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let n = lat.len() as f64;
-    emit(&[
-        ("requests", n),
-        ("errors", errors as f64),
-        ("stuck", stuck as f64),
-        ("seconds", wall),
-        ("concurrency", concurrency as f64),
-        ("req_per_s", n / wall),
-        ("p50_ms", percentile(&lat, 0.50)),
-        ("p99_ms", percentile(&lat, 0.99)),
-        ("server_cpu_s", cpu),
-        ("server_cpu_us_per_request", cpu * 1e6 / n.max(1.0)),
-    ]);
     Ok(())
 }
 
