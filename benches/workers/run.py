@@ -29,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,9 +50,7 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def start_server(
-    target: str, app: str = "echo_app:app"
-) -> tuple[subprocess.Popen[str], str, str, list[int]]:
+def start_server(target: str, app: str) -> tuple[subprocess.Popen[str], str, str, list[int]]:
     args = [sys.executable, "-m", "fastwt", "run", app, "--host", "127.0.0.1"]
     args += ["--port", "0", "--no-access-log", "--log-level", "info"]
     if target == "sid":  # one process, QUIC-LB CIDs (the CID generator alone)
@@ -82,9 +82,37 @@ def start_server(
     return proc, port, digest, pids
 
 
-def one_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
-    proc, port, digest, pids = start_server(target)
+@contextmanager
+def serving(target: str, app: str) -> Iterator[tuple[str, str, list[int]]]:
+    """``target``'s server of ``app`` for one run: (port, certificate hash, the pids whose
+    CPU counts); stopped (SIGTERM, then a kill after 30 s) when the run ends."""
+    proc, port, digest, pids = start_server(target, app)
     try:
+        yield port, digest, pids
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def alternate(
+    targets: list[str], runs: int, one: Callable[[str], tuple[float, float]], line: str
+) -> dict[str, list[tuple[float, float]]]:
+    """``runs`` rounds of ``one(target)``, targets in turn (reversed every other round),
+    each result printed with ``line.format(*result)``."""
+    results: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
+    for run in range(runs):
+        for target in targets if run % 2 == 0 else reversed(targets):
+            r = one(target)
+            results[target].append(r)
+            print(f"run {run + 1} {target}: " + line.format(*r), flush=True)
+    return results
+
+
+def one_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
+    with serving(target, "echo_app:app") as (port, digest, pids):
         url = f"https://127.0.0.1:{port}/echo"
         clients = [
             subprocess.Popen(
@@ -114,18 +142,11 @@ def one_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
         req_per_s = total / opts.seconds
         cpu_s = (cpu1 - cpu0) / 1e9 / (opts.seconds - 0.5) * opts.seconds
         return req_per_s, (cpu_s * 1e6 / total if total else float("nan"))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def one_fanout_run(target: str, opts: argparse.Namespace) -> tuple[float, float]:
     """(delivered fraction, server CPU-us per delivered datagram) of one run."""
-    proc, port, digest, pids = start_server(target, "ticks_app:app")
-    try:
+    with serving(target, "ticks_app:app") as (port, digest, pids):
         url = f"https://127.0.0.1:{port}/ticks"
         clients = [
             subprocess.Popen(
@@ -162,12 +183,6 @@ def one_fanout_run(target: str, opts: argparse.Namespace) -> tuple[float, float]
         expected = opts.clients * opts.sessions * 20 * opts.seconds
         cpu_us = (cpu1 - cpu0) / 1e3
         return received / expected, (cpu_us / received if received else float("nan"))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def main() -> None:
@@ -184,15 +199,12 @@ def main() -> None:
     if opts.mode == "fanout":
         fanout(targets, opts)
         return
-    results: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
-    for run in range(opts.runs):
-        for target in targets if run % 2 == 0 else reversed(targets):
-            r = one_run(target, opts)
-            results[target].append(r)
-            print(
-                f"run {run + 1} {target}: {r[0]:.0f} req/s, {r[1]:.1f} server CPU-us/req",
-                flush=True,
-            )
+    results = alternate(
+        targets,
+        opts.runs,
+        lambda t: one_run(t, opts),
+        "{:.0f} req/s, {:.1f} server CPU-us/req",
+    )
     base = statistics.median(r for r, _ in results[targets[0]])
     print(
         "\n| target | req/s median (range) | vs "
@@ -211,16 +223,12 @@ def main() -> None:
 
 
 def fanout(targets: list[str], opts: argparse.Namespace) -> None:
-    results: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
-    for run in range(opts.runs):
-        for target in targets if run % 2 == 0 else reversed(targets):
-            r = one_fanout_run(target, opts)
-            results[target].append(r)
-            print(
-                f"run {run + 1} {target}: delivered {r[0]:.1%}, "
-                f"{r[1]:.2f} server CPU-us per delivered datagram",
-                flush=True,
-            )
+    results = alternate(
+        targets,
+        opts.runs,
+        lambda t: one_fanout_run(t, opts),
+        "delivered {:.1%}, {:.2f} server CPU-us per delivered datagram",
+    )
     print(
         f"\n{opts.clients} x {opts.sessions} sessions x 20 Hz x 64 B, {opts.seconds:g} s per run\n"
         "\n| target | delivered median (range) | server CPU-us per delivered datagram |"
