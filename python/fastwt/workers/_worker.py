@@ -89,8 +89,11 @@ def main() -> None:
                         break
                 server.goaway()
                 with anyio.move_on_after(drain):
-                    # The core's session count has no event to wait on: poll it.
-                    while server.session_count > 0:  # noqa: ASYNC110
+                    # The core's counts have no event to wait on: poll them. Connections
+                    # still in their handshake count too: one whose first packet reached
+                    # this worker's socket before the supervisor re-steered the group
+                    # sends its CONNECT here, and is served rather than refused.
+                    while server.session_count > 0 or server.handshake_count > 0:  # noqa: ASYNC110
                         await anyio.sleep(0.05)
                 tg.cancel_scope.cancel()
 
