@@ -198,7 +198,10 @@ class WebTransportSession:
 
     async def close(self, *, error_code: int = 0, reason: str | None = None) -> None:
         """Closes the session; the peer sees ``error_code`` and ``reason``
-        (CLOSE_WEBTRANSPORT_SESSION). An unanswered request is refused with 404."""
+        (CLOSE_WEBTRANSPORT_SESSION). The session is closed for this side at once; the
+        close goes out once the peer has every stream finished before it (at most 2 s
+        later), so that it does not overtake a last reply. An unanswered request is
+        refused with 404."""
         if not 0 <= error_code <= 0xFFFFFFFF:
             raise SessionError(f"error_code must fit in 32 bits, got {error_code}")
         unanswered = self._observers and self._handle.phase == "requested"

@@ -84,6 +84,9 @@ _MAX_EARLY_STREAMS = 64
 # peer to acknowledge it, or to close the connection first, before closing it.
 _ACK_GRACE = 2.0
 _AFTER_ACK = 0.2
+# Longest a close capsule waits for the stream data written before it to reach the
+# peer (the Rust backend's CLOSE_LINGER).
+_CLOSE_LINGER = 2.0
 _PEER_CLOSE_GRACE = 0.5
 
 _ping_ids = itertools.count(1)
@@ -390,6 +393,8 @@ class Connection:
         self._rtt_at = 0.0
         self._created_at = hub.time()
         self._close_after_ack: int | None = None
+        # Close capsules held back until a PING sent after the streams' data is acked.
+        self._lingering: dict[int, tuple[SessionState, bytes]] = {}
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self._transmit_scheduled = False
@@ -704,6 +709,7 @@ class Connection:
         self.rtt = self.hub.time() - sent[0]
         if uid == self._close_after_ack:
             self.close_after(_AFTER_ACK)
+        self._release_close(uid)
 
     def _datagram(self, data: bytes) -> None:
         session = self.session
@@ -942,6 +948,29 @@ class Connection:
             logger.debug("CONNECT stream write failed: %s", e)
             return
         self.schedule_transmit()
+
+    def close_session(self, session: SessionState, capsule: bytes) -> None:
+        """Sends the close capsule once the stream data written before it has reached
+        the peer. aioquic writes the CONNECT stream (the connection's first) first in a
+        packet and reports no stream acknowledgements, so a capsule sent at once would
+        overtake a reply finished just before it, and the peer drops a stream that
+        arrives after its session ended. The pending writes go out now, then a PING;
+        its acknowledgement (or ``_CLOSE_LINGER``) lets the capsule go. Approximate
+        where the Rust backend is exact: stream data lost before the PING may still be
+        retransmitted after the capsule."""
+        if self.terminated is not None or self.closed_locally:
+            return
+        self.transmit()
+        uid = self.ping("close-linger")
+        self._lingering[uid] = (session, capsule)
+        self._grace_timers.append(
+            self.hub.call_at(self.hub.time() + _CLOSE_LINGER, lambda: self._release_close(uid))
+        )
+
+    def _release_close(self, uid: int) -> None:
+        held = self._lingering.pop(uid, None)
+        if held is not None:
+            self.send_on_connect_stream(held[0], None, held[1])
 
     def send_on_connect_stream(
         self, session: SessionState, headers: list[tuple[bytes, bytes]] | None, data: bytes | None

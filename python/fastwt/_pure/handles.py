@@ -302,7 +302,7 @@ class SessionHandle:
             )
         if s.phase == "accepted":
             if s.mark_closed(wire.CloseInfo(code, reason, True)):
-                s.conn.send_on_connect_stream(s, None, wire.encode_close_capsule(code, reason))
+                s.conn.close_session(s, wire.encode_close_capsule(code, reason))
         elif s.phase == "requested":
             return self.reject(404)
         return True

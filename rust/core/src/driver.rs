@@ -225,7 +225,8 @@ pub(crate) fn push_bi(session: &Session, mut send: quinn::SendStream, mut recv: 
         }
     }
     let recv = RecvStream::new(recv, session.0.flow.clone());
-    let pair = session.track_bi((SendStream::new(send, None, session.send_credit()), recv));
+    let send = SendStream::new(send, None, session.send_credit(), session.finished());
+    let pair = session.track_bi((send, recv));
     let (_, refused) = session.0.incoming_bi.push(pair);
     if let Some((mut s, mut r)) = refused {
         let code = refusal_code(session.0.incoming_bi.is_closed());

@@ -15,6 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Longest a close waits for the peer to acknowledge the send streams the application
+/// finished before it (a peer that stops reading holds them back: flow control). Like
+/// a socket's linger: long enough for a lost packet's retransmission on a slow path,
+/// short enough that a broken peer does not hold the closer.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// A stream opened at once, or the future that completes the opening.
 pub enum Opened<T> {
     /// Ready to use.
@@ -128,6 +134,9 @@ pub(crate) struct Shared {
     /// The session's open streams, reset with WT_SESSION_GONE when it ends (drafts 07+
     /// only; `None` for draft-02, whose connection ends with its one session).
     pub(crate) streams: Option<crate::stream::StreamSet>,
+    /// Send streams the application finished, which a close waits for (up to
+    /// [`CLOSE_LINGER`]) so that it does not overtake them.
+    pub(crate) finished: Arc<crate::stream::Finished>,
     draining: AtomicBool,
     /// The connection's state shared by its sessions (its control stream, the other
     /// sessions when pooled), set when the session's tasks start.
@@ -213,6 +222,7 @@ impl Session {
             peer_datagrams: wire.peer.h3_datagram == 1,
             flow,
             streams: (wire.draft != Draft::Draft02).then(crate::stream::StreamSet::default),
+            finished: Arc::default(),
             draining: AtomicBool::new(false),
             pool: std::sync::OnceLock::new(),
         }))
@@ -657,7 +667,10 @@ impl Session {
     }
 
     /// Closes the session with an application code and reason, which the peer sees
-    /// (CLOSE_WEBTRANSPORT_SESSION), without waiting when possible. Closing twice is
+    /// (CLOSE_WEBTRANSPORT_SESSION), without waiting when possible. The session is
+    /// closed for the application at once; the capsule waits (up to [`CLOSE_LINGER`])
+    /// until the peer has acknowledged every send stream the application finished, so
+    /// a reply written just before the close is not overtaken by it. Closing twice is
     /// harmless; an unanswered request is refused with 404. Needs a tokio context.
     pub fn close_now(&self, code: u32, reason: &str) -> Result<Opened<()>> {
         if reason.len() > h3::MAX_CLOSE_REASON {
@@ -674,9 +687,25 @@ impl Session {
                     reason: reason.to_string(),
                     local: true,
                 }) {
+                    let capsule = h3::encode_close_capsule(code, reason);
+                    if !self.0.finished.is_settled() {
+                        // Streams the application finished are still on their way: the
+                        // capsule goes once the peer has them (or the linger is over).
+                        let this = self.clone();
+                        return Ok(Opened::Pending(Box::pin(async move {
+                            let finished = this.finished();
+                            let _ = tokio::time::timeout(CLOSE_LINGER, finished.settled()).await;
+                            if let Ok(Opened::Pending(fut)) =
+                                this.write_on_connect_stream_now(capsule, true)
+                            {
+                                let _ = fut.await;
+                            }
+                            Ok(())
+                        })));
+                    }
                     // The peer may already be gone; the session is closed either way.
-                    if let Ok(Opened::Pending(fut)) = self
-                        .write_on_connect_stream_now(h3::encode_close_capsule(code, reason), true)
+                    if let Ok(Opened::Pending(fut)) =
+                        self.write_on_connect_stream_now(capsule, true)
                     {
                         return Ok(Opened::Pending(Box::pin(async move {
                             let _ = fut.await;
@@ -726,7 +755,13 @@ impl Session {
         };
         match opened {
             Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready(self.track_bi((
-                SendStream::launched(send, Some(header), launch, self.send_credit()),
+                SendStream::launched(
+                    send,
+                    Some(header),
+                    launch,
+                    self.send_credit(),
+                    self.finished(),
+                ),
                 RecvStream::launched(recv, launch, self.0.flow.clone()),
             )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
@@ -766,6 +801,7 @@ impl Session {
                 Some(header),
                 launch,
                 self.send_credit(),
+                self.finished(),
             )))),
             Poll::Ready(Err(e)) => Err(self.lost(e)),
             Poll::Pending => {
@@ -781,6 +817,11 @@ impl Session {
     /// (drafts 13+); `None` for draft-02, whose writes do no accounting at all.
     pub(crate) fn send_credit(&self) -> Option<Arc<Flow>> {
         self.0.flow.as_ref().filter(|f| f.binds_sends()).cloned()
+    }
+
+    /// The session's record of finished send streams, for the send halves it makes.
+    pub(crate) fn finished(&self) -> Arc<crate::stream::Finished> {
+        self.0.finished.clone()
     }
 
     /// Keeps a new stream pair in the session's set (drafts 07+; a no-op for draft-02).
@@ -840,7 +881,7 @@ impl Session {
         let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let header = self.stream_header(h3::FRAME_WT_BIDI);
         Ok(self.track_bi((
-            SendStream::new(send, Some(header), self.send_credit()),
+            SendStream::new(send, Some(header), self.send_credit(), self.finished()),
             RecvStream::new(recv, self.0.flow.clone()),
         )))
     }
@@ -861,6 +902,7 @@ impl Session {
             send,
             Some(self.stream_header(h3::STREAM_WT_UNI)),
             self.send_credit(),
+            self.finished(),
         )))
     }
 

@@ -93,11 +93,15 @@ struct SendState {
     sent: u64,
     app: Option<Waker>,
     pump: Option<Waker>,
+    /// The pump has ended: a FIN set now is never sent, so it is not counted in the
+    /// session's [`Finished`].
+    pump_gone: bool,
 }
 
 /// The sending half of a WebTransport stream.
 pub struct SendStream {
     state: Arc<Mutex<SendState>>,
+    finished: Arc<Finished>,
     id: u64,
 }
 
@@ -112,12 +116,14 @@ impl SendStream {
     /// opened stream) goes out first. With `credit` (sessions whose peer declared flow
     /// control; `None` for draft-02), the body takes the peer's WT_MAX_DATA credit
     /// before it goes to QUIC. Spawns the pump: needs a tokio context.
+    /// `finished` is the session's record of finished streams that a close waits for.
     pub(crate) fn new(
         inner: quinn::SendStream,
         header: Option<Vec<u8>>,
         credit: Option<Arc<crate::flow::Flow>>,
+        finished: Arc<Finished>,
     ) -> Self {
-        Self::launched(inner, header, &mut Launch::Spawn, credit)
+        Self::launched(inner, header, &mut Launch::Spawn, credit, finished)
     }
 
     /// Like [`Self::new`], the pump started through `launch`.
@@ -126,11 +132,26 @@ impl SendStream {
         header: Option<Vec<u8>>,
         launch: &mut Launch<'_>,
         credit: Option<Arc<crate::flow::Flow>>,
+        finished: Arc<Finished>,
     ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let state = Arc::new(Mutex::new(SendState::default()));
-        launch.start(send_pump(state.clone(), inner, header, credit));
-        Self { state, id }
+        let pump = send_pump(state.clone(), inner, header, credit, finished.clone());
+        launch.start(pump);
+        Self {
+            state,
+            finished,
+            id,
+        }
+    }
+
+    /// Sets the FIN under the state lock, counting the stream in the session's
+    /// [`Finished`] while its pump is there to send it.
+    fn set_fin(&self, s: &mut SendState) {
+        s.fin = true;
+        if !s.pump_gone {
+            self.finished.flushing_started();
+        }
     }
 
     /// The QUIC stream id.
@@ -199,7 +220,7 @@ impl SendStream {
             s.queued += n;
         }
         if finish && n == len {
-            s.fin = true;
+            self.set_fin(&mut s);
         }
         let pump = if n > 0 || s.fin { s.pump.take() } else { None };
         Poll::Ready(Ok((n, pump)))
@@ -221,7 +242,7 @@ impl SendStream {
         if s.fin || s.reset.is_some() {
             return Err(Error::StreamClosed);
         }
-        s.fin = true;
+        self.set_fin(&mut s);
         let pump = s.pump.take();
         drop(s);
         wake(pump);
@@ -260,7 +281,7 @@ impl Drop for SendStream {
         // Like quinn: dropping a send half finishes it after what was queued.
         let mut s = lock(&self.state);
         if !s.fin && s.reset.is_none() {
-            s.fin = true;
+            self.set_fin(&mut s);
             let pump = s.pump.take();
             drop(s);
             wake(pump);
@@ -303,10 +324,31 @@ async fn write_credited(
 
 async fn send_pump(
     state: Arc<Mutex<SendState>>,
+    inner: quinn::SendStream,
+    header: Option<Vec<u8>>,
+    credit: Option<Arc<crate::flow::Flow>>,
+    finished: Arc<Finished>,
+) {
+    let done = pump_sends(&state, inner, header, credit).await;
+    // From here on a FIN the application sets is never sent, so it is not counted.
+    let fin = {
+        let mut s = lock(&state);
+        s.pump_gone = true;
+        s.fin
+    };
+    if fin {
+        finished.flushing_ended(done);
+    }
+}
+
+/// Moves the application's writes to quinn until the stream ends; returns the quinn
+/// half when it ended with a FIN (its data may still be unacknowledged).
+async fn pump_sends(
+    state: &Arc<Mutex<SendState>>,
     mut inner: quinn::SendStream,
     header: Option<Vec<u8>>,
     credit: Option<Arc<crate::flow::Flow>>,
-) {
+) -> Option<quinn::SendStream> {
     let fail = |state: &Arc<Mutex<SendState>>, e: Error| {
         let mut s = lock(state);
         s.error = Some(e);
@@ -317,13 +359,13 @@ async fn send_pump(
     };
     if let Some(header) = header {
         if let Err(e) = inner.write_all(&header).await {
-            fail(&state, map_write_error(e));
-            return;
+            fail(state, map_write_error(e));
+            return None;
         }
     }
     loop {
         let work = std::future::poll_fn(|cx| {
-            let mut s = lock(&state);
+            let mut s = lock(state);
             if let Some(code) = s.reset {
                 return Poll::Ready(SendWork::Reset(code));
             }
@@ -347,8 +389,8 @@ async fn send_pump(
                     Err(quinn::StoppedError::ConnectionLost(e)) => connection_lost(e),
                     Ok(None) | Err(_) => Error::StreamClosed,
                 };
-                fail(&state, error);
-                return;
+                fail(state, error);
+                return None;
             }
         };
         match work {
@@ -356,18 +398,17 @@ async fn send_pump(
                 if let Ok(v) = quinn::VarInt::from_u64(code) {
                     let _ = inner.reset(v);
                 }
-                return;
+                return None;
             }
             SendWork::Finish => {
-                let _ = inner.finish();
-                return;
+                return inner.finish().is_ok().then_some(inner);
             }
             SendWork::Data(mut chunks) => {
                 let total: usize = chunks.iter().map(Bytes::len).sum();
                 // A peer that grants no credit blocks this write for good: a reset from
                 // the application must still get through (and free the buffer).
                 let reset = std::future::poll_fn(|cx| {
-                    let mut s = lock(&state);
+                    let mut s = lock(state);
                     match s.reset {
                         Some(code) => Poll::Ready(code),
                         None => {
@@ -386,7 +427,7 @@ async fn send_pump(
                             if let Ok(v) = quinn::VarInt::from_u64(code) {
                                 let _ = inner.reset(v);
                             }
-                            return;
+                            return None;
                         }
                     },
                     // Drafts 13+ with the peer's flow control: a write may wait for its
@@ -400,15 +441,15 @@ async fn send_pump(
                             if let Ok(v) = quinn::VarInt::from_u64(code) {
                                 let _ = inner.reset(v);
                             }
-                            return;
+                            return None;
                         }
                     },
                 };
                 if let Err(e) = written {
-                    fail(&state, map_write_error(e));
-                    return;
+                    fail(state, map_write_error(e));
+                    return None;
                 }
-                let mut s = lock(&state);
+                let mut s = lock(state);
                 s.queued = s.queued.saturating_sub(total);
                 s.sent += total as u64;
                 let app = s.app.take();
@@ -830,6 +871,96 @@ impl StreamSet {
         }
         for recv in recvs.iter().filter_map(std::sync::Weak::upgrade) {
             end_recv(&recv, code, &err);
+        }
+    }
+}
+
+/// The send streams of one session that the application finished and whose data the
+/// peer may not have yet, so that closing the session can wait for them: the close
+/// (CLOSE_WEBTRANSPORT_SESSION on the CONNECT stream) travels on another QUIC stream
+/// and would otherwise overtake a reply finished just before it, and the peer drops a
+/// stream that arrives after its session ended.
+#[derive(Default)]
+pub(crate) struct Finished {
+    inner: Mutex<FinishedState>,
+}
+
+#[derive(Default)]
+struct FinishedState {
+    /// Finished by the application, their pump not yet done handing them to QUIC.
+    flushing: usize,
+    /// Handed to QUIC with their FIN; acknowledged or not.
+    sent: Vec<quinn::SendStream>,
+    /// Drop the acknowledged entries of `sent` when it reaches this length.
+    sweep_at: usize,
+    /// The close waiting for `flushing` to reach 0.
+    closer: Option<Waker>,
+}
+
+/// Whether the peer has acknowledged all of `send` (or stopped it, or the connection is
+/// gone): nothing of it is left to wait for.
+fn acknowledged(send: &quinn::SendStream) -> bool {
+    let mut stopped = std::pin::pin!(send.stopped());
+    stopped
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_ready()
+}
+
+impl Finished {
+    /// The application set a stream's FIN (its pump will hand it to QUIC).
+    fn flushing_started(&self) {
+        lock(&self.inner).flushing += 1;
+    }
+
+    /// A counted stream's pump ended; `sent` is its quinn half when it ended with the
+    /// FIN, to wait on until the peer acknowledges it.
+    fn flushing_ended(&self, sent: Option<quinn::SendStream>) {
+        let mut f = lock(&self.inner);
+        f.flushing = f.flushing.saturating_sub(1);
+        if let Some(send) = sent {
+            if f.sent.len() >= f.sweep_at {
+                // Amortized: each entry is checked about once before it is dropped.
+                f.sent.retain(|s| !acknowledged(s));
+                f.sweep_at = (f.sent.len() * 2).max(32);
+            }
+            f.sent.push(send);
+        }
+        let closer = if f.flushing == 0 {
+            f.closer.take()
+        } else {
+            None
+        };
+        drop(f);
+        wake(closer);
+    }
+
+    /// Whether nothing finished is still on its way (the close can go out at once).
+    pub(crate) fn is_settled(&self) -> bool {
+        let mut f = lock(&self.inner);
+        if f.flushing > 0 {
+            return false;
+        }
+        f.sent.retain(|s| !acknowledged(s));
+        f.sent.is_empty()
+    }
+
+    /// Waits until every stream finished so far is handed to QUIC and acknowledged by
+    /// the peer (or stopped, or the connection is gone). The caller bounds the wait.
+    pub(crate) async fn settled(&self) {
+        std::future::poll_fn(|cx| {
+            let mut f = lock(&self.inner);
+            if f.flushing == 0 {
+                Poll::Ready(())
+            } else {
+                f.closer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let sent = std::mem::take(&mut lock(&self.inner).sent);
+        for send in &sent {
+            let _ = send.stopped().await;
         }
     }
 }

@@ -236,3 +236,56 @@ async fn reading_into_an_empty_buffer_returns_zero_at_once() {
         .unwrap()
         .unwrap();
 }
+
+/// A reply stream finished just before the session's close reaches the client: the
+/// close waits until the peer has acknowledged it (CLOSE_WEBTRANSPORT_SESSION travels on
+/// the CONNECT stream and would overtake it; a client drops a stream that arrives after
+/// its session ended). Without the wait, most rounds lose the reply.
+#[tokio::test]
+async fn reply_finished_just_before_the_close_arrives_first() {
+    const ROUNDS: usize = 20;
+    let reply = vec![b'r'; 3000];
+    let (server, base, hash) = server();
+    let client = client(hash);
+    let sent = reply.clone();
+    // The server stays up until the client is done (dropping it closes its endpoint).
+    let (done, client_done) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(async move {
+        for _ in 0..ROUNDS {
+            let session = next_request(&server).await;
+            session.accept(vec![]).await.unwrap();
+            let mut send = session.open_uni().await.unwrap();
+            send.write_all(&sent).await.unwrap();
+            send.finish().unwrap();
+            session.close(7, "done").await.unwrap();
+        }
+        let _ = client_done.await;
+    });
+    for _ in 0..ROUNDS {
+        let session = client
+            .connect(&format!("{base}/"), vec![], None)
+            .await
+            .unwrap();
+        let mut recv = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| session.incoming_uni().poll_pop(cx)),
+        )
+        .await
+        .expect("no reply stream within 5 s")
+        .expect("the session closed before its reply stream arrived");
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = recv.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, reply);
+        let info = session.closed().await;
+        assert_eq!((info.code, info.reason.as_str()), (7, "done"), "{info:?}");
+    }
+    let _ = done.send(());
+    server_task.await.unwrap();
+}

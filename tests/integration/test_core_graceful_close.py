@@ -1,0 +1,68 @@
+"""A session closed right after its last reply: the reply arrives before the close.
+
+The close (CLOSE_WEBTRANSPORT_SESSION on the CONNECT stream) travels on another QUIC
+stream than the reply, so without care it overtakes a reply stream finished just
+before it, and the peer, whose session is gone, throws the late stream away. A close
+waits (up to a bound) until the peer has acknowledged every send stream the
+application finished."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from fastwt import (
+    ClientConfig,
+    ServerConfig,
+    WebTransportClient,
+    WebTransportServer,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
+
+ROUNDS = 20
+REPLY = b"r" * 3000  # more than one packet
+
+
+async def _serve(server: WebTransportServer, answer: str, rounds: int) -> None:
+    """Answers `rounds` sessions: each gets its reply on a stream, then the close."""
+    for _ in range(rounds):
+        session = await server.accept()
+        await session.accept()
+        if answer == "uni":
+            stream = await session.create_unidirectional_stream()
+            await stream.write(data=REPLY, end_stream=True)
+        else:
+            bidi = await session.accept_bidirectional_stream()
+            await bidi.read_all()
+            await bidi.write(data=REPLY, end_stream=True)
+        await session.close(error_code=7, reason="done")
+
+
+@pytest.mark.parametrize("answer", ["uni", "bidi"])
+async def test_reply_finished_just_before_the_close_reaches_the_client(answer: str) -> None:
+    async with (
+        WebTransportServer(config=ServerConfig(bind_host="127.0.0.1", bind_port=0)) as server,
+        anyio.create_task_group() as tg,
+    ):
+        await server.listen()
+        tg.start_soon(_serve, server, answer, ROUNDS)
+        port = server.local_addresses[0][1]
+        config = ClientConfig(server_certificate_hashes=[server.certificate_hash])
+        got: list[bytes] = []
+        codes: list[int] = []
+        async with WebTransportClient(config=config) as client:
+            for _ in range(ROUNDS):
+                with anyio.fail_after(10):
+                    session = await client.connect(url=f"https://127.0.0.1:{port}/")
+                    if answer == "uni":
+                        stream = await session.accept_unidirectional_stream()
+                        got.append(await stream.read_all())
+                    else:
+                        bidi = await session.create_bidirectional_stream()
+                        await bidi.write(data=b"q", end_stream=True)
+                        got.append(await bidi.read_all())
+                    code, _ = await session.wait_closed()
+                    codes.append(code)
+        assert got == [REPLY] * ROUNDS
+        assert codes == [7] * ROUNDS
