@@ -200,6 +200,8 @@ def test_server_app_run_with_a_cid_key_needs_cid_steering_off() -> None:
         app.run(workers=2, server_id="0a", cid_key=CID_KEY.hex())
     with pytest.raises(TypeError, match="workers=N"):
         app.run(server_id="0a", cid_steering=False)
+    with pytest.raises(TypeError, match="cid_steering must be a bool"):
+        app.run(workers=2, cid_steering="no")
 
 
 async def test_encrypted_cids_name_the_worker_for_a_load_balancer_with_the_key(
