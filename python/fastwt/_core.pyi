@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "broadcast_datagram",
     "broadcast_stream",
+    "decode_cid",
     "dropped_log_records",
     "generate_dev_certificate",
     "io_spin_us",
@@ -31,6 +32,12 @@ __all__ = [
 
 __version__: str
 MAX_SESSIONS_PER_CONNECTION: int
+
+def decode_cid(
+    cid: bytes, server_id_len: int, key: bytes | None = None
+) -> tuple[int, bytes, int] | None:
+    """What a QUIC-LB load balancer reads from a fastwt CID: (config rotation, server id,
+    worker octet), decrypting it first with ``key``; None if the length does not fit."""
 
 def generate_dev_certificate(names: list[str] | None = None) -> tuple[str, str, str]:
     """(certificate PEM, key PEM, hex SHA-256): ECDSA P-256, valid 13 days, for
@@ -147,6 +154,7 @@ class ServerHandle:
         worker: int | None = None,
         worker_secret: bytes | None = None,
         max_sessions_per_connection: int = 1,
+        cid_key: bytes | None = None,
     ) -> ServerHandle: ...
     def local_addresses(self) -> list[tuple[str, int]]: ...
     def certificate_hash(self) -> str: ...

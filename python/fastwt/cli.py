@@ -297,6 +297,14 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     )
     _option(
         group,
+        "--cid-key",
+        metavar="HEX",
+        help="16-octet QUIC-LB key as hex (needs --server-id): connection IDs encrypted "
+        "so that only a load balancer with the key reads them; with --workers needs "
+        "--no-cid-steering (prefer the variable: a command line is visible to every user)",
+    )
+    _option(
+        group,
         "--drain-timeout",
         type=_non_negative_float,
         default=5.0,
@@ -462,6 +470,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["implementation"] = implementation
     if args.server_id is not None:
         overrides["server_id"] = args.server_id
+    if args.cid_key is not None:
+        overrides["cid_key"] = args.cid_key
     backend, options = _backend(loop)
     if args.workers is not None:
         return _run_workers(args, app, overrides, backend, options)

@@ -111,6 +111,33 @@ def _check_server_id(value: object) -> None:
         raise ConfigurationError(f"server_id must be 1..9 octets (bytes or hex), got {value!r}")
 
 
+def _check_cid_key(value: object, server_id: object) -> None:
+    # The key is a secret: errors name its type and length, never its octets.
+    if value is None:
+        return
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value)
+        except ValueError:
+            raise ConfigurationError("cid_key must be 32 hex digits (16 octets)") from None
+    if not isinstance(value, bytes) or len(value) != 16:
+        got = f"{len(value)} octets" if isinstance(value, bytes) else type(value).__name__
+        raise ConfigurationError(
+            f"cid_key must be 16 octets (AES-128: bytes or 32 hex digits), got {got}"
+        )
+    if server_id is None:
+        raise ConfigurationError(
+            "cid_key needs server_id: encrypted connection IDs are for a load balancer "
+            "that routes on the server id"
+        )
+
+
+def cid_key_bytes(cfg: ServerConfig) -> bytes | None:
+    """``cfg.cid_key`` as bytes (it may be given as hex)."""
+    value = cfg.cid_key
+    return bytes.fromhex(value) if isinstance(value, str) else value
+
+
 def server_id_bytes(cfg: ServerConfig) -> bytes | None:
     """``cfg.server_id`` as bytes (it may be given as hex)."""
     value = cfg.server_id
@@ -192,6 +219,13 @@ class ServerConfig:
     balancer routes a connection's packets to this machine whatever the client's
     address; ``None`` (default): quinn's random CIDs. ``fastwt run --workers`` adds the
     worker octet either way. See docs/deployment.md."""
+    cid_key: bytes | str | None = field(default=None, repr=False)
+    """QUIC-LB key (16 octets, ``bytes`` or 32 hex digits; needs ``server_id``): the
+    connection IDs are then encrypted (QUIC-LB single pass, AES-128), so only a load
+    balancer with the key reads the server id and worker in them, and observers cannot
+    tell which CIDs name the same server. ``None`` (default): plaintext QUIC-LB CIDs.
+    Hides the worker octet from ``--workers`` steering, which then needs
+    ``--no-cid-steering``. Kept out of ``repr``. See docs/deployment.md."""
     shutdown_grace: float = 1.0
     """Seconds ``close()`` waits for peers to acknowledge the session close."""
     ca_certs: str | Path | None = None
@@ -235,6 +269,7 @@ class ServerConfig:
         _int(self, "max_datagram_size", 1, _USIZE, "positive")
         _seconds(self, "shutdown_grace", zero=True)
         _check_server_id(self.server_id)
+        _check_cid_key(self.cid_key, self.server_id)
         if self.verify_mode not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
             raise ConfigurationError(
                 f"verify_mode must be an ssl.VerifyMode, got {self.verify_mode!r}"

@@ -16,7 +16,7 @@ from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
 from ._types import SessionObserver
-from .config import ServerConfig, server_id_bytes, transport_of
+from .config import ServerConfig, cid_key_bytes, server_id_bytes, transport_of
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
@@ -185,6 +185,7 @@ class WebTransportServer:
             "request_timeout": cfg.request_timeout,
             "transport": transport_of(cfg),
             "server_id": server_id_bytes(cfg),
+            "cid_key": cid_key_bytes(cfg),
             **_client_auth_of(cfg),
         }
 

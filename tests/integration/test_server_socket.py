@@ -1,5 +1,6 @@
 """A server on a socket it is given (``listen(sock=...)``), and connection IDs naming a
-QUIC-LB server id (``ServerConfig.server_id``), over real QUIC on loopback."""
+QUIC-LB server id (``ServerConfig.server_id``, encrypted with ``cid_key``), over real
+QUIC on loopback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
+from cid_tap import CidTap
 
 from fastwt import (
     ClientConfig,
@@ -20,6 +22,7 @@ from fastwt import (
     WebTransportClient,
     WebTransportServer,
 )
+from fastwt.quic_lb import DecodedCid, decode_cid
 
 pytestmark = pytest.mark.anyio
 
@@ -119,6 +122,70 @@ async def test_a_server_id_server_accepts_sessions() -> None:
     async with serving(config) as server:
         port = server.local_addresses[0][1]
         assert await round_trip(server, port) == b"ok:hi"
+
+
+SERVER_ID = bytes.fromhex("0a0b0c")
+KEY = bytes.fromhex("8f95f09245765f80256934e50c66207f")
+
+
+async def issued_cids(config: ServerConfig, cid_len: int) -> set[bytes]:
+    """The CIDs a server with ``config`` issued to a client that ran one session
+    through a :class:`CidTap` (the DCIDs of the client's short-header packets)."""
+    async with serving(config) as server:
+        port = server.local_addresses[0][1]
+        with CidTap(("127.0.0.1", port), cid_len) as tap:
+            assert await round_trip(server, tap.port) == b"ok:hi"
+    assert tap.dcids, f"no short-header packet among {tap.packets}"
+    return tap.dcids
+
+
+async def test_plaintext_cids_carry_the_server_id_in_the_clear() -> None:
+    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, server_id=SERVER_ID)
+    for cid in await issued_cids(config, 14):
+        assert cid[0] == 13, "config rotation 0, 13 octets follow"
+        assert cid[1:4] == SERVER_ID
+        assert decode_cid(cid, 3) == DecodedCid(config_id=0, server_id=SERVER_ID, worker=0)
+
+
+async def test_a_server_with_a_cid_key_issues_cids_only_the_key_decodes() -> None:
+    config = ServerConfig(
+        bind_host="127.0.0.1", bind_port=0, server_id=SERVER_ID.hex(), cid_key=KEY.hex()
+    )
+    cids = await issued_cids(config, 17)
+    for cid in cids:
+        assert cid[0] == 16, "config rotation 0, 16 octets follow: one AES block"
+        assert decode_cid(cid, 3, KEY) == DecodedCid(config_id=0, server_id=SERVER_ID, worker=0)
+        wrong = decode_cid(cid, 3, bytes(16))
+        assert wrong is not None and (wrong.server_id, wrong.worker) != (SERVER_ID, 0)
+        assert cid[1:4] != SERVER_ID, "the server id is not in the clear"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (bytes(15), "16 octets"),
+        (bytes(17), "16 octets"),
+        ("00" * 17, "16 octets"),
+        ("zz" * 16, "hex"),
+        (16, "16 octets"),
+    ],
+)
+def test_bad_cid_keys_are_refused_without_showing_them(key: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        ServerConfig(server_id="0a", cid_key=key)  # type: ignore[arg-type]
+    assert "zz" not in str(raised.value) and "0000" not in str(raised.value)
+
+
+def test_a_cid_key_needs_a_server_id_and_stays_out_of_repr() -> None:
+    with pytest.raises(ConfigurationError, match="cid_key needs server_id"):
+        ServerConfig(cid_key=KEY)
+    assert KEY.hex() not in repr(ServerConfig(server_id="0a", cid_key=KEY.hex()))
+
+
+def test_decode_cid_refuses_a_key_of_another_length() -> None:
+    with pytest.raises(ConfigurationError, match="16 octets"):
+        decode_cid(bytes(17), 3, bytes(8))
+    assert decode_cid(bytes(16), 3, KEY) is None, "not an encrypted CID's length"
 
 
 @pytest.mark.parametrize("bad", ["", "zz", "00" * 10, b"", 7])

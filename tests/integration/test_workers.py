@@ -19,10 +19,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from cid_tap import CidTap
 from process_support import CliProcess, PythonScript
 
 from fastwt import ClientConfig, WebTransportClient, WebTransportError, WebTransportSession
 from fastwt.cli import write_dev_certificate
+from fastwt.quic_lb import decode_cid
 
 pytestmark = [
     pytest.mark.anyio,
@@ -60,24 +62,27 @@ class Workers:
         return len(re.findall(pattern, self.process.output))
 
 
-def start_workers(fastwt_cli: Start, n: int, *extra: str) -> Workers:
-    return Workers(
-        fastwt_cli(
-            "run",
-            APP,
-            "--workers",
-            str(n),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--drain-timeout",
-            "1",
-            "--shutdown-timeout",
-            "3",
-            *extra,
-        )
+def start_args(n: int, *extra: str) -> tuple[str, ...]:
+    """``fastwt run`` arguments for ``n`` workers of the test app on a free port."""
+    return (
+        "run",
+        APP,
+        "--workers",
+        str(n),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--drain-timeout",
+        "1",
+        "--shutdown-timeout",
+        "3",
+        *extra,
     )
+
+
+def start_workers(fastwt_cli: Start, n: int, *extra: str) -> Workers:
+    return Workers(fastwt_cli(*start_args(n, *extra)))
 
 
 async def who(session: WebTransportSession, within: float = 5) -> tuple[int, int]:
@@ -167,6 +172,67 @@ async def test_without_cid_steering_a_client_changing_address_loses_its_session(
     workers = start_workers(fastwt_cli, 2, "--no-cid-steering")
     _, broken = await rebind_until_lost(workers, 16)
     assert broken is not None, "the session survived 16 address changes without steering"
+
+
+CID_KEY = bytes(range(0x10, 0x20))
+
+
+def test_encrypted_cids_are_refused_with_cid_steering(
+    fastwt_cli: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key hides the worker octet from the BPF program: a clear error, whether the
+    key comes from --cid-key or FASTWT_CID_KEY."""
+    process = fastwt_cli(*start_args(2, "--server-id", "0a", "--cid-key", CID_KEY.hex()))
+    assert process.proc.wait(30) == 1
+    assert "hides their worker octet" in process.output and "--no-cid-steering" in process.output
+    assert "Traceback" not in process.output and CID_KEY.hex() not in process.output
+    monkeypatch.setenv("FASTWT_CID_KEY", CID_KEY.hex())
+    process = fastwt_cli(*start_args(1, "--server-id", "0a"))
+    assert process.proc.wait(30) == 1
+    assert "--no-cid-steering" in process.output
+
+
+def test_server_app_run_with_a_cid_key_needs_cid_steering_off() -> None:
+    from fastwt.workers import WorkersError
+    from tests.integration.workers_app import app
+
+    with pytest.raises(WorkersError, match="cid_steering=False"):
+        app.run(workers=2, server_id="0a", cid_key=CID_KEY.hex())
+    with pytest.raises(TypeError, match="workers=N"):
+        app.run(server_id="0a", cid_steering=False)
+    with pytest.raises(TypeError, match="cid_steering must be a bool"):
+        app.run(workers=2, cid_steering="no")
+
+
+async def test_encrypted_cids_name_the_worker_for_a_load_balancer_with_the_key(
+    fastwt_cli: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--cid-key (here from FASTWT_CID_KEY) with --no-cid-steering: sessions are
+    served, and the CIDs each client was given decrypt with the key to the server id
+    and the index of the worker that holds its session. Each session goes through a
+    relay of its own (its own 4-tuple to the group, so the kernel spreads them)."""
+    monkeypatch.setenv("FASTWT_CID_KEY", CID_KEY.hex())
+    workers = start_workers(fastwt_cli, 2, "--no-cid-steering", "--server-id", "0a0b")
+    port = int(workers.url.rsplit(":", 1)[1].split("/")[0])
+    held: set[int] = set()
+    for _ in range(20):
+        with CidTap(("127.0.0.1", port), 17) as tap:
+            async with workers.client() as client:
+                session = await client.connect(url=f"https://127.0.0.1:{tap.port}/who")
+                index, _ = await who(session)
+                await who(session)  # more short-header packets
+                await session.close()
+        assert tap.dcids, f"no short-header packet among {tap.packets}"
+        for cid in tap.dcids:
+            decoded = decode_cid(cid, 2, CID_KEY)
+            assert decoded is not None
+            assert (decoded.server_id, decoded.worker) == (b"\x0a\x0b", index), cid.hex()
+            assert cid[1:3] != b"\x0a\x0b", "the server id is not in the clear"
+        held.add(index)
+        if held == {0, 1}:
+            break
+    # 20 sessions all on one worker: odds 2**-19.
+    assert held == {0, 1}, held
 
 
 async def test_a_killed_worker_is_restarted_and_the_other_sessions_live_on(

@@ -102,6 +102,15 @@ def test_server_options_the_pure_backend_cannot_honour_are_refused(
     ServerConfig(backend="rust", **{option: value}, **extra)  # type: ignore[arg-type]
 
 
+def test_the_pure_backend_refuses_quic_lb_connection_ids() -> None:
+    """aioquic draws its CIDs at random: a server id (or key) it would silently drop."""
+    with pytest.raises(ConfigurationError, match=r"server_id .* pure-Python"):
+        ServerConfig(backend="python", server_id="0a")
+    with pytest.raises(ConfigurationError, match=r"server_id .* pure-Python"):
+        ServerConfig(backend="python", server_id="0a", cid_key="00" * 16)
+    ServerConfig(backend="rust", server_id="0a", cid_key="00" * 16)
+
+
 def test_an_event_loop_name_in_fastwt_backend_keeps_the_rust_backend(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

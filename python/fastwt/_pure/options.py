@@ -54,6 +54,13 @@ def check_supported(cfg: ServerConfig | ClientConfig) -> None:
             "pure-Python backend (it speaks draft-02 only, which has no pooling); use "
             "backend='rust' for it"
         )
+    # (cid_key needs server_id: refused with it.)
+    if getattr(cfg, "server_id", None) is not None:
+        raise ConfigurationError(
+            "server_id (QUIC-LB connection IDs, plaintext or with cid_key) is not "
+            "supported by the pure-Python backend (aioquic draws its connection IDs at "
+            "random and has no hook for them); use backend='rust' for it"
+        )
     for name, default in _FIXED_DEFAULTS.items():
         if getattr(cfg, name) != default:
             why = (

@@ -270,7 +270,9 @@ class ServerApp:
         docs/deployment.md): each worker imports the app anew, so it must live at
         module level of an importable module or of the main script (guard the
         ``run`` call with ``if __name__ == "__main__":``), and keyword overrides
-        must be plain values (str, numbers, bools, None, paths).
+        must be plain values (str, numbers, bools, None, paths). ``cid_steering=False``
+        turns the BPF steering by connection ID off (``fastwt run --no-cid-steering``),
+        which encrypted connection IDs (``cid_key``) need.
         """
         backend: str = kwargs.pop("backend", "asyncio")
         if backend in ("rust", "python"):
@@ -279,9 +281,18 @@ class ServerApp:
             backend = kwargs.pop("loop", "asyncio")
         backend_options: dict[str, Any] | None = kwargs.pop("backend_options", None)
         workers: int | None = kwargs.pop("workers", None)
+        cid_steering: bool = kwargs.pop("cid_steering", True)
         _check_kwargs(
-            "run", kwargs, host=host, port=port, extra=("backend", "backend_options", "workers")
+            "run",
+            kwargs,
+            host=host,
+            port=port,
+            extra=("backend", "backend_options", "workers", "cid_steering"),
         )
+        if type(cid_steering) is not bool:
+            raise TypeError(f"cid_steering must be a bool, got {cid_steering!r}")
+        if workers is None and not cid_steering:
+            raise TypeError("ServerApp.run(cid_steering=False) is for workers=N")
         if workers is not None:
             self._run_workers(
                 workers,
@@ -290,6 +301,7 @@ class ServerApp:
                 backend=backend,
                 backend_options=backend_options,
                 overrides=kwargs,
+                steering=cid_steering,
             )
             return
         self._apply_config_overrides(kwargs)
@@ -315,6 +327,7 @@ class ServerApp:
         backend: str,
         backend_options: dict[str, Any] | None,
         overrides: dict[str, Any],
+        steering: bool,
     ) -> None:
         """``run(workers=N)``: the supervisor, in this process; the app is found again
         by each worker through its import spec."""
@@ -332,6 +345,7 @@ class ServerApp:
             backend=backend,
             backend_options=backend_options or {},
             shutdown_timeout=self.shutdown_timeout,
+            steering=steering,
         )
         if code != 0:
             raise WorkersError("the workers could not start (see the log)")

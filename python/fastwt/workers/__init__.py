@@ -88,6 +88,13 @@ def serve_app(
     if len(hosts) != 1:
         raise WorkersError(f"workers serve on one address, got {hosts}")
     server_id = parse_server_id(cfg.server_id)
+    if cfg.cid_key is not None and options.get("steering", True):
+        raise WorkersError(
+            "cid_key encrypts the connection IDs, which hides their worker octet from the "
+            "BPF steering program: add --no-cid-steering (ServerApp.run(..., "
+            "cid_steering=False)); a client whose address changes may then land on "
+            "another worker and lose its session (see docs/deployment.md)"
+        )
     with tempfile.TemporaryDirectory(prefix="fastwt-workers-") as tmp:
         digest: str | None = None
         if cfg.certfile is None:

@@ -62,10 +62,13 @@ def main() -> None:
         app._apply_config_overrides(config["overrides"])
     server = app.server
     steering = bool(config["steering"])
+    # Encrypted CIDs (never steered) name the slot too: the load balancer reads the
+    # worker, and each worker's nonces stay apart from the others'.
+    named = steering or server.config.cid_key is not None
     server._adopt_socket(
         config["fd"],
         server_id=bytes.fromhex(config["server_id"]),
-        worker=config["slot"] if steering else None,
+        worker=config["slot"] if named else None,
         secret=bytes.fromhex(config["secret"]),
     )
     status_fd: int = config["status_fd"]

@@ -52,6 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::SendStreamHandle>()?;
     m.add_class::<stream::RecvStreamHandle>()?;
     m.add_function(wrap_pyfunction!(server::generate_dev_certificate, m)?)?;
+    m.add_function(wrap_pyfunction!(server::decode_cid, m)?)?;
     m.add_function(wrap_pyfunction!(fanout::broadcast_datagram, m)?)?;
     m.add_function(wrap_pyfunction!(fanout::broadcast_stream, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;

@@ -4,7 +4,7 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport, MAX_SECS};
 use crate::runtime;
 use crate::session::SessionHandle;
-use fastwt_core::cid::CidConfig;
+use fastwt_core::cid::{CidConfig, CidKey};
 use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
@@ -34,13 +34,15 @@ impl ServerHandle {
     /// `sockets` (file descriptors of bound UDP sockets, whose ownership passes to the
     /// server) serves on those instead. `server_id` (0..=9 octets), `cid_config_id`
     /// and `worker` make QUIC-LB connection IDs (see `fastwt_core::cid`); every worker
-    /// of a group gets the same `worker_secret` (16+ octets).
+    /// of a group gets the same `worker_secret` (16+ octets). `cid_key` (16 octets,
+    /// needs `server_id`) encrypts them (QUIC-LB single pass).
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
         max_sessions_per_ip=None, max_handshakes=1000, retry=false,
         client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
-        cid_config_id=0, worker=None, worker_secret=None, max_sessions_per_connection=1))]
+        cid_config_id=0, worker=None, worker_secret=None, max_sessions_per_connection=1,
+        cid_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -62,6 +64,7 @@ impl ServerHandle {
         worker: Option<u8>,
         worker_secret: Option<Vec<u8>>,
         max_sessions_per_connection: usize,
+        cid_key: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         // First, so that the fds are closed whatever fails below.
         let sockets = adopt_fds(sockets)?;
@@ -88,17 +91,20 @@ impl ServerHandle {
         }
         let request_timeout = positive_secs(request_timeout, "request_timeout")?;
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
-        // Our own CIDs when a server id or a worker octet is asked for; quinn's otherwise.
-        let cid = if server_id.is_some() || worker.is_some() {
-            Some(
-                CidConfig::new(
-                    server_id.as_deref().unwrap_or_default(),
-                    cid_config_id,
-                    worker.unwrap_or(0),
-                    worker_secret.as_deref(),
-                )
-                .map_err(to_py)?,
+        // Our own CIDs when a server id, a worker octet or a key is asked for; quinn's
+        // otherwise (a key without a server id is refused by `with_key`).
+        let cid = if server_id.is_some() || worker.is_some() || cid_key.is_some() {
+            let cid = CidConfig::new(
+                server_id.as_deref().unwrap_or_default(),
+                cid_config_id,
+                worker.unwrap_or(0),
+                worker_secret.as_deref(),
             )
+            .map_err(to_py)?;
+            Some(match cid_key {
+                Some(key) => cid.with_key(&key).map_err(to_py)?,
+                None => cid,
+            })
         } else {
             None
         };
@@ -253,6 +259,27 @@ fn udp_socket(fd: std::os::fd::OwnedFd) -> PyResult<std::net::UdpSocket> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a QUIC-LB load balancer reads from one of our connection IDs whose configured
+/// server id has `server_id_len` octets: (config rotation, server id, worker octet);
+/// with `key` (16 octets) the CID is decrypted first (single pass). `None` when the
+/// CID's length does not fit.
+#[pyfunction]
+#[pyo3(signature = (cid, server_id_len, key=None))]
+pub fn decode_cid(
+    cid: &[u8],
+    server_id_len: usize,
+    key: Option<&[u8]>,
+) -> PyResult<Option<(u8, Vec<u8>, u8)>> {
+    let decoded = match key {
+        Some(key) => {
+            let key = CidKey::new(key).map_err(to_py)?;
+            CidConfig::decode_encrypted(cid, server_id_len, &key)
+        }
+        None => CidConfig::decode(cid, server_id_len),
+    };
+    Ok(decoded.map(|d| (d.config_id, d.server_id, d.worker)))
 }
 
 /// A development certificate: (cert PEM, key PEM, hex SHA-256). ECDSA P-256, valid for

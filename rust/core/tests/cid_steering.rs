@@ -7,7 +7,7 @@
 
 mod common;
 
-use fastwt_core::cid::CidConfig;
+use fastwt_core::cid::{CidConfig, CidKey, DecodedCid};
 use fastwt_core::{Identity, Server, ServerOptions};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -89,7 +89,7 @@ async fn write_something(conn: &quinn::Connection) {
 async fn short_header_packets_carry_the_server_id_and_worker_octet() {
     let identity = Identity::development().unwrap();
     let cid = CidConfig::new(&[0x0a, 0x0b], 1, 5, Some(&[7u8; 32])).unwrap();
-    let (len, worker_at) = (cid.cid_len(), cid.worker_offset());
+    let (len, worker_at) = (cid.cid_len(), cid.worker_offset().unwrap());
     assert_eq!(worker_at, 3, "the worker octet ends the QUIC-LB server ID");
     let server = server(cid.clone(), &identity);
     let relay = relay(server.local_addrs()[0]).await;
@@ -123,17 +123,65 @@ async fn short_header_packets_carry_the_server_id_and_worker_octet() {
     assert!(long_ours > 0, "no long-header packet to the server's CID");
 }
 
+#[tokio::test]
+async fn short_header_packets_carry_encrypted_cids_a_load_balancer_with_the_key_decodes() {
+    let identity = Identity::development().unwrap();
+    let key = [0x42u8; 16];
+    let cid = CidConfig::new(&[0x0a, 0x0b], 1, 5, Some(&[7u8; 32]))
+        .unwrap()
+        .with_key(&key)
+        .unwrap();
+    assert_eq!((cid.cid_len(), cid.worker_offset()), (17, None));
+    let server = server(cid.clone(), &identity);
+    let relay = relay(server.local_addrs()[0]).await;
+    let client = client_for(&identity);
+    let conn = common::raw_connection(&client, relay.addr).await;
+    write_something(&conn).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = relay.seen.lock().unwrap().clone();
+    let short: Vec<_> = seen.iter().filter(|p| p[0] & 0x80 == 0).collect();
+    assert!(!short.is_empty(), "no short-header packet");
+    let lb = CidKey::new(&key).unwrap();
+    let wrong = CidKey::new(&[0x43u8; 16]).unwrap();
+    for packet in &short {
+        let dcid = &packet[1..18];
+        assert!(cid.validate(dcid), "a CID of the group: {dcid:02x?}");
+        assert_eq!(dcid[0], (1 << 5) | 16, "config rotation 1, length 16");
+        assert_eq!(
+            CidConfig::decode_encrypted(dcid, 2, &lb),
+            Some(DecodedCid {
+                config_id: 1,
+                server_id: vec![0x0a, 0x0b],
+                worker: 5
+            })
+        );
+        let other = CidConfig::decode_encrypted(dcid, 2, &wrong).unwrap();
+        assert_ne!((other.server_id, other.worker), (vec![0x0a, 0x0b], 5));
+    }
+    assert!(
+        short.iter().any(|p| p[2..4] != [0x0a, 0x0b]),
+        "the server id is not in the clear"
+    );
+}
+
 /// Connects through a relay to worker A, then points the relay at worker B (as the
 /// kernel would on a steering mistake): how the connection ends says whether B took
-/// A's CIDs as its group's.
-async fn moved_to_other_worker(secret_b: [u8; 32]) -> Result<quinn::ConnectionError, ()> {
+/// A's CIDs as its group's. `key`: both workers' CIDs encrypted with it.
+async fn moved_to_other_worker(
+    secret_b: [u8; 32],
+    key: Option<[u8; 16]>,
+) -> Result<quinn::ConnectionError, ()> {
     let identity = Identity::development().unwrap();
+    let keyed = |cid: CidConfig| match key {
+        Some(key) => cid.with_key(&key).unwrap(),
+        None => cid,
+    };
     let a = server(
-        CidConfig::new(&[1], 0, 0, Some(&[3u8; 32])).unwrap(),
+        keyed(CidConfig::new(&[1], 0, 0, Some(&[3u8; 32])).unwrap()),
         &identity,
     );
     let b = server(
-        CidConfig::new(&[1], 0, 1, Some(&secret_b)).unwrap(),
+        keyed(CidConfig::new(&[1], 0, 1, Some(&secret_b)).unwrap()),
         &identity,
     );
     let relay = relay(a.local_addrs()[0]).await;
@@ -149,7 +197,16 @@ async fn moved_to_other_worker(secret_b: [u8; 32]) -> Result<quinn::ConnectionEr
 
 #[tokio::test]
 async fn workers_sharing_a_secret_reset_each_others_connections() {
-    let ended = moved_to_other_worker([3u8; 32]).await;
+    let ended = moved_to_other_worker([3u8; 32], None).await;
+    assert!(
+        matches!(ended, Ok(quinn::ConnectionError::Reset)),
+        "expected a stateless reset, got {ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn encrypted_workers_sharing_a_secret_and_key_reset_each_others_connections() {
+    let ended = moved_to_other_worker([3u8; 32], Some([6u8; 16])).await;
     assert!(
         matches!(ended, Ok(quinn::ConnectionError::Reset)),
         "expected a stateless reset, got {ended:?}"
@@ -158,7 +215,13 @@ async fn workers_sharing_a_secret_reset_each_others_connections() {
 
 #[tokio::test]
 async fn a_worker_with_another_secret_does_not_reset() {
-    let ended = moved_to_other_worker([4u8; 32]).await;
+    let ended = moved_to_other_worker([4u8; 32], None).await;
+    assert!(ended.is_err(), "the connection ended: {ended:?}");
+}
+
+#[tokio::test]
+async fn an_encrypted_worker_with_another_secret_does_not_reset() {
+    let ended = moved_to_other_worker([4u8; 32], Some([6u8; 16])).await;
     assert!(ended.is_err(), "the connection ended: {ended:?}");
 }
 
