@@ -98,7 +98,9 @@ def test_token_queued_while_the_loop_spins_writes_no_pipe_byte() -> None:
     from fastwt._core import Notifier
 
     n = Notifier()
-    t = threading.Timer(0.002, n.notify, args=(11,))
+    # The token must land while this thread spins: 50 ms in (not 2 ms), so that a loaded
+    # machine's scheduler has let this thread into spin_wait by then.
+    t = threading.Timer(0.05, n.notify, args=(11,))
     t.start()
     start = time.perf_counter()
     assert n.spin_wait(500_000) is True
