@@ -11,6 +11,7 @@
 
 use crate::draft::PeerSettings;
 use crate::error::{Error, Result};
+use crate::frame::{FrameError, FrameReader};
 use crate::h3;
 use crate::preamble::Preamble;
 use crate::session::Session;
@@ -417,62 +418,55 @@ async fn read_control_stream(
         second_control_stream(&conn);
         return;
     }
-    let mut buf = Vec::new();
+    let mut frames = FrameReader::default();
     let mut seen_settings = false;
     loop {
-        loop {
-            let frame = match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
-                Ok(Some((frame, used))) => {
-                    buf.drain(..used);
-                    frame
-                }
-                Ok(None) => break,
-                Err(e) => return connection_error(&conn, h3::H3_FRAME_ERROR, &e),
-            };
-            match frame.kind {
-                h3::FRAME_SETTINGS if !seen_settings => {
-                    seen_settings = true;
-                    match PeerSettings::parse(&frame.payload) {
-                        Ok(settings) => {
-                            debug!(target: "fastwt.core", peer = %conn.remote_address(), "peer settings: {settings:?}");
-                            if let Some(tx) = tx.take() {
-                                let sender = lock(&tx).take();
-                                if let Some(sender) = sender {
-                                    let _ = sender.send(settings);
-                                }
-                            }
-                        }
-                        Err(e) => return connection_error(&conn, e.code, &e.reason),
-                    }
-                }
-                _ if !seen_settings => {
-                    return connection_error(
-                        &conn,
-                        h3::H3_MISSING_SETTINGS,
-                        "control stream must start with SETTINGS",
-                    )
-                }
-                h3::FRAME_SETTINGS | h3::FRAME_DATA | h3::FRAME_HEADERS => {
-                    return connection_error(
-                        &conn,
-                        h3::H3_FRAME_UNEXPECTED,
-                        "unexpected frame on the control stream",
-                    )
-                }
-                h3::FRAME_GOAWAY => early.peer_goaway(),
-                _ => {} // MAX_PUSH_ID, PRIORITY_UPDATE, unknown: ignored
+        let frame = match frames.next(&mut recv).await {
+            Ok(frame) => frame,
+            Err(FrameError::Malformed(e)) => {
+                return connection_error(&conn, h3::H3_FRAME_ERROR, &e)
             }
-        }
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) | Err(quinn::ReadError::Reset(_)) => {
+            Err(FrameError::Ended | FrameError::Read(quinn::ReadError::Reset(_))) => {
                 return connection_error(
                     &conn,
                     h3::H3_CLOSED_CRITICAL_STREAM,
                     "control stream closed",
                 )
             }
-            Err(_) => return, // the connection ended
+            Err(FrameError::Read(_)) => return, // the connection ended
+        };
+        match frame.kind {
+            h3::FRAME_SETTINGS if !seen_settings => {
+                seen_settings = true;
+                match PeerSettings::parse(&frame.payload) {
+                    Ok(settings) => {
+                        debug!(target: "fastwt.core", peer = %conn.remote_address(), "peer settings: {settings:?}");
+                        if let Some(tx) = tx.take() {
+                            let sender = lock(&tx).take();
+                            if let Some(sender) = sender {
+                                let _ = sender.send(settings);
+                            }
+                        }
+                    }
+                    Err(e) => return connection_error(&conn, e.code, &e.reason),
+                }
+            }
+            _ if !seen_settings => {
+                return connection_error(
+                    &conn,
+                    h3::H3_MISSING_SETTINGS,
+                    "control stream must start with SETTINGS",
+                )
+            }
+            h3::FRAME_SETTINGS | h3::FRAME_DATA | h3::FRAME_HEADERS => {
+                return connection_error(
+                    &conn,
+                    h3::H3_FRAME_UNEXPECTED,
+                    "unexpected frame on the control stream",
+                )
+            }
+            h3::FRAME_GOAWAY => early.peer_goaway(),
+            _ => {} // MAX_PUSH_ID, PRIORITY_UPDATE, unknown: ignored
         }
     }
 }

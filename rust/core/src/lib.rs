@@ -28,8 +28,12 @@ mod driver;
 pub mod error;
 /// Session flow control of drafts 13+: WT_MAX_DATA / WT_MAX_STREAMS capsules.
 mod flow;
+/// The one reader of HTTP/3 frames off a stream (control, HEADERS, capsules).
+mod frame;
 /// HTTP/3 and WebTransport wire details: varints, frames, settings, capsules, codes.
 pub mod h3;
+/// The CONNECT handshake, server side and client side.
+mod handshake;
 /// TLS identities: PEM loading, the development certificate, certificate hashes.
 pub mod identity;
 /// Parsing of a peer stream's type and session id.

@@ -1,8 +1,8 @@
 use crate::admission::{Admission, Limits, Refusal, Ticket};
 use crate::config::ServerOptions;
-use crate::driver;
 use crate::error::{Error, Result};
 use crate::h3;
+use crate::handshake;
 use crate::identity::Identity;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::session::{Session, SessionPhase};
@@ -327,7 +327,7 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
     let stable_id = conn.stable_id();
     // Further CONNECTs on the connection: pooled sessions up to the limit, else 429.
     let weak = Arc::downgrade(&shared);
-    let pool = Some(driver::PoolOffer {
+    let pool = Some(handshake::PoolOffer {
         limit: shared.options.max_sessions_per_connection,
         request_timeout: shared.options.request_timeout,
         offer: Box::new(move |session: Session, deadline: Instant| {
@@ -337,7 +337,8 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
         }),
     });
     let session =
-        match driver::accept_request(conn.clone(), deadline, &shared.options.transport, pool).await
+        match handshake::accept_request(conn.clone(), deadline, &shared.options.transport, pool)
+            .await
         {
             Ok(Some(session)) => session,
             Ok(None) => return,
