@@ -1,11 +1,11 @@
 //! Clients that break the protocol must cost the server only their own connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, Server, ServerOptions, Session};
+use crate::h3;
+use crate::{Client, Server, ServerOptions, Session};
 use std::time::Duration;
 
-mod common;
+use super::common;
 use common::raw_connection;
 
 fn setup() -> (Server, Client, std::net::SocketAddr) {
@@ -26,13 +26,10 @@ fn connect_request(addr: std::net::SocketAddr) -> Vec<u8> {
 }
 
 async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-    )
-    .await
-    .expect("a session request")
-    .unwrap()
+    tokio::time::timeout(Duration::from_secs(5), server.accept())
+        .await
+        .expect("a session request")
+        .unwrap()
 }
 
 /// A raw HTTP/3 client's WebTransport session on `conn`, accepted by `server`: our
@@ -55,7 +52,7 @@ async fn raw_session(
     let (mut send, recv) = conn.open_bi().await.unwrap();
     send.write_all(&connect_request(addr)).await.unwrap();
     let session = next_request(server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     (control, send, recv, session)
 }
 
@@ -66,7 +63,7 @@ async fn still_serving(server: &Server, client: &Client, addr: std::net::SocketA
     let accept = async {
         let s = next_request(server).await;
         assert_eq!(s.path(), "/good");
-        s.accept(vec![]).await.unwrap();
+        s.accept(vec![], None).await.unwrap();
         s
     };
     let (session, _server_side) = tokio::join!(connect, accept);

@@ -3,7 +3,7 @@
 //! speak HTTP/3 by hand).
 #![allow(clippy::unwrap_used, dead_code)]
 
-use fastwt_core::{Client, ClientOptions, Identity, Server, ServerOptions, TrustMode};
+use crate::{Client, ClientOptions, Identity, Server, ServerOptions, TrustMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 

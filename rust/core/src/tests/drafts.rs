@@ -3,11 +3,11 @@
 //! HTTP/3 prescribes for broken ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, Draft, Error, Server, ServerOptions, Session, TransportOptions};
+use crate::h3;
+use crate::{Client, Draft, Error, Server, ServerOptions, Session, TransportOptions};
 use std::time::Duration;
 
-mod common;
+use super::common;
 use common::raw_connection;
 
 fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) {
@@ -50,13 +50,10 @@ fn connect_request(addr: std::net::SocketAddr, protocol: &str) -> Vec<u8> {
 }
 
 async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-    )
-    .await
-    .expect("a session request")
-    .unwrap()
+    tokio::time::timeout(Duration::from_secs(5), server.accept())
+        .await
+        .expect("a session request")
+        .unwrap()
 }
 
 async fn close_code(conn: &quinn::Connection) -> u64 {
@@ -106,7 +103,7 @@ async fn draft15_client_gets_draft15_without_the_draft02_header() {
     let (_send, mut recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
     assert_eq!(session.draft(), Draft::Draft15);
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let fields = response(&mut recv).await;
     assert!(fields.contains(&(":status".into(), "200".into())));
     assert!(fields
@@ -133,7 +130,7 @@ async fn a_second_control_stream_is_a_stream_creation_error() {
     let conn = raw_connection(&client, addr).await;
     let _streams = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let mut second = conn.open_uni().await.unwrap();
     second.write_all(&control_with(DRAFT15)).await.unwrap();
     assert_eq!(
@@ -152,7 +149,7 @@ async fn no_connect_is_handled_before_the_clients_settings() {
         .unwrap();
     // No SETTINGS ever: the request timeout ends the connection, no request surfaces.
     assert_eq!(close_code(&conn).await, u64::from(h3::H3_MISSING_SETTINGS));
-    assert!(server.requests().is_empty());
+    assert_eq!(server.queued_requests(), 0);
 }
 
 #[tokio::test]
@@ -163,7 +160,7 @@ async fn datagrams_need_the_peers_h3_datagram_setting() {
     let _streams = open_session(&conn, addr, &settings, "webtransport").await;
     let session = next_request(&server).await;
     assert_eq!(session.draft(), Draft::Draft02);
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     assert!(session.max_datagram_size().is_none());
     assert!(matches!(
         session.send_datagram(b"x"),
@@ -177,7 +174,7 @@ async fn unknown_capsules_are_ignored() {
     let conn = raw_connection(&client, addr).await;
     let (mut send, _recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     // An unknown capsule type, then a well-formed close.
     send.write_all(&h3::encode_varint_capsule(0x3f_0000, 7))
         .await
@@ -328,7 +325,7 @@ async fn streams_of_an_ended_session_are_reset_with_session_gone() {
     let conn = raw_connection(&client, addr).await;
     let (mut send, recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let _capsules = Capsules::after_response(recv).await;
     let gone = u64::from(h3::WT_SESSION_GONE);
     // A bidirectional stream of the client, taken by the application and half-used.
@@ -338,13 +335,11 @@ async fn streams_of_an_ended_session_are_reset_with_session_gone() {
         .await
         .unwrap();
     bi_send.write_all(b"hello").await.unwrap();
-    let (_app_send, mut app_recv) = tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (_app_send, mut app_recv) =
+        tokio::time::timeout(Duration::from_secs(5), session.accept_bi())
+            .await
+            .unwrap()
+            .unwrap();
     let mut got = [0u8; 5];
     let mut n = 0;
     while n < 5 {
@@ -402,7 +397,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
     let conn = raw_connection(&client, addr).await;
     let (_send, recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let _capsules = Capsules::after_response(recv).await;
     let header = wt_header(h3::STREAM_WT_UNI, session.id());
     // Four finished streams fill the queue of streams the application has not taken.
@@ -413,7 +408,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
         uni.finish().unwrap();
     }
     tokio::time::timeout(Duration::from_secs(5), async {
-        while session.incoming_uni().len() < 4 {
+        while session.0.incoming_uni.len() < 4 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -431,7 +426,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
         stopped.map(|c| c.into_inner()),
         Some(u64::from(h3::WT_BUFFERED_STREAM_REJECTED))
     );
-    assert_eq!(session.incoming_uni().len(), 4, "the queued ones stay");
+    assert_eq!(session.0.incoming_uni.len(), 4, "the queued ones stay");
 }
 
 #[tokio::test]
@@ -447,7 +442,7 @@ async fn sends_stay_within_the_peers_wt_max_data_and_max_streams() {
     ];
     let (mut send, recv, _control) = open_session(&conn, addr, stingy, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let mut capsules = Capsules::after_response(recv).await;
     let mut out = session.open_uni().await.unwrap();
     out.write_all(&[7u8; 100]).await.unwrap();
