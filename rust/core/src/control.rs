@@ -386,17 +386,25 @@ async fn early_uni_loop(
                 Ok(Some((h3::STREAM_CONTROL, _))) => {
                     read_control_stream(conn, early, recv, Some(tx)).await;
                 }
-                Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
-                    // We advertise a zero-size dynamic table; drain whatever comes.
-                    while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
-                }
-                Ok(Some(_)) => {
-                    let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-                }
+                Ok(Some((kind, _))) => other_uni_stream(kind, recv).await,
                 Ok(None) => {}
                 Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
             }
         });
+    }
+}
+
+/// A peer's unidirectional stream that is neither a WebTransport stream of a session
+/// nor the control stream, its type `kind` read: the QPACK encoder and decoder streams
+/// are drained (we advertise a zero-size dynamic table, so nothing in them matters),
+/// every other type (and a WebTransport stream without a session id) is refused with
+/// H3_STREAM_CREATION_ERROR. Both readers of peer streams, before the session (here)
+/// and during it (driver.rs), end here.
+pub(crate) async fn other_uni_stream(kind: u64, mut recv: quinn::RecvStream) {
+    if matches!(kind, h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER) {
+        while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
+    } else {
+        let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
     }
 }
 

@@ -226,25 +226,16 @@ pub(crate) fn push_uni(session: &Session, mut recv: quinn::RecvStream) {
 async fn route_uni_stream(
     session: Session,
     early: &Early,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     header: Result<Option<StreamHeader>>,
 ) {
     match header {
         Ok(Some((h3::STREAM_WT_UNI, Some(id)))) if id == session.id() => push_uni(&session, recv),
         // Another session (pooled), one still to come, or one that ended.
         Ok(Some((h3::STREAM_WT_UNI, Some(id)))) => early.keep(id, recv),
-        Ok(Some((h3::STREAM_WT_UNI, None))) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-        }
         // The peer's control stream was read before the session (control.rs).
         Ok(Some((h3::STREAM_CONTROL, _))) => crate::control::second_control_stream(&session.0.conn),
-        Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
-            // We advertise a zero-size dynamic table; drain whatever the peer sends.
-            while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
-        }
-        Ok(Some(_)) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-        }
+        Ok(Some((kind, _))) => crate::control::other_uni_stream(kind, recv).await,
         Ok(None) => {}
         Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
     }

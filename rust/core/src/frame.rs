@@ -37,7 +37,7 @@ impl FrameReader {
     }
 
     /// The next whole frame already buffered, if any.
-    fn buffered(&mut self) -> Result<Option<RawFrame>, FrameError> {
+    pub(crate) fn buffered(&mut self) -> Result<Option<RawFrame>, FrameError> {
         match h3::parse_frame(&self.buf, h3::MAX_CONTROL_FRAME) {
             Ok(Some((frame, used))) => {
                 self.buf.drain(..used);
@@ -90,9 +90,15 @@ impl FrameReader {
         }
     }
 
+    /// Adds bytes read elsewhere (tests: the reader without a stream).
+    #[cfg(test)]
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Bytes buffered past the last frame returned (tests).
     #[cfg(test)]
-    fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.buf.len()
     }
 }
@@ -113,7 +119,7 @@ mod tests {
             while let Some(f) = reader.buffered().unwrap() {
                 got.push(f);
             }
-            reader.buf.extend_from_slice(&wire[cut..]);
+            reader.extend(&wire[cut..]);
             while let Some(f) = reader.buffered().unwrap() {
                 got.push(f);
             }

@@ -488,3 +488,48 @@ async fn sends_stay_within_the_peers_wt_max_data_and_max_streams() {
         .unwrap();
     assert_eq!(session.flow_control().unwrap().peer_max_data, Some(110));
 }
+
+/// Opens a unidirectional stream of type `kind` and writes a few bytes after the type.
+async fn uni_of_type(conn: &quinn::Connection, kind: u64) -> quinn::SendStream {
+    let mut stream = conn.open_uni().await.unwrap();
+    let mut bytes = vec![];
+    h3::put_varint(&mut bytes, kind);
+    bytes.extend([0u8; 8]);
+    stream.write_all(&bytes).await.unwrap();
+    stream
+}
+
+/// HTTP/3's rules for the peer's other unidirectional streams, the same before the
+/// session exists (control.rs accepts them until SETTINGS) and during it (driver.rs):
+/// QPACK encoder and decoder streams are drained, never stopped; a stream of an unknown
+/// type is stopped with H3_STREAM_CREATION_ERROR; the connection and session go on.
+#[tokio::test]
+async fn qpack_streams_are_drained_and_unknown_ones_refused_before_and_during_the_session() {
+    let (server, client, addr) = setup(TransportOptions::default());
+    let conn = raw_connection(&client, addr).await;
+    // Opened before the control stream: accepted (in stream order) while the server
+    // still waits for SETTINGS.
+    let early_unknown = uni_of_type(&conn, 0x21 + 0x1f).await;
+    let early_qpack = uni_of_type(&conn, h3::STREAM_QPACK_ENCODER).await;
+    let (_send, _recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
+    let session = next_request(&server).await;
+    session.accept(vec![], None).await.unwrap();
+    let late_unknown = uni_of_type(&conn, 0x21 + 2 * 0x1f).await;
+    let late_qpack = uni_of_type(&conn, h3::STREAM_QPACK_DECODER).await;
+    for stream in [early_unknown, late_unknown] {
+        let stopped = tokio::time::timeout(Duration::from_secs(5), stream.stopped())
+            .await
+            .expect("an unknown stream type is stopped")
+            .unwrap();
+        assert_eq!(
+            stopped,
+            Some(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR))
+        );
+    }
+    for stream in [early_qpack, late_qpack] {
+        let stopped = tokio::time::timeout(Duration::from_millis(300), stream.stopped()).await;
+        assert!(stopped.is_err(), "a QPACK stream is drained, not stopped");
+    }
+    assert!(conn.close_reason().is_none());
+    assert_eq!(session.phase(), crate::SessionPhase::Accepted);
+}

@@ -11,6 +11,7 @@
 //! with `CI` set the seed is fixed (`PROPTEST_RNG_SEED` overrides it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::frame::FrameReader;
 use crate::h3::{self, Capsule, RawFrame};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -178,14 +179,12 @@ fn reason(max: usize) -> impl Strategy<Value = String> {
 /// `connect_stream_loop` over frame.rs's `FrameReader`): frames out of the byte buffer, DATA payloads into the capsule
 /// buffer, capsules out of that; consumed bytes drained each time.
 fn read_connect_stream(chunks: &[&[u8]]) -> Result<(Vec<Capsule>, usize, usize), String> {
-    let mut buf = Vec::new();
+    let mut frames = FrameReader::default();
     let mut data = Vec::new();
     let mut capsules = Vec::new();
     for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        while let Some((frame, used)) = h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME)? {
-            assert!(used <= buf.len());
-            buf.drain(..used);
+        frames.extend(chunk);
+        while let Some(frame) = frames.buffered().map_err(|e| format!("{e:?}"))? {
             if frame.kind != h3::FRAME_DATA {
                 continue;
             }
@@ -196,7 +195,7 @@ fn read_connect_stream(chunks: &[&[u8]]) -> Result<(Vec<Capsule>, usize, usize),
             capsules.extend(got);
         }
     }
-    Ok((capsules, buf.len(), data.len()))
+    Ok((capsules, frames.pending(), data.len()))
 }
 
 /// Splits `bytes` at the given cut points (sorted, deduplicated, within range).
