@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::h3;
-use crate::{Client, Draft, Error, Server, ServerOptions, Session, TransportOptions};
+use crate::{Client, Draft, Error, Server, ServerOptions, TransportOptions};
 use std::time::Duration;
 
 use super::common;
-use common::raw_connection;
+use common::{connect_request, control_with, next_request, raw_connection, DRAFT15};
 
 fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) {
     common::setup(ServerOptions {
@@ -16,44 +16,6 @@ fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) 
         transport,
         ..Default::default()
     })
-}
-
-/// A control stream preamble with exactly these settings.
-fn control_with(settings: &[(u64, u64)]) -> Vec<u8> {
-    let mut payload = vec![];
-    for (id, v) in settings {
-        h3::put_varint(&mut payload, *id);
-        h3::put_varint(&mut payload, *v);
-    }
-    let mut out = vec![];
-    h3::put_varint(&mut out, h3::STREAM_CONTROL);
-    out.extend(h3::encode_frame(h3::FRAME_SETTINGS, &payload));
-    out
-}
-
-const DRAFT15: &[(u64, u64)] = &[
-    (h3::SETTING_H3_DATAGRAM, 1),
-    (h3::SETTING_WT_ENABLED, 1),
-    (h3::SETTING_WT_INITIAL_MAX_DATA, 1 << 20),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_BIDI, 10),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_UNI, 10),
-];
-
-fn connect_request(addr: std::net::SocketAddr, protocol: &str) -> Vec<u8> {
-    h3::encode_headers(&[
-        (":method".into(), "CONNECT".into()),
-        (":protocol".into(), protocol.into()),
-        (":scheme".into(), "https".into()),
-        (":authority".into(), addr.to_string()),
-        (":path".into(), "/raw".into()),
-    ])
-}
-
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(Duration::from_secs(5), server.accept())
-        .await
-        .expect("a session request")
-        .unwrap()
 }
 
 async fn close_code(conn: &quinn::Connection) -> u64 {
@@ -77,7 +39,7 @@ async fn open_session(
     let mut control = conn.open_uni().await.unwrap();
     control.write_all(&control_with(settings)).await.unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr, protocol))
+    send.write_all(&connect_request(addr, protocol, "/raw"))
         .await
         .unwrap();
     (send, recv, control)
@@ -144,7 +106,7 @@ async fn no_connect_is_handled_before_the_clients_settings() {
     let (server, client, addr) = setup(TransportOptions::default());
     let conn = raw_connection(&client, addr).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr, "webtransport"))
+    send.write_all(&connect_request(addr, "webtransport", "/raw"))
         .await
         .unwrap();
     // No SETTINGS ever: the request timeout ends the connection, no request surfaces.

@@ -6,30 +6,13 @@ use crate::{Client, Server, ServerOptions, Session};
 use std::time::Duration;
 
 use super::common;
-use common::raw_connection;
+use common::{connect_request, next_request, raw_connection};
 
 fn setup() -> (Server, Client, std::net::SocketAddr) {
     common::setup(ServerOptions {
         request_timeout: Duration::from_millis(500),
         ..Default::default()
     })
-}
-
-fn connect_request(addr: std::net::SocketAddr) -> Vec<u8> {
-    h3::encode_headers(&[
-        (":method".into(), "CONNECT".into()),
-        (":protocol".into(), "webtransport".into()),
-        (":scheme".into(), "https".into()),
-        (":authority".into(), addr.to_string()),
-        (":path".into(), "/bad".into()),
-    ])
-}
-
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(Duration::from_secs(5), server.accept())
-        .await
-        .expect("a session request")
-        .unwrap()
 }
 
 /// A raw HTTP/3 client's WebTransport session on `conn`, accepted by `server`: our
@@ -50,7 +33,9 @@ async fn raw_session(
         .await
         .unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr)).await.unwrap();
+    send.write_all(&connect_request(addr, "webtransport", "/bad"))
+        .await
+        .unwrap();
     let session = next_request(server).await;
     session.accept(vec![], None).await.unwrap();
     (control, send, recv, session)

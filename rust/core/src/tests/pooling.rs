@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::common;
-use common::raw_connection;
+use common::{control_with, next_request, raw_connection, DRAFT15};
 
 fn setup(max_sessions_per_connection: usize) -> (Server, Client, SocketAddr) {
     common::setup(ServerOptions {
@@ -20,14 +20,6 @@ fn setup(max_sessions_per_connection: usize) -> (Server, Client, SocketAddr) {
     })
 }
 
-const DRAFT15: &[(u64, u64)] = &[
-    (h3::SETTING_H3_DATAGRAM, 1),
-    (h3::SETTING_WT_ENABLED, 1),
-    (h3::SETTING_WT_INITIAL_MAX_DATA, 1 << 20),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_BIDI, 10),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_UNI, 10),
-];
-
 const DRAFT02: &[(u64, u64)] = &[
     (h3::SETTING_H3_DATAGRAM, 1),
     (h3::SETTING_ENABLE_WEBTRANSPORT_DRAFT02, 1),
@@ -35,16 +27,8 @@ const DRAFT02: &[(u64, u64)] = &[
 
 /// Opens the control stream with `settings`; returns it (it must stay open).
 async fn control(conn: &quinn::Connection, settings: &[(u64, u64)]) -> quinn::SendStream {
-    let mut payload = vec![];
-    for (id, v) in settings {
-        h3::put_varint(&mut payload, *id);
-        h3::put_varint(&mut payload, *v);
-    }
-    let mut out = vec![];
-    h3::put_varint(&mut out, h3::STREAM_CONTROL);
-    out.extend(h3::encode_frame(h3::FRAME_SETTINGS, &payload));
     let mut send = conn.open_uni().await.unwrap();
-    send.write_all(&out).await.unwrap();
+    send.write_all(&control_with(settings)).await.unwrap();
     send
 }
 
@@ -107,13 +91,6 @@ async fn rejected(recv: &mut quinn::RecvStream) -> u64 {
         Err(quinn::ReadError::Reset(code)) => code.into_inner(),
         other => panic!("not reset: {other:?}"),
     }
-}
-
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(Duration::from_secs(5), server.accept())
-        .await
-        .expect("a session request")
-        .unwrap()
 }
 
 /// The server's SETTINGS, from its control stream.
