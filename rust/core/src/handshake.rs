@@ -17,7 +17,7 @@ use tracing::debug;
 /// Opens our control stream and sends SETTINGS (with `credit` as the initial session
 /// credit of flow-controlled drafts). The returned stream must stay open for the
 /// connection's life (closing it is a connection error in HTTP/3).
-pub(crate) async fn open_control_stream(
+async fn open_control_stream(
     conn: &quinn::Connection,
     credit: &h3::LocalCredit,
     max_sessions: usize,
@@ -216,7 +216,7 @@ pub(crate) async fn accept_pooled(
     let draft = crate::draft::choose(&token, &hook.peer, draft02_header);
     // Pooling needs our limit above 1 and a draft that has it (draft-02 browsers never
     // pool); a GOAWAY already sent takes no new request.
-    if draft == crate::draft::Draft::Draft02
+    if draft == Draft::Draft02
         || hook.limit <= 1
         || early.goaway_sent()
         || !early.reserve(hook.limit)
