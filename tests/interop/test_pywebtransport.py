@@ -228,7 +228,7 @@ async def test_pywebtransport_client_pools_sessions_on_a_fastwt_server(
     assert (result["first_bidi"], result["second_bidi"]) == ("to the first", "to the second")
     assert (result["first_datagram"], result["second_datagram"]) == ("dgram one", "dgram two")
     # pywebtransport reports the refusal as error 0x10b whether it enforces the server's
-    # WT_MAX_SESSIONS itself or gets fastwt's 429 (rust/core/tests/pooling.rs and
+    # WT_MAX_SESSIONS itself or gets fastwt's 429 (rust/core/src/tests/pooling.rs and
     # test_aioquic.py check the 429 on the wire).
     assert result["third"] != "accepted" and "0x10b" in result["third"], result
     assert result["first_closed"] is True

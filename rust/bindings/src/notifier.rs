@@ -1,7 +1,7 @@
 use crate::runtime;
 use crate::spin::{Governor, Site};
 use crate::sync::lock;
-use fastwt_core::Pump;
+use fastwt_core::StreamTask;
 use pyo3::prelude::*;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,7 +153,7 @@ pub struct Notifier {
 #[derive(Default)]
 struct Deferred {
     wakers: Vec<Waker>,
-    pumps: Vec<Pump>,
+    pumps: Vec<StreamTask>,
 }
 
 impl Notifier {
@@ -170,7 +170,7 @@ impl Notifier {
     }
 
     /// Keeps new streams' pumps until the next `flush()`.
-    pub(crate) fn defer_pumps(&self, pumps: &mut Vec<Pump>) {
+    pub(crate) fn defer_pumps(&self, pumps: &mut Vec<StreamTask>) {
         self.deferred().pumps.append(pumps);
     }
 

@@ -4,12 +4,13 @@ use crate::op::{Op, OpValue};
 use crate::options::{positive_secs, Transport, MAX_SECS};
 use crate::runtime;
 use crate::session::SessionHandle;
-use fastwt_core::cid::{CidConfig, CidKey};
+use fastwt_core::{CidConfig, CidKey};
 use fastwt_core::{ClientAuth, Identity, Server, ServerOptions};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// A bound server. Session requests are taken with `poll_request`.
@@ -33,9 +34,9 @@ impl ServerHandle {
     /// Binds `bind` (a list of (host, port)) and starts accepting connections; with
     /// `sockets` (file descriptors of bound UDP sockets, whose ownership passes to the
     /// server) serves on those instead. `server_id` (0..=9 octets), `cid_config_id`
-    /// and `worker` make QUIC-LB connection IDs (see `fastwt_core::cid`); every worker
-    /// of a group gets the same `worker_secret` (16+ octets). `cid_key` (16 octets,
-    /// needs `server_id`) encrypts them (QUIC-LB single pass).
+    /// and `worker` make QUIC-LB connection IDs (see `fastwt_core::CidConfig`); every
+    /// worker of a group gets the same `worker_secret` (16+ octets). `cid_key` (16
+    /// octets, needs `server_id`) encrypts them (QUIC-LB single pass).
     #[new]
     #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
         pending_request_capacity=1024, request_timeout=10.0, transport=None,
@@ -187,10 +188,10 @@ impl ServerHandle {
     /// The next session request, or `None` (token registered) when none is waiting.
     fn poll_request(&self, notifier: &Notifier, token: u64) -> PyResult<Option<SessionHandle>> {
         let waker = notifier.waker(token);
-        match self.server.requests().try_pop(Some(&waker)) {
-            Ok(Some(s)) => Ok(Some(SessionHandle::new(s))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(to_py(e)),
+        match self.server.poll_accept(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(s)) => Ok(Some(SessionHandle::new(s))),
+            Poll::Pending => Ok(None),
+            Poll::Ready(Err(e)) => Err(to_py(e)),
         }
     }
 

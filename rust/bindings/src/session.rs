@@ -4,24 +4,42 @@ use crate::op::{value_to_py, Op, OpValue};
 use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
 use crate::sync::lock;
-use fastwt_core::{Launch, Opened, Session, SessionPhase};
+use fastwt_core::{ConnectWrite, Session, SessionPhase, Spawner, StreamTask};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-/// Opens a stream with `open`, its pumps handed to `notifier`: they start with the
-/// loop's next flush, batched with the turn's other work (see `docs/bridge.md`).
+/// The tasks of streams opened on the loop's thread, collected for the notifier: they
+/// start with the loop's next flush, batched with the turn's other work (one hand-off
+/// to the I/O thread per turn instead of one per pump; see `docs/bridge.md`).
+struct Deferred<'a>(&'a mut Vec<StreamTask>);
+
+impl Spawner for Deferred<'_> {
+    fn spawn(&mut self, task: StreamTask) {
+        self.0.push(task);
+    }
+}
+
+/// Polls an opening once from the loop's thread, its pumps handed to `notifier` (see
+/// [`Deferred`]). `Pending`: the opening waits for stream credit, to be finished on
+/// the runtime.
 fn open_deferred<T>(
     notifier: &Notifier,
-    open: impl FnOnce(&mut Launch<'_>) -> fastwt_core::Result<Opened<T>>,
-) -> PyResult<Opened<T>> {
+    poll: impl FnOnce(&mut Context<'_>, &mut dyn Spawner) -> Poll<fastwt_core::Result<T>>,
+) -> PyResult<Poll<T>> {
     let _rt = runtime::get()?.enter();
     let mut pumps = Vec::new();
-    let opened = open(&mut Launch::Collect(&mut pumps)).map_err(to_py)?;
+    let polled = poll(
+        &mut Context::from_waker(Waker::noop()),
+        &mut Deferred(&mut pumps),
+    );
     notifier.defer_pumps(&mut pumps);
-    Ok(opened)
+    match polled {
+        Poll::Ready(result) => result.map(Poll::Ready).map_err(to_py),
+        Poll::Pending => Ok(Poll::Pending),
+    }
 }
 
 /// One session. Hot calls (`poll_datagrams`, `send_datagram`) take no loop hop when the
@@ -61,8 +79,11 @@ pub(crate) fn close_abandoned(session: &Session) {
     }
     let Ok(rt) = runtime::get() else { return };
     let _guard = rt.enter();
-    if let Ok(Opened::Pending(fut)) = session.close_now(0, "session dropped by the application") {
-        rt.spawn(fut);
+    if let Err(writing) = session
+        .close(0, "session dropped by the application")
+        .ready()
+    {
+        rt.spawn(writing);
     }
 }
 
@@ -200,11 +221,7 @@ impl SessionHandle {
         wt_protocol: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let _rt = runtime::get()?.enter();
-        let opened = self
-            .session
-            .accept_protocol_now(headers, wt_protocol)
-            .map_err(to_py)?;
-        done_or_op(py, opened)
+        done_or_op(py, self.session.accept(headers, wt_protocol))
     }
 
     /// `True` when the response went out at once, else an `Op` finishing it.
@@ -217,29 +234,25 @@ impl SessionHandle {
     ) -> PyResult<Py<PyAny>> {
         // The core refuses a non-rejection status with a ConfigurationError (a ValueError).
         let _rt = runtime::get()?.enter();
-        let opened = self
-            .session
-            .reject_now(status_code, headers)
-            .map_err(to_py)?;
-        done_or_op(py, opened)
+        done_or_op(py, self.session.reject(status_code, headers))
     }
 
     /// `True` when the close went out at once, else an `Op` finishing it.
     #[pyo3(signature = (code=0, reason=String::new()))]
     fn close(&self, py: Python<'_>, code: u32, reason: String) -> PyResult<Py<PyAny>> {
         let _rt = runtime::get()?.enter();
-        let opened = self.session.close_now(code, &reason).map_err(to_py)?;
-        done_or_op(py, opened)
+        done_or_op(py, self.session.close(code, &reason))
     }
 
     /// A new bidirectional stream as (send, recv) when it can be opened at once,
     /// else an `Op` resolving to it.
     fn open_bi(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
-        match open_deferred(notifier, |launch| self.session.open_bi_launch(launch))? {
-            Opened::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
-            Opened::Pending(fut) => Ok(Py::new(
+        let mut open = self.session.open_bi();
+        match open_deferred(notifier, |cx, spawner| open.poll_spawning(cx, spawner))? {
+            Poll::Ready((send, recv)) => value_to_py(py, OpValue::Bi(send, recv)),
+            Poll::Pending => Ok(Py::new(
                 py,
-                Op::spawn(async move { fut.await.map(|(a, b)| OpValue::Bi(a, b)) })?,
+                Op::spawn(async move { open.await.map(|(a, b)| OpValue::Bi(a, b)) })?,
             )?
             .into_any()),
         }
@@ -247,11 +260,14 @@ impl SessionHandle {
 
     /// A new unidirectional stream when it can be opened at once, else an `Op`.
     fn open_uni(&self, py: Python<'_>, notifier: &Notifier) -> PyResult<Py<PyAny>> {
-        match open_deferred(notifier, |launch| self.session.open_uni_launch(launch))? {
-            Opened::Ready(send) => value_to_py(py, OpValue::Uni(send)),
-            Opened::Pending(fut) => {
-                Ok(Py::new(py, Op::spawn(async move { fut.await.map(OpValue::Uni) })?)?.into_any())
-            }
+        let mut open = self.session.open_uni();
+        match open_deferred(notifier, |cx, spawner| open.poll_spawning(cx, spawner))? {
+            Poll::Ready(send) => value_to_py(py, OpValue::Uni(send)),
+            Poll::Pending => Ok(Py::new(
+                py,
+                Op::spawn(async move { open.await.map(OpValue::Uni) })?,
+            )?
+            .into_any()),
         }
     }
 
@@ -271,15 +287,17 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<(SendStreamHandle, RecvStreamHandle)>> {
-        let popped = {
+        let polled = {
             let mut slot = lock(&self.accept_bi_waker);
             let waker = notifier.waker_in(&mut slot, token);
-            self.session.incoming_bi().try_pop(Some(waker))
+            self.session.poll_accept_bi(&mut Context::from_waker(waker))
         };
-        match popped {
-            Ok(Some((s, r))) => Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r)))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(to_py(e)),
+        match polled {
+            Poll::Ready(Ok((s, r))) => {
+                Ok(Some((SendStreamHandle::new(s), RecvStreamHandle::new(r))))
+            }
+            Poll::Pending => Ok(None),
+            Poll::Ready(Err(e)) => Err(to_py(e)),
         }
     }
 
@@ -290,10 +308,13 @@ impl SessionHandle {
         token: u64,
     ) -> PyResult<Option<RecvStreamHandle>> {
         let waker = notifier.waker(token);
-        match self.session.incoming_uni().try_pop(Some(&waker)) {
-            Ok(Some(r)) => Ok(Some(RecvStreamHandle::new(r))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(to_py(e)),
+        match self
+            .session
+            .poll_accept_uni(&mut Context::from_waker(&waker))
+        {
+            Poll::Ready(Ok(r)) => Ok(Some(RecvStreamHandle::new(r))),
+            Poll::Pending => Ok(None),
+            Poll::Ready(Err(e)) => Err(to_py(e)),
         }
     }
 
@@ -304,16 +325,17 @@ impl SessionHandle {
         notifier: &Notifier,
         token: u64,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let popped = {
+        let polled = {
             let mut slot = lock(&self.datagram_waker);
             let waker = notifier.waker_in(&mut slot, token);
-            self.session.datagrams().try_pop(Some(waker))
+            self.session
+                .poll_read_datagram(&mut Context::from_waker(waker))
         };
         // Python objects only after the lock is released (see `Op::poll`).
-        match popped {
-            Ok(Some(d)) => Ok(Some(PyBytes::new(py, &d))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(to_py(e)),
+        match polled {
+            Poll::Ready(Ok(d)) => Ok(Some(PyBytes::new(py, &d))),
+            Poll::Pending => Ok(None),
+            Poll::Ready(Err(e)) => Err(to_py(e)),
         }
     }
 
@@ -330,10 +352,10 @@ impl SessionHandle {
         {
             let mut slot = lock(&self.datagram_waker);
             let waker = notifier.waker_in(&mut slot, token);
-            self.session
-                .datagrams()
-                .pop_many(max_count.max(1), &mut out, Some(waker))
-                .map_err(to_py)?;
+            let cx = &mut Context::from_waker(waker);
+            if let Poll::Ready(Err(e)) = self.session.poll_read_datagrams(cx, max_count, &mut out) {
+                return Err(to_py(e));
+            }
         }
         // Python objects only after the lock is released (see `Op::poll`).
         if out.is_empty() {
@@ -392,12 +414,15 @@ impl SessionHandle {
     }
 }
 
-fn done_or_op(py: Python<'_>, opened: Opened<()>) -> PyResult<Py<PyAny>> {
-    match opened {
-        Opened::Ready(()) => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
-        Opened::Pending(fut) => Ok(Py::new(
+/// `True` when the write went out before the call returned, its error raised, else an
+/// `Op` finishing it on the runtime.
+fn done_or_op(py: Python<'_>, write: ConnectWrite) -> PyResult<Py<PyAny>> {
+    match write.ready() {
+        Ok(Ok(())) => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+        Ok(Err(e)) => Err(to_py(e)),
+        Err(writing) => Ok(Py::new(
             py,
-            Op::spawn(async move { fut.await.map(|_| OpValue::Unit) })?,
+            Op::spawn(async move { writing.await.map(|_| OpValue::Unit) })?,
         )?
         .into_any()),
     }

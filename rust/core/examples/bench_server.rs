@@ -28,9 +28,7 @@ fn arg(name: &str, default: f64) -> f64 {
 }
 
 async fn echo_streams(session: Session) {
-    while let Ok((mut send, mut recv)) =
-        std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)).await
-    {
+    while let Ok((mut send, mut recv)) = session.accept_bi().await {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -50,7 +48,7 @@ async fn echo_streams(session: Session) {
 }
 
 async fn echo_datagrams(session: Session) {
-    while let Ok(d) = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await {
+    while let Ok(d) = session.read_datagram().await {
         if session.send_datagram(&d).is_err() {
             break;
         }
@@ -84,7 +82,7 @@ async fn ticker(fanout: Fanout, hz: f64) {
 }
 
 async fn handle(session: Session, fanout: Fanout) {
-    if session.accept(vec![]).await.is_err() {
+    if session.accept(vec![], None).await.is_err() {
         return;
     }
     let path = session.path().split('?').next().unwrap_or("").to_string();
@@ -121,7 +119,7 @@ async fn run(seconds: f64, hz: f64) -> AnyResult<()> {
     let fanout: Fanout = Arc::default();
     tokio::spawn(ticker(fanout.clone(), hz));
     let accept = async {
-        while let Ok(session) = std::future::poll_fn(|cx| server.requests().poll_pop(cx)).await {
+        while let Ok(session) = server.accept().await {
             tokio::spawn(handle(session, fanout.clone()));
         }
     };

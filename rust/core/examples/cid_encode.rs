@@ -3,7 +3,7 @@
 //! --example cid_encode`. Rounds alternate the two so that a busy machine slows both
 //! alike; prints the median and range of ns per CID over the rounds, and their ratio.
 
-use fastwt_core::cid::CidConfig;
+use fastwt_core::CidConfig;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -1,10 +1,9 @@
 use crate::config::ClientOptions;
-use crate::draft::Draft;
-use crate::driver;
 use crate::error::{Error, Result};
 use crate::h3;
+use crate::handshake;
 use crate::identity::Identity;
-use crate::session::{RequestInfo, Session, Wire};
+use crate::session::Session;
 use crate::{tls, transport};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -159,87 +158,8 @@ impl Client {
             .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
             .await
             .map_err(|e| Error::Connection(format!("handshake with {addr} failed: {e}")))?;
-        let credit = self.options.transport.session_credit();
-        let control = driver::open_control_stream(&conn, &credit, 1).await?;
-        // The server's SETTINGS say which draft to speak (the connect timeout bounds
-        // the wait, see `connect`).
-        let (peer, early) = crate::control::peer_settings(&conn, Duration::from_secs(3600)).await?;
-        if !peer.offers_webtransport() {
-            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
-            return Err(Error::Connection(format!(
-                "{addr} does not offer WebTransport in its HTTP/3 SETTINGS"
-            )));
-        }
-        let draft = crate::draft::choose_for_server(&peer);
-        let (mut send, mut recv) = conn.open_bi().await?;
-        let mut fields: Vec<(String, String)> = vec![
-            (":method".into(), "CONNECT".into()),
-            (":scheme".into(), "https".into()),
-            (":authority".into(), target.authority.clone()),
-            (":path".into(), target.path.clone()),
-        ];
-        if draft == Draft::Draft02 {
-            fields.push((":protocol".into(), "webtransport".into()));
-            fields.push(("sec-webtransport-http3-draft02".into(), "1".into()));
-        } else {
-            fields.push((":protocol".into(), "webtransport-h3".into()));
-        }
-        if let Some(ua) = &self.options.user_agent {
-            fields.push(("user-agent".into(), ua.clone()));
-        }
-        for (k, v) in self.options.headers.iter().cloned().chain(headers) {
-            let k = k.to_ascii_lowercase();
-            if k.starts_with(':') {
-                return Err(Error::Config(format!("header {k:?} is reserved")));
-            }
-            fields.retain(|(existing, _)| existing != &k);
-            fields.push((k, v));
-        }
-        send.write_all(&h3::encode_headers(&fields))
-            .await
-            .map_err(|e| Error::Connection(format!("sending CONNECT: {e}")))?;
-        let mut buf = Vec::new();
-        let response = driver::read_headers_frame(&mut recv, &mut buf).await?;
-        let (pseudo_fields, resp_headers) = driver::split_fields(response);
-        let status: u16 = driver::pseudo(&pseudo_fields, ":status")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Error::Protocol("response without a valid :status".into()))?;
-        if !(200..300).contains(&status) {
-            early.abandon();
-            let _ = send.finish();
-            conn.close(quinn::VarInt::from_u32(h3::H3_NO_ERROR), b"");
-            return Err(Error::Rejected {
-                status,
-                headers: resp_headers,
-            });
-        }
-        let session_id = quinn::VarInt::from(send.id()).into_inner();
-        let protocol = resp_headers
-            .iter()
-            .find(|(k, _)| k == "wt-protocol")
-            .and_then(|(_, v)| crate::draft::parse_sf_string_item(v));
-        let wire = Wire {
-            draft,
-            peer,
-            credit,
-            protocol,
-        };
-        let info = RequestInfo {
-            path: target.path,
-            authority: target.authority,
-            headers: resp_headers,
-        };
-        let session = Session::new(
-            conn,
-            send,
-            session_id,
-            false,
-            info,
-            &self.options.transport,
-            wire,
-        );
-        driver::spawn_session_tasks(&session, recv, buf, control, &early);
-        Ok(session)
+        // The connect timeout bounds the handshake (see `connect`).
+        handshake::connect(conn, &self.options, target.path, target.authority, headers).await
     }
 
     /// Moves every socket of the client to a new local port (a fresh socket on the same

@@ -11,6 +11,7 @@
 
 use crate::draft::PeerSettings;
 use crate::error::{Error, Result};
+use crate::frame::{FrameError, FrameReader};
 use crate::h3;
 use crate::preamble::Preamble;
 use crate::session::Session;
@@ -385,17 +386,25 @@ async fn early_uni_loop(
                 Ok(Some((h3::STREAM_CONTROL, _))) => {
                     read_control_stream(conn, early, recv, Some(tx)).await;
                 }
-                Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
-                    // We advertise a zero-size dynamic table; drain whatever comes.
-                    while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
-                }
-                Ok(Some(_)) => {
-                    let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-                }
+                Ok(Some((kind, _))) => other_uni_stream(kind, recv).await,
                 Ok(None) => {}
                 Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
             }
         });
+    }
+}
+
+/// A peer's unidirectional stream that is neither a WebTransport stream of a session
+/// nor the control stream, its type `kind` read: the QPACK encoder and decoder streams
+/// are drained (we advertise a zero-size dynamic table, so nothing in them matters),
+/// every other type (and a WebTransport stream without a session id) is refused with
+/// H3_STREAM_CREATION_ERROR. Both readers of peer streams, before the session (here)
+/// and during it (driver.rs), end here.
+pub(crate) async fn other_uni_stream(kind: u64, mut recv: quinn::RecvStream) {
+    if matches!(kind, h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER) {
+        while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
+    } else {
+        let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
     }
 }
 
@@ -417,62 +426,55 @@ async fn read_control_stream(
         second_control_stream(&conn);
         return;
     }
-    let mut buf = Vec::new();
+    let mut frames = FrameReader::default();
     let mut seen_settings = false;
     loop {
-        loop {
-            let frame = match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
-                Ok(Some((frame, used))) => {
-                    buf.drain(..used);
-                    frame
-                }
-                Ok(None) => break,
-                Err(e) => return connection_error(&conn, h3::H3_FRAME_ERROR, &e),
-            };
-            match frame.kind {
-                h3::FRAME_SETTINGS if !seen_settings => {
-                    seen_settings = true;
-                    match PeerSettings::parse(&frame.payload) {
-                        Ok(settings) => {
-                            debug!(target: "fastwt.core", peer = %conn.remote_address(), "peer settings: {settings:?}");
-                            if let Some(tx) = tx.take() {
-                                let sender = lock(&tx).take();
-                                if let Some(sender) = sender {
-                                    let _ = sender.send(settings);
-                                }
-                            }
-                        }
-                        Err(e) => return connection_error(&conn, e.code, &e.reason),
-                    }
-                }
-                _ if !seen_settings => {
-                    return connection_error(
-                        &conn,
-                        h3::H3_MISSING_SETTINGS,
-                        "control stream must start with SETTINGS",
-                    )
-                }
-                h3::FRAME_SETTINGS | h3::FRAME_DATA | h3::FRAME_HEADERS => {
-                    return connection_error(
-                        &conn,
-                        h3::H3_FRAME_UNEXPECTED,
-                        "unexpected frame on the control stream",
-                    )
-                }
-                h3::FRAME_GOAWAY => early.peer_goaway(),
-                _ => {} // MAX_PUSH_ID, PRIORITY_UPDATE, unknown: ignored
+        let frame = match frames.next(&mut recv).await {
+            Ok(frame) => frame,
+            Err(FrameError::Malformed(e)) => {
+                return connection_error(&conn, h3::H3_FRAME_ERROR, &e)
             }
-        }
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) | Err(quinn::ReadError::Reset(_)) => {
+            Err(FrameError::Ended | FrameError::Read(quinn::ReadError::Reset(_))) => {
                 return connection_error(
                     &conn,
                     h3::H3_CLOSED_CRITICAL_STREAM,
                     "control stream closed",
                 )
             }
-            Err(_) => return, // the connection ended
+            Err(FrameError::Read(_)) => return, // the connection ended
+        };
+        match frame.kind {
+            h3::FRAME_SETTINGS if !seen_settings => {
+                seen_settings = true;
+                match PeerSettings::parse(&frame.payload) {
+                    Ok(settings) => {
+                        debug!(target: "fastwt.core", peer = %conn.remote_address(), "peer settings: {settings:?}");
+                        if let Some(tx) = tx.take() {
+                            let sender = lock(&tx).take();
+                            if let Some(sender) = sender {
+                                let _ = sender.send(settings);
+                            }
+                        }
+                    }
+                    Err(e) => return connection_error(&conn, e.code, &e.reason),
+                }
+            }
+            _ if !seen_settings => {
+                return connection_error(
+                    &conn,
+                    h3::H3_MISSING_SETTINGS,
+                    "control stream must start with SETTINGS",
+                )
+            }
+            h3::FRAME_SETTINGS | h3::FRAME_DATA | h3::FRAME_HEADERS => {
+                return connection_error(
+                    &conn,
+                    h3::H3_FRAME_UNEXPECTED,
+                    "unexpected frame on the control stream",
+                )
+            }
+            h3::FRAME_GOAWAY => early.peer_goaway(),
+            _ => {} // MAX_PUSH_ID, PRIORITY_UPDATE, unknown: ignored
         }
     }
 }

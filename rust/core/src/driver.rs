@@ -1,12 +1,12 @@
 //! Per-connection HTTP/3 tasks: the control stream, demultiplexing of peer streams and
 //! datagrams into the session, the CONNECT stream's capsules, and the end of the session.
 
-use crate::config::TransportOptions;
 use crate::control::Early;
-use crate::error::{CloseInfo, Error, Result};
+use crate::error::{CloseInfo, Result};
+use crate::frame::{FrameError, FrameReader};
 use crate::h3;
 use crate::preamble::{Preamble, StreamHeader};
-use crate::session::{RequestInfo, Session, Wire};
+use crate::session::Session;
 use crate::stream::{RecvStream, SendStream};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -14,78 +14,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, warn};
-
-/// Opens our control stream and sends SETTINGS (with `credit` as the initial session
-/// credit of flow-controlled drafts). The returned stream must stay open for the
-/// connection's life (closing it is a connection error in HTTP/3).
-pub(crate) async fn open_control_stream(
-    conn: &quinn::Connection,
-    credit: &h3::LocalCredit,
-    max_sessions: usize,
-) -> Result<quinn::SendStream> {
-    let mut send = conn.open_uni().await?;
-    send.write_all(&h3::control_stream_preamble_with(credit, max_sessions))
-        .await
-        .map_err(|e| Error::Connection(format!("control stream: {e}")))?;
-    Ok(send)
-}
-
-/// Reads HTTP/3 frames from `recv` into `buf` until one HEADERS frame is complete.
-/// Unknown and DATA frames before it are skipped. Returns the header fields.
-pub(crate) async fn read_headers_frame(
-    recv: &mut quinn::RecvStream,
-    buf: &mut Vec<u8>,
-) -> Result<Vec<(String, String)>> {
-    loop {
-        while let Some((frame, used)) =
-            h3::parse_frame(buf, h3::MAX_CONTROL_FRAME).map_err(Error::Protocol)?
-        {
-            buf.drain(..used);
-            if frame.kind == h3::FRAME_HEADERS {
-                return h3::decode_headers(&frame.payload).map_err(Error::Protocol);
-            }
-        }
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) => return Err(Error::Protocol("stream ended before HEADERS".into())),
-            Err(e) => return Err(Error::Connection(format!("reading HEADERS: {e}"))),
-        }
-    }
-}
-
-/// Splits pseudo-headers from regular fields.
-pub(crate) fn split_fields(fields: h3::Fields) -> (h3::Fields, h3::Fields) {
-    fields.into_iter().partition(|(k, _)| k.starts_with(':'))
-}
-
-pub(crate) fn pseudo<'a>(pseudo: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pseudo
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Validates a CONNECT request's pseudo-headers (`:protocol` `webtransport` or
-/// `webtransport-h3`). Returns (path, authority, protocol token) or the HTTP status to
-/// answer with.
-pub(crate) fn validate_connect(
-    pseudo_fields: &[(String, String)],
-) -> std::result::Result<(String, String, String), u16> {
-    if pseudo(pseudo_fields, ":method") != Some("CONNECT") {
-        return Err(405);
-    }
-    let token = match pseudo(pseudo_fields, ":protocol") {
-        Some(t) if crate::draft::is_webtransport_token(t) => t.to_string(),
-        _ => return Err(400),
-    };
-    let (Some(path), Some(authority)) = (
-        pseudo(pseudo_fields, ":path"),
-        pseudo(pseudo_fields, ":authority"),
-    ) else {
-        return Err(400);
-    };
-    Ok((path.to_string(), authority.to_string(), token))
-}
 
 /// Starts the tasks of a connection's first session: those that feed it (and, pooled,
 /// the connection's later sessions) from the connection — peer streams and datagrams,
@@ -95,12 +23,12 @@ pub(crate) fn validate_connect(
 pub(crate) fn spawn_session_tasks(
     session: &Session,
     connect_recv: quinn::RecvStream,
-    leftover: Vec<u8>,
+    connect_frames: FrameReader,
     control: quinn::SendStream,
     early: &Arc<Early>,
 ) {
     early.set_control(Some(control));
-    spawn_own_tasks(session, connect_recv, leftover, early, false);
+    spawn_own_tasks(session, connect_recv, connect_frames, early, false);
     tokio::spawn(accept_bi_loop(session.clone(), early.clone()));
     tokio::spawn(accept_uni_loop(session.clone(), early.clone()));
     tokio::spawn(datagram_loop(session.clone(), early.clone()));
@@ -112,11 +40,12 @@ pub(crate) fn spawn_session_tasks(
 }
 
 /// The tasks of one session: its CONNECT stream's capsules, its flow control, and the
-/// watcher of the connection's end.
-fn spawn_own_tasks(
+/// watcher of the connection's end. `connect_frames` holds what was read of the
+/// CONNECT stream past the request's or response's HEADERS.
+pub(crate) fn spawn_own_tasks(
     session: &Session,
     connect_recv: quinn::RecvStream,
-    leftover: Vec<u8>,
+    connect_frames: FrameReader,
     early: &Arc<Early>,
     reserved: bool,
 ) {
@@ -129,7 +58,11 @@ fn spawn_own_tasks(
     if let Some(flow) = &session.0.flow {
         tokio::spawn(crate::flow::run(session.clone(), flow.clone()));
     }
-    tokio::spawn(connect_stream_loop(session.clone(), connect_recv, leftover));
+    tokio::spawn(connect_stream_loop(
+        session.clone(),
+        connect_recv,
+        connect_frames,
+    ));
     if let Some(stopped) = session.connect_stream_stopped() {
         let session = session.clone();
         tokio::spawn(async move {
@@ -202,7 +135,12 @@ fn route_bi_stream(
         // Another CONNECT on a connection that may pool: a session of its own, or 429.
         Ok(Some((h3::FRAME_HEADERS, _))) if early.may_pool() => {
             let conn = session.0.conn.clone();
-            tokio::spawn(accept_pooled(conn, early.clone(), send, recv));
+            tokio::spawn(crate::handshake::accept_pooled(
+                conn,
+                early.clone(),
+                send,
+                recv,
+            ));
         }
         // No pooling (limit 1, a draft-02 client, or our client side): HTTP/3's "not
         // processed", at once.
@@ -289,25 +227,16 @@ pub(crate) fn push_uni(session: &Session, mut recv: quinn::RecvStream) {
 async fn route_uni_stream(
     session: Session,
     early: &Early,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     header: Result<Option<StreamHeader>>,
 ) {
     match header {
         Ok(Some((h3::STREAM_WT_UNI, Some(id)))) if id == session.id() => push_uni(&session, recv),
         // Another session (pooled), one still to come, or one that ended.
         Ok(Some((h3::STREAM_WT_UNI, Some(id)))) => early.keep(id, recv),
-        Ok(Some((h3::STREAM_WT_UNI, None))) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-        }
         // The peer's control stream was read before the session (control.rs).
         Ok(Some((h3::STREAM_CONTROL, _))) => crate::control::second_control_stream(&session.0.conn),
-        Ok(Some((h3::STREAM_QPACK_ENCODER | h3::STREAM_QPACK_DECODER, _))) => {
-            // We advertise a zero-size dynamic table; drain whatever the peer sends.
-            while let Ok(Some(_)) = recv.read_chunk(usize::MAX, false).await {}
-        }
-        Ok(Some(_)) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR));
-        }
+        Ok(Some((kind, _))) => crate::control::other_uni_stream(kind, recv).await,
         Ok(None) => {}
         Err(e) => debug!(target: "fastwt.core", "unidirectional stream header: {e}"),
     }
@@ -349,57 +278,27 @@ async fn datagram_loop(session: Session, early: Arc<Early>) {
     }
 }
 
-async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut buf: Vec<u8>) {
+/// Reads the CONNECT stream's capsules for the session's life: CLOSE and DRAIN, and the
+/// flow-control ones; its end (FIN or reset) ends the session.
+async fn connect_stream_loop(
+    session: Session,
+    mut recv: quinn::RecvStream,
+    mut frames: FrameReader,
+) {
     let mut data = Vec::new();
     loop {
-        loop {
-            match h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME) {
-                Ok(Some((frame, used))) => {
-                    buf.drain(..used);
-                    if frame.kind != h3::FRAME_DATA {
-                        continue;
-                    }
-                    data.extend_from_slice(&frame.payload);
-                    match h3::parse_capsules(&data) {
-                        Ok((capsules, used)) => {
-                            data.drain(..used);
-                            for capsule in capsules {
-                                match capsule {
-                                    h3::Capsule::Close(code, reason) => {
-                                        peer_closed(&session, code, reason).await;
-                                        return;
-                                    }
-                                    h3::Capsule::Drain => session.peer_goaway(),
-                                    h3::Capsule::Other(_) => {} // unknown: ignored
-                                    other => {
-                                        if let Some(flow) = &session.0.flow {
-                                            flow.on_capsule(&other);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            protocol_violation(&session, format!("bad capsule: {e}"));
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    protocol_violation(&session, format!("CONNECT stream: {e}"));
-                    return;
-                }
+        let frame = match frames.next(&mut recv).await {
+            Ok(frame) => frame,
+            Err(FrameError::Malformed(e)) => {
+                protocol_violation(&session, format!("CONNECT stream: {e}"));
+                return;
             }
-        }
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) => {
+            Err(FrameError::Ended) => {
                 // A FIN without a capsule ends the session with code 0.
                 peer_closed(&session, 0, String::new()).await;
                 return;
             }
-            Err(quinn::ReadError::Reset(code)) => {
+            Err(FrameError::Read(quinn::ReadError::Reset(code))) => {
                 let reason = format!(
                     "CONNECT stream reset by peer (code {:#x})",
                     code.into_inner()
@@ -407,7 +306,36 @@ async fn connect_stream_loop(session: Session, mut recv: quinn::RecvStream, mut 
                 peer_closed(&session, 0, reason).await;
                 return;
             }
-            Err(_) => return, // the connection watcher reports how it ended
+            Err(FrameError::Read(_)) => return, // the connection watcher reports how it ended
+        };
+        if frame.kind != h3::FRAME_DATA {
+            continue;
+        }
+        data.extend_from_slice(&frame.payload);
+        let capsules = match h3::parse_capsules(&data) {
+            Ok((capsules, used)) => {
+                data.drain(..used);
+                capsules
+            }
+            Err(e) => {
+                protocol_violation(&session, format!("bad capsule: {e}"));
+                return;
+            }
+        };
+        for capsule in capsules {
+            match capsule {
+                h3::Capsule::Close(code, reason) => {
+                    peer_closed(&session, code, reason).await;
+                    return;
+                }
+                h3::Capsule::Drain => session.peer_goaway(),
+                h3::Capsule::Other(_) => {} // unknown: ignored
+                other => {
+                    if let Some(flow) = &session.0.flow {
+                        flow.on_capsule(&other);
+                    }
+                }
+            }
         }
     }
 }
@@ -455,181 +383,4 @@ async fn peer_closed(session: &Session, code: u32, reason: String) {
             }
         });
     }
-}
-
-/// Server side: after the QUIC handshake, open our control stream and wait for the
-/// CONNECT request, all before `deadline`, and build the session request. On a bad
-/// request the client gets an error status and `None` returns.
-pub(crate) async fn accept_request(
-    conn: quinn::Connection,
-    deadline: tokio::time::Instant,
-    transport: &TransportOptions,
-    pool: Option<PoolOffer>,
-) -> Result<Option<Session>> {
-    use tokio::time::timeout_at;
-    let credit = transport.session_credit();
-    let max_sessions = pool.as_ref().map_or(1, |p| p.limit);
-    // A client that grants no unidirectional stream credit would hold this forever.
-    let control = timeout_at(deadline, open_control_stream(&conn, &credit, max_sessions))
-        .await
-        .map_err(|_| Error::Timeout("no stream credit for our control stream".into()))??;
-    // No CONNECT is handled before the client's SETTINGS: they decide the draft.
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let (peer, early) = match crate::control::peer_settings(&conn, left).await {
-        Ok(v) => v,
-        Err(e) => {
-            conn.close(
-                quinn::VarInt::from_u32(h3::H3_MISSING_SETTINGS),
-                b"no SETTINGS",
-            );
-            return Err(e);
-        }
-    };
-    let (mut send, mut recv) = timeout_at(deadline, conn.accept_bi())
-        .await
-        .map_err(|_| Error::Timeout("no CONNECT request".into()))??;
-    let mut buf = Vec::new();
-    let fields = timeout_at(deadline, read_headers_frame(&mut recv, &mut buf))
-        .await
-        .map_err(|_| Error::Timeout("incomplete CONNECT request".into()))??;
-    let (pseudo_fields, headers) = split_fields(fields);
-    let (path, authority, token) = match validate_connect(&pseudo_fields) {
-        Ok(v) => v,
-        Err(status) => {
-            early.abandon();
-            let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
-            let _ = timeout_at(deadline, send.write_all(&frame)).await;
-            let _ = send.finish();
-            let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-            conn.close(
-                quinn::VarInt::from_u32(h3::H3_MESSAGE_ERROR),
-                b"bad CONNECT request",
-            );
-            return Ok(None);
-        }
-    };
-    let session_id = quinn::VarInt::from(send.id()).into_inner();
-    let draft02_header = headers
-        .iter()
-        .any(|(k, _)| k == "sec-webtransport-http3-draft02");
-    if let Some(offer) = pool {
-        early.set_pool(crate::control::PoolHook {
-            limit: offer.limit,
-            peer: peer.clone(),
-            transport: transport.clone(),
-            request_timeout: offer.request_timeout,
-            offer: offer.offer,
-        });
-    }
-    let wire = Wire {
-        draft: crate::draft::choose(&token, &peer, draft02_header),
-        peer,
-        credit,
-        protocol: None,
-    };
-    let request = RequestInfo {
-        path,
-        authority,
-        headers,
-    };
-    let session = Session::new(conn, send, session_id, true, request, transport, wire);
-    spawn_session_tasks(&session, recv, buf, control, &early);
-    Ok(Some(session))
-}
-
-/// What a server gives [`accept_request`] to take more sessions on the connection.
-pub(crate) struct PoolOffer {
-    /// Sessions the connection may hold at once (`max_sessions_per_connection`).
-    pub(crate) limit: usize,
-    /// From a request's first byte to the application's answer.
-    pub(crate) request_timeout: Duration,
-    /// Hands a new session request to the server, with its deadline.
-    pub(crate) offer: Box<dyn Fn(Session, tokio::time::Instant) + Send + Sync>,
-}
-
-/// Answers a CONNECT with `status` on its own stream, leaving the connection and its
-/// other sessions alone.
-async fn refuse_request(mut send: quinn::SendStream, status: u16) {
-    let frame = h3::encode_headers(&[(":status".into(), status.to_string())]);
-    let _ = tokio::time::timeout(Duration::from_secs(1), send.write_all(&frame)).await;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-}
-
-/// A CONNECT request on a connection that already has a session (its HEADERS frame
-/// type read). Server side with pooling negotiated (our limit above 1, the request of a
-/// draft that pools: not draft-02) and room under the limit, it becomes a session of
-/// its own, handed to the server like the first; otherwise it gets 429 and the
-/// connection's sessions go on.
-async fn accept_pooled(
-    conn: quinn::Connection,
-    early: Arc<Early>,
-    send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) {
-    let id = quinn::VarInt::from(send.id()).into_inner();
-    let Some(hook) = early.pool() else {
-        // Only connections with a pool hook may pool (see `route_bi_stream`).
-        early.refused(id);
-        let mut send = send;
-        let _ = send.reset(quinn::VarInt::from_u32(h3::H3_REQUEST_REJECTED));
-        let _ = recv.stop(quinn::VarInt::from_u32(h3::H3_REQUEST_REJECTED));
-        return;
-    };
-    let deadline = tokio::time::Instant::now() + hook.request_timeout;
-    // The HEADERS frame's type was read as the stream's header.
-    let mut buf = Vec::new();
-    h3::put_varint(&mut buf, h3::FRAME_HEADERS);
-    let fields =
-        match tokio::time::timeout_at(deadline, read_headers_frame(&mut recv, &mut buf)).await {
-            Ok(Ok(fields)) => fields,
-            Ok(Err(e)) => {
-                debug!(target: "fastwt.core", "pooled CONNECT: {e}");
-                early.refused(id);
-                return refuse_request(send, 400).await;
-            }
-            Err(_) => {
-                early.refused(id);
-                let mut send = send;
-                let _ = send.reset(quinn::VarInt::from_u32(h3::H3_REQUEST_INCOMPLETE));
-                return;
-            }
-        };
-    let (pseudo_fields, headers) = split_fields(fields);
-    let (path, authority, token) = match validate_connect(&pseudo_fields) {
-        Ok(v) => v,
-        Err(status) => {
-            early.refused(id);
-            return refuse_request(send, status).await;
-        }
-    };
-    let draft02_header = headers
-        .iter()
-        .any(|(k, _)| k == "sec-webtransport-http3-draft02");
-    let draft = crate::draft::choose(&token, &hook.peer, draft02_header);
-    // Pooling needs our limit above 1 and a draft that has it (draft-02 browsers never
-    // pool); a GOAWAY already sent takes no new request.
-    if draft == crate::draft::Draft::Draft02
-        || hook.limit <= 1
-        || early.goaway_sent()
-        || !early.reserve(hook.limit)
-    {
-        debug!(target: "fastwt.core", peer = %conn.remote_address(), "pooled CONNECT refused with 429 (limit {})", hook.limit);
-        early.refused(id);
-        return refuse_request(send, 429).await;
-    }
-    let wire = Wire {
-        draft,
-        peer: hook.peer.clone(),
-        credit: hook.transport.session_credit(),
-        protocol: None,
-    };
-    let request = RequestInfo {
-        path,
-        authority,
-        headers,
-    };
-    let session = Session::new(conn, send, id, true, request, &hook.transport, wire);
-    spawn_own_tasks(&session, recv, buf, &early, true);
-    (hook.offer)(session, deadline);
 }

@@ -167,7 +167,8 @@ pub fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
     Some((v, len))
 }
 
-/// Length in bytes of a varint's encoding.
+/// Length in bytes of a varint's encoding (tests).
+#[cfg(test)]
 pub fn varint_len(v: u64) -> usize {
     match v {
         0..=63 => 1,
@@ -220,6 +221,7 @@ pub fn encode_frame(kind: u64, payload: &[u8]) -> Vec<u8> {
 
 /// The control stream preamble with the default session credit (see
 /// [`control_stream_preamble_with`]).
+#[cfg(test)]
 pub fn control_stream_preamble() -> Vec<u8> {
     control_stream_preamble_with(&LocalCredit::default(), 1)
 }

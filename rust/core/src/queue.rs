@@ -191,12 +191,14 @@ impl<T> ReadyQueue<T> {
         self.lock().dropped
     }
 
-    /// Items queued now.
+    /// Items queued now (tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }
 
-    /// Whether nothing is queued.
+    /// Whether nothing is queued (tests).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,8 +1,8 @@
 use crate::admission::{Admission, Limits, Refusal, Ticket};
 use crate::config::ServerOptions;
-use crate::driver;
 use crate::error::{Error, Result};
 use crate::h3;
+use crate::handshake;
 use crate::identity::Identity;
 use crate::queue::{Overflow, ReadyQueue};
 use crate::session::{Session, SessionPhase};
@@ -11,6 +11,7 @@ use crate::{tls, transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
@@ -53,7 +54,7 @@ impl Registry {
     }
 }
 
-/// A bound WebTransport server. Session requests come out of [`Server::requests`] in
+/// A bound WebTransport server. Session requests come out of [`Server::accept`] in
 /// arrival order; each must be accepted or rejected.
 pub struct Server {
     endpoints: Vec<quinn::Endpoint>,
@@ -181,9 +182,23 @@ impl Server {
         *lock(&self.certificate_hash)
     }
 
-    /// Session requests waiting for the application.
-    pub fn requests(&self) -> &ReadyQueue<Session> {
-        &self.shared.requests
+    /// The next session request, in arrival order: `Pending` (with `cx`'s waker kept)
+    /// while none is waiting; [`Error::EndpointClosed`] once the server closed. Each
+    /// request must be accepted or rejected ([`Session::accept`], [`Session::reject`])
+    /// within `request_timeout`, or it is refused with 503.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<Session>> {
+        self.shared.requests.poll_pop(cx)
+    }
+
+    /// Waits for the next session request (see [`Self::poll_accept`]).
+    pub async fn accept(&self) -> Result<Session> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Session requests queued for the application (tests).
+    #[cfg(test)]
+    pub(crate) fn queued_requests(&self) -> usize {
+        self.shared.requests.len()
     }
 
     /// Sessions currently open (requested or accepted), across every bound address.
@@ -327,7 +342,7 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
     let stable_id = conn.stable_id();
     // Further CONNECTs on the connection: pooled sessions up to the limit, else 429.
     let weak = Arc::downgrade(&shared);
-    let pool = Some(driver::PoolOffer {
+    let pool = Some(handshake::PoolOffer {
         limit: shared.options.max_sessions_per_connection,
         request_timeout: shared.options.request_timeout,
         offer: Box::new(move |session: Session, deadline: Instant| {
@@ -337,7 +352,8 @@ async fn handle_incoming(incoming: quinn::Incoming, shared: Arc<Shared>, ticket:
         }),
     });
     let session =
-        match driver::accept_request(conn.clone(), deadline, &shared.options.transport, pool).await
+        match handshake::accept_request(conn.clone(), deadline, &shared.options.transport, pool)
+            .await
         {
             Ok(Some(session)) => session,
             Ok(None) => return,

@@ -5,7 +5,7 @@ use crate::error::{CloseInfo, Error, Result};
 use crate::flow::{Flow, FlowSnapshot};
 use crate::h3;
 use crate::queue::{Overflow, ReadyQueue};
-use crate::stream::{Launch, RecvStream, SendStream};
+use crate::stream::{RecvStream, SendStream, Spawner};
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,12 +21,68 @@ use std::time::Duration;
 /// short enough that a broken peer does not hold the closer.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// A stream opened at once, or the future that completes the opening.
-pub enum Opened<T> {
-    /// Ready to use.
-    Ready(T),
-    /// Finishes on the runtime (stream credit or send window was exhausted).
-    Pending(Pin<Box<dyn Future<Output = Result<T>> + Send>>),
+/// The rest of a write on the CONNECT stream, for the runtime to finish.
+type Finishing = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// The write of a session's answer ([`Session::accept`], [`Session::reject`]) or close
+/// ([`Session::close`]) on its CONNECT stream.
+///
+/// The write starts when the method returns: the session's phase has moved on and quinn
+/// took as much as its send window allowed, usually all of it (then [`Self::ready`]
+/// gives the result without polling). Awaiting the future finishes the rest; dropped
+/// unfinished, the rest is not written.
+#[must_use = "the rest of the write is lost unless the future is polled"]
+pub struct ConnectWrite(WriteState);
+
+enum WriteState {
+    /// Finished when the call returned (`None` once its result was taken).
+    Done(Option<Result<()>>),
+    /// quinn's send window was full: the rest goes out when polled.
+    Writing(Finishing),
+}
+
+impl ConnectWrite {
+    fn done(result: Result<()>) -> Self {
+        Self(WriteState::Done(Some(result)))
+    }
+
+    fn from_write(write: Result<Option<Finishing>>) -> Self {
+        match write {
+            Ok(Some(rest)) => Self(WriteState::Writing(rest)),
+            Ok(None) => Self::done(Ok(())),
+            Err(e) => Self::done(Err(e)),
+        }
+    }
+
+    /// The result if the write finished (or failed) when the call returned, else the
+    /// write itself, to be awaited (on the session's runtime).
+    pub fn ready(self) -> std::result::Result<Result<()>, Self> {
+        match self.0 {
+            WriteState::Done(result) => Ok(result.unwrap_or(Ok(()))),
+            writing @ WriteState::Writing(_) => Err(Self(writing)),
+        }
+    }
+}
+
+impl Future for ConnectWrite {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.0 {
+            WriteState::Done(result) => Poll::Ready(result.take().unwrap_or(Ok(()))),
+            WriteState::Writing(rest) => rest.as_mut().poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            WriteState::Done(_) => "done",
+            WriteState::Writing(_) => "writing",
+        };
+        f.debug_tuple("ConnectWrite").field(&state).finish()
+    }
 }
 
 /// Writes as much of `data` as quinn takes right now; the rest, if any, is returned.
@@ -299,9 +355,9 @@ impl Session {
             return false;
         };
         match self.write_on_connect_stream_now(capsules.to_vec(), false) {
-            Ok(Opened::Ready(())) => true,
-            Ok(Opened::Pending(fut)) => {
-                rt.spawn(fut);
+            Ok(None) => true,
+            Ok(Some(rest)) => {
+                rt.spawn(rest);
                 true
             }
             Err(_) => false,
@@ -439,11 +495,15 @@ impl Session {
         true
     }
 
-    /// Writes on the CONNECT stream at once when quinn takes all of it (the usual case),
-    /// else returns a future that finishes the write. With `finish`, the stream is ended
+    /// Writes on the CONNECT stream at once when quinn takes all of it (the usual case,
+    /// `None`), else returns a future that finishes the write. With `finish`, the stream is ended
     /// and the connection closed once the peer has the data. A write made while another
     /// is in flight is queued behind it (and returns at once). Needs a tokio context.
-    fn write_on_connect_stream_now(&self, data: Vec<u8>, finish: bool) -> Result<Opened<()>> {
+    fn write_on_connect_stream_now(
+        &self,
+        data: Vec<u8>,
+        finish: bool,
+    ) -> Result<Option<Finishing>> {
         let mut send = {
             let mut s = self.state();
             match s.connect_send.take() {
@@ -451,7 +511,7 @@ impl Session {
                 None => {
                     if let Some(queue) = &mut s.connect_queue {
                         queue.push((data, finish));
-                        return Ok(Opened::Ready(()));
+                        return Ok(None);
                     }
                     let err = match &s.close {
                         Some(info) => Error::SessionClosed(info.clone()),
@@ -464,12 +524,12 @@ impl Session {
         match write_now(&mut send, &data) {
             Ok(None) => {
                 self.after_connect_write(send, finish);
-                Ok(Opened::Ready(()))
+                Ok(None)
             }
             Ok(Some(rest)) => {
                 self.state().connect_queue = Some(Vec::new());
                 let this = self.clone();
-                Ok(Opened::Pending(Box::pin(async move {
+                Ok(Some(Box::pin(async move {
                     let mut result = send
                         .write_all(&rest)
                         .await
@@ -546,21 +606,21 @@ impl Session {
             .map(|send| send.stopped())
     }
 
-    /// Accepts a requested session with a 200 response and extra header fields, without
-    /// waiting when the response fits in the send window. Needs a tokio context.
-    pub fn accept_now(&self, headers: Vec<(String, String)>) -> Result<Opened<()>> {
-        self.accept_protocol_now(headers, None)
+    /// Accepts a requested session with a 200 response and extra header fields;
+    /// `protocol` answers the request's `wt-available-protocols` in `wt-protocol` (an
+    /// RFC 8941 string; it must be one the client offered). Sessions of flow-controlled
+    /// drafts get their initial credit capsules right behind the response. The response
+    /// is written before this returns when it fits in the send window (see
+    /// [`ConnectWrite`]). Needs a tokio context.
+    pub fn accept(&self, headers: Vec<(String, String)>, protocol: Option<String>) -> ConnectWrite {
+        ConnectWrite::from_write(self.write_accept(headers, protocol))
     }
 
-    /// [`Self::accept_now`] answering the request's `wt-available-protocols` with
-    /// `protocol` in `wt-protocol` (an RFC 8941 string). The protocol must be one the
-    /// client offered. Sessions of flow-controlled drafts get their initial credit
-    /// capsules right behind the response.
-    pub fn accept_protocol_now(
+    fn write_accept(
         &self,
         headers: Vec<(String, String)>,
         protocol: Option<String>,
-    ) -> Result<Opened<()>> {
+    ) -> Result<Option<Finishing>> {
         let mut fields = vec![(":status".to_string(), "200".to_string())];
         if self.0.draft == Draft::Draft02 {
             fields.push((
@@ -615,17 +675,18 @@ impl Session {
         self.write_on_connect_stream_now(response, false)
     }
 
-    /// Accepts a requested session (see [`Self::accept_now`]).
-    pub async fn accept(&self, headers: Vec<(String, String)>) -> Result<()> {
-        match self.accept_now(headers)? {
-            Opened::Ready(()) => Ok(()),
-            Opened::Pending(fut) => fut.await,
-        }
+    /// Rejects a requested session with a final non-2xx HTTP status (300..=599) and
+    /// headers, written before this returns when possible (see [`ConnectWrite`]). Needs
+    /// a tokio context.
+    pub fn reject(&self, status: u16, headers: Vec<(String, String)>) -> ConnectWrite {
+        ConnectWrite::from_write(self.write_reject(status, headers))
     }
 
-    /// Rejects a requested session with a final non-2xx HTTP status (300..=599) and
-    /// headers, without waiting when possible. Needs a tokio context.
-    pub fn reject_now(&self, status: u16, headers: Vec<(String, String)>) -> Result<Opened<()>> {
+    fn write_reject(
+        &self,
+        status: u16,
+        headers: Vec<(String, String)>,
+    ) -> Result<Option<Finishing>> {
         // 1xx are interim responses (the request would still wait for a final one) and
         // 2xx accepts: neither ends a request.
         if !(300..=599).contains(&status) {
@@ -658,27 +719,20 @@ impl Session {
         result
     }
 
-    /// Rejects a requested session (see [`Self::reject_now`]).
-    pub async fn reject(&self, status: u16, headers: Vec<(String, String)>) -> Result<()> {
-        match self.reject_now(status, headers)? {
-            Opened::Ready(()) => Ok(()),
-            Opened::Pending(fut) => fut.await,
-        }
-    }
-
     /// Closes the session with an application code and reason, which the peer sees
-    /// (CLOSE_WEBTRANSPORT_SESSION), without waiting when possible. The session is
-    /// closed for the application at once; the capsule waits (up to [`CLOSE_LINGER`])
-    /// until the peer has acknowledged every send stream the application finished, so
-    /// a reply written just before the close is not overtaken by it. Closing twice is
-    /// harmless; an unanswered request is refused with 404. Needs a tokio context.
-    pub fn close_now(&self, code: u32, reason: &str) -> Result<Opened<()>> {
+    /// (CLOSE_WEBTRANSPORT_SESSION), written before this returns when possible (see
+    /// [`ConnectWrite`]). The session is closed for the application at once; the
+    /// capsule waits (up to [`CLOSE_LINGER`]) until the peer has acknowledged every
+    /// send stream the application finished, so a reply written just before the close
+    /// is not overtaken by it. Closing twice is harmless; an unanswered request is
+    /// refused with 404. Needs a tokio context.
+    pub fn close(&self, code: u32, reason: &str) -> ConnectWrite {
         if reason.len() > h3::MAX_CLOSE_REASON {
-            return Err(Error::InvalidArgument(format!(
+            return ConnectWrite::done(Err(Error::InvalidArgument(format!(
                 "close reason of {} bytes is over the {} bytes the protocol allows",
                 reason.len(),
                 h3::MAX_CLOSE_REASON
-            )));
+            ))));
         }
         match self.phase() {
             SessionPhase::Accepted => {
@@ -692,125 +746,41 @@ impl Session {
                         // Streams the application finished are still on their way: the
                         // capsule goes once the peer has them (or the linger is over).
                         let this = self.clone();
-                        return Ok(Opened::Pending(Box::pin(async move {
+                        return ConnectWrite(WriteState::Writing(Box::pin(async move {
                             let finished = this.finished();
                             let _ = tokio::time::timeout(CLOSE_LINGER, finished.settled()).await;
-                            if let Ok(Opened::Pending(fut)) =
-                                this.write_on_connect_stream_now(capsule, true)
+                            if let Ok(Some(rest)) = this.write_on_connect_stream_now(capsule, true)
                             {
-                                let _ = fut.await;
+                                let _ = rest.await;
                             }
                             Ok(())
                         })));
                     }
                     // The peer may already be gone; the session is closed either way.
-                    if let Ok(Opened::Pending(fut)) =
-                        self.write_on_connect_stream_now(capsule, true)
-                    {
-                        return Ok(Opened::Pending(Box::pin(async move {
-                            let _ = fut.await;
+                    if let Ok(Some(rest)) = self.write_on_connect_stream_now(capsule, true) {
+                        return ConnectWrite(WriteState::Writing(Box::pin(async move {
+                            let _ = rest.await;
                             Ok(())
                         })));
                     }
                 }
-                Ok(Opened::Ready(()))
+                ConnectWrite::done(Ok(()))
             }
-            SessionPhase::Requested => self.reject_now(404, vec![]),
-            SessionPhase::Rejected | SessionPhase::Closed => Ok(Opened::Ready(())),
+            SessionPhase::Requested => self.reject(404, vec![]),
+            SessionPhase::Rejected | SessionPhase::Closed => ConnectWrite::done(Ok(())),
         }
     }
 
-    /// Closes the session (see [`Self::close_now`]).
-    pub async fn close(&self, code: u32, reason: &str) -> Result<()> {
-        match self.close_now(code, reason)? {
-            Opened::Ready(()) => Ok(()),
-            Opened::Pending(fut) => fut.await,
-        }
+    /// Opens a bidirectional stream: ready at the first poll when the peer's stream
+    /// credit allows it (the usual case), else once credit comes. Its pumps write the
+    /// stream header first.
+    pub fn open_bi(&self) -> OpenBi {
+        OpenBi(Opening::new(self))
     }
 
-    /// Opens a bidirectional stream without waiting when the peer's stream credit allows
-    /// it (the common case); its pumps write the stream header first. Otherwise returns a
-    /// future that finishes the job. Needs a tokio context (the pumps are spawned).
-    pub fn open_bi_now(&self) -> Result<Opened<(SendStream, RecvStream)>> {
-        self.open_bi_launch(&mut Launch::Spawn)
-    }
-
-    /// [`Self::open_bi_now`] with the new stream's pumps started through `launch`.
-    pub fn open_bi_launch(
-        &self,
-        launch: &mut Launch<'_>,
-    ) -> Result<Opened<(SendStream, RecvStream)>> {
-        self.ensure_open()?;
-        if let Some(flow) = self.flow_to_wait(true) {
-            let this = self.clone();
-            return Ok(Opened::Pending(Box::pin(async move {
-                flow.open(true).await;
-                this.open_bi_credited().await
-            })));
-        }
-        let header = self.stream_header(h3::FRAME_WT_BIDI);
-        let opened = {
-            let mut fut = std::pin::pin!(self.0.conn.open_bi());
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match opened {
-            Poll::Ready(Ok((send, recv))) => Ok(Opened::Ready(self.track_bi((
-                SendStream::launched(
-                    send,
-                    Some(header),
-                    launch,
-                    self.send_credit(),
-                    self.finished(),
-                ),
-                RecvStream::launched(recv, launch, self.0.flow.clone()),
-            )))),
-            Poll::Ready(Err(e)) => Err(self.lost(e)),
-            Poll::Pending => {
-                let this = self.clone();
-                Ok(Opened::Pending(Box::pin(async move {
-                    this.open_bi_credited().await
-                })))
-            }
-        }
-    }
-
-    /// Opens a unidirectional stream without waiting when possible (see
-    /// [`Self::open_bi_now`]).
-    pub fn open_uni_now(&self) -> Result<Opened<SendStream>> {
-        self.open_uni_launch(&mut Launch::Spawn)
-    }
-
-    /// [`Self::open_uni_now`] with the new stream's pump started through `launch`.
-    pub fn open_uni_launch(&self, launch: &mut Launch<'_>) -> Result<Opened<SendStream>> {
-        self.ensure_open()?;
-        if let Some(flow) = self.flow_to_wait(false) {
-            let this = self.clone();
-            return Ok(Opened::Pending(Box::pin(async move {
-                flow.open(false).await;
-                this.open_uni_credited().await
-            })));
-        }
-        let header = self.stream_header(h3::STREAM_WT_UNI);
-        let opened = {
-            let mut fut = std::pin::pin!(self.0.conn.open_uni());
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match opened {
-            Poll::Ready(Ok(send)) => Ok(Opened::Ready(self.track_send(SendStream::launched(
-                send,
-                Some(header),
-                launch,
-                self.send_credit(),
-                self.finished(),
-            )))),
-            Poll::Ready(Err(e)) => Err(self.lost(e)),
-            Poll::Pending => {
-                let this = self.clone();
-                Ok(Opened::Pending(Box::pin(async move {
-                    this.open_uni_credited().await
-                })))
-            }
-        }
+    /// Opens a unidirectional stream (see [`Self::open_bi`]).
+    pub fn open_uni(&self) -> OpenUni {
+        OpenUni(Opening::new(self))
     }
 
     /// The flow control our sends take credit from: only when the peer declared it
@@ -867,45 +837,6 @@ impl Session {
         }
     }
 
-    /// Opens a bidirectional stream (waits while the peer's stream limit is reached).
-    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream)> {
-        self.ensure_open()?;
-        if let Some(flow) = &self.0.flow {
-            flow.open(true).await;
-        }
-        self.open_bi_credited().await
-    }
-
-    async fn open_bi_credited(&self) -> Result<(SendStream, RecvStream)> {
-        self.ensure_open()?;
-        let (send, recv) = self.0.conn.open_bi().await.map_err(|e| self.lost(e))?;
-        let header = self.stream_header(h3::FRAME_WT_BIDI);
-        Ok(self.track_bi((
-            SendStream::new(send, Some(header), self.send_credit(), self.finished()),
-            RecvStream::new(recv, self.0.flow.clone()),
-        )))
-    }
-
-    /// Opens a unidirectional stream.
-    pub async fn open_uni(&self) -> Result<SendStream> {
-        self.ensure_open()?;
-        if let Some(flow) = &self.0.flow {
-            flow.open(false).await;
-        }
-        self.open_uni_credited().await
-    }
-
-    async fn open_uni_credited(&self) -> Result<SendStream> {
-        self.ensure_open()?;
-        let send = self.0.conn.open_uni().await.map_err(|e| self.lost(e))?;
-        Ok(self.track_send(SendStream::new(
-            send,
-            Some(self.stream_header(h3::STREAM_WT_UNI)),
-            self.send_credit(),
-            self.finished(),
-        )))
-    }
-
     fn ensure_open(&self) -> Result<()> {
         let s = self.state();
         match (&s.close, s.phase) {
@@ -924,19 +855,55 @@ impl Session {
         }
     }
 
-    /// Peer-opened bidirectional streams.
-    pub fn incoming_bi(&self) -> &ReadyQueue<(SendStream, RecvStream)> {
-        &self.0.incoming_bi
+    /// The next stream the peer opened, bidirectional: `Pending` (with `cx`'s waker
+    /// kept) while none is waiting; the session's end once it ended and none is left.
+    pub fn poll_accept_bi(&self, cx: &mut Context<'_>) -> Poll<Result<(SendStream, RecvStream)>> {
+        self.0.incoming_bi.poll_pop(cx)
     }
 
-    /// Peer-opened unidirectional streams.
-    pub fn incoming_uni(&self) -> &ReadyQueue<RecvStream> {
-        &self.0.incoming_uni
+    /// Waits for the next bidirectional stream the peer opens (see
+    /// [`Self::poll_accept_bi`]).
+    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream)> {
+        std::future::poll_fn(|cx| self.poll_accept_bi(cx)).await
     }
 
-    /// Received datagrams (oldest dropped first when the application falls behind).
-    pub fn datagrams(&self) -> &ReadyQueue<Bytes> {
-        &self.0.datagrams
+    /// The next unidirectional stream the peer opened (see [`Self::poll_accept_bi`]).
+    pub fn poll_accept_uni(&self, cx: &mut Context<'_>) -> Poll<Result<RecvStream>> {
+        self.0.incoming_uni.poll_pop(cx)
+    }
+
+    /// Waits for the next unidirectional stream the peer opens.
+    pub async fn accept_uni(&self) -> Result<RecvStream> {
+        std::future::poll_fn(|cx| self.poll_accept_uni(cx)).await
+    }
+
+    /// The oldest datagram received and not read yet: `Pending` (with `cx`'s waker
+    /// kept) while none is queued. Datagrams the application does not read in time
+    /// are dropped, oldest first (counted in [`SessionStats::datagrams_dropped`]).
+    pub fn poll_read_datagram(&self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
+        self.0.datagrams.poll_pop(cx)
+    }
+
+    /// Up to `max` queued datagrams appended to `out` in one call, oldest first:
+    /// `Ready(Ok(n))` with `n` ≥ 1, `Pending` while none is queued, the session's end
+    /// once it ended and none is left.
+    pub fn poll_read_datagrams(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<Result<usize>> {
+        let before = out.len();
+        match self.0.datagrams.pop_many(max.max(1), out, Some(cx.waker())) {
+            Ok(()) if out.len() > before => Poll::Ready(Ok(out.len() - before)),
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Waits for the next datagram (see [`Self::poll_read_datagram`]).
+    pub async fn read_datagram(&self) -> Result<Bytes> {
+        std::future::poll_fn(|cx| self.poll_read_datagram(cx)).await
     }
 
     /// The largest datagram payload that can be sent now, or `None` if the peer does
@@ -1017,5 +984,185 @@ impl Session {
             rtt: self.0.conn.rtt(),
             lost_packets: q.path.lost_packets,
         }
+    }
+}
+
+/// A QUIC stream (or pair of halves) as quinn opens it, before it becomes a
+/// WebTransport stream of the session (header, pumps, tracking).
+trait RawStream: Sized + Send + 'static {
+    /// Whether it is bidirectional (the session's credit to take).
+    const BIDI: bool;
+    /// quinn's opening future.
+    fn open(conn: &quinn::Connection) -> impl Future<Output = RawResult<Self>> + Send + '_;
+}
+
+type RawResult<T> = std::result::Result<T, quinn::ConnectionError>;
+
+impl RawStream for (quinn::SendStream, quinn::RecvStream) {
+    const BIDI: bool = true;
+    fn open(conn: &quinn::Connection) -> impl Future<Output = RawResult<Self>> + Send + '_ {
+        conn.open_bi()
+    }
+}
+
+impl RawStream for quinn::SendStream {
+    const BIDI: bool = false;
+    fn open(conn: &quinn::Connection) -> impl Future<Output = RawResult<Self>> + Send + '_ {
+        conn.open_uni()
+    }
+}
+
+/// What both openings share: the session and (once the path without waiting failed)
+/// the future waiting for stream credit.
+struct Opening<T> {
+    session: Session,
+    waiting: Option<Pin<Box<dyn Future<Output = Result<T>> + Send>>>,
+}
+
+impl<T: RawStream> Opening<T> {
+    fn new(session: &Session) -> Self {
+        Self {
+            session: session.clone(),
+            waiting: None,
+        }
+    }
+
+    /// Opens the QUIC stream: at the first poll, without allocating, when the session's
+    /// and QUIC's stream credit allow it; else through a future that waits for both.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if self.waiting.is_none() {
+            let session = &self.session;
+            if let Err(e) = session.ensure_open() {
+                return Poll::Ready(Err(e));
+            }
+            let flow = session.flow_to_wait(T::BIDI);
+            if flow.is_none() {
+                let mut fut = std::pin::pin!(T::open(&session.0.conn));
+                if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(result.map_err(|e| session.lost(e)));
+                }
+                // Pending: quinn's own stream limit; wait below.
+            }
+            let this = session.clone();
+            self.waiting = Some(Box::pin(async move {
+                if let Some(flow) = flow {
+                    flow.open(T::BIDI).await;
+                }
+                this.ensure_open()?;
+                T::open(&this.0.conn).await.map_err(|e| this.lost(e))
+            }));
+        }
+        let Some(waiting) = self.waiting.as_mut() else {
+            return Poll::Pending; // set just above
+        };
+        let result = std::task::ready!(waiting.as_mut().poll(cx));
+        self.waiting = None;
+        Poll::Ready(result)
+    }
+}
+
+/// The opening of a bidirectional stream ([`Session::open_bi`]).
+#[must_use = "futures do nothing unless polled"]
+pub struct OpenBi(Opening<(quinn::SendStream, quinn::RecvStream)>);
+
+impl OpenBi {
+    /// Polls the opening with the new stream's pumps handed to `spawner` instead of
+    /// spawned on the current runtime (see [`Spawner`]).
+    pub fn poll_spawning(
+        &mut self,
+        cx: &mut Context<'_>,
+        spawner: &mut dyn Spawner,
+    ) -> Poll<Result<(SendStream, RecvStream)>> {
+        self.poll_with(cx, Some(spawner))
+    }
+
+    fn poll_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        spawner: Option<&mut dyn Spawner>,
+    ) -> Poll<Result<(SendStream, RecvStream)>> {
+        let (send, recv) = match std::task::ready!(self.0.poll_raw(cx)) {
+            Ok(pair) => pair,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let session = &self.0.session;
+        let header = Some(session.stream_header(h3::FRAME_WT_BIDI));
+        let (credit, flow) = (session.send_credit(), session.0.flow.clone());
+        let finished = session.finished();
+        let pair = match spawner {
+            Some(spawner) => (
+                SendStream::launched(send, header, Some(&mut *spawner), credit, finished),
+                RecvStream::launched(recv, Some(spawner), flow),
+            ),
+            None => (
+                SendStream::launched(send, header, None, credit, finished),
+                RecvStream::launched(recv, None, flow),
+            ),
+        };
+        Poll::Ready(Ok(session.track_bi(pair)))
+    }
+}
+
+impl Future for OpenBi {
+    type Output = Result<(SendStream, RecvStream)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(cx, None)
+    }
+}
+
+impl std::fmt::Debug for OpenBi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenBi")
+            .field("session", &self.0.session.id())
+            .finish()
+    }
+}
+
+/// The opening of a unidirectional stream ([`Session::open_uni`]).
+#[must_use = "futures do nothing unless polled"]
+pub struct OpenUni(Opening<quinn::SendStream>);
+
+impl OpenUni {
+    /// Polls the opening with the new stream's pump handed to `spawner` (see
+    /// [`OpenBi::poll_spawning`]).
+    pub fn poll_spawning(
+        &mut self,
+        cx: &mut Context<'_>,
+        spawner: &mut dyn Spawner,
+    ) -> Poll<Result<SendStream>> {
+        self.poll_with(cx, Some(spawner))
+    }
+
+    fn poll_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        spawner: Option<&mut dyn Spawner>,
+    ) -> Poll<Result<SendStream>> {
+        let send = match std::task::ready!(self.0.poll_raw(cx)) {
+            Ok(send) => send,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let session = &self.0.session;
+        let header = session.stream_header(h3::STREAM_WT_UNI);
+        let (credit, finished) = (session.send_credit(), session.finished());
+        let send = SendStream::launched(send, Some(header), spawner, credit, finished);
+        Poll::Ready(Ok(session.track_send(send)))
+    }
+}
+
+impl Future for OpenUni {
+    type Output = Result<SendStream>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(cx, None)
+    }
+}
+
+impl std::fmt::Debug for OpenUni {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenUni")
+            .field("session", &self.0.session.id())
+            .finish()
     }
 }

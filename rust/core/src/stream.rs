@@ -28,26 +28,28 @@ const RECV_BUFFER: usize = 1024 * 1024;
 /// this much beyond what flow control bounds.
 const RECV_AHEAD_INITIAL: usize = 64 * 1024;
 
-/// A stream's pump task, not yet running (see [`Launch`]).
-pub type Pump = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// A task a new stream needs running (the pump of one of its halves), handed to a
+/// [`Spawner`].
+pub type StreamTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// How the pumps of a new stream start.
-pub enum Launch<'a> {
-    /// Spawned at once on the current tokio runtime.
-    Spawn,
-    /// Handed to the caller, which starts them later. A thread outside the runtime uses
-    /// it to start a whole batch with one hand-off instead of waking the runtime's
-    /// thread once per pump.
-    Collect(&'a mut Vec<Pump>),
+/// Starts the tasks of newly opened streams (see [`crate::OpenBi::poll_spawning`]).
+///
+/// Awaiting an opening spawns them on the current tokio runtime. A caller polling
+/// from a thread outside the runtime can collect them instead and start a whole
+/// batch with one hand-off to the runtime's thread (the Python bindings do: one wake-up
+/// per event-loop turn rather than one per pump); when they start is its choice.
+pub trait Spawner {
+    /// Takes `task`, which must eventually run on the session's tokio runtime (until
+    /// it does, the stream's data does not move).
+    fn spawn(&mut self, task: StreamTask);
 }
 
-impl Launch<'_> {
-    fn start(&mut self, pump: impl Future<Output = ()> + Send + 'static) {
-        match self {
-            Launch::Spawn => {
-                tokio::spawn(pump);
-            }
-            Launch::Collect(pumps) => pumps.push(Box::pin(pump)),
+/// Starts `pump` through `spawner`, or on the current runtime without one (unboxed).
+fn start(spawner: Option<&mut dyn Spawner>, pump: impl Future<Output = ()> + Send + 'static) {
+    match spawner {
+        Some(s) => s.spawn(Box::pin(pump)),
+        None => {
+            tokio::spawn(pump);
         }
     }
 }
@@ -123,21 +125,21 @@ impl SendStream {
         credit: Option<Arc<crate::flow::Flow>>,
         finished: Arc<Finished>,
     ) -> Self {
-        Self::launched(inner, header, &mut Launch::Spawn, credit, finished)
+        Self::launched(inner, header, None, credit, finished)
     }
 
-    /// Like [`Self::new`], the pump started through `launch`.
+    /// Like [`Self::new`], the pump started through `spawner` (when given).
     pub(crate) fn launched(
         inner: quinn::SendStream,
         header: Option<Vec<u8>>,
-        launch: &mut Launch<'_>,
+        spawner: Option<&mut dyn Spawner>,
         credit: Option<Arc<crate::flow::Flow>>,
         finished: Arc<Finished>,
     ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
         let state = Arc::new(Mutex::new(SendState::default()));
         let pump = send_pump(state.clone(), inner, header, credit, finished.clone());
-        launch.start(pump);
+        start(spawner, pump);
         Self {
             state,
             finished,
@@ -495,13 +497,14 @@ impl RecvStream {
     /// Wraps a quinn receive half (its header already read), counting received bytes
     /// into the session's `flow` (drafts 13+). Spawns the pump: needs a tokio context.
     pub(crate) fn new(inner: quinn::RecvStream, flow: Option<Arc<crate::flow::Flow>>) -> Self {
-        Self::launched(inner, &mut Launch::Spawn, flow)
+        Self::launched(inner, None, flow)
     }
 
-    /// Like [`Self::new`], the pump (if one is still needed) started through `launch`.
+    /// Like [`Self::new`], the pump (if one is still needed) started through `spawner`
+    /// (when given).
     pub(crate) fn launched(
         mut inner: quinn::RecvStream,
-        launch: &mut Launch<'_>,
+        spawner: Option<&mut dyn Spawner>,
         flow: Option<Arc<crate::flow::Flow>>,
     ) -> Self {
         let id = quinn::VarInt::from(inner.id()).into_inner();
@@ -516,7 +519,7 @@ impl RecvStream {
         let done = take_ready(&mut first, &mut inner);
         let state = Arc::new(Mutex::new(first));
         if !done {
-            launch.start(recv_pump(state.clone(), inner));
+            start(spawner, recv_pump(state.clone(), inner));
         }
         Self {
             state,

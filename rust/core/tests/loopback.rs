@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fastwt_core::{
-    Client, ClientOptions, Error, Identity, Server, ServerOptions, Session, TrustMode,
+    Client, ClientOptions, Error, Identity, Server, ServerOptions, Session, Spawner, StreamTask,
+    TrustMode,
 };
+use std::task::Poll;
 use std::time::Duration;
 
 fn server() -> (Server, String, [u8; 32]) {
@@ -30,9 +32,7 @@ fn client(hash: [u8; 32]) -> Client {
 }
 
 async fn next_request(server: &Server) -> Session {
-    std::future::poll_fn(|cx| server.requests().poll_pop(cx))
-        .await
-        .unwrap()
+    server.accept().await.unwrap()
 }
 
 #[tokio::test]
@@ -46,10 +46,8 @@ async fn echo_stream_datagram_and_close_codes() {
             .headers()
             .iter()
             .any(|(k, v)| k == "x-token" && v == "abc"));
-        session.accept(vec![]).await.unwrap();
-        let (mut send, mut recv) = std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
-            .await
-            .unwrap();
+        session.accept(vec![], None).await.unwrap();
+        let (mut send, mut recv) = session.accept_bi().await.unwrap();
         let mut buf = vec![0u8; 1024];
         let mut got = Vec::new();
         loop {
@@ -61,9 +59,7 @@ async fn echo_stream_datagram_and_close_codes() {
         }
         send.write_all(&got).await.unwrap();
         send.finish().unwrap();
-        let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx))
-            .await
-            .unwrap();
+        let d = session.read_datagram().await.unwrap();
         session.send_datagram(&d).unwrap();
         let info = session.closed().await;
         (info, server)
@@ -88,9 +84,7 @@ async fn echo_stream_datagram_and_close_codes() {
         Err(Error::DatagramTooLarge { .. })
     ));
     session.send_datagram(b"ping").unwrap();
-    let d = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx))
-        .await
-        .unwrap();
+    let d = session.read_datagram().await.unwrap();
     assert_eq!(&d[..], b"ping");
     session.close(42, "bye").await.unwrap();
     let (info, _server) = tokio::time::timeout(Duration::from_secs(5), server_task)
@@ -139,7 +133,7 @@ async fn server_close_reaches_client_with_code() {
     let connect =
         tokio::spawn(async move { client.connect(&format!("{base}/"), vec![], None).await });
     let s = next_request(&server).await;
-    s.accept(vec![]).await.unwrap();
+    s.accept(vec![], None).await.unwrap();
     let session = connect.await.unwrap().unwrap();
     server.close(7, "shutdown", Duration::from_secs(1)).await;
     let info = tokio::time::timeout(Duration::from_secs(5), session.closed())
@@ -168,20 +162,12 @@ async fn stream_credit_opens_to_the_configured_limit() {
     let client = client(hash);
     let server_task = tokio::spawn(async move {
         let session = next_request(&server).await;
-        session.accept(vec![]).await.unwrap();
+        session.accept(vec![], None).await.unwrap();
         let mut held_bi = Vec::new();
         let mut held_uni = Vec::new();
         for _ in 0..OPEN_AT_ONCE {
-            held_bi.push(
-                std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
-                    .await
-                    .unwrap(),
-            );
-            held_uni.push(
-                std::future::poll_fn(|cx| session.incoming_uni().poll_pop(cx))
-                    .await
-                    .unwrap(),
-            );
+            held_bi.push(session.accept_bi().await.unwrap());
+            held_uni.push(session.accept_uni().await.unwrap());
         }
         (held_bi.len(), held_uni.len(), session, server)
     });
@@ -212,10 +198,8 @@ async fn reading_into_an_empty_buffer_returns_zero_at_once() {
     let client = client(hash);
     let server_task = tokio::spawn(async move {
         let session = next_request(&server).await;
-        session.accept(vec![]).await.unwrap();
-        let (_send, mut recv) = std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx))
-            .await
-            .unwrap();
+        session.accept(vec![], None).await.unwrap();
+        let (_send, mut recv) = session.accept_bi().await.unwrap();
         // An empty buffer (it used to panic on `buf[0..1]`) reads nothing, data waiting or not.
         assert_eq!(recv.read(&mut []).await.unwrap(), 0);
         let mut buf = [0u8; 16];
@@ -237,6 +221,91 @@ async fn reading_into_an_empty_buffer_returns_zero_at_once() {
         .unwrap();
 }
 
+/// A [`Spawner`] that keeps the tasks it is given, as the Python bindings' does until
+/// their event loop's turn ends.
+struct Collect(Vec<StreamTask>);
+
+impl Spawner for Collect {
+    fn spawn(&mut self, task: StreamTask) {
+        self.0.push(task);
+    }
+}
+
+/// The poll forms, used the way a caller on a thread of its own uses them: an answer
+/// that fits the send window is done when `accept` returns; a bad rejection status is
+/// refused at once; an opening polled once with a spawner hands it the new stream's
+/// pumps (its data moves only once they run) instead of spawning them; datagrams are
+/// taken several at a time.
+#[tokio::test]
+async fn poll_forms_answer_open_with_a_spawner_and_batch_datagrams() {
+    let (server, base, hash) = server();
+    let client = client(hash);
+    let server_task = tokio::spawn(async move {
+        let session = next_request(&server).await;
+        assert!(matches!(
+            session.reject(200, vec![]).ready(),
+            Ok(Err(Error::InvalidArgument(_)))
+        ));
+        assert!(matches!(session.accept(vec![], None).ready(), Ok(Ok(()))));
+        assert!(matches!(
+            session.accept(vec![], None).ready(),
+            Ok(Err(Error::InvalidState(_)))
+        ));
+        let (mut send, mut recv) = session.accept_bi().await.unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = recv.read(&mut buf).await.unwrap();
+        send.write_all(&buf[..n]).await.unwrap();
+        send.finish().unwrap();
+        for i in 0..3u8 {
+            session.send_datagram(&[i]).unwrap();
+        }
+        session.closed().await;
+        server
+    });
+    let session = client
+        .connect(&format!("{base}/"), vec![], None)
+        .await
+        .unwrap();
+    let mut spawner = Collect(Vec::new());
+    let mut open = session.open_bi();
+    let noop = &mut std::task::Context::from_waker(std::task::Waker::noop());
+    let Poll::Ready(Ok((mut send, mut recv))) = open.poll_spawning(noop, &mut spawner) else {
+        panic!("a stream with credit opens at the first poll");
+    };
+    assert_eq!(spawner.0.len(), 2, "one pump per half, none spawned");
+    send.write_all(b"spawned").await.unwrap();
+    send.finish().unwrap();
+    let mut buf = vec![0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(300), recv.read(&mut buf)).await;
+    assert!(early.is_err(), "no data moves before the pumps run");
+    for task in spawner.0.drain(..) {
+        tokio::spawn(task);
+    }
+    let n = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"spawned");
+    let mut datagrams = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while datagrams.len() < 3 {
+            let batch =
+                std::future::poll_fn(|cx| session.poll_read_datagrams(cx, 8, &mut datagrams))
+                    .await
+                    .unwrap();
+            assert!(batch >= 1);
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(datagrams, [&[0u8][..], &[1], &[2]]);
+    session.close(0, "").await.unwrap();
+    let _server = tokio::time::timeout(Duration::from_secs(5), server_task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// A reply stream finished just before the session's close reaches the client: the
 /// close waits until the peer has acknowledged it (CLOSE_WEBTRANSPORT_SESSION travels on
 /// the CONNECT stream and would overtake it; a client drops a stream that arrives after
@@ -253,7 +322,7 @@ async fn reply_finished_just_before_the_close_arrives_first() {
     let server_task = tokio::spawn(async move {
         for _ in 0..ROUNDS {
             let session = next_request(&server).await;
-            session.accept(vec![]).await.unwrap();
+            session.accept(vec![], None).await.unwrap();
             let mut send = session.open_uni().await.unwrap();
             send.write_all(&sent).await.unwrap();
             send.finish().unwrap();
@@ -266,13 +335,10 @@ async fn reply_finished_just_before_the_close_arrives_first() {
             .connect(&format!("{base}/"), vec![], None)
             .await
             .unwrap();
-        let mut recv = tokio::time::timeout(
-            Duration::from_secs(5),
-            std::future::poll_fn(|cx| session.incoming_uni().poll_pop(cx)),
-        )
-        .await
-        .expect("no reply stream within 5 s")
-        .expect("the session closed before its reply stream arrived");
+        let mut recv = tokio::time::timeout(Duration::from_secs(5), session.accept_uni())
+            .await
+            .expect("no reply stream within 5 s")
+            .expect("the session closed before its reply stream arrived");
         let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
         loop {

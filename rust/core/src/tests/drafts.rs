@@ -3,12 +3,12 @@
 //! HTTP/3 prescribes for broken ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, Draft, Error, Server, ServerOptions, Session, TransportOptions};
+use crate::h3;
+use crate::{Client, Draft, Error, Server, ServerOptions, TransportOptions};
 use std::time::Duration;
 
-mod common;
-use common::raw_connection;
+use super::common;
+use common::{connect_request, control_with, next_request, raw_connection, DRAFT15};
 
 fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) {
     common::setup(ServerOptions {
@@ -16,47 +16,6 @@ fn setup(transport: TransportOptions) -> (Server, Client, std::net::SocketAddr) 
         transport,
         ..Default::default()
     })
-}
-
-/// A control stream preamble with exactly these settings.
-fn control_with(settings: &[(u64, u64)]) -> Vec<u8> {
-    let mut payload = vec![];
-    for (id, v) in settings {
-        h3::put_varint(&mut payload, *id);
-        h3::put_varint(&mut payload, *v);
-    }
-    let mut out = vec![];
-    h3::put_varint(&mut out, h3::STREAM_CONTROL);
-    out.extend(h3::encode_frame(h3::FRAME_SETTINGS, &payload));
-    out
-}
-
-const DRAFT15: &[(u64, u64)] = &[
-    (h3::SETTING_H3_DATAGRAM, 1),
-    (h3::SETTING_WT_ENABLED, 1),
-    (h3::SETTING_WT_INITIAL_MAX_DATA, 1 << 20),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_BIDI, 10),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_UNI, 10),
-];
-
-fn connect_request(addr: std::net::SocketAddr, protocol: &str) -> Vec<u8> {
-    h3::encode_headers(&[
-        (":method".into(), "CONNECT".into()),
-        (":protocol".into(), protocol.into()),
-        (":scheme".into(), "https".into()),
-        (":authority".into(), addr.to_string()),
-        (":path".into(), "/raw".into()),
-    ])
-}
-
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-    )
-    .await
-    .expect("a session request")
-    .unwrap()
 }
 
 async fn close_code(conn: &quinn::Connection) -> u64 {
@@ -80,7 +39,7 @@ async fn open_session(
     let mut control = conn.open_uni().await.unwrap();
     control.write_all(&control_with(settings)).await.unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr, protocol))
+    send.write_all(&connect_request(addr, protocol, "/raw"))
         .await
         .unwrap();
     (send, recv, control)
@@ -106,7 +65,7 @@ async fn draft15_client_gets_draft15_without_the_draft02_header() {
     let (_send, mut recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
     assert_eq!(session.draft(), Draft::Draft15);
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let fields = response(&mut recv).await;
     assert!(fields.contains(&(":status".into(), "200".into())));
     assert!(fields
@@ -133,7 +92,7 @@ async fn a_second_control_stream_is_a_stream_creation_error() {
     let conn = raw_connection(&client, addr).await;
     let _streams = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let mut second = conn.open_uni().await.unwrap();
     second.write_all(&control_with(DRAFT15)).await.unwrap();
     assert_eq!(
@@ -147,12 +106,12 @@ async fn no_connect_is_handled_before_the_clients_settings() {
     let (server, client, addr) = setup(TransportOptions::default());
     let conn = raw_connection(&client, addr).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr, "webtransport"))
+    send.write_all(&connect_request(addr, "webtransport", "/raw"))
         .await
         .unwrap();
     // No SETTINGS ever: the request timeout ends the connection, no request surfaces.
     assert_eq!(close_code(&conn).await, u64::from(h3::H3_MISSING_SETTINGS));
-    assert!(server.requests().is_empty());
+    assert_eq!(server.queued_requests(), 0);
 }
 
 #[tokio::test]
@@ -163,7 +122,7 @@ async fn datagrams_need_the_peers_h3_datagram_setting() {
     let _streams = open_session(&conn, addr, &settings, "webtransport").await;
     let session = next_request(&server).await;
     assert_eq!(session.draft(), Draft::Draft02);
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     assert!(session.max_datagram_size().is_none());
     assert!(matches!(
         session.send_datagram(b"x"),
@@ -177,7 +136,7 @@ async fn unknown_capsules_are_ignored() {
     let conn = raw_connection(&client, addr).await;
     let (mut send, _recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     // An unknown capsule type, then a well-formed close.
     send.write_all(&h3::encode_varint_capsule(0x3f_0000, 7))
         .await
@@ -328,7 +287,7 @@ async fn streams_of_an_ended_session_are_reset_with_session_gone() {
     let conn = raw_connection(&client, addr).await;
     let (mut send, recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let _capsules = Capsules::after_response(recv).await;
     let gone = u64::from(h3::WT_SESSION_GONE);
     // A bidirectional stream of the client, taken by the application and half-used.
@@ -338,13 +297,11 @@ async fn streams_of_an_ended_session_are_reset_with_session_gone() {
         .await
         .unwrap();
     bi_send.write_all(b"hello").await.unwrap();
-    let (_app_send, mut app_recv) = tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (_app_send, mut app_recv) =
+        tokio::time::timeout(Duration::from_secs(5), session.accept_bi())
+            .await
+            .unwrap()
+            .unwrap();
     let mut got = [0u8; 5];
     let mut n = 0;
     while n < 5 {
@@ -402,7 +359,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
     let conn = raw_connection(&client, addr).await;
     let (_send, recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let _capsules = Capsules::after_response(recv).await;
     let header = wt_header(h3::STREAM_WT_UNI, session.id());
     // Four finished streams fill the queue of streams the application has not taken.
@@ -413,7 +370,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
         uni.finish().unwrap();
     }
     tokio::time::timeout(Duration::from_secs(5), async {
-        while session.incoming_uni().len() < 4 {
+        while session.0.incoming_uni.len() < 4 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -431,7 +388,7 @@ async fn streams_beyond_the_unaccepted_queue_get_buffered_stream_rejected() {
         stopped.map(|c| c.into_inner()),
         Some(u64::from(h3::WT_BUFFERED_STREAM_REJECTED))
     );
-    assert_eq!(session.incoming_uni().len(), 4, "the queued ones stay");
+    assert_eq!(session.0.incoming_uni.len(), 4, "the queued ones stay");
 }
 
 #[tokio::test]
@@ -447,7 +404,7 @@ async fn sends_stay_within_the_peers_wt_max_data_and_max_streams() {
     ];
     let (mut send, recv, _control) = open_session(&conn, addr, stingy, "webtransport-h3").await;
     let session = next_request(&server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     let mut capsules = Capsules::after_response(recv).await;
     let mut out = session.open_uni().await.unwrap();
     out.write_all(&[7u8; 100]).await.unwrap();
@@ -492,4 +449,49 @@ async fn sends_stay_within_the_peers_wt_max_data_and_max_streams() {
         .unwrap()
         .unwrap();
     assert_eq!(session.flow_control().unwrap().peer_max_data, Some(110));
+}
+
+/// Opens a unidirectional stream of type `kind` and writes a few bytes after the type.
+async fn uni_of_type(conn: &quinn::Connection, kind: u64) -> quinn::SendStream {
+    let mut stream = conn.open_uni().await.unwrap();
+    let mut bytes = vec![];
+    h3::put_varint(&mut bytes, kind);
+    bytes.extend([0u8; 8]);
+    stream.write_all(&bytes).await.unwrap();
+    stream
+}
+
+/// HTTP/3's rules for the peer's other unidirectional streams, the same before the
+/// session exists (control.rs accepts them until SETTINGS) and during it (driver.rs):
+/// QPACK encoder and decoder streams are drained, never stopped; a stream of an unknown
+/// type is stopped with H3_STREAM_CREATION_ERROR; the connection and session go on.
+#[tokio::test]
+async fn qpack_streams_are_drained_and_unknown_ones_refused_before_and_during_the_session() {
+    let (server, client, addr) = setup(TransportOptions::default());
+    let conn = raw_connection(&client, addr).await;
+    // Opened before the control stream: accepted (in stream order) while the server
+    // still waits for SETTINGS.
+    let early_unknown = uni_of_type(&conn, 0x21 + 0x1f).await;
+    let early_qpack = uni_of_type(&conn, h3::STREAM_QPACK_ENCODER).await;
+    let (_send, _recv, _control) = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
+    let session = next_request(&server).await;
+    session.accept(vec![], None).await.unwrap();
+    let late_unknown = uni_of_type(&conn, 0x21 + 2 * 0x1f).await;
+    let late_qpack = uni_of_type(&conn, h3::STREAM_QPACK_DECODER).await;
+    for stream in [early_unknown, late_unknown] {
+        let stopped = tokio::time::timeout(Duration::from_secs(5), stream.stopped())
+            .await
+            .expect("an unknown stream type is stopped")
+            .unwrap();
+        assert_eq!(
+            stopped,
+            Some(quinn::VarInt::from_u32(h3::H3_STREAM_CREATION_ERROR))
+        );
+    }
+    for stream in [early_qpack, late_qpack] {
+        let stopped = tokio::time::timeout(Duration::from_millis(300), stream.stopped()).await;
+        assert!(stopped.is_err(), "a QPACK stream is drained, not stopped");
+    }
+    assert!(conn.close_reason().is_none());
+    assert_eq!(session.phase(), crate::SessionPhase::Accepted);
 }

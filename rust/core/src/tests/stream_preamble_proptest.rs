@@ -10,8 +10,8 @@
 //! with `CI` set the seed is fixed (`PROPTEST_RNG_SEED` overrides it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, ClientOptions, Identity, Server, ServerOptions, Session, TrustMode};
+use crate::h3;
+use crate::{Client, ClientOptions, Identity, Server, ServerOptions, Session, TrustMode};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestRunner};
@@ -170,7 +170,7 @@ async fn write_in_pieces(
     None
 }
 
-async fn read_all(recv: &mut fastwt_core::RecvStream) -> Vec<u8> {
+async fn read_all(recv: &mut crate::RecvStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 256];
     loop {
@@ -196,13 +196,10 @@ async fn run_case(conn: &quinn::Connection, session: &Session, case: &Case) -> R
             send.finish().unwrap();
         }
         if want == Route::Accepted {
-            let (_, mut server_recv) = tokio::time::timeout(
-                WAIT,
-                std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)),
-            )
-            .await
-            .map_err(|_| "bidirectional stream not handed to the session")?
-            .unwrap();
+            let (_, mut server_recv) = tokio::time::timeout(WAIT, session.accept_bi())
+                .await
+                .map_err(|_| "bidirectional stream not handed to the session")?
+                .unwrap();
             let got = tokio::time::timeout(WAIT, read_all(&mut server_recv))
                 .await
                 .map_err(|_| "payload not delivered")?;
@@ -224,13 +221,10 @@ async fn run_case(conn: &quinn::Connection, session: &Session, case: &Case) -> R
             Route::Refused(c)
         } else if want == Route::Accepted {
             send.finish().unwrap();
-            let mut server_recv = tokio::time::timeout(
-                WAIT,
-                std::future::poll_fn(|cx| session.incoming_uni().poll_pop(cx)),
-            )
-            .await
-            .map_err(|_| "unidirectional stream not handed to the session")?
-            .unwrap();
+            let mut server_recv = tokio::time::timeout(WAIT, session.accept_uni())
+                .await
+                .map_err(|_| "unidirectional stream not handed to the session")?
+                .unwrap();
             let got = tokio::time::timeout(WAIT, read_all(&mut server_recv))
                 .await
                 .map_err(|_| "payload not delivered")?;
@@ -310,14 +304,11 @@ fn stream_preambles_in_pieces_are_routed_by_what_they_say() {
             ]))
             .await
             .unwrap();
-        let session = tokio::time::timeout(
-            WAIT,
-            std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        session.accept(vec![]).await.unwrap();
+        let session = tokio::time::timeout(WAIT, server.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        session.accept(vec![], None).await.unwrap();
         // The CONNECT stream and our control stream stay open for the session's life.
         (
             server,

@@ -1,17 +1,18 @@
-//! Property tests of the wire parsers fastwt writes itself (`fastwt_core::h3`): varints,
+//! Property tests of the wire parsers fastwt writes itself (`crate::h3`): varints,
 //! frames, SETTINGS, capsules (CLOSE_WEBTRANSPORT_SESSION), header blocks, error-code
 //! mapping, and the client's URL parser.
 //!
 //! For each: arbitrary bytes never panic and never report consuming more than given;
 //! encode → parse round trips; a valid encoding cut at every point parses to the same
-//! result as the whole ("need more" until complete, as the stream readers in driver.rs
+//! result as the whole ("need more" until complete, as the frame reader in frame.rs
 //! rely on); over-limit lengths are errors given just their header.
 //!
 //! Cases per property: `PROPTEST_CASES` (default 256), so `cargo test` stays quick;
 //! with `CI` set the seed is fixed (`PROPTEST_RNG_SEED` overrides it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3::{self, Capsule, RawFrame};
+use crate::frame::FrameReader;
+use crate::h3::{self, Capsule, RawFrame};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
@@ -174,18 +175,16 @@ fn reason(max: usize) -> impl Strategy<Value = String> {
     ]
 }
 
-/// Runs `chunks` through the CONNECT-stream reader's loop (driver.rs
-/// `connect_stream_loop`): frames out of the byte buffer, DATA payloads into the capsule
+/// Runs `chunks` through the CONNECT-stream loop's steps (driver.rs
+/// `connect_stream_loop` over frame.rs's `FrameReader`): frames out of the byte buffer, DATA payloads into the capsule
 /// buffer, capsules out of that; consumed bytes drained each time.
 fn read_connect_stream(chunks: &[&[u8]]) -> Result<(Vec<Capsule>, usize, usize), String> {
-    let mut buf = Vec::new();
+    let mut frames = FrameReader::default();
     let mut data = Vec::new();
     let mut capsules = Vec::new();
     for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        while let Some((frame, used)) = h3::parse_frame(&buf, h3::MAX_CONTROL_FRAME)? {
-            assert!(used <= buf.len());
-            buf.drain(..used);
+        frames.extend(chunk);
+        while let Some(frame) = frames.buffered().map_err(|e| format!("{e:?}"))? {
             if frame.kind != h3::FRAME_DATA {
                 continue;
             }
@@ -196,7 +195,7 @@ fn read_connect_stream(chunks: &[&[u8]]) -> Result<(Vec<Capsule>, usize, usize),
             capsules.extend(got);
         }
     }
-    Ok((capsules, buf.len(), data.len()))
+    Ok((capsules, frames.pending(), data.len()))
 }
 
 /// Splits `bytes` at the given cut points (sorted, deduplicated, within range).
@@ -598,7 +597,7 @@ proptest! {
         any::<String>().prop_map(|s| format!("https://{s}")),
         "https://[\\[\\]:0-9a-f]{0,12}[/?#:]{0,3}.{0,8}",
     ]) {
-        let _ = fastwt_core::client::parse_url(&url);
+        let _ = crate::client::parse_url(&url);
     }
 
     #[test]
@@ -614,7 +613,7 @@ proptest! {
         };
         let query = query.map(|q| format!("?{q}")).unwrap_or_default();
         let url = format!("https://{authority}{path}{query}#frag");
-        let target = fastwt_core::client::parse_url(&url).unwrap();
+        let target = crate::client::parse_url(&url).unwrap();
         prop_assert_eq!(target.host, host.trim_start_matches('[').trim_end_matches(']'));
         prop_assert_eq!(target.port, port.unwrap_or(443));
         prop_assert_eq!(target.authority, authority);
@@ -673,7 +672,7 @@ fn qpack_integer_with_ten_continuation_bytes() {
 /// bad port.
 #[test]
 fn url_fragment_after_the_authority() {
-    let t = fastwt_core::client::parse_url("https://0#frag").unwrap();
+    let t = crate::client::parse_url("https://0#frag").unwrap();
     assert_eq!(
         (
             t.host.as_str(),
@@ -683,7 +682,7 @@ fn url_fragment_after_the_authority() {
         ),
         ("0", 443, "0", "/")
     );
-    let t = fastwt_core::client::parse_url("https://h:4433#x?y").unwrap();
+    let t = crate::client::parse_url("https://h:4433#x?y").unwrap();
     assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("h", 4433, "/"));
 }
 

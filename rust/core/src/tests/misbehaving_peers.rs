@@ -1,38 +1,18 @@
 //! Clients that break the protocol must cost the server only their own connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, Server, ServerOptions, Session};
+use crate::h3;
+use crate::{Client, Server, ServerOptions, Session};
 use std::time::Duration;
 
-mod common;
-use common::raw_connection;
+use super::common;
+use common::{connect_request, next_request, raw_connection};
 
 fn setup() -> (Server, Client, std::net::SocketAddr) {
     common::setup(ServerOptions {
         request_timeout: Duration::from_millis(500),
         ..Default::default()
     })
-}
-
-fn connect_request(addr: std::net::SocketAddr) -> Vec<u8> {
-    h3::encode_headers(&[
-        (":method".into(), "CONNECT".into()),
-        (":protocol".into(), "webtransport".into()),
-        (":scheme".into(), "https".into()),
-        (":authority".into(), addr.to_string()),
-        (":path".into(), "/bad".into()),
-    ])
-}
-
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-    )
-    .await
-    .expect("a session request")
-    .unwrap()
 }
 
 /// A raw HTTP/3 client's WebTransport session on `conn`, accepted by `server`: our
@@ -53,9 +33,11 @@ async fn raw_session(
         .await
         .unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&connect_request(addr)).await.unwrap();
+    send.write_all(&connect_request(addr, "webtransport", "/bad"))
+        .await
+        .unwrap();
     let session = next_request(server).await;
-    session.accept(vec![]).await.unwrap();
+    session.accept(vec![], None).await.unwrap();
     (control, send, recv, session)
 }
 
@@ -66,7 +48,7 @@ async fn still_serving(server: &Server, client: &Client, addr: std::net::SocketA
     let accept = async {
         let s = next_request(server).await;
         assert_eq!(s.path(), "/good");
-        s.accept(vec![]).await.unwrap();
+        s.accept(vec![], None).await.unwrap();
         s
     };
     let (session, _server_side) = tokio::join!(connect, accept);

@@ -4,13 +4,13 @@
 //! pooling, are refused while the connection's sessions go on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fastwt_core::h3;
-use fastwt_core::{Client, Server, ServerOptions, Session};
+use crate::h3;
+use crate::{Client, Server, ServerOptions, Session};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-mod common;
-use common::raw_connection;
+use super::common;
+use common::{control_with, next_request, raw_connection, DRAFT15};
 
 fn setup(max_sessions_per_connection: usize) -> (Server, Client, SocketAddr) {
     common::setup(ServerOptions {
@@ -20,14 +20,6 @@ fn setup(max_sessions_per_connection: usize) -> (Server, Client, SocketAddr) {
     })
 }
 
-const DRAFT15: &[(u64, u64)] = &[
-    (h3::SETTING_H3_DATAGRAM, 1),
-    (h3::SETTING_WT_ENABLED, 1),
-    (h3::SETTING_WT_INITIAL_MAX_DATA, 1 << 20),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_BIDI, 10),
-    (h3::SETTING_WT_INITIAL_MAX_STREAMS_UNI, 10),
-];
-
 const DRAFT02: &[(u64, u64)] = &[
     (h3::SETTING_H3_DATAGRAM, 1),
     (h3::SETTING_ENABLE_WEBTRANSPORT_DRAFT02, 1),
@@ -35,16 +27,8 @@ const DRAFT02: &[(u64, u64)] = &[
 
 /// Opens the control stream with `settings`; returns it (it must stay open).
 async fn control(conn: &quinn::Connection, settings: &[(u64, u64)]) -> quinn::SendStream {
-    let mut payload = vec![];
-    for (id, v) in settings {
-        h3::put_varint(&mut payload, *id);
-        h3::put_varint(&mut payload, *v);
-    }
-    let mut out = vec![];
-    h3::put_varint(&mut out, h3::STREAM_CONTROL);
-    out.extend(h3::encode_frame(h3::FRAME_SETTINGS, &payload));
     let mut send = conn.open_uni().await.unwrap();
-    send.write_all(&out).await.unwrap();
+    send.write_all(&control_with(settings)).await.unwrap();
     send
 }
 
@@ -109,16 +93,6 @@ async fn rejected(recv: &mut quinn::RecvStream) -> u64 {
     }
 }
 
-async fn next_request(server: &Server) -> Session {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| server.requests().poll_pop(cx)),
-    )
-    .await
-    .expect("a session request")
-    .unwrap()
-}
-
 /// The server's SETTINGS, from its control stream.
 async fn server_settings(conn: &quinn::Connection) -> Vec<(u64, u64)> {
     let mut uni = conn.accept_uni().await.unwrap();
@@ -149,13 +123,10 @@ async fn send_on_stream(conn: &quinn::Connection, session: u64, body: &[u8]) -> 
 
 /// The next peer stream of `session`, read to its end.
 async fn receive_stream(session: &Session) -> Vec<u8> {
-    let (_send, mut recv) = tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| session.incoming_bi().poll_pop(cx)),
-    )
-    .await
-    .expect("a stream")
-    .unwrap();
+    let (_send, mut recv) = tokio::time::timeout(Duration::from_secs(5), session.accept_bi())
+        .await
+        .expect("a stream")
+        .unwrap();
     let mut out = vec![];
     let mut buf = [0u8; 256];
     loop {
@@ -175,13 +146,10 @@ fn datagram(session: u64, payload: &[u8]) -> bytes::Bytes {
 }
 
 async fn next_datagram(session: &Session) -> bytes::Bytes {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)),
-    )
-    .await
-    .expect("a datagram")
-    .unwrap()
+    tokio::time::timeout(Duration::from_secs(5), session.read_datagram())
+        .await
+        .expect("a datagram")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -203,13 +171,13 @@ async fn pooled_sessions_are_isolated_and_the_limit_holds() {
     let _control = control(&conn, DRAFT15).await;
     let (mut first_send, mut first_recv) = connect(&conn, addr, "/one", false).await;
     let one = next_request(&server).await;
-    one.accept(vec![]).await.unwrap();
+    one.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut first_recv).await, 200);
     let (_second_send, mut second_recv) = connect(&conn, addr, "/two", false).await;
     let two = next_request(&server).await;
     assert_eq!(two.path(), "/two");
     assert_ne!(one.id(), two.id());
-    two.accept(vec![]).await.unwrap();
+    two.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut second_recv).await, 200);
     assert_eq!(server.session_count(), 2, "both count in admission");
 
@@ -224,7 +192,7 @@ async fn pooled_sessions_are_isolated_and_the_limit_holds() {
         .unwrap();
     assert_eq!(&next_datagram(&two).await[..], b"dgram two");
     assert_eq!(&next_datagram(&one).await[..], b"dgram one");
-    assert!(one.incoming_bi().is_empty() && two.incoming_bi().is_empty());
+    assert!(one.0.incoming_bi.is_empty() && two.0.incoming_bi.is_empty());
 
     // A third CONNECT beyond the limit of 2 is refused with 429; both go on.
     let (_third_send, mut third_recv) = connect(&conn, addr, "/three", false).await;
@@ -257,7 +225,7 @@ async fn pooled_sessions_are_isolated_and_the_limit_holds() {
     // With one session gone there is room again.
     let (_fourth_send, mut fourth_recv) = connect(&conn, addr, "/four", false).await;
     let four = next_request(&server).await;
-    four.accept(vec![]).await.unwrap();
+    four.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut fourth_recv).await, 200);
     assert_eq!(server.session_count(), 2);
 }
@@ -272,7 +240,7 @@ async fn a_second_connect_is_refused_without_pooling() {
     let _control = control(&conn, DRAFT15).await;
     let (_s, mut r) = connect(&conn, addr, "/one", false).await;
     let one = next_request(&server).await;
-    one.accept(vec![]).await.unwrap();
+    one.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut r).await, 200);
     let (_s2, mut r2) = connect(&conn, addr, "/two", false).await;
     assert_eq!(rejected(&mut r2).await, u64::from(h3::H3_REQUEST_REJECTED));
@@ -289,7 +257,7 @@ async fn draft02_clients_never_pool() {
     let _control = control(&conn, DRAFT02).await;
     let (_s, mut r) = connect(&conn, addr, "/one", true).await;
     let one = next_request(&server).await;
-    one.accept(vec![]).await.unwrap();
+    one.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut r).await, 200);
     let (_s2, mut r2) = connect(&conn, addr, "/two", true).await;
     assert_eq!(rejected(&mut r2).await, u64::from(h3::H3_REQUEST_REJECTED));
@@ -300,7 +268,11 @@ async fn draft02_clients_never_pool() {
     let conn = raw_connection(&client, addr).await;
     let _control = control(&conn, DRAFT15).await;
     let (_s, mut r) = connect(&conn, addr, "/fifteen", false).await;
-    next_request(&server).await.accept(vec![]).await.unwrap();
+    next_request(&server)
+        .await
+        .accept(vec![], None)
+        .await
+        .unwrap();
     assert_eq!(status(&mut r).await, 200);
     let (_s3, mut r3) = connect(&conn, addr, "/two", true).await;
     assert_eq!(status(&mut r3).await, 429);
@@ -308,8 +280,8 @@ async fn draft02_clients_never_pool() {
 
 #[tokio::test]
 async fn the_limit_is_validated() {
-    let identity = fastwt_core::Identity::development().unwrap();
-    for bad in [0, fastwt_core::MAX_SESSIONS_PER_CONNECTION + 1] {
+    let identity = crate::Identity::development().unwrap();
+    for bad in [0, crate::MAX_SESSIONS_PER_CONNECTION + 1] {
         let options = ServerOptions {
             bind: vec!["127.0.0.1:0".parse().unwrap()],
             max_sessions_per_connection: bad,
@@ -352,7 +324,7 @@ async fn pooled_sessions_count_in_admission() {
         let _control = control(&conn, DRAFT15).await;
         let (_s, mut r) = connect(&conn, addr, "/one", false).await;
         let one = next_request(&server).await;
-        one.accept(vec![]).await.unwrap();
+        one.accept(vec![], None).await.unwrap();
         assert_eq!(status(&mut r).await, 200);
         let (_s2, mut r2) = connect(&conn, addr, "/two", false).await;
         assert_eq!(status(&mut r2).await, want);
@@ -368,7 +340,7 @@ async fn a_flow_control_violation_ends_only_that_pooled_session() {
     let (server, client, addr) = common::setup(ServerOptions {
         request_timeout: Duration::from_secs(5),
         max_sessions_per_connection: 2,
-        transport: fastwt_core::TransportOptions {
+        transport: crate::TransportOptions {
             wt_max_streams_uni: 2,
             ..Default::default()
         },
@@ -378,11 +350,11 @@ async fn a_flow_control_violation_ends_only_that_pooled_session() {
     let _control = control(&conn, DRAFT15).await;
     let (_s1, mut r1) = connect(&conn, addr, "/one", false).await;
     let one = next_request(&server).await;
-    one.accept(vec![]).await.unwrap();
+    one.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut r1).await, 200);
     let (_s2, mut r2) = connect(&conn, addr, "/two", false).await;
     let two = next_request(&server).await;
-    two.accept(vec![]).await.unwrap();
+    two.accept(vec![], None).await.unwrap();
     assert_eq!(status(&mut r2).await, 200);
     // Three unidirectional streams for the second session: one over its WT_MAX_STREAMS.
     let mut header = vec![];

@@ -5,10 +5,10 @@
 //! once; one with another secret finds the CID invalid and stays silent).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
-use fastwt_core::cid::{CidConfig, CidKey, DecodedCid};
-use fastwt_core::{Identity, Server, ServerOptions};
+use crate::cid::{CidConfig, CidKey, DecodedCid};
+use crate::{Identity, Server, ServerOptions};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,9 +71,9 @@ fn server(cid: CidConfig, identity: &Identity) -> Server {
     .unwrap()
 }
 
-fn client_for(identity: &Identity) -> fastwt_core::Client {
-    fastwt_core::Client::new(fastwt_core::ClientOptions {
-        trust: fastwt_core::TrustMode::CertificateHashes(vec![identity.certificate_hash()]),
+fn client_for(identity: &Identity) -> crate::Client {
+    crate::Client::new(crate::ClientOptions {
+        trust: crate::TrustMode::CertificateHashes(vec![identity.certificate_hash()]),
         ..Default::default()
     })
     .unwrap()
@@ -237,11 +237,9 @@ async fn a_session_survives_the_client_moving_to_new_ports() {
     );
     let url = format!("https://127.0.0.1:{}/", server.local_addrs()[0].port());
     let echo = tokio::spawn(async move {
-        let session = std::future::poll_fn(|cx| server.requests().poll_pop(cx))
-            .await
-            .unwrap();
-        session.accept(vec![]).await.unwrap();
-        while let Ok(d) = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await {
+        let session = server.accept().await.unwrap();
+        session.accept(vec![], None).await.unwrap();
+        while let Ok(d) = session.read_datagram().await {
             if session.send_datagram(&d).is_err() {
                 break;
             }
@@ -259,11 +257,8 @@ async fn a_session_survives_the_client_moving_to_new_ports() {
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 session.send_datagram(&[round; 32]).unwrap();
-                let got = tokio::time::timeout(
-                    Duration::from_millis(200),
-                    std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)),
-                )
-                .await;
+                let got =
+                    tokio::time::timeout(Duration::from_millis(200), session.read_datagram()).await;
                 // An echo of an earlier round's resend may come first: skip it.
                 match got {
                     Ok(Ok(d)) if d[..] == [round; 32] => break,
