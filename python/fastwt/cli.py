@@ -34,6 +34,7 @@ import anyio
 import anyio.abc
 
 from fastwt import __version__, generate_dev_certificate
+from fastwt.config import check_cert_pair
 from fastwt.errors import ConfigurationError, WebTransportError
 from fastwt.framework import ServerApp
 
@@ -415,8 +416,10 @@ def _existing_file(text: str) -> str:
 
 
 def _check_cert_pair(args: argparse.Namespace) -> None:
-    if (args.certfile is None) != (args.keyfile is None):
-        raise UsageError("--certfile and --keyfile go together")
+    try:
+        check_cert_pair(args.certfile, args.keyfile, names=("--certfile", "--keyfile"))
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

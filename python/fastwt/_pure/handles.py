@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from .._core import REJECTION_STATUS
 from ..errors import ConfigurationError, DatagramError, SessionError, StreamError
 from . import wire
 from .engine import WRITE_BUFFER, SessionState, StreamState, Waiters
@@ -358,9 +359,10 @@ class SessionHandle:
 
     def reject(self, status_code: int, headers: list[tuple[str, str]] = []) -> bool:  # noqa: B006
         s = self._s
-        if not 300 <= status_code <= 599:
+        low, high = REJECTION_STATUS
+        if not low <= status_code <= high:
             raise ConfigurationError(
-                f"invalid argument: {status_code} is not a rejection status (use 300-599)"
+                f"invalid argument: {status_code} is not a rejection status (use {low}-{high})"
             )
         if s.phase != "requested":
             raise SessionError(f"invalid state: cannot reject a session in phase {s.phase}")
