@@ -37,6 +37,7 @@ from fastwt import __version__, generate_dev_certificate
 from fastwt.config import check_cert_pair
 from fastwt.errors import ConfigurationError, WebTransportError
 from fastwt.framework import ServerApp
+from fastwt.framework.app import webtransport_server_of
 
 if TYPE_CHECKING:
     from fastwt.devserver import DevServerInfo
@@ -620,7 +621,7 @@ def _reload_certificate(app: ServerApp) -> None:
     """On SIGHUP: re-read the certificate files (or make a new development certificate)
     for new connections, as nginx reloads on SIGHUP; open sessions are not touched."""
     try:
-        digest = app.server.reload_certificate()
+        digest = webtransport_server_of(app, needs="reloading the certificate").reload_certificate()
     except Exception as exc:  # a bad file must not stop the server
         logging.getLogger("fastwt.cli").error("SIGHUP: certificate not reloaded: %s", exc)
     else:

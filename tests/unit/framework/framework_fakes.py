@@ -85,7 +85,10 @@ class FakeSession:
 
 
 class FakeServer:
-    """Stands in for ``WebTransportServer``: ``push()`` queues a session request."""
+    """A ``ServerProtocol`` for ``ServerApp(server=...)``: ``push()`` queues a session
+    request."""
+
+    certificate_hash = "00" * 32
 
     def __init__(self, *, config: Any) -> None:
         self.config = config
