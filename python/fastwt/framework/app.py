@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -180,10 +180,12 @@ class ServerApp:
             _logger.warning("ServerApp shutdown exceeded %.1f s", self.shutdown_timeout)
 
     @property
-    def server(self) -> ServerProtocol:
-        """The server the app drives: the ``WebTransportServer`` it made, or the one
-        passed as ``server``."""
-        return self._server
+    def server(self) -> WebTransportServer:
+        """Return the underlying WebTransportServer instance: the one the app made, or
+        the object passed as ``server``, which stands in for it (only its
+        ``ServerProtocol`` members are then sure to exist; ``webtransport_server_of``
+        checks for a real one)."""
+        return cast("WebTransportServer", self._server)
 
     @property
     def broker(self) -> RedisBus | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from framework_fakes import FakeServer
+from fakes import FakeServer
 
 from fastwt.framework import ServerApp
 

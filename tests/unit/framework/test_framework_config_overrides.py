@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from framework_fakes import FakeServer, fake_server
+from fakes import FakeServer, fake_server
 
 from fastwt import ServerConfig, WebTransportServer
 from fastwt.errors import ConfigurationError, ServerError

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from framework_fakes import FakeSession, fake_server
+from fakes import FakeSession, fake_server
 
 from fastwt.framework import MiddlewareRejected, ServerApp, create_rate_limit_middleware
 
@@ -442,7 +442,7 @@ def test_run_stops_cleanly_on_signals(app: ServerApp, backend: str, signum: int)
 
 
 async def test_an_app_takes_its_server_and_refuses_a_config_beside_it() -> None:
-    from framework_fakes import FakeServer
+    from fakes import FakeServer
 
     from fastwt import ServerConfig
     from fastwt.framework.app import webtransport_server_of
