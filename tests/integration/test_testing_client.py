@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
 
 from fastwt import ClientConfig, ServerConfig, SessionRejectedError, WebTransportSession
 from fastwt.cli import write_dev_certificate
 from fastwt.framework import MiddlewareRejected, ServerApp
-from fastwt.testing import TestClient
+from fastwt.testing import TestClient, echo_once, serve_echo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -35,18 +34,10 @@ def echo_app(config: ServerConfig | None = None) -> tuple[ServerApp, list[str]]:
     @app.route(path="/echo")
     async def echo(session: WebTransportSession) -> None:
         events.append(f"session {session.query.get('n', '')}")
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+        await serve_echo(session)
         events.append("session ended")
 
     return app, events
-
-
-async def echo_once(session: WebTransportSession, data: bytes) -> bytes:
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=data, end_stream=True)
-    with anyio.fail_after(10):
-        return await stream.read_all()
 
 
 async def test_serves_the_app_runs_its_hooks_and_closes_what_the_test_left_open() -> None:
