@@ -94,3 +94,23 @@ async def test_misuse_is_reported() -> None:
     async with client:
         with pytest.raises(ValueError, match="must start with '/'"):
             client.url("echo")
+
+
+async def test_serve_echo_prefixes_and_echo_once_times_out() -> None:
+    app = ServerApp()
+
+    @app.route(path="/prefixed")
+    async def prefixed(session: WebTransportSession) -> None:
+        await serve_echo(session, prefix=b"re: ")
+
+    @app.route(path="/silent")
+    async def silent(session: WebTransportSession) -> None:
+        await session.wait_closed()  # reads nothing, answers nothing
+
+    async with TestClient(app) as client:
+        session = await client.connect("/prefixed")
+        assert await echo_once(session, b"one") == b"re: one"
+        assert await echo_once(session, bytearray(b"two")) == b"re: two"
+        session = await client.connect("/silent")
+        with pytest.raises(TimeoutError):
+            await echo_once(session, b"anyone?", timeout=0.3)
