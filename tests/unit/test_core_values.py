@@ -48,7 +48,7 @@ def test_every_config_default_the_core_has_is_the_cores(cls: type[Any], name: st
 def test_the_pure_backends_copy_equals_the_extensions_values() -> None:
     from fastwt import _core
 
-    for name in core_values.__all__:
+    for name in core_values.NAMES:
         assert getattr(core_values, name) == getattr(_core, name), name
 
 

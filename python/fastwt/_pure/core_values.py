@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from .._types import ClientDefaults, CoreErrorCodes, ServerDefaults, TransportDefaults
 
-__all__ = [
-    "CLIENT_DEFAULTS",
-    "CONGESTION_CONTROLS",
-    "ERROR_CODES",
-    "MAX_SESSIONS_PER_CONNECTION",
-    "REJECTION_STATUS",
+# The names, as the extension exports them (tests/unit/test_core_values.py compares them).
+NAMES = (
     "SERVER_DEFAULTS",
-]
+    "CLIENT_DEFAULTS",
+    "ERROR_CODES",
+    "CONGESTION_CONTROLS",
+    "REJECTION_STATUS",
+    "MAX_SESSIONS_PER_CONNECTION",
+)
 
 _TRANSPORT_DEFAULTS: TransportDefaults = {
     "max_idle_timeout": 30.0,

@@ -187,15 +187,13 @@ impl RecvInner {
             let Some(front) = self.held.front_mut() else {
                 break;
             };
-            if front.len() <= left {
-                left -= front.len();
-                if let Some(chunk) = self.held.pop_front() {
-                    out.push(chunk);
-                }
-            } else {
-                out.push(front.split_to(left));
-                left = 0;
+            // A whole chunk splits off as itself (no copy either way).
+            let k = front.len().min(left);
+            out.push(front.split_to(k));
+            if front.is_empty() {
+                self.held.pop_front();
             }
+            left -= k;
         }
         self.held_len -= n - left;
         self.searched = 0;
