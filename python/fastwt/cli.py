@@ -34,6 +34,7 @@ import anyio
 import anyio.abc
 
 from fastwt import __version__, generate_dev_certificate
+from fastwt._core import CONGESTION_CONTROLS
 from fastwt.config import check_cert_pair
 from fastwt.errors import ConfigurationError, WebTransportError
 from fastwt.framework import ServerApp
@@ -46,7 +47,6 @@ __all__ = ["configure_logging", "main", "run_app", "write_dev_certificate"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 BACKENDS = ("asyncio", "uvloop", "trio")
-CONGESTION_CONTROLS = ("cubic", "bbr", "newreno")
 ENV_PREFIX = "FASTWT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 # WebTransport implementations (ServerConfig.backend); ``--backend`` takes these too.
