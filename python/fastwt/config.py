@@ -22,6 +22,7 @@ from . import _backend
 from ._core import CLIENT_DEFAULTS as _CLIENT
 from ._core import CONGESTION_CONTROLS, MAX_SESSIONS_PER_CONNECTION, Transport
 from ._core import SERVER_DEFAULTS as _SERVER
+from ._types import TransportDefaults
 from .errors import ConfigurationError
 
 __all__ = ["ClientConfig", "ServerConfig", "check_cert_pair"]
@@ -34,6 +35,8 @@ _CONGESTION = CONGESTION_CONTROLS
 _USIZE = 2**64 - 1
 _VARINT = 2**62 - 1
 _MAX_SECONDS = float(2**32)
+# The core's defaults of the QUIC knobs (a server's and a client's are the same).
+_QUIC: TransportDefaults = _SERVER
 
 
 def _int(cfg: ServerConfig | ClientConfig, name: str, lo: int, hi: int, what: str) -> None:
@@ -134,7 +137,42 @@ def server_id_bytes(cfg: ServerConfig) -> bytes | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ServerConfig:
+class _QuicOptions:
+    """The QUIC and WebTransport knobs servers and clients share, with the core's
+    defaults (``fastwt._core.SERVER_DEFAULTS``; a client's are the same)."""
+
+    max_idle_timeout: float | None = _QUIC["max_idle_timeout"]
+    """Seconds without any packet after which a connection is closed (None: never)."""
+    keep_alive_interval: float | None = _QUIC["keep_alive_interval"]
+    """Seconds between keep-alive pings (None: off)."""
+    datagram_queue_size: int = _QUIC["datagram_queue_size"]
+    """Received datagrams buffered per session before the oldest is dropped (counted)."""
+    datagram_queue_bytes: int = _QUIC["datagram_queue_bytes"]
+    """Bytes of received datagram payload buffered per session before the oldest is
+    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
+    max_concurrent_bidi_streams: int = _QUIC["max_concurrent_bidi_streams"]
+    """Streams the peer may have open at once (more wait for credit). quinn keeps state
+    per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
+    max_concurrent_uni_streams: int = _QUIC["max_concurrent_uni_streams"]
+    stream_receive_window: int = _QUIC["stream_receive_window"]
+    receive_window: int = _QUIC["receive_window"]
+    send_window: int = _QUIC["send_window"]
+    congestion_control_algorithm: str = _QUIC["congestion_control_algorithm"]
+    wt_max_data: int = _QUIC["wt_max_data"]
+    """Session flow control of drafts 13+ (Safari, draft-15 peers; draft-02 browsers
+    have none): stream bytes the peer may send ahead of what the session took in,
+    advertised as SETTINGS_WT_INITIAL_MAX_DATA and raised with WT_MAX_DATA capsules as
+    data is read."""
+    wt_max_streams_bidi: int = _QUIC["wt_max_streams_bidi"]
+    """Bidirectional streams a peer of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, then WT_MAX_STREAMS capsules)."""
+    wt_max_streams_uni: int = _QUIC["wt_max_streams_uni"]
+    """Unidirectional streams a peer of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig(_QuicOptions):
     """How a :class:`~fastwt.WebTransportServer` binds and behaves.
 
     Without ``certfile`` and ``keyfile`` a development certificate is generated
@@ -173,35 +211,9 @@ class ServerConfig:
     """One deadline, in seconds, from a connection's first packet to the application's
     answer: the handshake and the CONNECT request must arrive within it (else the
     connection is closed), and a request not answered by then gets 503."""
-    max_idle_timeout: float | None = _SERVER["max_idle_timeout"]
-    keep_alive_interval: float | None = _SERVER["keep_alive_interval"]
     max_datagram_size: int = 65535
     """Upper bound on datagram payloads accepted by ``send_datagram`` (the path MTU
     usually limits them to about 1,200 bytes)."""
-    datagram_queue_size: int = _SERVER["datagram_queue_size"]
-    """Received datagrams buffered per session before the oldest is dropped (counted)."""
-    datagram_queue_bytes: int = _SERVER["datagram_queue_bytes"]
-    """Bytes of received datagram payload buffered per session before the oldest is
-    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
-    max_concurrent_bidi_streams: int = _SERVER["max_concurrent_bidi_streams"]
-    """Streams the peer may have open at once (more wait for credit). quinn keeps state
-    per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
-    max_concurrent_uni_streams: int = _SERVER["max_concurrent_uni_streams"]
-    stream_receive_window: int = _SERVER["stream_receive_window"]
-    receive_window: int = _SERVER["receive_window"]
-    send_window: int = _SERVER["send_window"]
-    congestion_control_algorithm: str = _SERVER["congestion_control_algorithm"]
-    wt_max_data: int = _SERVER["wt_max_data"]
-    """Session flow control of drafts 13+ (Safari, draft-15 clients; draft-02 browsers
-    have none): stream bytes a client may send ahead of what the session took in,
-    advertised as SETTINGS_WT_INITIAL_MAX_DATA and raised with WT_MAX_DATA capsules as
-    data is read."""
-    wt_max_streams_bidi: int = _SERVER["wt_max_streams_bidi"]
-    """Bidirectional streams a client of drafts 13+ may open ahead of those it opened
-    (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, then WT_MAX_STREAMS capsules)."""
-    wt_max_streams_uni: int = _SERVER["wt_max_streams_uni"]
-    """Unidirectional streams a client of drafts 13+ may open ahead of those it opened
-    (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
     server_id: bytes | str | None = None
     """QUIC-LB server id (draft-ietf-quic-load-balancers) written in every connection
     ID the server issues, 1..9 octets (``bytes`` or hex text), so that a CID-aware load
@@ -275,7 +287,7 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClientConfig:
+class ClientConfig(_QuicOptions):
     """How a :class:`~fastwt.WebTransportClient` connects and whom it trusts.
 
     Trust, in order: ``server_certificate_hashes`` (hex SHA-256 of the leaf certificate,
@@ -293,20 +305,6 @@ class ClientConfig:
     connect_timeout: float = _CLIENT["connect_timeout"]
     headers: dict[str, str] = field(default_factory=dict)
     user_agent: str | None = "fastwt"
-    max_idle_timeout: float | None = _CLIENT["max_idle_timeout"]
-    keep_alive_interval: float | None = _CLIENT["keep_alive_interval"]
-    datagram_queue_size: int = _CLIENT["datagram_queue_size"]
-    datagram_queue_bytes: int = _CLIENT["datagram_queue_bytes"]
-    max_concurrent_bidi_streams: int = _CLIENT["max_concurrent_bidi_streams"]
-    max_concurrent_uni_streams: int = _CLIENT["max_concurrent_uni_streams"]
-    stream_receive_window: int = _CLIENT["stream_receive_window"]
-    receive_window: int = _CLIENT["receive_window"]
-    send_window: int = _CLIENT["send_window"]
-    congestion_control_algorithm: str = _CLIENT["congestion_control_algorithm"]
-    wt_max_data: int = _CLIENT["wt_max_data"]
-    """Session credit granted to a draft-15 server (see :class:`ServerConfig`)."""
-    wt_max_streams_bidi: int = _CLIENT["wt_max_streams_bidi"]
-    wt_max_streams_uni: int = _CLIENT["wt_max_streams_uni"]
     backend: str = field(default_factory=_backend.default_backend)
     """``"rust"`` or ``"python"``, as for :attr:`ServerConfig.backend`."""
 
