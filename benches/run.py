@@ -18,15 +18,15 @@ afterwards; every client runs under a time limit. Server CPU (utime+stime) and R
 read by the clients from /proc/<server pid> around the measured window.
 """
 
+# This file is the orchestration (targets, one measurement, the run loop and its CLI);
+# the workloads are in workloads.py, the summary and results.md in report.py.
+
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
-import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -36,6 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from report import evaluate_goals, fmt, machine_info, make_plots, ratios, summarize, write_markdown
+from workloads import CASE_BY_NAME, DEFAULT_CASES, TARGET_CASES, Case, bench_cases
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,211 +68,11 @@ DEFAULT_TARGETS = [
     "fastwt-app",
 ]
 FASTWT_PROBE = "import fastwt, fastwt._core; print(fastwt.__version__)"
-REFERENCE = "pwt020"
-CEILING = "rust"
 AUTH_HEADERS = [
     "--header",
     "authorization=Bearer bench",
     "--header",
     "origin=https://bench.example",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# workloads ("cases")
-# ---------------------------------------------------------------------------------------------
-
-
-def _load_cases() -> Any:
-    """``fastwt.bench.cases`` (python/fastwt/bench/cases.py): from the installed package,
-    or by path from this checkout when the orchestrating Python has no fastwt."""
-    try:
-        from fastwt.bench import cases
-    except ImportError:
-        path = ROOT / "python" / "fastwt" / "bench" / "cases.py"
-        spec = importlib.util.spec_from_file_location("fastwt_bench_cases", path)
-        assert spec is not None and spec.loader is not None
-        cases = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = cases
-        spec.loader.exec_module(cases)
-    return cases
-
-
-_cases = _load_cases()
-Case = _cases.Case
-_STUCK = (("stuck", "requests stuck >3 s", False),)
-
-
-def _paced_datagrams(rate: int, quick_duration: float) -> Any:
-    return Case(
-        f"paced_dg_{rate // 1000}k",
-        "datagrams_paced",
-        f"64-byte datagrams echoed at {rate:,}/s offered (open loop)",
-        {"duration": 5, "rate": rate},
-        {"duration": quick_duration, "rate": rate},
-        _cases.PACED_DATAGRAM_METRICS,
-        slack=60.0,
-    )
-
-
-def _reqresp(concurrency: int) -> Any:
-    return Case(
-        f"reqresp_c{concurrency}",
-        "reqresp",
-        f"64-byte request/response, new bidi stream each, concurrency {concurrency}",
-        {"duration": 5, "concurrency": concurrency},
-        {"duration": 1.5, "concurrency": concurrency},
-        _cases.REQUEST_METRICS + _STUCK,
-        slack=60.0,
-    )
-
-
-def _fanout(name: str, sessions: int, quick_sessions: int, slack: float) -> Any:
-    return Case(
-        name,
-        "fanout",
-        f"server pushes 64-byte datagrams to {sessions:,} sessions at 20 Hz",
-        {"sessions": sessions, "hz": 20, "duration": 10},
-        {"sessions": quick_sessions, "hz": 20, "duration": 2},
-        _cases.FANOUT_METRICS,
-        slack=slack,
-    )
-
-
-CASES: list[Any] = [
-    Case(
-        "bulk",
-        "bulk",
-        "64 MiB through one bidirectional stream, echoed",
-        {"size": 64 * 2**20},
-        {"size": 8 * 2**20},
-        _cases.BULK_METRICS,
-        slack=150.0,
-    ),
-    Case(
-        "bulk8",
-        "bulk",
-        "8 MiB through one bidirectional stream, echoed (not in the default set: the "
-        "reference stalls on 64 MiB)",
-        {"size": 8 * 2**20},
-        {"size": 8 * 2**20},
-        _cases.BULK_METRICS,
-        slack=150.0,
-    ),
-    Case(
-        "datagrams",
-        "datagrams",
-        "64-byte datagrams echoed, closed loop (128 in flight)",
-        {"duration": 5, "window": 128},
-        {"duration": 1.5, "window": 128},
-        _cases.DATAGRAM_METRICS,
-        slack=60.0,
-    ),
-    _reqresp(1),
-    _reqresp(32),
-    Case(
-        "sessions",
-        "sessions",
-        "new sessions per second (connect + close, 4 in parallel)",
-        {"duration": 5, "concurrency": 4},
-        {"duration": 1.5, "concurrency": 4},
-        _cases.SESSION_METRICS,
-        slack=60.0,
-    ),
-    _fanout("fanout", 1000, 100, 120.0),
-    Case(
-        "memory",
-        "memory",
-        "server RSS per idle session, 1,000 sessions open",
-        {"sessions": 1000},
-        {"sessions": 100},
-        (("rss_per_session_bytes", "RSS bytes per idle session", False),),
-        slack=120.0,
-    ),
-    # issue 14: moderate load, many sessions, bursts (after the saturated ones above)
-    Case(
-        "paced_8",
-        "reqresp_paced",
-        "64-byte requests, 8 sessions, one every 10 ms each (800/s in all, open loop)",
-        {"duration": 6, "rate": 800, "paced-sessions": 8},
-        {"duration": 1.5, "rate": 800, "paced-sessions": 8},
-        _cases.REQUEST_METRICS,
-        slack=60.0,
-    ),
-    Case(
-        "paced_1000",
-        "reqresp_paced",
-        "64-byte requests, 1,000 sessions, 5,000/s in all (open loop)",
-        {"duration": 6, "rate": 5000, "paced-sessions": 1000},
-        {"duration": 1.5, "rate": 1000, "paced-sessions": 100},
-        _cases.REQUEST_METRICS,
-        slack=120.0,
-    ),
-    _paced_datagrams(10_000, 1.5),
-    _paced_datagrams(50_000, 1.0),
-    _paced_datagrams(100_000, 1.0),
-    Case(
-        "burst",
-        "burst",
-        "100,000 64-byte datagrams sent as fast as the send call returns, echoed",
-        {"count": 100_000},
-        {"count": 20_000},
-        (
-            ("loss", "loss (round trip)", False),
-            ("sent_per_s", "sent/s", True),
-            ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
-        ),
-        slack=60.0,
-    ),
-    _fanout("fanout_10k", 10_000, 300, 240.0),
-]
-CASE_BY_NAME = {c.name: c for c in CASES}
-DEFAULT_CASES = [c.name for c in CASES if c.name != "bulk8"]
-
-# which cases each target takes part in
-_SATURATED = ["bulk", "bulk8", "datagrams", "reqresp_c1", "reqresp_c32"]
-_CLASSIC = [*_SATURATED, "sessions", "fanout", "memory"]
-TARGET_CASES: dict[str, list[str]] = {
-    "fastwt-app": ["sessions"],
-    # the raw-Rust clients implement the workloads of issue 4, and fan-out at any size
-    "rust": [*_CLASSIC, "fanout_10k"],
-    "fastwt-rc": [*_CLASSIC, "fanout_10k"],
-    # raw quinn (no HTTP/3, benches/rust-ceiling/src/raw_quinn.rs): streams only
-    "quinn": ["bulk", "bulk8", "reqresp_c1", "reqresp_c32", "paced_8", "paced_1000"],
-}
-
-# issue 4's goals: (case, metric, against, op, value, label)
-GOALS: list[tuple[str, str, str, str, float, str]] = [
-    ("bulk", "mb_per_s", REFERENCE, ">=", 5.0, "bulk MB/s >= 5x reference"),
-    ("bulk", "mb_per_s", CEILING, ">=", 0.8, "bulk MB/s >= 80% raw Rust"),
-    ("datagrams", "received_per_s", REFERENCE, ">=", 20.0, "datagrams/s >= 20x reference"),
-    ("datagrams", "received_per_s", CEILING, ">=", 0.6, "datagrams/s >= 60% raw Rust"),
-    ("reqresp_c1", "req_per_s", REFERENCE, ">=", 10.0, "req/s (c=1) >= 10x reference"),
-    ("reqresp_c1", "req_per_s", CEILING, ">=", 0.5, "req/s (c=1) >= 50% raw Rust"),
-    ("reqresp_c32", "req_per_s", REFERENCE, ">=", 10.0, "req/s (c=32) >= 10x reference"),
-    ("reqresp_c32", "req_per_s", CEILING, ">=", 0.5, "req/s (c=32) >= 50% raw Rust"),
-    ("sessions", "sessions_per_s", REFERENCE, ">=", 5.0, "sessions/s >= 5x reference"),
-    ("sessions", "sessions_per_s", CEILING, ">=", 0.8, "sessions/s >= 80% raw Rust"),
-    ("bulk", "server_cpu_s_per_gib", REFERENCE, "<=", 0.2, "server CPU per GiB <= 1/5 reference"),
-    ("bulk8", "mb_per_s", REFERENCE, ">=", 5.0, "bulk (8 MiB) MB/s >= 5x reference"),
-    ("bulk8", "server_cpu_s_per_gib", REFERENCE, "<=", 0.2, "CPU per GiB (8 MiB) <= 1/5 ref."),
-    ("memory", "rss_per_session_bytes", REFERENCE, "<=", 0.5, "RSS per idle session <= 1/2 ref."),
-    ("fanout", "delivered_fraction", "", ">=", 0.995, "fan-out delivered >= 99.5% (1,000 x 20 Hz)"),
-    # issue 14: true ceilings (raw quinn), moderate load, bursts, 10k sessions
-    ("bulk", "mb_per_s", "quinn", ">=", 0.8, "bulk MB/s >= 80% raw quinn"),
-    ("reqresp_c32", "req_per_s", "native", ">=", 0.8, "req/s (c=32) >= 80% native core"),
-    ("paced_8", "server_cpu_us_per_request", "native", "<=", 1.3, "paced CPU <= 1.3x native"),
-    ("reqresp_c32", "req_per_s", "quinn", ">=", 0.5, "req/s (c=32) >= 50% raw quinn"),
-    (
-        "paced_8",
-        "server_cpu_us_per_request",
-        REFERENCE,
-        "<=",
-        0.25,
-        "paced (8 x 100/s) CPU per request <= 1/4 reference",
-    ),
-    ("burst", "loss", "", "<=", 0.05, "burst of 100,000 datagrams: loss <= 5%"),
-    ("fanout_10k", "delivered_fraction", "", ">=", 0.995, "fan-out 10,000 x 20 Hz >= 99.5%"),
 ]
 
 
@@ -503,14 +306,16 @@ def make_targets(
 # ---------------------------------------------------------------------------------------------
 
 
-stop_process = _cases.stop_process
+stop_process = bench_cases.stop_process
 
 
 def start_server(t: Target, lifetime: float, logf: Any) -> tuple[subprocess.Popen[str], int, str]:
     """Start ``t``'s server; wait for ``PORT <n>`` (and ``HASH <hex>`` where it prints one)."""
     cmd = [*t.server_cmd, "--seconds", str(int(lifetime))]
     try:
-        return _cases.start_server(cmd, log=logf, cwd=str(TARGETS_DIR), needs_hash=t.prints_hash)
+        return bench_cases.start_server(
+            cmd, log=logf, cwd=str(TARGETS_DIR), needs_hash=t.prints_hash
+        )
     except RuntimeError:
         raise RuntimeError("server did not report its port (see raw/bench.log)") from None
 
@@ -569,217 +374,6 @@ def measure(
         if done_hook is not None:
             done_hook()
         stop_process(server)
-
-
-# ---------------------------------------------------------------------------------------------
-# summary
-# ---------------------------------------------------------------------------------------------
-
-
-def summarize(raw: list[dict[str, Any]]) -> dict[str, Any]:
-    return dict(_cases.summarize(raw, CASES))
-
-
-def ratio(summary: dict[str, Any], case: str, metric: str, a: str, b: str) -> float | None:
-    m = summary.get(case, {}).get(metric, {})
-    if a not in m or b not in m:
-        return None
-    den = m[b]["median"]
-    if den == 0:
-        return None
-    return float(m[a]["median"] / den)
-
-
-def ratios(summary: dict[str, Any], targets: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    others = [t for t in (REFERENCE, "pwt011", CEILING) if t in targets]
-    for case in CASES:
-        for key, _label, _hib in case.metrics:
-            for mine in ("fastwt", "fastwt-rc"):
-                for other in others:
-                    r = ratio(summary, case.name, key, mine, other)
-                    if r is not None:
-                        out.setdefault(case.name, {}).setdefault(key, {})[f"{mine}/{other}"] = r
-    app = ratio(summary, "sessions", "sessions_per_s", "fastwt-app", "fastwt")
-    if app is not None:
-        out.setdefault("sessions", {}).setdefault("sessions_per_s", {})["fastwt-app/fastwt"] = app
-    return out
-
-
-def evaluate_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal for fastwt with its own client, and for the fastwt server driven by the
-    raw-Rust client (``fastwt-rc``: the server's share, without the Python client)."""
-    rows = []
-    for case, metric, against, op, value, label in GOALS:
-        row: dict[str, Any] = {
-            "goal": label,
-            "case": case,
-            "metric": metric,
-            "against": against or "absolute",
-            "op": op,
-            "value": value,
-        }
-        for mine, key in (("fastwt", "got"), ("fastwt-rc", "got_rc")):
-            if against:
-                got = ratio(summary, case, metric, mine, against)
-            else:
-                m = summary.get(case, {}).get(metric, {}).get(mine)
-                got = m["median"] if m else None
-            row[key] = got
-            if got is None:
-                row[key.replace("got", "status")] = "n/a"
-            else:
-                met = got >= value if op == ">=" else got <= value
-                row[key.replace("got", "status")] = "met" if met else "MISSED"
-        rows.append(row)
-    return rows
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            mem = f"{int(f.readline().split()[1]) / 2**20:.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    commit = ""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        pass
-    return {
-        "fastwt_commit": commit,
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "memory": mem,
-        "python": platform.python_version(),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
-def fmt(v: float | None, key: str = "") -> str:
-    return str(_cases.fmt(v, key, percent_digits=2))
-
-
-def write_markdown(data: dict[str, Any], path: Path) -> None:
-    s = data["summary"]
-    tnames = [t for t in data["config"]["targets"]]
-    tinfo = data["targets"]
-    m = data["machine"]
-    out: list[str] = []
-    out.append("# fastwt benchmark results\n")
-    out.append(
-        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory']}, kernel {m['kernel']}; "
-        f"{m['date_utc']}. Runs per target: {data['config']['runs']}"
-        f"{' (quick mode)' if data['config']['quick'] else ''}; targets alternated run by run.\n"
-    )
-    out.append(f"Command: `{data['config']['command']}`\n")
-    out.append(f"fastwt at commit: {m.get('fastwt_commit', '?')}\n")
-    out.append("## Targets\n")
-    for tn in tnames:
-        t = tinfo[tn]
-        state = "available" if t["available"] else f"**not available** — {t['reason']}"
-        out.append(f"- `{tn}`: {t['title']} {t['version']} — {state}")
-    out.append("")
-    out.append("## Goals (issue 4), medians of the same run\n")
-    out.append(
-        "`fastwt` is driven by fastwt's own Python client, as the issue asks; `fastwt-rc` is "
-        "the same fastwt server driven by the raw-Rust client, which shows the server's share "
-        "without the Python client's cost.\n"
-    )
-    out.append("| goal | fastwt | status | fastwt-rc | status |")
-    out.append("|---|---|---|---|---|")
-
-    def shown(g: dict[str, Any], got: float | None) -> str:
-        if got is None:
-            return "—"
-        if g["against"] == "absolute":
-            return fmt(got, g["metric"])
-        # round towards the goal's wrong side, so that a miss never reads as the goal
-        shown_val = math.floor(got * 100) / 100 if g["op"] == ">=" else math.ceil(got * 100) / 100
-        return f"{shown_val:.2f}× {g['against']}"
-
-    for g in [g for g in data["goals"] if g["case"] in data["config"]["workloads"]]:
-        out.append(
-            f"| {g['goal']} | {shown(g, g['got'])} | {g['status']} | "
-            f"{shown(g, g.get('got_rc'))} | {g.get('status_rc', 'n/a')} |"
-        )
-    out.append("")
-    out.append("## Medians (min–max)\n")
-    ratio_cols = [("fastwt", REFERENCE), ("fastwt", CEILING), ("fastwt-rc", CEILING)]
-    header = (
-        "| workload | metric | "
-        + " | ".join(tnames)
-        + " | "
-        + " | ".join(f"{a}/{b}" for a, b in ratio_cols)
-        + " |"
-    )
-    out.append(header)
-    out.append("|---|---|" + "---|" * (len(tnames) + len(ratio_cols)))
-    for case in [c for c in CASES if c.name in data["config"]["workloads"]]:
-        for key, label, _hib in case.metrics:
-            row = [case.name, label]
-            vals = s.get(case.name, {}).get(key, {})
-            for tn in tnames:
-                v = vals.get(tn)
-                if v is None:
-                    row.append("—")
-                else:
-                    row.append(
-                        f"{fmt(v['median'], key)} ({fmt(v['min'], key)}–{fmt(v['max'], key)})"
-                    )
-            for mine, other in ratio_cols:
-                r = data["ratios"].get(case.name, {}).get(key, {}).get(f"{mine}/{other}")
-                row.append("—" if r is None else f"{r:.2f}×")
-            out.append("| " + " | ".join(row) + " |")
-    out.append("")
-    app = data["ratios"].get("sessions", {}).get("sessions_per_s", {}).get("fastwt-app/fastwt")
-    if app is not None:
-        out.append(
-            f"ServerApp with auth + CORS + rate limit vs bare server, sessions/s: {app:.2f}×\n"
-        )
-    out.append("## Workloads\n")
-    for case in [c for c in CASES if c.name in data["config"]["workloads"]]:
-        out.append(
-            f"- `{case.name}`: {case.title}; parameters {case.params(data['config']['quick'])}"
-        )
-    fails = [r for r in data["raw"] if not r["ok"]]
-    if fails:
-        out.append("\n## Failed measurements\n")
-        for r in fails:
-            out.append(f"- run {r['run']} {r['case']} {r['target']}: {r['error']}")
-    path.write_text("\n".join(out) + "\n")
-
-
-def make_plots(json_path: Path, out_dir: Path) -> str:
-    plotter = HERE / "plot.py"
-    for py in [sys.executable, str(VENVS / "tools/bin/python")]:
-        if not Path(py).exists():
-            continue
-        ok, _ = probe_python(py, "import matplotlib")
-        if ok:
-            p = subprocess.run(
-                [py, str(plotter), str(json_path), str(out_dir)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return p.stdout.strip() if p.returncode == 0 else "plot failed: " + p.stderr[-300:]
-    return "matplotlib not available: no plots (run benches/setup_targets.sh)"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,8 +7,15 @@ when one is ready, else ``None`` after registering ``token`` with ``notifier``.
 from collections.abc import Iterable
 from typing import Any, final
 
+from ._types import ClientDefaults, CoreErrorCodes, ServerDefaults
+
 __all__ = [
+    "CLIENT_DEFAULTS",
+    "CONGESTION_CONTROLS",
+    "ERROR_CODES",
     "MAX_SESSIONS_PER_CONNECTION",
+    "REJECTION_STATUS",
+    "SERVER_DEFAULTS",
     "ClientHandle",
     "Notifier",
     "Op",
@@ -31,6 +38,13 @@ __all__ = [
 ]
 
 __version__: str
+# The core's defaults, bounds and codes (rust/bindings/src/defaults.rs): config.py and
+# errors.py derive from these instead of writing the values again.
+SERVER_DEFAULTS: ServerDefaults
+CLIENT_DEFAULTS: ClientDefaults
+ERROR_CODES: CoreErrorCodes
+REJECTION_STATUS: tuple[int, int]
+CONGESTION_CONTROLS: tuple[str, ...]
 MAX_SESSIONS_PER_CONNECTION: int
 
 def decode_cid(
@@ -117,18 +131,18 @@ class Transport:
         cls,
         *,
         max_idle_timeout: float | None = ...,
-        keep_alive_interval: float | None = None,
-        max_concurrent_bidi_streams: int = 100,
-        max_concurrent_uni_streams: int = 100,
-        stream_receive_window: int = 4194304,
-        receive_window: int = 16777216,
-        send_window: int = 16777216,
-        datagram_queue_capacity: int = 4096,
-        datagram_queue_bytes: int = 1048576,
-        congestion_control: str = "cubic",
-        wt_max_data: int = 16777216,
-        wt_max_streams_bidi: int = 100,
-        wt_max_streams_uni: int = 100,
+        keep_alive_interval: float | None = ...,
+        max_concurrent_bidi_streams: int = ...,
+        max_concurrent_uni_streams: int = ...,
+        stream_receive_window: int = ...,
+        receive_window: int = ...,
+        send_window: int = ...,
+        datagram_queue_capacity: int = ...,
+        datagram_queue_bytes: int = ...,
+        congestion_control: str = ...,
+        wt_max_data: int = ...,
+        wt_max_streams_bidi: int = ...,
+        wt_max_streams_uni: int = ...,
     ) -> Transport: ...
 
 @final
@@ -262,5 +276,11 @@ class RecvStreamHandle:
     def is_finished(self) -> bool: ...
     @property
     def bytes_received(self) -> int: ...
+    @property
+    def at_eof(self) -> bool: ...
     def poll_read(self, max_size: int, notifier: Notifier, token: int) -> bytes | None: ...
+    def poll_read_exactly(self, size: int, notifier: Notifier, token: int) -> bytes | None: ...
+    def poll_read_until(
+        self, separator: bytes, max_size: int, notifier: Notifier, token: int
+    ) -> bytes | None: ...
     def stop(self, code: int) -> None: ...

@@ -34,8 +34,11 @@ import anyio
 import anyio.abc
 
 from fastwt import __version__, generate_dev_certificate
+from fastwt._core import CONGESTION_CONTROLS
+from fastwt.config import check_cert_pair
 from fastwt.errors import ConfigurationError, WebTransportError
 from fastwt.framework import ServerApp
+from fastwt.framework.app import webtransport_server_of
 
 if TYPE_CHECKING:
     from fastwt.devserver import DevServerInfo
@@ -44,7 +47,6 @@ __all__ = ["configure_logging", "main", "run_app", "write_dev_certificate"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 BACKENDS = ("asyncio", "uvloop", "trio")
-CONGESTION_CONTROLS = ("cubic", "bbr", "newreno")
 ENV_PREFIX = "FASTWT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 # WebTransport implementations (ServerConfig.backend); ``--backend`` takes these too.
@@ -423,8 +425,10 @@ def _existing_file(text: str) -> str:
 
 
 def _check_cert_pair(args: argparse.Namespace) -> None:
-    if (args.certfile is None) != (args.keyfile is None):
-        raise UsageError("--certfile and --keyfile go together")
+    try:
+        check_cert_pair(args.certfile, args.keyfile, names=("--certfile", "--keyfile"))
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -627,7 +631,7 @@ def _reload_certificate(app: ServerApp) -> None:
     """On SIGHUP: re-read the certificate files (or make a new development certificate)
     for new connections, as nginx reloads on SIGHUP; open sessions are not touched."""
     try:
-        digest = app.server.reload_certificate()
+        digest = webtransport_server_of(app, needs="reloading the certificate").reload_certificate()
     except Exception as exc:  # a bad file must not stop the server
         logging.getLogger("fastwt.cli").error("SIGHUP: certificate not reloaded: %s", exc)
     else:

@@ -1,6 +1,11 @@
 """Server and client configuration: frozen, keyword-only dataclasses with documented
-defaults. Values are checked when the config is made, so mistakes fail early: any value
-of a wrong type or out of range raises ``ConfigurationError`` there, and a config that
+defaults. The defaults the Rust core has too (limits, timeouts, QUIC knobs) are the
+core's, read from ``fastwt._core.SERVER_DEFAULTS``/``CLIENT_DEFAULTS`` rather than
+written here again; the others (``max_datagram_size``, ``shutdown_grace``, TLS files,
+``user_agent``) are the Python layer's own and written only here.
+
+Values are checked when the config is made, so mistakes fail early: any value of a
+wrong type or out of range raises ``ConfigurationError`` there, and a config that
 builds is one the Rust core takes (durations are finite seconds, at most 2**32; sizes
 and counts are ints within the core's integer types)."""
 
@@ -14,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _backend
-from ._core import MAX_SESSIONS_PER_CONNECTION, Transport
+from ._core import CLIENT_DEFAULTS as _CLIENT
+from ._core import CONGESTION_CONTROLS, MAX_SESSIONS_PER_CONNECTION, Transport
+from ._core import SERVER_DEFAULTS as _SERVER
+from ._types import TransportDefaults
 from .errors import ConfigurationError
 
-__all__ = ["ClientConfig", "ServerConfig"]
+__all__ = ["ClientConfig", "ServerConfig", "check_cert_pair"]
 
-_CONGESTION = ("cubic", "bbr", "newreno")
+_CONGESTION = CONGESTION_CONTROLS
 
 # Bounds of what the Rust core takes: sizes are usize, stream counts u32 (at most 2**31
 # here), flow-control windows QUIC varints (send_window a u64), and durations must be
@@ -27,6 +35,8 @@ _CONGESTION = ("cubic", "bbr", "newreno")
 _USIZE = 2**64 - 1
 _VARINT = 2**62 - 1
 _MAX_SECONDS = float(2**32)
+# The core's defaults of the QUIC knobs (a server's and a client's are the same).
+_QUIC: TransportDefaults = _SERVER
 
 
 def _int(cfg: ServerConfig | ClientConfig, name: str, lo: int, hi: int, what: str) -> None:
@@ -77,8 +87,17 @@ def _check_common(cfg: ServerConfig | ClientConfig) -> None:
         _int(cfg, name, 1, 2**60, "in 1..2**60")
     _path(cfg, "certfile")
     _path(cfg, "keyfile")
-    if (cfg.certfile is None) != (cfg.keyfile is None):
-        raise ConfigurationError("certfile and keyfile must be given together")
+    check_cert_pair(cfg.certfile, cfg.keyfile)
+
+
+def check_cert_pair(
+    certfile: object, keyfile: object, *, names: tuple[str, str] = ("certfile", "keyfile")
+) -> None:
+    """The one check that a certificate and its key come together (both or neither):
+    the configs, ``reload_certificate``, the pure backend and the CLI (with its option
+    ``names``) all call it. Raises :class:`ConfigurationError`."""
+    if (certfile is None) != (keyfile is None):
+        raise ConfigurationError(f"{names[0]} and {names[1]} go together (both or neither)")
 
 
 def _check_host(host: object) -> None:
@@ -145,7 +164,42 @@ def server_id_bytes(cfg: ServerConfig) -> bytes | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ServerConfig:
+class _QuicOptions:
+    """The QUIC and WebTransport knobs servers and clients share, with the core's
+    defaults (``fastwt._core.SERVER_DEFAULTS``; a client's are the same)."""
+
+    max_idle_timeout: float | None = _QUIC["max_idle_timeout"]
+    """Seconds without any packet after which a connection is closed (None: never)."""
+    keep_alive_interval: float | None = _QUIC["keep_alive_interval"]
+    """Seconds between keep-alive pings (None: off)."""
+    datagram_queue_size: int = _QUIC["datagram_queue_size"]
+    """Received datagrams buffered per session before the oldest is dropped (counted)."""
+    datagram_queue_bytes: int = _QUIC["datagram_queue_bytes"]
+    """Bytes of received datagram payload buffered per session before the oldest is
+    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
+    max_concurrent_bidi_streams: int = _QUIC["max_concurrent_bidi_streams"]
+    """Streams the peer may have open at once (more wait for credit). quinn keeps state
+    per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
+    max_concurrent_uni_streams: int = _QUIC["max_concurrent_uni_streams"]
+    stream_receive_window: int = _QUIC["stream_receive_window"]
+    receive_window: int = _QUIC["receive_window"]
+    send_window: int = _QUIC["send_window"]
+    congestion_control_algorithm: str = _QUIC["congestion_control_algorithm"]
+    wt_max_data: int = _QUIC["wt_max_data"]
+    """Session flow control of drafts 13+ (Safari, draft-15 peers; draft-02 browsers
+    have none): stream bytes the peer may send ahead of what the session took in,
+    advertised as SETTINGS_WT_INITIAL_MAX_DATA and raised with WT_MAX_DATA capsules as
+    data is read."""
+    wt_max_streams_bidi: int = _QUIC["wt_max_streams_bidi"]
+    """Bidirectional streams a peer of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, then WT_MAX_STREAMS capsules)."""
+    wt_max_streams_uni: int = _QUIC["wt_max_streams_uni"]
+    """Unidirectional streams a peer of drafts 13+ may open ahead of those it opened
+    (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig(_QuicOptions):
     """How a :class:`~fastwt.WebTransportServer` binds and behaves.
 
     Without ``certfile`` and ``keyfile`` a development certificate is generated
@@ -153,17 +207,17 @@ class ServerConfig:
     ``bind_host`` may be one address or several (e.g. ``["127.0.0.1", "::1"]``).
     """
 
-    bind_host: str | Sequence[str] = "::"
-    bind_port: int = 4433
+    bind_host: str | Sequence[str] = _SERVER["bind_host"]
+    bind_port: int = _SERVER["bind_port"]
     certfile: str | Path | None = None
     keyfile: str | Path | None = None
-    max_sessions: int = 10_000
+    max_sessions: int = _SERVER["max_sessions"]
     """Sessions (requested or accepted) open at once across every bound address; a
     connection attempt beyond it is refused, a CONNECT request beyond it gets 503."""
-    max_sessions_per_ip: int | None = None
+    max_sessions_per_ip: int | None = _SERVER["max_sessions_per_ip"]
     """Sessions one client IP address may hold at once (None: no limit); connection
     attempts beyond it are refused."""
-    max_sessions_per_connection: int = 1
+    max_sessions_per_connection: int = _SERVER["max_sessions_per_connection"]
     """Sessions one connection may carry at once (1 to ``MAX_SESSIONS_PER_CONNECTION``,
     256), advertised as SETTINGS_WT_MAX_SESSIONS. Above 1, clients of drafts 07+ (Safari,
     draft-15 peers such as pywebtransport 0.21) may pool several sessions on one
@@ -171,48 +225,22 @@ class ServerConfig:
     ``max_sessions_per_ip``; a CONNECT beyond the limit gets 429. Draft-02 browsers
     (Chrome, Firefox) never pool: their second CONNECT is refused with
     H3_REQUEST_REJECTED, as is any second CONNECT at the default of 1."""
-    max_handshakes: int = 1000
+    max_handshakes: int = _SERVER["max_handshakes"]
     """Connections between their first packet and their CONNECT request at once; a flood
     of handshakes (or of connections that never send CONNECT) is refused beyond it while
     live sessions keep working."""
-    retry: bool = False
+    retry: bool = _SERVER["retry"]
     """Stateless address validation (QUIC Retry) for every new connection: one round
     trip more, no state kept for spoofed source addresses."""
-    pending_request_capacity: int = 1024
+    pending_request_capacity: int = _SERVER["pending_request_capacity"]
     """Session requests waiting for the application; beyond it clients get 503."""
-    request_timeout: float = 10.0
+    request_timeout: float = _SERVER["request_timeout"]
     """One deadline, in seconds, from a connection's first packet to the application's
     answer: the handshake and the CONNECT request must arrive within it (else the
     connection is closed), and a request not answered by then gets 503."""
-    max_idle_timeout: float | None = 30.0
-    keep_alive_interval: float | None = None
     max_datagram_size: int = 65535
     """Upper bound on datagram payloads accepted by ``send_datagram`` (the path MTU
     usually limits them to about 1,200 bytes)."""
-    datagram_queue_size: int = 4096
-    """Received datagrams buffered per session before the oldest is dropped (counted)."""
-    datagram_queue_bytes: int = 1024 * 1024
-    """Bytes of received datagram payload buffered per session before the oldest is
-    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
-    max_concurrent_bidi_streams: int = 100
-    """Streams the peer may have open at once (more wait for credit). quinn keeps state
-    per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
-    max_concurrent_uni_streams: int = 100
-    stream_receive_window: int = 4 * 1024 * 1024
-    receive_window: int = 16 * 1024 * 1024
-    send_window: int = 16 * 1024 * 1024
-    congestion_control_algorithm: str = "cubic"
-    wt_max_data: int = 16 * 1024 * 1024
-    """Session flow control of drafts 13+ (Safari, draft-15 clients; draft-02 browsers
-    have none): stream bytes a client may send ahead of what the session took in,
-    advertised as SETTINGS_WT_INITIAL_MAX_DATA and raised with WT_MAX_DATA capsules as
-    data is read."""
-    wt_max_streams_bidi: int = 100
-    """Bidirectional streams a client of drafts 13+ may open ahead of those it opened
-    (SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, then WT_MAX_STREAMS capsules)."""
-    wt_max_streams_uni: int = 100
-    """Unidirectional streams a client of drafts 13+ may open ahead of those it opened
-    (SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, then WT_MAX_STREAMS capsules)."""
     server_id: bytes | str | None = None
     """QUIC-LB server id (draft-ietf-quic-load-balancers) written in every connection
     ID the server issues, 1..9 octets (``bytes`` or hex text), so that a CID-aware load
@@ -294,7 +322,7 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClientConfig:
+class ClientConfig(_QuicOptions):
     """How a :class:`~fastwt.WebTransportClient` connects and whom it trusts.
 
     Trust, in order: ``server_certificate_hashes`` (hex SHA-256 of the leaf certificate,
@@ -309,23 +337,9 @@ class ClientConfig:
     keyfile: str | Path | None = None
     verify_mode: ssl.VerifyMode = ssl.CERT_REQUIRED
     server_certificate_hashes: Sequence[str] = ()
-    connect_timeout: float = 10.0
+    connect_timeout: float = _CLIENT["connect_timeout"]
     headers: dict[str, str] = field(default_factory=dict)
     user_agent: str | None = "fastwt"
-    max_idle_timeout: float | None = 30.0
-    keep_alive_interval: float | None = None
-    datagram_queue_size: int = 4096
-    datagram_queue_bytes: int = 1024 * 1024
-    max_concurrent_bidi_streams: int = 100
-    max_concurrent_uni_streams: int = 100
-    stream_receive_window: int = 4 * 1024 * 1024
-    receive_window: int = 16 * 1024 * 1024
-    send_window: int = 16 * 1024 * 1024
-    congestion_control_algorithm: str = "cubic"
-    wt_max_data: int = 16 * 1024 * 1024
-    """Session credit granted to a draft-15 server (see :class:`ServerConfig`)."""
-    wt_max_streams_bidi: int = 100
-    wt_max_streams_uni: int = 100
     backend: str = field(default_factory=_backend.default_backend)
     """``"rust"`` or ``"python"``, as for :attr:`ServerConfig.backend`."""
 

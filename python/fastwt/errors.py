@@ -28,8 +28,15 @@ __all__ = [
 ]
 
 
+try:
+    from ._core import ERROR_CODES as _CORE_CODES
+except ImportError:  # no extension (_backend.py falls back): the core's codes kept here
+    from ._pure.core_values import ERROR_CODES as _CORE_CODES
+
+
 class ErrorCodes(IntEnum):
-    """Application error codes used by fastwt (WebTransport codes are 32-bit)."""
+    """Application error codes used by fastwt (WebTransport codes are 32-bit). The
+    HTTP/3 and WebTransport ones are the core's (``fastwt._core.ERROR_CODES``)."""
 
     NO_ERROR = 0x0
     APP_NO_ERROR = 0x0
@@ -37,9 +44,9 @@ class ErrorCodes(IntEnum):
     HANDLER_ERROR = 0x2
     SERVER_SHUTDOWN = 0x3
     PROTOCOL_ERROR = 0x4
-    H3_NO_ERROR = 0x100
-    H3_REQUEST_REJECTED = 0x10B
-    WEBTRANSPORT_SESSION_GONE = 0x170D7B68
+    H3_NO_ERROR = _CORE_CODES["H3_NO_ERROR"]
+    H3_REQUEST_REJECTED = _CORE_CODES["H3_REQUEST_REJECTED"]
+    WEBTRANSPORT_SESSION_GONE = _CORE_CODES["WEBTRANSPORT_SESSION_GONE"]
 
 
 class WebTransportError(Exception):

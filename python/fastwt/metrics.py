@@ -269,7 +269,9 @@ def _server_of(target: ServerApp | WebTransportServer) -> WebTransportServer:
     from .framework.app import ServerApp
 
     if isinstance(target, ServerApp):
-        return target.server
+        from .framework.app import webtransport_server_of
+
+        return webtransport_server_of(target, needs="fastwt.metrics")
     return target
 
 

@@ -16,7 +16,13 @@ from . import _backend, _bridge
 from ._core import ServerHandle
 from ._logging import start_log_forwarding
 from ._types import SessionObserver
-from .config import ServerConfig, cid_key_bytes, server_id_bytes, transport_of
+from .config import (
+    ServerConfig,
+    check_cert_pair,
+    cid_key_bytes,
+    server_id_bytes,
+    transport_of,
+)
 from .errors import ConnectionError, ErrorCodes, ServerError
 from .session import WebTransportSession
 
@@ -234,6 +240,7 @@ class WebTransportServer:
             raise ServerError("the server is not listening")
         certfile = certfile if certfile is not None else self._config.certfile
         keyfile = keyfile if keyfile is not None else self._config.keyfile
+        check_cert_pair(certfile, keyfile)
         self._handle.set_identity(
             str(certfile) if certfile is not None else None,
             str(keyfile) if keyfile is not None else None,

@@ -6,7 +6,7 @@ send window is available; they park on the stream's own token otherwise.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
@@ -66,7 +66,7 @@ class WebTransportStream:
         }
         if isinstance(self, _Receiving):
             info["bytes_received"] = self._recv.bytes_received
-            info["at_eof"] = self._eof
+            info["at_eof"] = self._recv.is_finished
         if isinstance(self, _Sending):
             info["bytes_sent"] = self._send.bytes_sent
             info["write_closed"] = self._write_closed
@@ -86,32 +86,28 @@ class WebTransportStream:
 
 
 class _Receiving(WebTransportStream):
+    """The reading half: a thin layer over the receive handle, which keeps all of the
+    stream's receive state (what arrived, what a partial ``readexactly``/``readuntil``
+    holds back, the end of the stream); this class keeps none of its own."""
+
     _recv: RecvStreamHandle
-    _buffer: bytearray
-    _eof: bool
     _read_token: int
     _read_closed: bool
 
     def _init_receiving(self, recv: RecvStreamHandle) -> None:
         self._recv = recv
-        self._buffer = bytearray()
-        self._eof = False
         self._read_closed = False
         self._read_token = _bridge.new_token()
 
-    async def _read_chunk(self, max_size: int) -> bytes:
-        """One chunk from Rust (``b""`` at end of stream)."""
-        if self._eof:
-            return b""
-        recv = self._recv
-        token = self._read_token
+    async def _until_ready(self, poll: Callable[..., bytes | None], *args: Any) -> bytes:
+        """Calls ``poll(*args, notifier, token)`` until it returns bytes, parking on the
+        stream's token while it returns ``None``."""
         hub = self._hub
-        data = recv.poll_read(max_size, hub.notifier, token)
+        token = self._read_token
+        data = poll(*args, hub.notifier, token)
         while data is None:
             await hub.park(token)
-            data = recv.poll_read(max_size, hub.notifier, token)
-        if not data and max_size != 0:
-            self._eof = True
+            data = poll(*args, hub.notifier, token)
         return data
 
     async def read(self, *, max_size: int = -1, max_bytes: int | None = None) -> bytes:
@@ -122,21 +118,23 @@ class _Receiving(WebTransportStream):
             max_size = max_bytes
         if max_size == 0:
             return b""
-        if self._buffer:
-            n = len(self._buffer) if max_size < 0 else min(max_size, len(self._buffer))
-            out = bytes(self._buffer[:n])
-            del self._buffer[:n]
-            return out
-        return await self._read_chunk(max_size)
+        # Written out rather than through _until_ready: the hot path of every reader.
+        recv = self._recv
+        token = self._read_token
+        hub = self._hub
+        data = recv.poll_read(max_size, hub.notifier, token)
+        while data is None:
+            await hub.park(token)
+            data = recv.poll_read(max_size, hub.notifier, token)
+        return data
 
     async def read_all(self, *, max_size: int | None = None) -> bytes:
         """Everything until the end of the stream. With ``max_size``, raises
         :class:`StreamError` (after stopping the stream) once more arrives."""
-        parts = [bytes(self._buffer)]
-        total = len(self._buffer)
-        self._buffer.clear()
+        parts: list[bytes] = []
+        total = 0
         while True:
-            chunk = await self._read_chunk(-1)
+            chunk = await self.read()
             if not chunk:
                 return b"".join(parts)
             total += len(chunk)
@@ -152,43 +150,19 @@ class _Receiving(WebTransportStream):
             size = n
         if size is None or size < 0:
             raise ValueError("readexactly needs size >= 0")
-        while len(self._buffer) < size:
-            chunk = await self._read_chunk(-1)
-            if not chunk:
-                raise StreamError(f"stream ended after {len(self._buffer)} of {size} bytes")
-            self._buffer += chunk
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+        return await self._until_ready(self._recv.poll_read_exactly, size)
 
     async def readuntil(
         self, *, separator: bytes = b"\n", max_size: int = -1, limit: int | None = None
     ) -> bytes:
         """Bytes up to and including ``separator``. At the end of the stream returns
-        what is left; raises :class:`StreamError` past ``max_size`` bytes."""
+        what is left; raises :class:`StreamError` past ``max_size`` bytes (nothing is
+        consumed then)."""
         if limit is not None:
             max_size = limit
         if not separator:
             raise ValueError("separator must not be empty")
-        start = 0
-        while True:
-            idx = self._buffer.find(separator, start)
-            if idx >= 0:
-                end = idx + len(separator)
-                if 0 <= max_size < end:
-                    raise StreamError(f"separator not found within max_size={max_size}")
-                out = bytes(self._buffer[:end])
-                del self._buffer[:end]
-                return out
-            if 0 <= max_size < len(self._buffer):
-                raise StreamError(f"separator not found within max_size={max_size}")
-            start = max(0, len(self._buffer) - len(separator) + 1)
-            chunk = await self._read_chunk(-1)
-            if not chunk:
-                out = bytes(self._buffer)
-                self._buffer.clear()
-                return out
-            self._buffer += chunk
+        return await self._until_ready(self._recv.poll_read_until, bytes(separator), max_size)
 
     async def readline(self, *, max_size: int = -1, limit: int | None = None) -> bytes:
         """One line including ``b"\\n"`` (or the rest at the end of the stream)."""
@@ -196,7 +170,7 @@ class _Receiving(WebTransportStream):
 
     async def stop_receiving(self, *, error_code: int = 0) -> None:
         """Asks the peer to stop sending (STOP_SENDING with a WebTransport code)."""
-        if not self._read_closed and not self._eof:
+        if not self._read_closed and not self._recv.is_finished:
             self._read_closed = True
             try:
                 self._recv.stop(error_code)
@@ -216,7 +190,8 @@ class _Receiving(WebTransportStream):
 
     @property
     def at_eof(self) -> bool:
-        return self._eof and not self._buffer
+        """Whether the stream ended and everything in it was read."""
+        return self._recv.at_eof
 
 
 class _Sending(WebTransportStream):

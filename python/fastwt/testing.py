@@ -34,10 +34,11 @@ from .config import ClientConfig
 from .errors import SessionRejectedError
 
 if TYPE_CHECKING:
+    from ._types import Buffer
     from .framework.app import ServerApp
     from .session import WebTransportSession
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "echo_once", "serve_echo"]
 
 
 class TestClient:
@@ -154,3 +155,28 @@ class TestClient:
             return exc
         await session.close()
         raise AssertionError(f"{path!r} was accepted, expected a rejection")
+
+
+async def serve_echo(session: WebTransportSession, *, prefix: bytes = b"") -> None:
+    """A session handler for test apps: answers each bidirectional stream the peer opens
+    with ``prefix`` and everything it sent (read to its end), until the session ends.
+    Route it as is (``app.route(path="/echo")(serve_echo)``) or call it from a handler."""
+    async for stream in session.incoming_bidirectional_streams():
+        data = await stream.read_all()
+        await stream.write(data=prefix + data, end_stream=True)
+
+
+async def echo_once(
+    session: WebTransportSession,
+    data: Buffer,
+    *,
+    timeout: float | None = 10.0,  # noqa: ASYNC109 - one limit for the whole round trip
+) -> bytes:
+    """Opens a bidirectional stream, sends ``data`` and ends it, and returns what the
+    peer sends back until it ends its side (what ``serve_echo`` answers). Raises
+    ``TimeoutError`` when the round trip takes longer than ``timeout`` seconds (``None``:
+    no limit)."""
+    with anyio.fail_after(timeout):
+        stream = await session.create_bidirectional_stream()
+        await stream.write(data=data, end_stream=True)
+        return await stream.read_all()

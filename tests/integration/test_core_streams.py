@@ -8,7 +8,7 @@ import os
 import anyio
 import pytest
 
-from fastwt import StreamError
+from fastwt import ServerConfig, StreamError, WebTransportSession
 
 from .echo_server import echo_server
 
@@ -125,3 +125,41 @@ async def test_stream_reset_reaches_peer_with_code() -> None:
                 await anyio.sleep(0.01)
         codes = [e.error_code for e in echo.errors if isinstance(e, StreamError)]
         assert 77 in codes
+
+
+async def test_framed_reads_across_pieces_keep_what_they_do_not_return() -> None:
+    """``readuntil``/``readexactly`` complete messages that arrive in pieces (a
+    separator split between two packets too); a limit overrun consumes nothing and an
+    incomplete ``readexactly`` leaves its bytes readable."""
+    from fastwt.framework import ServerApp
+    from fastwt.testing import TestClient
+
+    app = ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
+    pieces = [b"hel", b"lo\r", b"\nab", b"cdef", b"ghij\r\n", b"x--E", b"ND-", b"-tail"]
+
+    @app.route(path="/pieces")
+    async def send_pieces(session: WebTransportSession) -> None:
+        stream = await session.create_unidirectional_stream()
+        for piece in pieces:
+            await stream.write(data=piece)
+            await anyio.sleep(0.05)
+        await stream.write(data=b"", end_stream=True)
+        await session.wait_closed()
+
+    async with TestClient(app) as served:
+        session = await served.connect("/pieces")
+        with anyio.fail_after(10):
+            stream = await session.accept_unidirectional_stream()
+            assert await stream.readuntil(separator=b"\r\n") == b"hello\r\n"
+            assert await stream.readexactly(size=4) == b"abcd"
+            with pytest.raises(StreamError, match=r"separator not found within max_size=3"):
+                await stream.readuntil(separator=b"\r\n", max_size=3)
+            assert await stream.readuntil(separator=b"\r\n", max_size=8) == b"efghij\r\n"
+            assert await stream.readuntil(separator=b"--END--") == b"x--END--"
+            with pytest.raises(StreamError, match=r"stream ended after 4 of 10 bytes"):
+                await stream.readexactly(size=10)
+            assert not stream.at_eof
+            assert await stream.read(max_size=2) == b"ta"
+            assert await stream.readline() == b"il"
+            assert stream.at_eof
+            assert await stream.read() == b""

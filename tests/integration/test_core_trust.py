@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fastwt import ClientConfig, ServerConfig, WebTransportClient, WebTransportServer
+from fastwt import ClientConfig, WebTransportClient
 from fastwt.errors import WebTransportError
+
+from .echo_server import echo_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("backend")]
 
@@ -71,17 +73,9 @@ def tutorial_certificate(
 
 @asynccontextmanager
 async def serving(certfile: Path, keyfile: Path) -> AsyncIterator[int]:
-    config = ServerConfig(bind_host="127.0.0.1", bind_port=0, certfile=certfile, keyfile=keyfile)
-    async with WebTransportServer(config=config) as server, anyio.create_task_group() as tg:
-        await server.listen()
-
-        async def accept_all() -> None:
-            async for session in server.incoming_sessions():
-                await session.accept()
-
-        tg.start_soon(accept_all)
-        yield server.local_addresses[0][1]
-        tg.cancel_scope.cancel()
+    """The echo server with this certificate, on 127.0.0.1: its port."""
+    async with echo_server(certfile=certfile, keyfile=keyfile) as echo:
+        yield echo.server.local_addresses[0][1]
 
 
 async def connect(port: int, ca_certs: Path, host: str = "127.0.0.1") -> str:

@@ -5,12 +5,9 @@ client, stops cleanly on SIGINT)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -18,6 +15,7 @@ import anyio.lowlevel
 import pytest
 from anyio.from_thread import start_blocking_portal
 from browser_support import Browser, require_chromium, serve_html
+from example_support import EXAMPLES, load_example
 from process_support import PythonScript
 
 from fastwt import (
@@ -31,19 +29,7 @@ from fastwt.devserver import start_page_server
 from fastwt.stream import WebTransportBidirectionalStream
 from fastwt.testing import TestClient
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
 pytestmark = pytest.mark.timeout(120)
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` under a unique module name."""
-    spec = importlib.util.spec_from_file_location(f"fastwt_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 chat_room = load_example("chat_room")

@@ -26,26 +26,13 @@ from fastwt.framework import (
     create_cors_middleware,
     create_rate_limit_middleware,
 )
-from fastwt.testing import TestClient
+from fastwt.testing import TestClient, echo_once, serve_echo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("backend")]
 
 
 def new_app() -> ServerApp:
     return ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
-
-
-async def echo_once(session: WebTransportSession, data: bytes) -> bytes:
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=data, end_stream=True)
-    return await stream.read_all()
-
-
-async def serve_echo(session: WebTransportSession, prefix: bytes = b"") -> None:
-    """Answer each client stream with ``prefix`` + its content, until the session ends."""
-    async for stream in session.incoming_bidirectional_streams():
-        data = await stream.read_all()
-        await stream.write(data=prefix + data, end_stream=True)
 
 
 async def test_routes_params_query_streams_and_datagrams() -> None:

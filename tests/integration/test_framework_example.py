@@ -6,33 +6,24 @@ and as a script: ``run()`` serving until SIGINT, then exiting cleanly.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 
 import anyio
 import pytest
+from example_support import EXAMPLES, load_example
 
 from fastwt import ClientConfig, SessionRejectedError, WebTransportClient, generate_dev_certificate
 from fastwt.framework import ServerApp
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reference_app.py"
+EXAMPLE = EXAMPLES / "reference_app.py"
 AUTH = {"authorization": "Bearer demo-token"}
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("backend")]
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reference_app", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def exercise(port: int, cert_hash: str) -> None:
@@ -79,7 +70,7 @@ async def test_reference_app_in_process(tmp_path: Path) -> None:
     cert_pem, key_pem, cert_hash = generate_dev_certificate()
     (tmp_path / "cert.pem").write_text(cert_pem)
     (tmp_path / "key.pem").write_text(key_pem)
-    app: ServerApp = load_example().create_app(
+    app: ServerApp = load_example("reference_app").create_app(
         certfile=str(tmp_path / "cert.pem"), keyfile=str(tmp_path / "key.pem")
     )
     async with anyio.create_task_group() as tg:

@@ -4,8 +4,6 @@ Prometheus enabled, real clients, and the registry scraped with ``generate_lates
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -38,12 +36,6 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str]
     }
 
 
-@asynccontextmanager
-async def serving(app: ServerApp) -> AsyncIterator[tuple[int, WebTransportClient]]:
-    async with TestClient(app) as test_client:
-        yield test_client.port, test_client.client
-
-
 async def test_prometheus_metrics_move_with_real_sessions(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -67,7 +59,8 @@ async def test_prometheus_metrics_move_with_real_sessions(
     assert before[("fastwt_sessions_accepted_total", ())] == 0
 
     with caplog.at_level(logging.INFO, logger="fastwt"):
-        async with serving(app) as (port, client):
+        async with TestClient(app) as served:
+            port, client = served.port, served.client
             base = f"https://127.0.0.1:{port}"
             sessions = [await client.connect(url=f"{base}/echo?n={i}") for i in range(3)]
             for path, status in [("/nowhere", 404), ("/private", 403), ("/private/x", 403)]:
@@ -173,7 +166,8 @@ async def test_scraped_over_http_from_prometheus_client_thread() -> None:
             return str(response.read().decode())
 
     try:
-        async with serving(app) as (port, client):
+        async with TestClient(app) as served:
+            port, client = served.port, served.client
             scrapes: list[str] = []
 
             async def scrape_repeatedly() -> None:

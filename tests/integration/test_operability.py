@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import pytest
 
-from fastwt import ClientConfig, WebTransportClient, WebTransportSession, cli
+from fastwt import ClientConfig, WebTransportClient, cli
 from fastwt.cli import configure_logging, main
 from fastwt.framework import MiddlewareRejected, ServerApp
-from fastwt.testing import TestClient
+from fastwt.testing import TestClient, serve_echo
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,10 +68,7 @@ async def test_one_access_line_per_session_with_status_bytes_and_close_code(
         if session.path.startswith("/private"):
             raise MiddlewareRejected(status_code=403)
 
-    @app.route(path="/echo")
-    async def echo(session: WebTransportSession) -> None:
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+    app.route(path="/echo")(serve_echo)
 
     with caplog.at_level(logging.INFO, logger="fastwt.access"):
         async with TestClient(app) as client:
@@ -280,10 +277,7 @@ async def test_qlogdir_gets_one_trace_per_connection_on_each_side(
     writes a JSON-SEQ qlog trace (what qvis reads); without it, none."""
     app = ServerApp()
 
-    @app.route(path="/echo")
-    async def echo(session: WebTransportSession) -> None:
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+    app.route(path="/echo")(serve_echo)
 
     qlog_dir = tmp_path / "qlog"
     monkeypatch.setenv("QLOGDIR", str(qlog_dir))
@@ -307,7 +301,7 @@ async def test_qlogdir_gets_one_trace_per_connection_on_each_side(
 
     monkeypatch.delenv("QLOGDIR")
     untraced = ServerApp()
-    untraced.route(path="/echo")(echo)
+    untraced.route(path="/echo")(serve_echo)
     async with TestClient(untraced) as client:
         await (await client.connect("/echo")).close()
     assert len(list(qlog_dir.glob("*.sqlog"))) == 4

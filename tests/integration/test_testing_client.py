@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
 
 from fastwt import ClientConfig, ServerConfig, SessionRejectedError, WebTransportSession
 from fastwt.cli import write_dev_certificate
 from fastwt.framework import MiddlewareRejected, ServerApp
-from fastwt.testing import TestClient
+from fastwt.testing import TestClient, echo_once, serve_echo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -35,18 +34,10 @@ def echo_app(config: ServerConfig | None = None) -> tuple[ServerApp, list[str]]:
     @app.route(path="/echo")
     async def echo(session: WebTransportSession) -> None:
         events.append(f"session {session.query.get('n', '')}")
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+        await serve_echo(session)
         events.append("session ended")
 
     return app, events
-
-
-async def echo_once(session: WebTransportSession, data: bytes) -> bytes:
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=data, end_stream=True)
-    with anyio.fail_after(10):
-        return await stream.read_all()
 
 
 async def test_serves_the_app_runs_its_hooks_and_closes_what_the_test_left_open() -> None:
@@ -103,3 +94,23 @@ async def test_misuse_is_reported() -> None:
     async with client:
         with pytest.raises(ValueError, match="must start with '/'"):
             client.url("echo")
+
+
+async def test_serve_echo_prefixes_and_echo_once_times_out() -> None:
+    app = ServerApp()
+
+    @app.route(path="/prefixed")
+    async def prefixed(session: WebTransportSession) -> None:
+        await serve_echo(session, prefix=b"re: ")
+
+    @app.route(path="/silent")
+    async def silent(session: WebTransportSession) -> None:
+        await session.wait_closed()  # reads nothing, answers nothing
+
+    async with TestClient(app) as client:
+        session = await client.connect("/prefixed")
+        assert await echo_once(session, b"one") == b"re: one"
+        assert await echo_once(session, bytearray(b"two")) == b"re: two"
+        session = await client.connect("/silent")
+        with pytest.raises(TimeoutError):
+            await echo_once(session, b"anyone?", timeout=0.3)

@@ -25,6 +25,7 @@ from fastwt import (
     generate_dev_certificate,
 )
 from fastwt.errors import WebTransportError
+from fastwt.testing import echo_once, serve_echo
 
 pytestmark = pytest.mark.anyio
 
@@ -34,13 +35,6 @@ def write_cert(directory: Path) -> str:
     (directory / "cert.pem").write_text(cert)
     (directory / "key.pem").write_text(key)
     return digest
-
-
-async def echo_once(session: WebTransportSession, data: bytes) -> bytes:
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=data, end_stream=True)
-    with anyio.fail_after(5):
-        return await stream.read_all()
 
 
 async def connect(
@@ -75,8 +69,7 @@ async def test_rotation_keeps_open_sessions_and_serves_the_new_certificate(
 
                 async def echo(session: WebTransportSession = session) -> None:
                     await session.accept()
-                    async for stream in session.incoming_bidirectional_streams():
-                        await stream.write(data=await stream.read_all(), end_stream=True)
+                    await serve_echo(session)
 
                 tg.start_soon(echo)
 

@@ -22,9 +22,9 @@ from fastwt import (
     SessionRejectedError,
     WebTransportClient,
     WebTransportServer,
-    WebTransportSession,
 )
 from fastwt.errors import WebTransportError
+from fastwt.testing import echo_once
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +32,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the raw aioquic clients run on asyncio
-
-
-async def echo_once(session: WebTransportSession, payload: bytes = b"alive") -> bytes:
-    stream = await session.create_bidirectional_stream()
-    await stream.write(data=payload, end_stream=True)
-    with anyio.fail_after(5):
-        return await stream.read_all()
 
 
 async def wait_for(predicate: object, limit: float = 5) -> None:
@@ -61,11 +54,11 @@ async def test_max_sessions_counts_sessions_across_bound_addresses() -> None:
         for url in (f"https://127.0.0.1:{port}/echo", f"https://[::1]:{port}/echo"):
             with pytest.raises(WebTransportError, match=r"(?i)refused"):
                 await client.connect(url=url)
-        assert await echo_once(one) == b"alive"
+        assert await echo_once(one, b"alive") == b"alive"
         await two.close()
         await wait_for(lambda: echo.server.session_count == 1)
         three = await client.connect(url=f"https://[::1]:{port}/echo")  # room again
-        assert await echo_once(three) == b"alive"
+        assert await echo_once(three, b"alive") == b"alive"
         record("max_sessions=2 on two addresses", "3rd session refused on either address")
 
 
@@ -78,7 +71,7 @@ async def test_connections_that_never_send_connect_take_no_session_room() -> Non
         await wait_for(lambda: echo.server.handshake_count == 4)
         client = await stack.enter_async_context(echo.client())
         session = await client.connect(url=f"{echo.url}/echo")
-        assert await echo_once(session) == b"alive"
+        assert await echo_once(session, b"alive") == b"alive"
         assert echo.server.session_count == 1
 
 
@@ -101,7 +94,7 @@ async def test_handshake_limit_refuses_a_flood_while_live_sessions_work() -> Non
         await wait_for(lambda: echo.server.handshake_count == 3)
         with pytest.raises(WebTransportError, match=r"(?i)refused"):
             await client.connect(url=f"{echo.url}/echo")
-        assert await echo_once(live) == b"alive"
+        assert await echo_once(live, b"alive") == b"alive"
         record("max_handshakes=3", "4th connection refused, live session echoes")
 
 
@@ -118,13 +111,13 @@ async def test_sessions_per_ip_are_limited_per_address() -> None:
         with pytest.raises(WebTransportError, match=r"(?i)refused"):
             await client.connect(url=f"https://127.0.0.1:{port}/echo")
         v6 = await client.connect(url=f"https://[::1]:{port}/echo")  # another address
-        assert await echo_once(v4) == await echo_once(v6) == b"alive"
+        assert await echo_once(v4, b"alive") == await echo_once(v6, b"alive") == b"alive"
 
 
 async def test_stateless_retry_admits_real_clients() -> None:
     async with echo_server(retry=True) as echo, echo.client() as client:
         session = await client.connect(url=f"{echo.url}/echo")
-        assert await echo_once(session) == b"alive"
+        assert await echo_once(session, b"alive") == b"alive"
 
 
 async def test_a_request_the_app_never_answers_gets_503() -> None:

@@ -32,6 +32,7 @@ from robustness_figures import long_mode, record
 from udp_relay import NftWire, UdpRelay
 
 from fastwt import WebTransportError, WebTransportSession
+from fastwt.testing import echo_once
 
 pytestmark = pytest.mark.anyio
 
@@ -93,13 +94,6 @@ def packet_loss(relay: UdpRelay) -> str:
     return "; ".join(parts)
 
 
-async def echo_once(session: WebTransportSession, payload: bytes, limit: float = 10) -> bytes:
-    with anyio.fail_after(limit):
-        stream = await session.create_bidirectional_stream()
-        await stream.write(data=payload, end_stream=True)
-        return await stream.read_all()
-
-
 async def send_datagrams(session: WebTransportSession, count: int, size: int = 1000) -> None:
     """``count`` numbered datagrams, 10 every 10 ms (~1 MB/s at 1,000 bytes)."""
     for i in range(count):
@@ -133,7 +127,7 @@ async def test_a_bulk_transfer_arrives_intact_over_a_lossy_reordering_path(
         with bad_path(echo, jitter=jitter) as (relay, _):
             session = await client.connect(url=url_of(relay))
             started = time.monotonic()
-            back = await echo_once(session, payload, limit=800)
+            back = await echo_once(session, payload, timeout=800)
             took = time.monotonic() - started
             stats = session.stats()
             path = packet_loss(relay)
@@ -197,7 +191,7 @@ async def test_a_session_survives_a_blackout_shorter_than_its_idle_timeout() -> 
                 await send_datagrams(session, 10)  # into the blackout: lost
                 await anyio.sleep(0.5)
                 # Started in the blackout, done after it (its packets are retransmitted).
-                assert await echo_once(session, b"during", limit=blackout + 5) == b"during"
+                assert await echo_once(session, b"during", timeout=blackout + 5) == b"during"
                 recovered = time.monotonic() - ends
                 assert recovered > 0
                 assert await echo_once(session, b"after") == b"after"

@@ -15,7 +15,6 @@ import sniffio
 from robustness_figures import record
 
 from fastwt import (
-    ClientConfig,
     ErrorCodes,
     ServerConfig,
     SessionRejectedError,
@@ -24,6 +23,7 @@ from fastwt import (
 )
 from fastwt.framework import ServerApp
 from fastwt.framework.types import SessionProtocol
+from fastwt.testing import TestClient, serve_echo
 
 pytestmark = pytest.mark.anyio
 
@@ -53,24 +53,18 @@ def faulty_app(cancelled: list[str]) -> ServerApp:
         finally:
             cancelled.append("handler")
 
-    @app.route(path="/echo")
-    async def echo(session: WebTransportSession) -> None:
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+    app.route(path="/echo")(serve_echo)
 
     for path in ("/mw-raises", "/mw-hangs"):
-        app.route(path=path)(echo)
+        app.route(path=path)(serve_echo)
     return app
 
 
 @asynccontextmanager
 async def serving(app: ServerApp) -> AsyncIterator[tuple[WebTransportClient, int]]:
-    async with anyio.create_task_group() as tg:
-        addresses = await tg.start(lambda task_status: app.serve(task_status=task_status))
-        trust = ClientConfig(server_certificate_hashes=[app.server.certificate_hash])
-        async with WebTransportClient(config=trust) as client:
-            yield client, addresses[0][1]
-        tg.cancel_scope.cancel()
+    """The app served on loopback (``fastwt.testing.TestClient``): its client and port."""
+    async with TestClient(app) as served:
+        yield served.client, served.port
 
 
 async def test_faulty_handlers_and_middleware_are_isolated_timed_out_and_logged(
@@ -127,10 +121,7 @@ async def test_a_task_leaked_by_a_handler_that_fails_later_harms_no_one(
     async def leak(session: WebTransportSession) -> None:
         leaked.append(asyncio.ensure_future(later()))  # nobody awaits it
 
-    @app.route(path="/echo")
-    async def echo(session: WebTransportSession) -> None:
-        async for stream in session.incoming_bidirectional_streams():
-            await stream.write(data=await stream.read_all(), end_stream=True)
+    app.route(path="/echo")(serve_echo)
 
     async with serving(app) as (client, port):
         for _ in range(3):

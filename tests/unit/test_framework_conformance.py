@@ -226,10 +226,12 @@ KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def test_constructors_and_protocols_from_the_semantics_section() -> None:
-    # ServerApp(*, config: ServerConfig | None = None), and fastwt's broker=None
+    # ServerApp(*, config: ServerConfig | None = None), and fastwt's broker=None and
+    # server=None (a ServerProtocol to drive instead of a WebTransportServer)
     assert _keyword_only(framework.ServerApp.__init__) == [
         ("config", KW, None),
         ("broker", KW, None),
+        ("server", KW, None),
     ]
     # MiddlewareRejected(*, status_code=403, headers=None)
     assert _keyword_only(framework.MiddlewareRejected.__init__) == [

@@ -9,71 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from fakes import FakeServer, FakeSession
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fastwt import metrics
 from fastwt.metrics import ServerStats, SessionStats, enable_prometheus, session_logger
-
-
-class FakeSession:
-    """What the stats touch on a session request; it tells its server's observers how
-    it was answered, as ``WebTransportSession`` does."""
-
-    def __init__(self, session_id: int = 1, path: str = "/x?a=1") -> None:
-        self.session_id = session_id
-        self.path = path
-        self.remote_address: tuple[str, int] | None = ("127.0.0.1", 5555)
-        self.state = "requested"
-        self.counters: dict[str, Any] = {k: 0 for k in metrics.COUNTER_KEYS} | {"rtt": 0.0}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.observers: list[Any] = []
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state in ("closed", "rejected")
-
-    def stats(self) -> Mapping[str, Any]:
-        return dict(self.counters)
-
-    def _answered(self, status: int) -> None:
-        for observer in self.observers:
-            observer.session_answered(self, status)
-        self.observers = []
-
-    async def accept(self, **kwargs: Any) -> None:
-        self.calls.append(("accept", kwargs))
-        self.state = "accepted"
-        self._answered(200)
-
-    async def reject(self, **kwargs: Any) -> None:
-        self.calls.append(("reject", kwargs))
-        self.state = "rejected"
-        self._answered(kwargs.get("status_code", 403))
-
-    async def close(self, **kwargs: Any) -> None:
-        self.calls.append(("close", kwargs))
-        unanswered = self.state == "requested"
-        self.state = "closed"
-        if unanswered:
-            self._answered(404)
-
-
-class FakeServer:
-    def __init__(self, requests: list[FakeSession]) -> None:
-        self.requests = requests
-        self.session_count = 0
-        self.observers: list[Any] = []
-
-    def add_observer(self, observer: Any) -> None:
-        if observer not in self.observers:
-            self.observers.append(observer)
-
-    async def accept(self) -> FakeSession:
-        session = self.requests.pop(0)
-        session.observers = list(self.observers)
-        for observer in self.observers:
-            observer.session_requested(session)
-        return session
 
 
 def test_session_stats_from_mapping_and_sum() -> None:
@@ -90,12 +30,13 @@ def test_session_stats_from_mapping_and_sum() -> None:
 
 @pytest.mark.anyio
 async def test_attach_counts_accepts_refusals_and_keeps_counters_monotonic() -> None:
-    sessions = [FakeSession(i) for i in range(5)]
-    server = FakeServer(list(sessions))
+    sessions = [FakeSession("/x?a=1", session_id=i) for i in range(5)]
+    server = FakeServer()
+    server.push(*sessions)
     stats = ServerStats.attach(server)  # type: ignore[arg-type]
     assert ServerStats.attach(server) is stats  # type: ignore[arg-type]  # idempotent
 
-    a, b, c, d, e = [await server.accept() for _ in range(5)]
+    a, b, c, d, e = [await server.next_request() for _ in range(5)]
     await a.accept(headers={"x": "1"})
     await b.accept()
     await c.reject(status_code=429, headers={"retry-after": "1"})
@@ -103,9 +44,9 @@ async def test_attach_counts_accepts_refusals_and_keeps_counters_monotonic() -> 
     await e.close()  # unanswered: the core refuses it with 404
     # The stats observe the server: the sessions' own methods are not replaced.
     assert server.observers == [stats]
-    assert a.calls == [("accept", {"headers": {"x": "1"}})]
+    assert a.calls == [("accept", {"headers": {"x": "1"}, "wt_protocol": None})]
     assert c.calls == [("reject", {"headers": {"retry-after": "1"}, "status_code": 429})]
-    assert e.calls == [("close", {})]
+    assert e.calls == [("close", {"error_code": 0, "reason": None})]
 
     a.counters.update(datagrams_sent=10, bytes_sent=1000, rtt=0.010)
     b.counters.update(datagrams_sent=5, bytes_received=70, rtt=0.030)
@@ -131,7 +72,7 @@ async def test_attach_counts_accepts_refusals_and_keeps_counters_monotonic() -> 
 
 def test_tracking_by_hand_and_sweeping_closed_sessions() -> None:
     stats = ServerStats()
-    sessions = [FakeSession(i) for i in range(200)]
+    sessions = [FakeSession(session_id=i) for i in range(200)]
     for s in sessions:
         s.state = "accepted"
         s.counters["bytes_received"] = 1
@@ -161,10 +102,11 @@ def test_a_session_whose_stats_fail_keeps_its_last_reading() -> None:
 
 @pytest.mark.anyio
 async def test_prometheus_collector_exports_the_snapshot() -> None:
-    server = FakeServer([FakeSession(1), FakeSession(2)])
+    server = FakeServer()
+    server.push(FakeSession(session_id=1), FakeSession(session_id=2))
     registry = CollectorRegistry()
     collector = enable_prometheus(server, registry)  # type: ignore[arg-type]
-    one, two = await server.accept(), await server.accept()
+    one, two = await server.next_request(), await server.next_request()
     await one.accept()
     await two.reject(status_code=401)
     one.counters.update(
@@ -203,11 +145,11 @@ async def test_prometheus_collector_exports_the_snapshot() -> None:
 def test_enable_prometheus_without_prometheus_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install 'fastwt\[prometheus\]'"):
-        enable_prometheus(FakeServer([]))  # type: ignore[arg-type]
+        enable_prometheus(FakeServer())  # type: ignore[arg-type]
 
 
 def test_session_logger_carries_id_path_and_peer(caplog: pytest.LogCaptureFixture) -> None:
-    session = FakeSession(7, "/chat/blue?nick=ada")
+    session = FakeSession("/chat/blue?nick=ada", session_id=7, remote_address=("127.0.0.1", 5555))
     log = session_logger(session)
     assert log.logger is logging.getLogger("fastwt")
     with caplog.at_level(logging.INFO, logger="fastwt"):

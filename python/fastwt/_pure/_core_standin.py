@@ -11,8 +11,24 @@ from typing import Any
 
 from .certs import generate_dev_certificate
 
+# The core's defaults, bounds and codes: the one copy kept for a process without the
+# extension.
+from .core_values import (
+    CLIENT_DEFAULTS,
+    CONGESTION_CONTROLS,
+    ERROR_CODES,
+    MAX_SESSIONS_PER_CONNECTION,
+    REJECTION_STATUS,
+    SERVER_DEFAULTS,
+)
+
 __all__ = [
+    "CLIENT_DEFAULTS",
+    "CONGESTION_CONTROLS",
+    "ERROR_CODES",
     "MAX_SESSIONS_PER_CONNECTION",
+    "REJECTION_STATUS",
+    "SERVER_DEFAULTS",
     "ClientHandle",
     "Notifier",
     "Op",
@@ -39,10 +55,6 @@ except metadata.PackageNotFoundError:
     __version__ = "0+unknown"
 
 IS_STANDIN = True
-
-# The Rust core's bound (rust/core/src/config.rs); the pure backend itself carries one
-# session per connection (options.check_supported), so only validation reads it.
-MAX_SESSIONS_PER_CONNECTION = 256
 
 
 def _unavailable(*_args: Any, **_kwargs: Any) -> Any:

@@ -187,6 +187,12 @@ class StreamState:
             return first[:max_size]
         if self.fin:
             return b""
+        self.check_readable()
+        return None
+
+    def check_readable(self) -> None:
+        """Raises what a read that finds nothing buffered must raise: the peer's reset,
+        a stop, or the failure of the stream's session or connection."""
         if self.reset_code is not None:
             code = self.reset_code
             raise StreamError(f"stream reset by peer with code {code}", error_code=code)
@@ -195,7 +201,6 @@ class StreamState:
         failure = self.conn.failure(self.session)
         if failure is not None:
             raise failure
-        return None
 
     def stop(self, code: int) -> None:
         if self.stopped or self.reset_code is not None:

@@ -8,9 +8,11 @@ errors as the Rust extension's ``SessionHandle``, ``SendStreamHandle``,
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from .._core import REJECTION_STATUS
 from ..errors import ConfigurationError, DatagramError, SessionError, StreamError
 from . import wire
 from .engine import WRITE_BUFFER, SessionState, StreamState, Waiters
@@ -131,7 +133,9 @@ class RecvStreamHandle:
 
     @property
     def is_finished(self) -> bool:
-        return self._state.fin
+        """Whether the peer ended the stream and every byte was read (this handle holds
+        nothing back apart from the stream's chunks, so this is ``at_eof`` too)."""
+        return self._state.fin and not self._state.chunks
 
     @property
     def bytes_received(self) -> int:
@@ -147,6 +151,59 @@ class RecvStreamHandle:
             state.read_waiters.add(notifier, token)
         return data
 
+    def poll_read_exactly(self, size: int, notifier: PureHub, token: int) -> bytes | None:
+        """Exactly ``size`` bytes, or ``None`` with ``token`` waiting until they are all
+        there; :class:`StreamError` when the stream ends first (what arrived stays
+        readable)."""
+        if size < 0:
+            raise OverflowError("can't convert negative int to unsigned")
+        if size == 0:
+            return b""
+        state = self._state
+        have = sum(map(len, state.chunks))
+        if have >= size:
+            return _take(state.chunks, size)
+        if state.fin:
+            raise StreamError(f"stream ended after {have} of {size} bytes")
+        state.check_readable()
+        state.read_waiters.add(notifier, token)
+        return None
+
+    def poll_read_until(
+        self, separator: bytes, max_size: int, notifier: PureHub, token: int
+    ) -> bytes | None:
+        """The bytes up to and including the first ``separator`` (what is left at the
+        end of the stream), or ``None`` with ``token`` waiting; :class:`StreamError`
+        when it does not end within ``max_size`` bytes (no limit when negative)."""
+        if not separator:
+            raise ValueError("separator must not be empty")
+        state = self._state
+        chunks = state.chunks
+        if len(chunks) > 1:
+            # The buffered chunks as one, so the separator is found across their edges.
+            joined = b"".join(chunks)
+            chunks.clear()
+            chunks.append(joined)
+        data = chunks[0] if chunks else b""
+        at = data.find(separator)
+        if at >= 0:
+            end = at + len(separator)
+            if 0 <= max_size < end:
+                raise StreamError(f"separator not found within max_size={max_size}")
+            return _take(chunks, end)
+        if 0 <= max_size < len(data):
+            raise StreamError(f"separator not found within max_size={max_size}")
+        if state.fin:
+            chunks.clear()
+            return data
+        state.check_readable()
+        state.read_waiters.add(notifier, token)
+        return None
+
+    @property
+    def at_eof(self) -> bool:
+        return self.is_finished
+
     def stop(self, code: int) -> None:
         self._state.stop(code)
 
@@ -160,6 +217,27 @@ class RecvStreamHandle:
                 state.stop(0)
         except Exception:
             pass
+
+
+def _take(chunks: deque[bytes], size: int) -> bytes:
+    """The first ``size`` bytes of ``chunks`` (which hold at least that many)."""
+    first = chunks[0]
+    if len(first) >= size:
+        if len(first) == size:
+            chunks.popleft()
+            return first
+        chunks[0] = first[size:]
+        return first[:size]
+    parts = []
+    left = size
+    while left:
+        chunk = chunks.popleft()
+        if len(chunk) > left:
+            chunks.appendleft(chunk[left:])
+            chunk = chunk[:left]
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 def _check_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -281,9 +359,10 @@ class SessionHandle:
 
     def reject(self, status_code: int, headers: list[tuple[str, str]] = []) -> bool:  # noqa: B006
         s = self._s
-        if not 300 <= status_code <= 599:
+        low, high = REJECTION_STATUS
+        if not low <= status_code <= high:
             raise ConfigurationError(
-                f"invalid argument: {status_code} is not a rejection status (use 300-599)"
+                f"invalid argument: {status_code} is not a rejection status (use {low}-{high})"
             )
         if s.phase != "requested":
             raise SessionError(f"invalid state: cannot reject a session in phase {s.phase}")

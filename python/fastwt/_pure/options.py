@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioquic.quic.configuration import QuicConfiguration
 
+from .._core import SERVER_DEFAULTS
 from ..errors import ConfigurationError
 from .engine import Limits
 
@@ -20,11 +21,12 @@ __all__ = ["check_supported", "limits_of", "quic_configuration"]
 
 # fastwt's names for aioquic's congestion controllers (aioquic has no BBR).
 _CONGESTION = {"cubic": "cubic", "newreno": "reno"}
-# The config defaults the backend can only take as they are (see check_supported).
+# The config defaults (the core's) the backend can only take as they are (see
+# check_supported).
 _FIXED_DEFAULTS = {
-    "max_concurrent_bidi_streams": 100,
-    "max_concurrent_uni_streams": 100,
-    "send_window": 16 * 1024 * 1024,
+    "max_concurrent_bidi_streams": SERVER_DEFAULTS["max_concurrent_bidi_streams"],
+    "max_concurrent_uni_streams": SERVER_DEFAULTS["max_concurrent_uni_streams"],
+    "send_window": SERVER_DEFAULTS["send_window"],
 }
 # aioquic takes the idle timeout in seconds and has no "none": a century stands for it.
 _NO_IDLE_TIMEOUT = 100 * 365 * 86400.0

@@ -21,7 +21,8 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 
-from ..errors import ConfigurationError, ConnectionError
+from ..config import check_cert_pair
+from ..errors import ConnectionError
 from . import wire
 from .certs import certificate_hash, load_identity
 from .engine import Connection, SessionState, Waiters
@@ -142,10 +143,7 @@ class ServerHandle:
     def set_identity(self, certfile: str | None = None, keyfile: str | None = None) -> None:
         """New connections get this certificate (a development one without files); open
         ones keep theirs."""
-        if (certfile is None) != (keyfile is None):
-            raise ConfigurationError(
-                "invalid argument: certfile and keyfile must be given together"
-            )
+        check_cert_pair(certfile, keyfile)
         cert, chain, key = load_identity(certfile, keyfile)
         qconf = copy.copy(self._qconf)
         qconf.certificate = cert

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._core import ERROR_CODES
+
 # Stream types and frame types that start WebTransport streams.
 STREAM_WT_UNI = 0x54
 FRAME_WT_BIDI = 0x41
@@ -17,13 +19,13 @@ CAPSULE_CLOSE_SESSION = 0x2843
 CAPSULE_DRAIN_SESSION = 0x78AE
 MAX_CLOSE_REASON = 1024
 
-# HTTP/3 codes used here.
-H3_NO_ERROR = 0x100
+# HTTP/3 codes used here (those the core exports are read from it).
+H3_NO_ERROR = ERROR_CODES["H3_NO_ERROR"]
 H3_GENERAL_PROTOCOL_ERROR = 0x101
 H3_STREAM_CREATION_ERROR = 0x103
-H3_REQUEST_REJECTED = 0x10B
+H3_REQUEST_REJECTED = ERROR_CODES["H3_REQUEST_REJECTED"]
 H3_MESSAGE_ERROR = 0x10E
-WT_SESSION_GONE = 0x170D7B68
+WT_SESSION_GONE = ERROR_CODES["WEBTRANSPORT_SESSION_GONE"]
 # QUIC transport code for a refused connection (max_sessions reached).
 CONNECTION_REFUSED = 0x2
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -28,6 +28,7 @@ from fastwt.framework.rooms import Room, RoomRegistry
 from fastwt.framework.router import RequestRouter
 from fastwt.framework.types import (
     MiddlewareProtocol,
+    ServerProtocol,
     SessionHandler,
     SessionProtocol,
     StatefulMiddlewareProtocol,
@@ -97,10 +98,19 @@ class ServerApp:
     with ``handler_error_code`` (reason ``"handler timed out"``); None: no limit."""
 
     def __init__(
-        self, *, config: ServerConfig | None = None, broker: str | RedisBus | None = None
+        self,
+        *,
+        config: ServerConfig | None = None,
+        broker: str | RedisBus | None = None,
+        server: ServerProtocol | None = None,
     ) -> None:
         """Create the app and its server; with no ``config``, a ``ServerConfig()``
         whose development certificate is generated at startup (no files needed).
+
+        ``server``: the server to drive instead of a ``WebTransportServer(config=...)``
+        made here (a :class:`~fastwt.framework.types.ServerProtocol`: another
+        implementation, or a test double); ``config`` is then the server's own and must
+        not be given too.
 
         ``broker``: where rooms meet across processes and nodes — a Redis URL
         (``redis://host:6379/0``, ``unix:///path/redis.sock``) or a configured
@@ -109,7 +119,13 @@ class ServerApp:
         local to this process. The broker is connected by ``startup()``, which fails
         when it is unreachable.
         """
-        self._server = WebTransportServer(config=config if config is not None else ServerConfig())
+        if server is not None and config is not None:
+            raise TypeError("pass config or server to ServerApp, not both")
+        self._server: ServerProtocol = (
+            server
+            if server is not None
+            else WebTransportServer(config=config if config is not None else ServerConfig())
+        )
         if broker is None:
             broker = os.environ.get("FASTWT_BROKER", "").strip() or None
         bus: RedisBus | None = None
@@ -165,8 +181,11 @@ class ServerApp:
 
     @property
     def server(self) -> WebTransportServer:
-        """Return the underlying WebTransportServer instance."""
-        return self._server
+        """Return the underlying WebTransportServer instance: the one the app made, or
+        the object passed as ``server``, which stands in for it (only its
+        ``ServerProtocol`` members are then sure to exist; ``webtransport_server_of``
+        checks for a real one)."""
+        return cast("WebTransportServer", self._server)
 
     @property
     def broker(self) -> RedisBus | None:
@@ -735,6 +754,16 @@ async def _reject(
             await session.reject(status_code=status_code, headers=headers or None)
     except Exception as exc:
         _logger.debug("rejecting %r with %d failed: %r", session.path, status_code, exc)
+
+
+def webtransport_server_of(app: ServerApp, *, needs: str) -> WebTransportServer:
+    """``app.server`` when it is a :class:`fastwt.WebTransportServer`; ``needs`` names
+    what asked (metrics, workers, certificate reload), which then fails clearly with
+    ``TypeError`` for an app driving another server."""
+    server = app.server
+    if not isinstance(server, WebTransportServer):
+        raise TypeError(f"{needs} needs a fastwt WebTransportServer, got {type(server).__name__}")
+    return server
 
 
 async def _close_session(session: SessionProtocol, *, error_code: int, reason: str | None) -> None:

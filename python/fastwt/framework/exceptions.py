@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .._core import REJECTION_STATUS
+
 __all__ = ["MiddlewareRejected"]
 
 
@@ -21,9 +23,13 @@ class MiddlewareRejected(Exception):
     def __init__(self, *, status_code: int = 403, headers: Mapping[str, str] | None = None) -> None:
         if isinstance(status_code, bool) or not isinstance(status_code, int):
             raise TypeError(f"status_code must be an int, not {type(status_code).__name__}")
-        if not 300 <= status_code <= 599:
-            # 1xx/2xx would read as "accepted" to the peer: a refusal needs 3xx..5xx.
-            raise ValueError(f"status_code must be a refusal status (300..599), got {status_code}")
+        low, high = REJECTION_STATUS
+        if not low <= status_code <= high:
+            # The core's rule (1xx are interim, 2xx accepts): checked here already so that
+            # the middleware that raises learns it, not the request it answers.
+            raise ValueError(
+                f"status_code must be a refusal status ({low}..{high}), got {status_code}"
+            )
         super().__init__(f"session request rejected with status {status_code}")
         self.status_code = int(status_code)
         self.headers = {} if headers is None else {k.lower(): v for k, v in headers.items()}

@@ -8,7 +8,7 @@ session); at run time it is a :class:`fastwt.WebTransportSession`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
@@ -16,6 +16,7 @@ __all__ = [
     "AuthHandlerProtocol",
     "Headers",
     "MiddlewareProtocol",
+    "ServerProtocol",
     "SessionHandler",
     "SessionProtocol",
     "StatefulMiddlewareProtocol",
@@ -68,6 +69,40 @@ class SessionProtocol(Protocol):
     ) -> Any: ...
 
     async def close(self, *, error_code: int = 0, reason: str | None = None) -> Any: ...
+
+
+class ServerProtocol(Protocol):
+    """What :class:`~fastwt.framework.ServerApp` drives: a
+    :class:`fastwt.WebTransportServer` (what it makes itself from ``config``), or any
+    object with these members passed as ``ServerApp(server=...)`` (the unit tests pass
+    a fake that queues session requests). ``config`` is the server's
+    :class:`fastwt.ServerConfig`; ``incoming_sessions()`` yields the session requests;
+    ``_replace_config`` takes the config ``ServerApp.serve(**overrides)`` made, before
+    ``listen()``. A server may also have ``goaway()``, called at shutdown when present."""
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def is_serving(self) -> bool: ...
+
+    @property
+    def local_addresses(self) -> list[tuple[str, int]]: ...
+
+    @property
+    def certificate_hash(self) -> str: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: object) -> Any: ...
+
+    async def listen(self, *, host: str | None = None, port: int | None = None) -> None: ...
+
+    def incoming_sessions(self) -> AsyncIterator[Any]: ...
+
+    async def close(self) -> None: ...
+
+    def _replace_config(self, config: Any) -> None: ...
 
 
 @runtime_checkable

@@ -48,7 +48,7 @@ def main() -> None:
 
     from fastwt import workers
     from fastwt.cli import configure_logging
-    from fastwt.framework.app import ServerApp
+    from fastwt.framework.app import ServerApp, webtransport_server_of
 
     configure_logging(config["log_level"], config["log_config"])
     if not config["access_log"]:
@@ -60,7 +60,7 @@ def main() -> None:
     app.shutdown_timeout = config["shutdown_timeout"]
     if config["overrides"]:
         app._apply_config_overrides(config["overrides"])
-    server = app.server
+    server = webtransport_server_of(app, needs="fastwt run --workers")
     steering = bool(config["steering"])
     # Encrypted CIDs (never steered) name the slot too: the load balancer reads the
     # worker, and each worker's nonces stay apart from the others'.

@@ -90,3 +90,9 @@ pub fn to_py(err: Error) -> PyErr {
         result.unwrap_or_else(|e| e)
     })
 }
+
+/// A `fastwt.errors.StreamError` with `message` (for errors of the handles' own rules,
+/// such as a read that the end of the stream left incomplete).
+pub fn stream_error(py: Python<'_>, message: String) -> PyErr {
+    build(py, "StreamError", message, &[]).unwrap_or_else(|e| e)
+}

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 
 /// `ClientHandle`: connects sessions.
 mod client;
+/// The core's defaults, bounds and error codes as module constants.
+mod defaults;
 /// Mapping of core errors to the `fastwt.errors` hierarchy.
 mod errors;
 /// One payload to many sessions in one call (room broadcasts).
@@ -37,11 +39,8 @@ mod sync;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    // The bound the core checks `max_sessions_per_connection` against (config.py reads it).
-    m.add(
-        "MAX_SESSIONS_PER_CONNECTION",
-        fastwt_core::MAX_SESSIONS_PER_CONNECTION,
-    )?;
+    // The core's defaults, bounds and error codes (config.py and errors.py read them).
+    defaults::register(m)?;
     logging::install();
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;

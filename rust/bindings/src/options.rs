@@ -1,4 +1,5 @@
-use fastwt_core::{CongestionControl, TransportOptions};
+use crate::defaults::{congestion_name, congestion_of};
+use fastwt_core::TransportOptions;
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -24,6 +25,16 @@ pub(crate) fn secs(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     v.map(|s| positive_secs(s, what)).transpose()
 }
 
+/// The core's defaults of the QUIC knobs.
+fn d() -> TransportOptions {
+    TransportOptions::default()
+}
+
+/// A duration as Python seconds (`None` stays `None`).
+pub(crate) fn seconds(v: Option<Duration>) -> Option<f64> {
+    v.map(|v| v.as_secs_f64())
+}
+
 /// QUIC knobs shared by servers and clients, checked once when made.
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct Transport {
@@ -32,12 +43,19 @@ pub struct Transport {
 
 #[pymethods]
 impl Transport {
+    /// Every option left out takes the core's default (`TransportOptions::default()`,
+    /// also `fastwt._core.SERVER_DEFAULTS`): none is written here a second time.
     #[new]
-    #[pyo3(signature = (*, max_idle_timeout=Some(30.0), keep_alive_interval=None,
-        max_concurrent_bidi_streams=100, max_concurrent_uni_streams=100,
-        stream_receive_window=4194304, receive_window=16777216, send_window=16777216,
-        datagram_queue_capacity=4096, datagram_queue_bytes=1048576, congestion_control="cubic",
-        wt_max_data=16777216, wt_max_streams_bidi=100, wt_max_streams_uni=100))]
+    #[pyo3(signature = (*, max_idle_timeout=seconds(d().max_idle_timeout),
+        keep_alive_interval=seconds(d().keep_alive_interval),
+        max_concurrent_bidi_streams=d().max_concurrent_bidi_streams,
+        max_concurrent_uni_streams=d().max_concurrent_uni_streams,
+        stream_receive_window=d().stream_receive_window, receive_window=d().receive_window,
+        send_window=d().send_window, datagram_queue_capacity=d().datagram_queue_capacity,
+        datagram_queue_bytes=d().datagram_queue_bytes,
+        congestion_control=congestion_name(d().congestion_control),
+        wt_max_data=d().wt_max_data, wt_max_streams_bidi=d().wt_max_streams_bidi,
+        wt_max_streams_uni=d().wt_max_streams_uni))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_idle_timeout: Option<f64>,
@@ -54,15 +72,11 @@ impl Transport {
         wt_max_streams_bidi: u64,
         wt_max_streams_uni: u64,
     ) -> PyResult<Self> {
-        let congestion_control = match congestion_control.to_ascii_lowercase().as_str() {
-            "cubic" => CongestionControl::Cubic,
-            "bbr" => CongestionControl::Bbr,
-            "newreno" | "reno" => CongestionControl::NewReno,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "congestion_control must be 'cubic', 'bbr' or 'newreno', got {other:?}"
-                )))
-            }
+        let Some(congestion_control) = congestion_of(congestion_control) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "congestion_control must be 'cubic', 'bbr' or 'newreno', got {:?}",
+                congestion_control.to_ascii_lowercase()
+            )));
         };
         let options = TransportOptions {
             max_idle_timeout: secs(max_idle_timeout, "max_idle_timeout")?,

@@ -132,7 +132,7 @@ impl Client {
     ) -> Result<Session> {
         let timeout = timeout
             .or(self.options.connect_timeout)
-            .unwrap_or(Duration::from_secs(10));
+            .unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
         match tokio::time::timeout(timeout, self.connect_inner(url, headers)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(format!(

@@ -100,6 +100,16 @@ impl Default for TransportOptions {
     }
 }
 
+/// The HTTP statuses a session request may be rejected with: a final status that is not
+/// 2xx (1xx are interim responses, after which the request would still wait for a final
+/// one; 2xx accepts). Checked by [`crate::Session::reject_now`]; the Python framework
+/// reads the same bounds.
+pub const REJECTION_STATUS: std::ops::RangeInclusive<u16> = 300..=599;
+
+/// How long a client waits for the QUIC handshake and the CONNECT response when
+/// [`ClientOptions::connect_timeout`] is `None`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The most sessions [`ServerOptions::max_sessions_per_connection`] allows: every session
 /// of a connection shares its QUIC stream limits and windows.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 256;
@@ -217,7 +227,8 @@ pub struct ClientOptions {
     pub trust: TrustMode,
     /// Optional client certificate chain and key (PEM files).
     pub client_identity: Option<(PathBuf, PathBuf)>,
-    /// Time allowed for QUIC handshake plus CONNECT response (default 10 s when `None`).
+    /// Time allowed for QUIC handshake plus CONNECT response ([`DEFAULT_CONNECT_TIMEOUT`],
+    /// 10 s, when `None`).
     pub connect_timeout: Option<Duration>,
     /// Headers added to every CONNECT request.
     pub headers: Vec<(String, String)>,

@@ -85,7 +85,7 @@ pub use cid::{CidConfig, CidKey, DecodedCid};
 pub use client::Client;
 pub use config::{
     ClientAuth, ClientOptions, CongestionControl, ServerOptions, TransportOptions, TrustMode,
-    MAX_SESSIONS_PER_CONNECTION,
+    DEFAULT_CONNECT_TIMEOUT, MAX_SESSIONS_PER_CONNECTION, REJECTION_STATUS,
 };
 pub use draft::Draft;
 pub use error::{CloseInfo, Error, Result};

@@ -689,7 +689,7 @@ impl Session {
     ) -> Result<Option<Finishing>> {
         // 1xx are interim responses (the request would still wait for a final one) and
         // 2xx accepts: neither ends a request.
-        if !(300..=599).contains(&status) {
+        if !crate::config::REJECTION_STATUS.contains(&status) {
             return Err(Error::InvalidArgument(format!(
                 "{status} is not a rejection status (use 300-599)"
             )));

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from framework_fakes import FakeSession
+from fakes import FakeSession
 
 from fastwt.framework import MiddlewareRejected, create_auth_middleware, create_cors_middleware
 

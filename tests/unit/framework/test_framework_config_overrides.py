@@ -10,9 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
-from framework_fakes import FakeServer, fake_server
+from fakes import FakeServer, fake_server
 
-import fastwt.framework.app as app_module
 from fastwt import ServerConfig, WebTransportServer
 from fastwt.errors import ConfigurationError, ServerError
 from fastwt.framework import ServerApp
@@ -22,10 +21,9 @@ FIELDS = [f.name for f in dataclasses.fields(ServerConfig)]
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> ServerApp:
+def app() -> ServerApp:
     """A ServerApp with a real ``ServerConfig`` in front of a ``FakeServer``."""
-    monkeypatch.setattr(app_module, "WebTransportServer", FakeServer)
-    return ServerApp(config=BASE)
+    return ServerApp(server=FakeServer(config=BASE))
 
 
 def _cert_pair(tmp_path: Path) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from framework_fakes import FakeSession
+from fakes import FakeSession
 
 from fastwt.framework import (
     MiddlewareRejected,

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytest
-from framework_fakes import FakeSession
+from fakes import FakeSession
 
 from fastwt.framework import MiddlewareManager, MiddlewareRejected
 

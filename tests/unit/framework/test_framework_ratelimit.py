@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from framework_fakes import FakeSession
+from fakes import FakeSession
 
 from fastwt.framework import MiddlewareRejected, RateLimiter, create_rate_limit_middleware
 from fastwt.framework.ratelimit import client_ip

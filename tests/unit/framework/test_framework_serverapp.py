@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from framework_fakes import FakeSession, fake_server
+from fakes import FakeSession, fake_server
 
 from fastwt.framework import MiddlewareRejected, ServerApp, create_rate_limit_middleware
 
@@ -439,3 +439,21 @@ def test_run_stops_cleanly_on_signals(app: ServerApp, backend: str, signum: int)
     ]
     assert session.close_code() == ServerApp.shutdown_error_code
     assert fake_server(app).listened == ("127.0.0.1", 0)
+
+
+async def test_an_app_takes_its_server_and_refuses_a_config_beside_it() -> None:
+    from fakes import FakeServer
+
+    from fastwt import ServerConfig
+    from fastwt.framework.app import webtransport_server_of
+
+    server = FakeServer(config={"fake": "config"})
+    app = ServerApp(server=server)
+    assert app.server is server
+    with pytest.raises(TypeError, match="config or server"):
+        ServerApp(config=ServerConfig(), server=FakeServer(config={}))
+    # What only a WebTransportServer has (workers, metrics, SIGHUP reload) says so.
+    with pytest.raises(TypeError, match="workers needs a fastwt WebTransportServer"):
+        webtransport_server_of(app, needs="workers")
+    real = ServerApp(config=ServerConfig(bind_host="127.0.0.1", bind_port=0))
+    assert webtransport_server_of(real, needs="workers") is real.server

@@ -1,24 +1,31 @@
-"""Test doubles for the framework's unit tests: a session request and a server.
+"""The test doubles of the unit tests that need no network: a session request and a
+server (the framework's unit tests and the metrics tests share them).
 
-They implement exactly the attributes the framework reads (``SessionProtocol`` and the
-part of ``WebTransportServer`` that ``ServerApp`` drives) and record every call.
+``FakeSession`` has what the framework, its middleware and ``fastwt.metrics`` read from
+a session request, records every answer in ``calls`` and tells its server's observers
+how it was answered, as ``WebTransportSession`` does (200 accepted, the status when
+rejected, 404 closed unanswered). ``FakeServer`` is a ``ServerProtocol`` for
+``ServerApp(server=...)``: ``push()`` queues a request for ``incoming_sessions()``, and
+``next_request()`` takes one directly (what a server's observers see either way).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from fastwt import metrics
 from fastwt.framework.headers import header_map
 from fastwt.framework.types import Headers
 
 
 class FakeSession:
-    """A pending session request; ``calls`` records accept/reject/close in order."""
+    """A pending session request. ``state`` is "requested", "accepted", "rejected" or
+    "closed"; ``counters`` are what ``stats()`` returns."""
 
     _next_id = 0
 
@@ -26,18 +33,27 @@ class FakeSession:
         self,
         path: str = "/",
         *,
+        session_id: int | None = None,
         headers: Headers | None = None,
         remote_address: tuple[str, int] | None = ("127.0.0.1", 50000),
     ) -> None:
-        FakeSession._next_id += 4
-        self.session_id = FakeSession._next_id
+        if session_id is None:
+            FakeSession._next_id += 4
+            session_id = FakeSession._next_id
+        self.session_id = session_id
         self.path = path
         # Kept in the form given: the framework must read every form ``Headers`` allows.
         self.headers: Headers = {} if headers is None else headers
         self.remote_address = remote_address
-        self.is_closed = False
+        self.state = "requested"
+        self.counters: dict[str, Any] = {k: 0 for k in metrics.COUNTER_KEYS} | {"rtt": 0.0}
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.observers: list[Any] = []
         self.closed = anyio.Event()
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state in ("closed", "rejected")
 
     @property
     def query(self) -> dict[str, str]:
@@ -48,24 +64,36 @@ class FakeSession:
     def origin(self) -> str | None:
         return header_map(self.headers).get("origin")
 
+    def stats(self) -> Mapping[str, Any]:
+        return dict(self.counters)
+
+    def _answered(self, status: int) -> None:
+        for observer in self.observers:
+            observer.session_answered(self, status)
+        self.observers = []
+
     async def accept(
         self, *, headers: dict[str, str] | None = None, wt_protocol: str | None = None
     ) -> None:
         self.calls.append(("accept", {"headers": headers, "wt_protocol": wt_protocol}))
+        self.state = "accepted"
+        self._answered(200)
 
     async def reject(
         self, *, headers: dict[str, str] | None = None, status_code: int = 403
     ) -> None:
         self.calls.append(("reject", {"headers": headers, "status_code": status_code}))
-        self._mark_closed()
+        self.state = "rejected"
+        self.closed.set()
+        self._answered(status_code)
 
     async def close(self, *, error_code: int = 0, reason: str | None = None) -> None:
         self.calls.append(("close", {"error_code": error_code, "reason": reason}))
-        self._mark_closed()
-
-    def _mark_closed(self) -> None:
-        self.is_closed = True
+        unanswered = self.state == "requested"
+        self.state = "closed"
         self.closed.set()
+        if unanswered:
+            self._answered(404)
 
     @property
     def call_names(self) -> list[str]:
@@ -85,14 +113,18 @@ class FakeSession:
 
 
 class FakeServer:
-    """Stands in for ``WebTransportServer``: ``push()`` queues a session request."""
+    """Stands in for ``WebTransportServer``; ``session_count`` is set by the test."""
 
-    def __init__(self, *, config: Any) -> None:
+    certificate_hash = "00" * 32
+
+    def __init__(self, *, config: Any = None) -> None:
         self.config = config
         self.local_addresses: list[tuple[str, int]] = []
         self.listened: tuple[str | None, int | None] | None = None
         self.close_count = 0
         self.entered = 0
+        self.session_count = 0
+        self.observers: list[Any] = []
         send: MemoryObjectSendStream[FakeSession]
         receive: MemoryObjectReceiveStream[FakeSession]
         send, receive = anyio.create_memory_object_stream(max_buffer_size=1000)
@@ -113,16 +145,32 @@ class FakeServer:
         assert self.listened is None, "the configuration is read by listen()"
         self.config = config
 
+    def add_observer(self, observer: Any) -> None:
+        if observer not in self.observers:
+            self.observers.append(observer)
+
     async def listen(self, *, host: str | None = None, port: int | None = None) -> None:
         self.listened = (host, port)
         self.local_addresses = [("127.0.0.1", 4433 if port is None else port)]
 
-    def push(self, session: FakeSession) -> None:
-        self._send.send_nowait(session)
+    def push(self, *sessions: FakeSession) -> None:
+        """Queue session requests, in order."""
+        for session in sessions:
+            self._send.send_nowait(session)
+
+    def _requested(self, session: FakeSession) -> FakeSession:
+        session.observers = list(self.observers)
+        for observer in self.observers:
+            observer.session_requested(session)
+        return session
+
+    async def next_request(self) -> FakeSession:
+        """The next queued request, its observers told (as ``incoming_sessions`` does)."""
+        return self._requested(await self._receive.receive())
 
     async def incoming_sessions(self) -> AsyncIterator[FakeSession]:
         async for session in self._receive:
-            yield session
+            yield self._requested(session)
 
     async def close(self) -> None:
         self.close_count += 1
