@@ -1,16 +1,21 @@
 //! Sans-IO wire details of HTTP/3 and WebTransport: draft-02 as Chrome and Firefox speak
 //! it, and the capsules and settings of drafts 07..15 (see `draft.rs` for negotiation).
 //!
-//! QPACK (header blocks) is `wtransport-proto`'s. Frames, settings, capsules and stream
-//! preambles are our own, because wtransport-proto 0.7 is wrong for a server that speaks
+//! QPACK (header blocks) and varints are `wtransport-proto`'s. Frames, settings, capsules
+//! and stream preambles are our own, because wtransport-proto 0.7 is wrong for a server that speaks
 //! every draft at once: its frame parser refuses unknown frame types (RFC 9114 9 says
 //! ignore them, and browsers send reserved "grease" types) and refuses payloads over
 //! 4 KiB, and its `Settings` keeps only the ids it knows, dropping the ones draft
 //! negotiation reads (SETTINGS_WT_MAX_SESSIONS 0x14e9cd29, SETTINGS_WT_ENABLED
-//! 0x2c7cf000, the flow-control initial limits 0x2b61..0x2b65).
+//! 0x2c7cf000, the flow-control initial limits 0x2b61..0x2b65). Its capsules are only
+//! CLOSE_WEBTRANSPORT_SESSION (not DRAIN or the drafts' flow-control capsules), and its
+//! stream-header parser fails on unknown stream types, which RFC 9114 6.2 says to ignore
+//! (stop) and go on.
 
+use wtransport_proto::bytes::{BytesReader, BytesWriter};
 use wtransport_proto::frame::Frame;
 use wtransport_proto::headers::Headers;
+use wtransport_proto::varint::VarInt;
 
 /// Unidirectional stream types.
 pub const STREAM_CONTROL: u64 = 0x00;
@@ -137,34 +142,21 @@ pub fn h3_code_to_wt(h3: u64) -> u32 {
     u32::try_from(shifted - shifted / 0x1f).unwrap_or(0)
 }
 
-/// Appends a QUIC variable-length integer. Values over 2^62-1 are clamped (callers only
-/// pass stream ids, lengths and codes, which are far below).
+/// Appends a QUIC variable-length integer (wtransport-proto's encoding). Values over
+/// 2^62-1 are clamped (callers only pass stream ids, lengths and codes, which are far
+/// below).
 pub fn put_varint(out: &mut Vec<u8>, v: u64) {
-    if v < 1 << 6 {
-        out.push(v as u8);
-    } else if v < 1 << 14 {
-        out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes());
-    } else if v < 1 << 30 {
-        out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes());
-    } else {
-        let v = v.min((1 << 62) - 1);
-        out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes());
-    }
+    let v = VarInt::try_from_u64(v).unwrap_or(VarInt::MAX);
+    // A `Vec` grows: writing into it cannot run out of buffer.
+    let _ = out.put_varint(v);
 }
 
-/// Parses a varint at the start of `buf`: `Some((value, length))`, or `None` when
-/// `buf` is too short.
+/// Parses a varint at the start of `buf` (wtransport-proto's decoding):
+/// `Some((value, length))`, or `None` when `buf` is too short.
 pub fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
-    let first = *buf.first()?;
-    let len = 1usize << (first >> 6);
-    if buf.len() < len {
-        return None;
-    }
-    let mut v = u64::from(first & 0x3f);
-    for b in &buf[1..len] {
-        v = (v << 8) | u64::from(*b);
-    }
-    Some((v, len))
+    let mut rest = buf;
+    let v = rest.get_varint()?;
+    Some((v.into_inner(), buf.len() - rest.len()))
 }
 
 /// Length in bytes of a varint's encoding (tests).
