@@ -147,19 +147,20 @@ class Transport:
 
 @final
 class ServerHandle:
+    # The `...` defaults are fastwt-core's ServerOptions::default() (SERVER_DEFAULTS).
     def __new__(
         cls,
         *,
         bind: list[tuple[str, int]],
         certfile: str | None = None,
         keyfile: str | None = None,
-        max_sessions: int = 10000,
-        pending_request_capacity: int = 1024,
-        request_timeout: float = 10.0,
+        max_sessions: int = ...,
+        pending_request_capacity: int = ...,
+        request_timeout: float = ...,
         transport: Transport | None = None,
-        max_sessions_per_ip: int | None = None,
-        max_handshakes: int = 1000,
-        retry: bool = False,
+        max_sessions_per_ip: int | None = ...,
+        max_handshakes: int = ...,
+        retry: bool = ...,
         client_auth: str = "none",
         client_ca: str | None = None,
         sockets: list[int] = ...,
@@ -167,7 +168,7 @@ class ServerHandle:
         cid_config_id: int = 0,
         worker: int | None = None,
         worker_secret: bytes | None = None,
-        max_sessions_per_connection: int = 1,
+        max_sessions_per_connection: int = ...,
         cid_key: bytes | None = None,
     ) -> ServerHandle: ...
     def local_addresses(self) -> list[tuple[str, int]]: ...

@@ -68,15 +68,7 @@ impl ClientHandle {
                 )))
             }
         };
-        let client_identity = match (certfile, keyfile) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "certfile and keyfile go together",
-                ))
-            }
-        };
+        let client_identity = fastwt_core::Identity::pem_pair(certfile, keyfile).map_err(to_py)?;
         let transport = transport.map(|t| t.options.clone()).unwrap_or_default();
         let connect_timeout = secs(connect_timeout, "connect_timeout")?;
         let opts = ClientOptions {

@@ -20,13 +20,17 @@ pub struct ServerHandle {
 }
 
 fn load_identity(certfile: Option<PathBuf>, keyfile: Option<PathBuf>) -> PyResult<Identity> {
-    match (certfile, keyfile) {
-        (Some(c), Some(k)) => Identity::load_pem(&c, &k).map_err(to_py),
-        (None, None) => Identity::development().map_err(to_py),
-        _ => Err(to_py(fastwt_core::Error::Config(
-            "certfile and keyfile must be given together (or neither, for a development certificate)".into(),
-        ))),
+    match Identity::pem_pair(certfile, keyfile).map_err(to_py)? {
+        Some((c, k)) => Identity::load_pem(&c, &k).map_err(to_py),
+        // Neither: a development certificate.
+        None => Identity::development().map_err(to_py),
     }
+}
+
+/// Core's server defaults: the handle's keyword defaults are read from them, not written
+/// out again.
+fn d() -> ServerOptions {
+    ServerOptions::default()
 }
 
 #[pymethods]
@@ -38,12 +42,13 @@ impl ServerHandle {
     /// worker of a group gets the same `worker_secret` (16+ octets). `cid_key` (16
     /// octets, needs `server_id`) encrypts them (QUIC-LB single pass).
     #[new]
-    #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=10_000,
-        pending_request_capacity=1024, request_timeout=10.0, transport=None,
-        max_sessions_per_ip=None, max_handshakes=1000, retry=false,
-        client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
-        cid_config_id=0, worker=None, worker_secret=None, max_sessions_per_connection=1,
-        cid_key=None))]
+    #[pyo3(signature = (*, bind, certfile=None, keyfile=None, max_sessions=d().max_sessions,
+        pending_request_capacity=d().pending_request_capacity,
+        request_timeout=d().request_timeout.as_secs_f64(), transport=None,
+        max_sessions_per_ip=d().max_sessions_per_ip, max_handshakes=d().max_handshakes,
+        retry=d().retry, client_auth="none", client_ca=None, sockets=Vec::new(), server_id=None,
+        cid_config_id=0, worker=None, worker_secret=None,
+        max_sessions_per_connection=d().max_sessions_per_connection, cid_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

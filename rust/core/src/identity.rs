@@ -2,7 +2,7 @@ use crate::error::{Error, Result};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A certificate chain and its private key, as the server presents them.
 #[derive(Debug)]
@@ -59,6 +59,21 @@ impl Identity {
     /// The default development identity for `localhost`, `127.0.0.1` and `::1`.
     pub fn development() -> Result<Self> {
         Self::self_signed(["localhost", "127.0.0.1", "::1"])
+    }
+
+    /// A certificate file and its key file, which go together (both or neither: `None`).
+    /// The one place this rule is written for the server's and the client's identity.
+    pub fn pem_pair(
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+    ) -> Result<Option<(PathBuf, PathBuf)>> {
+        match (certfile, keyfile) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => Err(Error::Config(
+                "certfile and keyfile go together (both or neither)".into(),
+            )),
+        }
     }
 
     /// Loads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
