@@ -64,15 +64,9 @@ impl Admission {
         })
     }
 
-    /// Admits a new connection's handshake, or says why not.
-    pub(crate) fn begin_handshake(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
-        let ip = ip.to_canonical();
-        let mut c = lock(&self.counts);
-        if c.handshakes >= self.limits.max_handshakes {
-            return Err(Refusal::Handshakes);
-        }
-        // Only sessions count against max_sessions: connections that never send CONNECT
-        // are bounded by max_handshakes (and request_timeout), not by taking session room.
+    /// Whether `max_sessions` and the address's `max_sessions_per_ip` leave room for one
+    /// more (a handshake, which may become a session, or a pooled session).
+    fn session_room(&self, c: &Counts, ip: IpAddr) -> Result<(), Refusal> {
         if c.sessions >= self.limits.max_sessions {
             return Err(Refusal::Sessions);
         }
@@ -84,6 +78,19 @@ impl Admission {
         {
             return Err(Refusal::PerIp);
         }
+        Ok(())
+    }
+
+    /// Admits a new connection's handshake, or says why not.
+    pub(crate) fn begin_handshake(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = ip.to_canonical();
+        let mut c = lock(&self.counts);
+        if c.handshakes >= self.limits.max_handshakes {
+            return Err(Refusal::Handshakes);
+        }
+        // Only sessions count against max_sessions: connections that never send CONNECT
+        // are bounded by max_handshakes (and request_timeout), not by taking session room.
+        self.session_room(&c, ip)?;
         c.handshakes += 1;
         *c.per_ip.entry(ip).or_insert(0) += 1;
         Ok(Ticket {
@@ -99,17 +106,7 @@ impl Admission {
     pub(crate) fn admit_session(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
         let ip = ip.to_canonical();
         let mut c = lock(&self.counts);
-        if c.sessions >= self.limits.max_sessions {
-            return Err(Refusal::Sessions);
-        }
-        let of_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if self
-            .limits
-            .max_sessions_per_ip
-            .is_some_and(|max| of_ip >= max)
-        {
-            return Err(Refusal::PerIp);
-        }
+        self.session_room(&c, ip)?;
         c.sessions += 1;
         *c.per_ip.entry(ip).or_insert(0) += 1;
         Ok(Ticket {
