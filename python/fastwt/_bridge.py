@@ -69,8 +69,6 @@ class Hub(Protocol):
 
     async def park(self, token: int) -> None: ...
 
-    def pending(self) -> int: ...
-
     def is_waiting(self, token: int) -> bool: ...
 
     def flush_soon(self) -> None: ...
@@ -92,10 +90,6 @@ class _HubBase:
     _waiters: dict[int, list[Any]]
     # A flush went out since the loop last waited: a reply may be on its way.
     _reply_expected: bool
-
-    def pending(self) -> int:
-        """Tasks parked now (all tokens)."""
-        return sum(len(v) for v in self._waiters.values())
 
     def is_waiting(self, token: int) -> bool:
         """Whether any task is parked on ``token``."""

@@ -58,9 +58,6 @@ class PureHub:
         """The pure handles take the hub itself where Rust handles take a Notifier."""
         return self
 
-    def pending(self) -> int:
-        return sum(len(v) for v in self._waiters.values())
-
     def is_waiting(self, token: int) -> bool:
         return bool(self._waiters.get(token))
 
