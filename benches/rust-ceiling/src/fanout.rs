@@ -176,11 +176,15 @@ async fn open_sessions(
     }
     let mut opened = Vec::with_capacity(count);
     let mut errors = 0u64;
-    for t in tasks {
-        match tokio::time::timeout_at(deadline, t).await {
+    for mut t in tasks {
+        match tokio::time::timeout_at(deadline, &mut t).await {
             Ok(Ok(Some(o))) => opened.push(o),
             Ok(_) => errors += 1,
-            Err(_) => errors += 1, // the task is dropped (detached) and its session with it
+            Err(_) => {
+                // past the budget: stop the attempt, so it loads nobody during the window
+                t.abort();
+                errors += 1;
+            }
         }
     }
     (opened, errors)

@@ -723,11 +723,17 @@ async fn run_client(args: &Args) -> AnyResult<()> {
 
 fn main() {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // `--threads 1`: one current-thread runtime (the shape of fastwt's I/O thread and of
+    // the native server); otherwise that many tokio workers (default 2, the machine's cores).
+    let threads: usize = args.get("threads", 2);
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
