@@ -50,6 +50,7 @@ GOALS: list[tuple[str, str, str, str, float, str]] = [
     ),
     ("burst", "loss", "", "<=", 0.05, "burst of 100,000 datagrams: loss <= 5%"),
     ("fanout_10k", "delivered_fraction", "", ">=", 0.995, "fan-out 10,000 x 20 Hz >= 99.5%"),
+    ("fanout_10k_rs", "delivered_fraction", "", ">=", 0.995, "fan-out 10k, Rust client >= 99.5%"),
 ]
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from report import evaluate_goals, fmt, machine_info, make_plots, ratios, summarize, write_markdown
-from workloads import CASE_BY_NAME, DEFAULT_CASES, TARGET_CASES, Case, bench_cases
+from workloads import CASE_BY_NAME, DEFAULT_CASES, RUST_CLIENT, TARGET_CASES, Case, bench_cases
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -336,8 +336,14 @@ def measure(
         if hook is not None:
             done_hook = hook(server)
         time.sleep(0.3)  # let the server settle
+        client = t.client_cmd
+        if case.name in RUST_CLIENT:
+            ok, why, binary = build_ceiling()
+            if not ok:
+                return None, f"no Rust client: {why}"
+            client = [str(binary), RUST_CLIENT[case.name]]
         cmd = [
-            *t.client_cmd,
+            *client,
             case.workload,
             "--url",
             f"https://127.0.0.1:{port}/",

@@ -96,3 +96,46 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert not problems, (problems, failed, proc.stdout[-3000:])
     # the ratio of the suite's headline numbers exists
     assert data["ratios"]["bulk"]["mb_per_s"]["fastwt/rust"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not _fastwt_importable(), reason="fastwt._core is not built")
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is needed for the Rust client")
+def test_rust_fanout_client_drives_every_server(tmp_path: Path) -> None:
+    """``fanout_10k_rs`` (quick: 300 sessions) runs the Rust fan-out client against the
+    Python server and the native one: every session opens, nearly every datagram arrives
+    (the loopback pair at 6,000/s is far from any limit), and the client reports its own
+    CPU and the kernel's drop counters."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "run.py"),
+            "--quick",
+            "--targets",
+            "fastwt,native",
+            "--workloads",
+            "fanout_10k_rs",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=570,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    runs = {r["target"]: r for r in data["raw"] if r["case"] == "fanout_10k_rs"}
+    assert set(runs) == {"fastwt", "native"}, proc.stdout[-3000:]
+    for target, rec in runs.items():
+        m = rec["metrics"]
+        assert rec["ok"], (target, rec["error"])
+        assert m["sessions"] == 300 and m["connect_errors"] == 0, (target, m)
+        assert m["ticks"] >= 20, (target, m)
+        assert m["delivered_fraction"] > 0.9, (target, m)
+        assert m["client_cpu_fraction"] > 0, (target, m)
+        assert m["quic_datagram_frames"] >= m["received"], (target, m)
+        for key in ("client_socket_drops", "server_socket_drops", "udp_rcvbuf_errors"):
+            assert key in m, (target, key)

@@ -13,10 +13,15 @@
 //! CPU time and RSS from `/proc/<--server-pid>`.
 //!
 //! `quinn-server` / `quinn-client` are the same over raw quinn streams, without HTTP/3
-//! (see `raw_quinn.rs`).
+//! (see `raw_quinn.rs`). `fanout-client` (`fanout.rs`; also `client fanout`) is the
+//! fan-out client for any server target, its sessions opened over raw quinn (`wt_raw.rs`).
 
+/// The fan-out load client for any server target (`fanout-client`).
+mod fanout;
 /// Raw quinn (no HTTP/3): the transport's own floor.
 mod raw_quinn;
+/// A WebTransport session opened by hand over raw quinn (for `fanout-client`).
+mod wt_raw;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -674,82 +679,6 @@ async fn open_many(
     (conns, errors)
 }
 
-async fn client_fanout(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
-    let sessions: usize = args.get("sessions", 1000);
-    let duration: f64 = args.get("duration", 10.0);
-    let hz: f64 = args.get("hz", 20.0);
-    let endpoint = Arc::new(client_endpoint()?);
-    let (conns, errors) = open_many(&endpoint, &with_path(url, "/fanout"), sessions, 32).await;
-    let counting = Arc::new(AtomicBool::new(false));
-    let per_tick: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
-    let mut readers = Vec::new();
-    for c in &conns {
-        let c = c.clone();
-        let counting = counting.clone();
-        let per_tick = per_tick.clone();
-        readers.push(tokio::spawn(async move {
-            while let Ok(d) = c.receive_datagram().await {
-                if counting.load(Ordering::Relaxed) && d.payload().len() >= 8 {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&d.payload()[..8]);
-                    *lock(&per_tick).entry(u64::from_le_bytes(b)).or_insert(0) += 1;
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await; // settle
-    let probe = CpuProbe::start(pid);
-    counting.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs_f64(duration)).await;
-    counting.store(false, Ordering::Relaxed);
-    let (cpu, wall) = probe.stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let counts = lock(&per_tick).clone();
-    for r in readers {
-        r.abort();
-    }
-    for c in &conns {
-        c.close(0u32.into(), b"");
-    }
-    let (k0, k1) = match (counts.keys().min(), counts.keys().max()) {
-        (Some(a), Some(b)) => (*a, *b),
-        _ => (0, 0),
-    };
-    // drop the two edge ticks, which the window may have cut
-    let (lo, hi) = (k0 + 1, k1.saturating_sub(1));
-    let ticks = if hi >= lo { hi - lo + 1 } else { 0 };
-    let received: u64 = counts
-        .iter()
-        .filter(|(k, _)| **k >= lo && **k <= hi)
-        .map(|(_, v)| *v)
-        .sum();
-    let n = conns.len() as f64;
-    let expected = n * ticks as f64;
-    emit(&[
-        ("sessions", n),
-        ("connect_errors", errors as f64),
-        ("hz", hz),
-        ("seconds", wall),
-        ("ticks", ticks as f64),
-        ("received", received as f64),
-        (
-            "delivered_fraction",
-            if expected > 0.0 {
-                received as f64 / expected
-            } else {
-                0.0
-            },
-        ),
-        ("server_cpu_s", cpu),
-        ("server_cpu_fraction", cpu / wall),
-        (
-            "server_cpu_us_per_datagram",
-            cpu * 1e6 / (received.max(1)) as f64,
-        ),
-    ]);
-    Ok(())
-}
-
 async fn client_memory(args: &Args, url: &str, pid: u32) -> AnyResult<()> {
     let sessions: usize = args.get("sessions", 1000);
     let warm: usize = 10.min(sessions / 2);
@@ -786,7 +715,7 @@ async fn run_client(args: &Args) -> AnyResult<()> {
         "datagrams" => client_datagrams(args, &url, pid).await,
         "reqresp" => client_reqresp(args, &url, pid).await,
         "sessions" => client_sessions(args, &url, pid).await,
-        "fanout" => client_fanout(args, &url, pid).await,
+        "fanout" => fanout::run(args).await,
         "memory" => client_memory(args, &url, pid).await,
         other => Err(format!("unknown workload {other:?}").into()),
     }
@@ -794,11 +723,17 @@ async fn run_client(args: &Args) -> AnyResult<()> {
 
 fn main() {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // `--threads 1`: one current-thread runtime (the shape of fastwt's I/O thread and of
+    // the native server); otherwise that many tokio workers (default 2, the machine's cores).
+    let threads: usize = args.get("threads", 2);
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
@@ -810,8 +745,11 @@ fn main() {
         Some("client") => runtime.block_on(run_client(&args)),
         Some("quinn-server") => runtime.block_on(raw_quinn::run_server(args.get("seconds", 600.0))),
         Some("quinn-client") => runtime.block_on(raw_quinn::run_client(&args)),
+        Some("fanout-client") => runtime.block_on(fanout::run(&args)),
         _ => Err(
-            "usage: wt-ceiling server|client|quinn-server|quinn-client <workload> --url URL".into(),
+            "usage: wt-ceiling server|client|quinn-server|quinn-client <workload> --url URL \
+             | fanout-client --url URL"
+                .into(),
         ),
     };
     if let Err(e) = result {

@@ -13,7 +13,7 @@
 //! WebTransport targets allow, so a workload's stream count never waits on credit, and
 //! the flow-control windows, set to fastwt-core's defaults.
 
-use super::{emit, note_error, percentile, AnyResult, CpuProbe, PAYLOAD};
+use super::{emit, note_error, percentile, udp_socket, AnyResult, CpuProbe, PAYLOAD};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,27 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 const ALPN: &[u8] = b"fastwt-bench-quinn";
+
+/// Chunks one `read_chunks` call may take (quinn's `perf` takes 32).
+const READ_CHUNKS: usize = 32;
+/// The bulk client's writes: `WRITE_BATCH` slices of `WRITE_CHUNK` bytes (8 MiB) handed
+/// to quinn in one `write_all_chunks` call, as quinn's `perf` queues megabytes at once.
+const WRITE_CHUNK: usize = 1 << 20;
+const WRITE_BATCH: usize = 8;
+
+/// A quinn endpoint on `socket` (from [`udp_socket`]: 4 MiB kernel buffers, as
+/// fastwt-core's `socket_buffer` default gives its endpoints).
+pub(crate) fn endpoint_on(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> AnyResult<quinn::Endpoint> {
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -51,7 +72,7 @@ pub async fn run_server(seconds: f64) -> AnyResult<()> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport()));
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
+    let endpoint = endpoint_on(udp_socket()?, Some(config))?;
     println!("PORT {}", endpoint.local_addr()?.port());
     println!("HASH 00");
     let accept = async {
@@ -76,16 +97,22 @@ async fn serve(conn: quinn::Connection) {
             }
         }
     });
-    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-        tokio::spawn(async move {
-            while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
-                if send.write_chunk(chunk.bytes).await.is_err() {
-                    return;
-                }
-            }
-            let _ = send.finish();
-        });
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(echo(send, recv));
     }
+}
+
+/// Echoes a stream as quinn's own `perf` tool moves data: up to [`READ_CHUNKS`] chunks
+/// taken at once (no copy) and written back in one call, so a bulk transfer is not paced
+/// by one 64 KiB chunk per wake-up.
+async fn echo(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut bufs: [bytes::Bytes; READ_CHUNKS] = std::array::from_fn(|_| bytes::Bytes::new());
+    while let Ok(Some(n)) = recv.read_chunks(&mut bufs).await {
+        if send.write_all_chunks(&mut bufs[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
 }
 
 /// Trusts any certificate: the server is on loopback and made its own.
@@ -137,24 +164,33 @@ impl rustls::client::danger::ServerCertVerifier for TrustAny {
     }
 }
 
-fn server_addr(url: &str) -> AnyResult<SocketAddr> {
+pub(crate) fn server_addr(url: &str) -> AnyResult<SocketAddr> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host_port = rest.split('/').next().unwrap_or(rest);
     Ok(host_port.parse()?)
 }
 
-async fn connect(url: &str) -> AnyResult<(quinn::Endpoint, quinn::Connection)> {
+/// A client configuration offering `alpn`, trusting any certificate (loopback), with
+/// `transport`'s settings.
+pub(crate) fn client_config(
+    alpn: &[u8],
+    transport: quinn::TransportConfig,
+) -> AnyResult<quinn::ClientConfig> {
     let provider = provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(TrustAny(provider)))
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(Arc::new(transport()));
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(config);
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+async fn connect(url: &str) -> AnyResult<(quinn::Endpoint, quinn::Connection)> {
+    let mut endpoint = endpoint_on(udp_socket()?, None)?;
+    endpoint.set_default_client_config(client_config(ALPN, transport())?);
     let conn = endpoint.connect(server_addr(url)?, "localhost")?.await?;
     Ok((endpoint, conn))
 }
@@ -275,24 +311,33 @@ async fn client_reqresp_paced(
     Ok(())
 }
 
+/// 64 MiB (`size`) up one bidirectional stream and echoed back: the writer queues 8 MiB
+/// per `write_all_chunks` call (slices of one buffer, no copy), the reader takes up to
+/// [`READ_CHUNKS`] chunks per `read_chunks` call, as quinn's `perf` moves data.
 async fn client_bulk(size: u64, url: &str, pid: u32) -> AnyResult<()> {
     let (_endpoint, conn) = connect(url).await?;
     let probe = CpuProbe::start(pid);
     let (mut send, mut recv) = conn.open_bi().await?;
     let writer = tokio::spawn(async move {
-        let block = bytes::Bytes::from(vec![0x5Au8; 64 * 1024]);
+        let block = bytes::Bytes::from(vec![0x5Au8; WRITE_CHUNK]);
         let mut left = size;
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
         while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            send.write_chunk(block.slice(..n)).await?;
-            left -= n as u64;
+            batch.clear();
+            while left > 0 && batch.len() < WRITE_BATCH {
+                let n = left.min(WRITE_CHUNK as u64) as usize;
+                batch.push(block.slice(..n));
+                left -= n as u64;
+            }
+            send.write_all_chunks(&mut batch).await?;
         }
         send.finish()?;
         AnyResult::Ok(())
     });
+    let mut bufs: [bytes::Bytes; READ_CHUNKS] = std::array::from_fn(|_| bytes::Bytes::new());
     let mut got = 0u64;
-    while let Some(chunk) = recv.read_chunk(64 * 1024, true).await? {
-        got += chunk.bytes.len() as u64;
+    while let Some(n) = recv.read_chunks(&mut bufs).await? {
+        got += bufs[..n].iter().map(|b| b.len() as u64).sum::<u64>();
     }
     writer.await??;
     let (cpu, wall) = probe.stop();

@@ -19,6 +19,9 @@ from fastwt import ClientConfig, WebTransportClient
 from . import workloads
 
 CHUNK = workloads.CHUNK
+BULK_READ_MAX = 1 << 20
+"""The most one read of the bulk reply takes (whatever has arrived, up to 1 MiB); the
+writes stay the workload's 64 KiB chunks."""
 
 __all__ = ["FastwtAdapter", "main"]
 
@@ -73,7 +76,7 @@ class FastwtAdapter:
         wt = asyncio.create_task(writer())
         got = 0
         while True:
-            chunk = await stream.read(max_size=CHUNK)
+            chunk = await stream.read(max_size=BULK_READ_MAX)
             if not chunk:
                 break
             got += len(chunk)
