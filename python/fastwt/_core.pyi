@@ -4,7 +4,7 @@ The contract is in docs/bridge.md: ``poll_*`` methods and ``Op.poll`` return a r
 when one is ready, else ``None`` after registering ``token`` with ``notifier``.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, final
 
 __all__ = [
@@ -116,8 +116,8 @@ class Transport:
         stream_receive_window: int = 4194304,
         receive_window: int = 16777216,
         send_window: int = 16777216,
-        datagram_queue_capacity: int = 4096,
-        datagram_queue_bytes: int = 1048576,
+        datagram_queue_capacity: int | None = None,
+        datagram_queue_bytes: int = 8388608,
         congestion_control: str = "cubic",
         wt_max_data: int = 16777216,
         wt_max_streams_bidi: int = 100,
@@ -224,8 +224,14 @@ class SessionHandle:
     def poll_datagrams(
         self, max_count: int, notifier: Notifier, token: int
     ) -> list[bytes] | None: ...
-    def send_datagram(self, data: bytes | bytearray | memoryview) -> None: ...
-    def send_datagrams(self, data: Iterable[bytes | bytearray | memoryview]) -> int: ...
+    def send_datagram(self, data: bytes | bytearray | memoryview, wait: bool = True) -> Op | None:
+        """``None`` when queued at once, else an ``Op`` queuing it once quinn's send buffer
+        has room (``wait=False``: never an ``Op``, quinn drops its oldest instead)."""
+    def send_datagrams(
+        self, data: Iterator[bytes | bytearray | memoryview], wait: bool = True
+    ) -> tuple[int, Op | None]:
+        """Sends from ``data`` until it ends, ``(queued, None)``, or until one must wait,
+        ``(queued, op)`` with that one in ``op`` (``data`` resumes after it)."""
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes: ...
     def stats(self) -> dict[str, int | float]: ...
 

@@ -25,6 +25,8 @@ _CONGESTION = ("cubic", "bbr", "newreno")
 # here), flow-control windows QUIC varints (send_window a u64), and durations must be
 # representable (quinn's idle timeout and deadline arithmetic): at most 2**32 s.
 _USIZE = 2**64 - 1
+# The default bound of a session's received-datagram queue (see ServerConfig).
+DATAGRAM_QUEUE_BYTES = 8 * 1024 * 1024
 _VARINT = 2**62 - 1
 _MAX_SECONDS = float(2**32)
 
@@ -69,7 +71,8 @@ def _check_common(cfg: ServerConfig | ClientConfig) -> None:
     for name in ("stream_receive_window", "receive_window"):
         _int(cfg, name, 1, _VARINT, "positive (at most 2**62 - 1)")
     _int(cfg, "send_window", 1, _USIZE, "positive (at most 2**64 - 1)")
-    _int(cfg, "datagram_queue_size", 1, _USIZE, "at least 1")
+    if cfg.datagram_queue_size is not None:
+        _int(cfg, "datagram_queue_size", 1, _USIZE, "at least 1 (or None: no cap)")
     _int(cfg, "datagram_queue_bytes", 1, _USIZE, "at least 1")
     _int(cfg, "max_concurrent_bidi_streams", 1, 2**31, "in 1..2**31")
     _int(cfg, "max_concurrent_uni_streams", 1, 2**31, "in 1..2**31")
@@ -162,11 +165,15 @@ class ServerConfig:
     max_datagram_size: int = 65535
     """Upper bound on datagram payloads accepted by ``send_datagram`` (the path MTU
     usually limits them to about 1,200 bytes)."""
-    datagram_queue_size: int = 4096
-    """Received datagrams buffered per session before the oldest is dropped (counted)."""
-    datagram_queue_bytes: int = 1024 * 1024
-    """Bytes of received datagram payload buffered per session before the oldest is
-    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
+    datagram_queue_size: int | None = None
+    """An optional cap on the received datagrams buffered per session, on top of
+    ``datagram_queue_bytes`` (default None: no cap)."""
+    datagram_queue_bytes: int = DATAGRAM_QUEUE_BYTES
+    """Bytes of received datagrams buffered per session for the application before the
+    oldest is dropped (counted in ``session.stats()["datagrams_dropped"]``): each counts
+    its payload plus 48 bytes of bookkeeping, so the default 8 MiB holds about 75,000
+    datagrams of 64 bytes (a burst the handler catches up with) or 7,000 of 1,200. This
+    is memory a session may hold while its handler falls behind."""
     max_concurrent_bidi_streams: int = 100
     """Streams the peer may have open at once (more wait for credit). quinn keeps state
     per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""
@@ -279,8 +286,10 @@ class ClientConfig:
     user_agent: str | None = "fastwt"
     max_idle_timeout: float | None = 30.0
     keep_alive_interval: float | None = None
-    datagram_queue_size: int = 4096
-    datagram_queue_bytes: int = 1024 * 1024
+    datagram_queue_size: int | None = None
+    """As :attr:`ServerConfig.datagram_queue_size`."""
+    datagram_queue_bytes: int = DATAGRAM_QUEUE_BYTES
+    """As :attr:`ServerConfig.datagram_queue_bytes`."""
     max_concurrent_bidi_streams: int = 100
     max_concurrent_uni_streams: int = 100
     stream_receive_window: int = 4 * 1024 * 1024

@@ -118,7 +118,8 @@ class Handlers:
             payload = struct.pack("<Q", tick) + pad
             for s in list(self.fanout):
                 try:
-                    await s.send_datagram(data=payload)
+                    # A tick never waits for one slow session (fan-out semantics).
+                    await s.send_datagram(data=payload, wait=False)
                 except Exception:
                     self.fanout.discard(s)
 

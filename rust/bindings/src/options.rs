@@ -36,7 +36,7 @@ impl Transport {
     #[pyo3(signature = (*, max_idle_timeout=Some(30.0), keep_alive_interval=None,
         max_concurrent_bidi_streams=100, max_concurrent_uni_streams=100,
         stream_receive_window=4194304, receive_window=16777216, send_window=16777216,
-        datagram_queue_capacity=4096, datagram_queue_bytes=1048576, congestion_control="cubic",
+        datagram_queue_capacity=None, datagram_queue_bytes=8388608, congestion_control="cubic",
         wt_max_data=16777216, wt_max_streams_bidi=100, wt_max_streams_uni=100))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -47,7 +47,7 @@ impl Transport {
         stream_receive_window: u64,
         receive_window: u64,
         send_window: u64,
-        datagram_queue_capacity: usize,
+        datagram_queue_capacity: Option<usize>,
         datagram_queue_bytes: usize,
         congestion_control: &str,
         wt_max_data: u64,
@@ -72,7 +72,8 @@ impl Transport {
             stream_receive_window,
             receive_window,
             send_window,
-            datagram_queue_capacity,
+            // No cap on the count by default: the byte bound rules.
+            datagram_queue_capacity: datagram_queue_capacity.unwrap_or(usize::MAX),
             datagram_queue_bytes,
             congestion_control,
             wt_max_data,

@@ -67,6 +67,13 @@ pub struct SessionStats {
     pub rtt: Duration,
     /// Packets quinn considers lost.
     pub lost_packets: u64,
+    /// DATAGRAM frames quinn put into packets on the connection (all its sessions):
+    /// `datagrams_sent` minus this, minus those still queued, is what quinn's full send
+    /// buffer dropped.
+    pub datagram_frames_sent: u64,
+    /// DATAGRAM frames that arrived on the connection (all its sessions): above
+    /// `datagrams_received` when quinn's own receive buffer dropped some.
+    pub datagram_frames_received: u64,
 }
 
 /// The HTTP request that opened the session (server side) or the response that
@@ -198,7 +205,7 @@ impl Session {
             datagrams: ReadyQueue::with_byte_limit(
                 transport.datagram_queue_capacity,
                 transport.datagram_queue_bytes,
-                Bytes::len,
+                crate::queue::datagram_weight,
                 Overflow::DropOldest,
             ),
             credit: StreamCredit::new(
@@ -910,8 +917,54 @@ impl Session {
     }
 
     /// Sends a datagram without waiting. When quinn's send buffer is full the oldest
-    /// queued datagram is dropped (datagrams are unreliable by design).
+    /// queued datagram is dropped (datagrams are unreliable by design): for senders that
+    /// must never wait, such as a fan-out tick over many sessions.
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        let frame = self.datagram_frame(payload)?;
+        match self.0.conn.send_datagram(frame) {
+            Ok(()) => {
+                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(self.datagram_error(e, payload.len())),
+        }
+    }
+
+    /// Sends a datagram, waiting for room in quinn's send buffer instead of dropping
+    /// older queued datagrams: `Ready` when it was queued at once (no future is made),
+    /// else a future that queues it once quinn has sent enough (a sender faster than
+    /// the path is slowed to the path's pace, and nothing it sent is dropped on this
+    /// side). Dropping the future before it is done leaves the datagram unsent.
+    pub fn send_datagram_wait(&self, payload: &[u8]) -> Result<Opened<()>> {
+        let frame = self.datagram_frame(payload)?;
+        // One poll with a no-op waker: quinn queues the datagram if it fits (atomically
+        // with the room check, under its lock) or hands it back as blocked.
+        let try_now = std::pin::pin!(self.0.conn.send_datagram_wait(frame.clone()));
+        let polled = try_now.poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(Ok(())) => {
+                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(Opened::Ready(()))
+            }
+            Poll::Ready(Err(e)) => Err(self.datagram_error(e, payload.len())),
+            Poll::Pending => {
+                let session = self.clone();
+                let len = payload.len();
+                Ok(Opened::Pending(Box::pin(async move {
+                    match session.0.conn.send_datagram_wait(frame).await {
+                        Ok(()) => {
+                            session.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(e) => Err(session.datagram_error(e, len)),
+                    }
+                })))
+            }
+        }
+    }
+
+    /// `payload` behind the session's datagram header, checked against what can be sent.
+    fn datagram_frame(&self, payload: &[u8]) -> Result<Bytes> {
         self.ensure_open()?;
         let max = self.max_datagram_size().ok_or_else(|| {
             Error::DatagramUnsupported("the peer does not accept datagrams".into())
@@ -925,17 +978,17 @@ impl Session {
         let mut buf = BytesMut::with_capacity(self.0.datagram_header.len() + payload.len());
         buf.extend_from_slice(&self.0.datagram_header);
         buf.extend_from_slice(payload);
-        match self.0.conn.send_datagram(buf.freeze()) {
-            Ok(()) => {
-                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(quinn::SendDatagramError::TooLarge) => Err(Error::DatagramTooLarge {
-                size: payload.len(),
+        Ok(buf.freeze())
+    }
+
+    fn datagram_error(&self, e: quinn::SendDatagramError, size: usize) -> Error {
+        match e {
+            quinn::SendDatagramError::TooLarge => Error::DatagramTooLarge {
+                size,
                 max: self.max_datagram_size().unwrap_or(0),
-            }),
-            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
-            Err(e) => Err(Error::DatagramUnsupported(e.to_string())),
+            },
+            quinn::SendDatagramError::ConnectionLost(e) => self.lost(e),
+            e => Error::DatagramUnsupported(e.to_string()),
         }
     }
 
@@ -974,6 +1027,8 @@ impl Session {
             bytes_received: q.udp_rx.bytes,
             rtt: self.0.conn.rtt(),
             lost_packets: q.path.lost_packets,
+            datagram_frames_sent: q.frame_tx.datagram,
+            datagram_frames_received: q.frame_rx.datagram,
         }
     }
 }
