@@ -222,6 +222,28 @@ CASES: list[Any] = [
         slack=60.0,
     ),
     _fanout("fanout_10k", 10_000, 300, 240.0),
+    # issue 14: the round-trip variant, through the relay adding 5 ms each way
+    Case(
+        "reqresp_c32_rtt",
+        "reqresp",
+        "64-byte request/response, concurrency 32, through a relay adding 5 ms each way",
+        {"duration": 5, "concurrency": 32},
+        {"duration": 1.5, "concurrency": 32},
+        _cases.REQUEST_METRICS + _STUCK,
+        slack=60.0,
+        relay_ms=5.0,
+    ),
+    Case(
+        "paced_8_rtt",
+        "reqresp_paced",
+        "64-byte requests, 8 sessions, 800/s in all (open loop), through a relay adding "
+        "5 ms each way",
+        {"duration": 6, "rate": 800, "paced-sessions": 8},
+        {"duration": 1.5, "rate": 800, "paced-sessions": 8},
+        _cases.REQUEST_METRICS,
+        slack=60.0,
+        relay_ms=5.0,
+    ),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 DEFAULT_CASES = [c.name for c in CASES if c.name != "bulk8"]
@@ -235,7 +257,16 @@ TARGET_CASES: dict[str, list[str]] = {
     "rust": [*_CLASSIC, "fanout_10k"],
     "fastwt-rc": [*_CLASSIC, "fanout_10k"],
     # raw quinn (no HTTP/3, benches/rust-ceiling/src/raw_quinn.rs): streams only
-    "quinn": ["bulk", "bulk8", "reqresp_c1", "reqresp_c32", "paced_8", "paced_1000"],
+    "quinn": [
+        "bulk",
+        "bulk8",
+        "reqresp_c1",
+        "reqresp_c32",
+        "paced_8",
+        "paced_1000",
+        "reqresp_c32_rtt",
+        "paced_8_rtt",
+    ],
 }
 
 # issue 4's goals: (case, metric, against, op, value, label)
@@ -343,6 +374,15 @@ def build_ceiling() -> tuple[bool, str, Path]:
     return _cargo_build(
         "the raw-Rust ceiling (cargo build --release -j 2)", [], CEILING_DIR, "wt-ceiling"
     )
+
+
+def relay_binary() -> tuple[bool, str, Path]:
+    """The UDP relay of the round-trip cases (``relay``, built with the ceiling's crate)."""
+    ok, why, ceiling = build_ceiling()
+    relay = ceiling.parent / "relay"
+    if ok and not relay.exists():
+        return False, f"{relay} was not built", relay
+    return ok, why, relay
 
 
 @functools.cache
@@ -527,7 +567,10 @@ def measure(
     budget = float(params.get("duration", 0)) + case.slack
     server, port, cert_hash = start_server(t, budget + 30, logf)
     done_hook: Callable[[], None] | None = None
+    relay: subprocess.Popen[str] | None = None
     try:
+        if case.relay_ms:
+            relay, port = start_relay(port, case.relay_ms, budget + 30, logf)
         if hook is not None:
             done_hook = hook(server)
         time.sleep(0.3)  # let the server settle
@@ -568,7 +611,32 @@ def measure(
     finally:
         if done_hook is not None:
             done_hook()
+        if relay is not None:
+            stop_process(relay)
         stop_process(server)
+
+
+def start_relay(
+    port: int, delay_ms: float, lifetime: float, logf: Any
+) -> tuple[subprocess.Popen[str], int]:
+    """Starts the UDP relay in front of the server on ``port``: (process, relay port).
+    It runs in its own process (Rust threads, not the Python cores' work), so the
+    server's CPU does not include it."""
+    ok, why, binary = relay_binary()
+    if not ok:
+        raise RuntimeError(f"no relay: {why}")
+    cmd = [
+        str(binary),
+        "--upstream",
+        f"127.0.0.1:{port}",
+        "--delay-ms",
+        str(delay_ms),
+        "--seconds",
+        str(int(lifetime)),
+    ]
+    logf.write(f"$ {' '.join(cmd)}\n")
+    relay, relay_port, _ = _cases.start_server(cmd, log=logf, needs_hash=False)
+    return relay, relay_port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -841,6 +909,10 @@ def main(argv: list[str] | None = None) -> int:
         state = f"ok {t.version}" if t.available else f"NOT AVAILABLE: {t.reason}"
         log(f"[setup] {t.name:10s} {state}")
     active = [t for t in targets.values() if t.available]
+    if any(CASE_BY_NAME[c].relay_ms for c in case_names):
+        # Built now, not inside the first measurement (where the server would wait).
+        relay_ok, relay_why, _ = relay_binary()
+        log(f"[setup] relay      {'ok' if relay_ok else 'NOT AVAILABLE: ' + relay_why}")
 
     plan = [
         (run, CASE_BY_NAME[c], t)

@@ -49,9 +49,16 @@ async fn echo_streams(session: Session) {
     }
 }
 
+/// Echoes every datagram, waiting for room in the send buffer when it is full (as the
+/// Python servers' `await send_datagram()` does), so the echo drops nothing itself.
 async fn echo_datagrams(session: Session) {
     while let Ok(d) = std::future::poll_fn(|cx| session.datagrams().poll_pop(cx)).await {
-        if session.send_datagram(&d).is_err() {
+        let sent = match session.send_datagram_wait(&d) {
+            Ok(fastwt_core::Opened::Ready(())) => Ok(()),
+            Ok(fastwt_core::Opened::Pending(wait)) => wait.await,
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
             break;
         }
     }
