@@ -217,6 +217,7 @@ CASES: list[Any] = [
         (
             ("loss", "loss (round trip)", False),
             ("sent_per_s", "sent/s", True),
+            ("received_per_s", "echoed/s (first send to last echo)", True),
             ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
         ),
         slack=60.0,

@@ -5,7 +5,7 @@ bytes, not at 4,096 entries. Real QUIC on loopback; counts only, no timing."""
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -42,8 +42,17 @@ class Counter:
         )
 
     async def wait_for(self, count: int) -> None:
-        while len(self.received) < count:
-            await anyio.sleep(0.02)
+        await until(lambda: len(self.received), count)
+
+
+async def until(current: Callable[[], float], target: float) -> None:
+    """Waits until ``current()`` reaches ``target`` or stops growing for a second (then
+    the caller's assertion says what is missing, instead of a test timeout)."""
+    idle = 0
+    while current() < target and idle < 50:
+        before = current()
+        await anyio.sleep(0.02)
+        idle = idle + 1 if current() == before else 0
 
 
 @asynccontextmanager
@@ -140,8 +149,7 @@ async def test_a_burst_waits_in_the_receive_queue_until_the_handler_reads() -> N
                 await anyio.sleep(0.01)
             server_session = counter.session
             # Every datagram reached the server's session, and none was read yet.
-            while server_session.stats()["datagrams_received"] < total:
-                await anyio.sleep(0.02)
+            await until(lambda: server_session.stats()["datagrams_received"], total)
             assert server_session.stats()["datagrams_dropped"] == 0
             counter.reading.set()
             await counter.wait_for(total)
@@ -164,8 +172,7 @@ async def test_the_byte_bound_holds_empty_datagrams_too() -> None:
             while counter.session is None:
                 await anyio.sleep(0.01)
             server_session = counter.session
-            while server_session.stats()["datagrams_received"] < total:
-                await anyio.sleep(0.02)
+            await until(lambda: server_session.stats()["datagrams_received"], total)
             counter.reading.set()
             await counter.wait_for(100)
             await anyio.sleep(0.2)  # nothing more is queued
@@ -186,8 +193,7 @@ async def test_an_entry_cap_still_applies_when_configured() -> None:
             while counter.session is None:
                 await anyio.sleep(0.01)
             server_session = counter.session
-            while server_session.stats()["datagrams_received"] < total:
-                await anyio.sleep(0.02)
+            await until(lambda: server_session.stats()["datagrams_received"], total)
             counter.reading.set()
             await counter.wait_for(50)
             await anyio.sleep(0.2)
