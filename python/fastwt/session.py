@@ -296,11 +296,12 @@ class WebTransportSession:
         buffer has room (no trip through the event loop). When it is full (the sender
         is faster than the path or the peer), the await waits for room: a sender that
         awaits every call is slowed to the path's pace and never loses datagrams on its
-        own side. A cancelled await leaves its datagram unsent. ``wait=False`` never
-        waits: with a full buffer the oldest queued datagram is dropped to make room
-        (fresh data wins; for fan-out loops where a slow peer must not hold up the
-        others; rooms' ``broadcast`` does this in Rust). Datagrams stay unreliable
-        either way: the path and the peer's receive queue may still drop them."""
+        own side. Cancelling the await abandons its datagram (it goes out only if room
+        came before the wait was dropped). ``wait=False`` never waits: with a full
+        buffer the oldest queued datagram is dropped to make room (fresh data wins; for
+        fan-out loops where a slow peer must not hold up the others; rooms'
+        ``broadcast`` does this in Rust). Datagrams stay unreliable either way: the
+        path and the peer's receive queue may still drop them."""
         pending = self._handle.send_datagram(data, wait)
         if pending is not None:
             await _bridge.run_op(self._hub, pending)
