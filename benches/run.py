@@ -148,6 +148,15 @@ def build_ceiling() -> tuple[bool, str, Path]:
     )
 
 
+def relay_binary() -> tuple[bool, str, Path]:
+    """The UDP relay of the round-trip cases (``relay``, built with the ceiling's crate)."""
+    ok, why, ceiling = build_ceiling()
+    relay = ceiling.parent / "relay"
+    if ok and not relay.exists():
+        return False, f"{relay} was not built", relay
+    return ok, why, relay
+
+
 @functools.cache
 def build_native() -> tuple[bool, str, Path]:
     """fastwt-core's bench server (rust/core/examples/bench_server.rs), release build."""
@@ -332,7 +341,10 @@ def measure(
     budget = float(params.get("duration", 0)) + case.slack
     server, port, cert_hash = start_server(t, budget + 30, logf)
     done_hook: Callable[[], None] | None = None
+    relay: subprocess.Popen[str] | None = None
     try:
+        if case.relay_ms:
+            relay, port = start_relay(port, case.relay_ms, budget + 30, logf)
         if hook is not None:
             done_hook = hook(server)
         time.sleep(0.3)  # let the server settle
@@ -379,7 +391,32 @@ def measure(
     finally:
         if done_hook is not None:
             done_hook()
+        if relay is not None:
+            stop_process(relay)
         stop_process(server)
+
+
+def start_relay(
+    port: int, delay_ms: float, lifetime: float, logf: Any
+) -> tuple[subprocess.Popen[str], int]:
+    """Starts the UDP relay in front of the server on ``port``: (process, relay port).
+    It runs in its own process (Rust threads, not the Python cores' work), so the
+    server's CPU does not include it."""
+    ok, why, binary = relay_binary()
+    if not ok:
+        raise RuntimeError(f"no relay: {why}")
+    cmd = [
+        str(binary),
+        "--upstream",
+        f"127.0.0.1:{port}",
+        "--delay-ms",
+        str(delay_ms),
+        "--seconds",
+        str(int(lifetime)),
+    ]
+    logf.write(f"$ {' '.join(cmd)}\n")
+    relay, relay_port, _ = bench_cases.start_server(cmd, log=logf, needs_hash=False)
+    return relay, relay_port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         state = f"ok {t.version}" if t.available else f"NOT AVAILABLE: {t.reason}"
         log(f"[setup] {t.name:10s} {state}")
     active = [t for t in targets.values() if t.available]
+    if any(CASE_BY_NAME[c].relay_ms for c in case_names):
+        # Built now, not inside the first measurement (where the server would wait).
+        relay_ok, relay_why, _ = relay_binary()
+        log(f"[setup] relay      {'ok' if relay_ok else 'NOT AVAILABLE: ' + relay_why}")
 
     plan = [
         (run, CASE_BY_NAME[c], t)

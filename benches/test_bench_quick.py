@@ -37,6 +37,9 @@ EXPECTED_ISSUE14 = [
     ("paced_dg_10k", "delivered_fraction", ("fastwt",)),
     ("paced_dg_100k", "server_cpu_us_per_datagram", ("fastwt",)),
     ("burst", "sent_per_s", ("fastwt",)),
+    ("burst", "received_per_s", ("fastwt",)),
+    ("reqresp_c32_rtt", "req_per_s", ("fastwt", "quinn")),
+    ("paced_8_rtt", "server_cpu_us_per_request", ("fastwt", "quinn")),
     ("fanout_10k", "delivered_fraction", ("fastwt", "rust")),
     ("reqresp_c32", "req_per_s", ("quinn",)),
     ("bulk", "mb_per_s", ("quinn",)),
@@ -92,6 +95,11 @@ def test_bench_quick(tmp_path: Path) -> None:
     for target in ("fastwt", "quinn"):
         rate = data["summary"]["paced_8"]["req_per_s"][target]["median"]
         assert rate > 700, (target, rate)
+    # the relay is in the path: no request of the round-trip cases beats its 2 x 5 ms
+    for case in ("reqresp_c32_rtt", "paced_8_rtt"):
+        for target in ("fastwt", "quinn"):
+            p50 = data["summary"][case]["p50_ms"][target]["median"]
+            assert p50 >= 10.0, (case, target, p50)
     failed = [r for r in data["raw"] if not r["ok"]]
     assert not problems, (problems, failed, proc.stdout[-3000:])
     # the ratio of the suite's headline numbers exists

@@ -159,11 +159,34 @@ CASES: list[Any] = [
         (
             ("loss", "loss (round trip)", False),
             ("sent_per_s", "sent/s", True),
+            ("received_per_s", "echoed/s (first send to last echo)", True),
             ("server_cpu_us_per_datagram", "server CPU-us per datagram", False),
         ),
         slack=60.0,
     ),
     _fanout("fanout_10k", 10_000, 300, 240.0),
+    # issue 14: the round-trip variant, through the relay adding 5 ms each way
+    Case(
+        "reqresp_c32_rtt",
+        "reqresp",
+        "64-byte request/response, concurrency 32, through a relay adding 5 ms each way",
+        {"duration": 5, "concurrency": 32},
+        {"duration": 1.5, "concurrency": 32},
+        bench_cases.REQUEST_METRICS + _STUCK,
+        slack=60.0,
+        relay_ms=5.0,
+    ),
+    Case(
+        "paced_8_rtt",
+        "reqresp_paced",
+        "64-byte requests, 8 sessions, 800/s in all (open loop), through a relay adding "
+        "5 ms each way",
+        {"duration": 6, "rate": 800, "paced-sessions": 8},
+        {"duration": 1.5, "rate": 800, "paced-sessions": 8},
+        bench_cases.REQUEST_METRICS,
+        slack=60.0,
+        relay_ms=5.0,
+    ),
     # fanout_10k driven by the Rust fan-out client for every server target (RUST_CLIENT)
     Case(
         "fanout_10k_rs",
@@ -195,5 +218,14 @@ TARGET_CASES: dict[str, list[str]] = {
     "rust": [*_CLASSIC, "fanout_10k"],
     "fastwt-rc": [*_CLASSIC, "fanout_10k"],
     # raw quinn (no HTTP/3, benches/rust-ceiling/src/raw_quinn.rs): streams only
-    "quinn": ["bulk", "bulk8", "reqresp_c1", "reqresp_c32", "paced_8", "paced_1000"],
+    "quinn": [
+        "bulk",
+        "bulk8",
+        "reqresp_c1",
+        "reqresp_c32",
+        "paced_8",
+        "paced_1000",
+        "reqresp_c32_rtt",
+        "paced_8_rtt",
+    ],
 }

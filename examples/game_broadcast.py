@@ -191,7 +191,10 @@ class Game:
         packets = self.packets()
         for player in list(self.players.values()):
             try:
-                self.datagrams_sent += await player.session.send_datagrams(data=packets)
+                # wait=False: a player whose connection is backed up must not hold up
+                # the tick for everyone (its oldest queued state is dropped instead;
+                # the next tick carries the newer state anyway).
+                self.datagrams_sent += await player.session.send_datagrams(data=packets, wait=False)
             except WebTransportError as exc:  # the session is closing: its handler cleans up
                 logger.debug("player %d: state not sent: %r", player.id, exc)
 

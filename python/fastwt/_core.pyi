@@ -4,7 +4,7 @@ The contract is in docs/bridge.md: ``poll_*`` methods and ``Op.poll`` return a r
 when one is ready, else ``None`` after registering ``token`` with ``notifier``.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, final
 
 from ._types import ClientDefaults, CoreErrorCodes, ServerDefaults
@@ -137,7 +137,7 @@ class Transport:
         stream_receive_window: int = ...,
         receive_window: int = ...,
         send_window: int = ...,
-        datagram_queue_capacity: int = ...,
+        datagram_queue_capacity: int | None = ...,
         datagram_queue_bytes: int = ...,
         congestion_control: str = ...,
         wt_max_data: int = ...,
@@ -247,8 +247,14 @@ class SessionHandle:
     def poll_datagrams(
         self, max_count: int, notifier: Notifier, token: int
     ) -> list[bytes] | None: ...
-    def send_datagram(self, data: bytes | bytearray | memoryview) -> None: ...
-    def send_datagrams(self, data: Iterable[bytes | bytearray | memoryview]) -> int: ...
+    def send_datagram(self, data: bytes | bytearray | memoryview, wait: bool = True) -> Op | None:
+        """``None`` when queued at once, else an ``Op`` queuing it once quinn's send buffer
+        has room (``wait=False``: never an ``Op``, quinn drops its oldest instead)."""
+    def send_datagrams(
+        self, data: Iterator[bytes | bytearray | memoryview], wait: bool = True
+    ) -> tuple[int, Op | None]:
+        """Sends from ``data`` until it ends, ``(queued, None)``, or until one must wait,
+        ``(queued, op)`` with that one in ``op`` (``data`` resumes after it)."""
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes: ...
     def stats(self) -> dict[str, int | float]: ...
 

@@ -38,7 +38,7 @@ class TransportDefaults(TypedDict):
     stream_receive_window: int
     receive_window: int
     send_window: int
-    datagram_queue_size: int
+    datagram_queue_size: int | None
     datagram_queue_bytes: int
     congestion_control_algorithm: str
     wt_max_data: int

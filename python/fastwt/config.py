@@ -79,7 +79,8 @@ def _check_common(cfg: ServerConfig | ClientConfig) -> None:
     for name in ("stream_receive_window", "receive_window"):
         _int(cfg, name, 1, _VARINT, "positive (at most 2**62 - 1)")
     _int(cfg, "send_window", 1, _USIZE, "positive (at most 2**64 - 1)")
-    _int(cfg, "datagram_queue_size", 1, _USIZE, "at least 1")
+    if cfg.datagram_queue_size is not None:
+        _int(cfg, "datagram_queue_size", 1, _USIZE, "at least 1 (or None: no cap)")
     _int(cfg, "datagram_queue_bytes", 1, _USIZE, "at least 1")
     _int(cfg, "max_concurrent_bidi_streams", 1, 2**31, "in 1..2**31")
     _int(cfg, "max_concurrent_uni_streams", 1, 2**31, "in 1..2**31")
@@ -172,11 +173,15 @@ class _QuicOptions:
     """Seconds without any packet after which a connection is closed (None: never)."""
     keep_alive_interval: float | None = _QUIC["keep_alive_interval"]
     """Seconds between keep-alive pings (None: off)."""
-    datagram_queue_size: int = _QUIC["datagram_queue_size"]
-    """Received datagrams buffered per session before the oldest is dropped (counted)."""
+    datagram_queue_size: int | None = _QUIC["datagram_queue_size"]
+    """An optional cap on the received datagrams buffered per session, on top of
+    ``datagram_queue_bytes`` (default None: no cap)."""
     datagram_queue_bytes: int = _QUIC["datagram_queue_bytes"]
-    """Bytes of received datagram payload buffered per session before the oldest is
-    dropped (counted); whichever of this and ``datagram_queue_size`` is reached first."""
+    """Bytes of received datagrams buffered per session for the application before the
+    oldest is dropped (counted in ``session.stats()["datagrams_dropped"]``): each counts
+    its payload plus 48 bytes of bookkeeping, so the default 8 MiB holds about 75,000
+    datagrams of 64 bytes (a burst the handler catches up with) or 7,000 of 1,200. This
+    is memory a session may hold while its handler falls behind."""
     max_concurrent_bidi_streams: int = _QUIC["max_concurrent_bidi_streams"]
     """Streams the peer may have open at once (more wait for credit). quinn keeps state
     per allowed stream: 1,024 costs ~130 KiB per session, 100 ~14 KiB."""

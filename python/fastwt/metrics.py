@@ -78,8 +78,9 @@ class SessionStats:
     """One session's counters, or a sum of several sessions' (then ``rtt`` is None).
 
     ``datagrams_dropped`` counts received datagrams discarded because the application
-    did not read them fast enough (the queue held ``datagram_queue_size``), plus
-    outgoing ones dropped when the send buffer was full.
+    did not read them fast enough (the queue held ``datagram_queue_bytes``). Awaited
+    sends wait for room rather than drop; ``wait=False`` sends that quinn dropped are
+    ``datagrams_sent`` minus ``session.stats()["datagram_frames_sent"]``.
     """
 
     datagrams_sent: int = 0
@@ -280,7 +281,7 @@ def _server_of(target: ServerApp | WebTransportServer) -> WebTransportServer:
 _COUNTER_HELP = {
     "datagrams_sent": "Datagrams sent on WebTransport sessions.",
     "datagrams_received": "Datagrams received on WebTransport sessions.",
-    "datagrams_dropped": "Datagrams dropped (receive queue full, or send buffer full).",
+    "datagrams_dropped": "Datagrams dropped (receive queue full).",
     "bytes_sent": "Bytes sent on the sessions' QUIC connections.",
     "bytes_received": "Bytes received on the sessions' QUIC connections.",
     "lost_packets": "QUIC packets declared lost.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -291,15 +291,38 @@ class WebTransportSession:
                 return
 
     # --- datagrams ---------------------------------------------------------------
-    async def send_datagram(self, *, data: Buffer) -> None:
-        """Sends one datagram without waiting. Raises :class:`DatagramError` when it is
-        larger than :attr:`max_datagram_size`. If quinn's send buffer is full, the oldest
-        queued datagram is dropped (datagrams are unreliable)."""
-        self._handle.send_datagram(data)
+    async def send_datagram(self, *, data: Buffer, wait: bool = True) -> None:
+        """Sends one datagram. Raises :class:`DatagramError` when it is larger than
+        :attr:`max_datagram_size`.
 
-    async def send_datagrams(self, *, data: Sequence[Buffer]) -> int:
-        """Sends many datagrams in one call to Rust; returns how many were sent."""
-        return self._handle.send_datagrams(data)
+        Returns as soon as the datagram is queued for sending, at once while the send
+        buffer has room (no trip through the event loop). When it is full (the sender
+        is faster than the path or the peer), the await waits for room: a sender that
+        awaits every call is slowed to the path's pace and never loses datagrams on its
+        own side. Cancelling the await abandons its datagram (it goes out only if room
+        came before the wait was dropped). ``wait=False`` never waits: with a full
+        buffer the oldest queued datagram is dropped to make room (fresh data wins; for
+        fan-out loops where a slow peer must not hold up the others; rooms'
+        ``broadcast`` does this in Rust). Datagrams stay unreliable either way: the
+        path and the peer's receive queue may still drop them."""
+        pending = self._handle.send_datagram(data, wait)
+        if pending is not None:
+            await _bridge.run_op(self._hub, pending)
+
+    async def send_datagrams(self, *, data: Iterable[Buffer], wait: bool = True) -> int:
+        """Sends many datagrams with one call to Rust per run that fits in the send
+        buffer; returns how many were sent. Waits for room like :meth:`send_datagram`
+        (``wait=False``: never waits, the oldest queued are dropped instead). An error
+        stops the batch: what came before it was sent."""
+        items = iter(data)
+        total = 0
+        while True:
+            sent, pending = self._handle.send_datagrams(items, wait)
+            total += sent
+            if pending is None:
+                return total
+            await _bridge.run_op(self._hub, pending)
+            total += 1
 
     async def read_datagram(self) -> bytes:
         """The next received datagram; raises when the session closes."""
@@ -329,7 +352,12 @@ class WebTransportSession:
         return self._handle.export_keying_material(label.encode(), bytes(context), length)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: datagrams sent/received/dropped, bytes, rtt (s), lost packets."""
+        """Counters: ``datagrams_sent`` (queued for sending), ``datagrams_received``,
+        ``datagrams_dropped`` (by the receive queue, see ``datagram_queue_bytes``),
+        ``bytes_sent``/``bytes_received`` (UDP), ``rtt`` (s), ``lost_packets``, and on
+        the Rust backend ``datagram_frames_sent``/``datagram_frames_received`` (DATAGRAM
+        frames that left / arrived on the connection: what ``wait=False`` sends
+        dropped, or quinn's receive buffer, shows as a difference)."""
         return dict(self._handle.stats())
 
     async def diagnose(self) -> dict[str, Any]:

@@ -62,6 +62,9 @@ logger = logging.getLogger("fastwt.pure")
 # Bytes handed to aioquic and not yet sent (estimated) at which writers wait: the Rust
 # backend's per-stream buffer is 1 MiB too.
 WRITE_BUFFER = 1024 * 1024
+# What a queued received datagram counts against ``datagram_queue_bytes`` beyond its
+# payload (the Rust core's DATAGRAM_ENTRY_OVERHEAD: the same bound on both backends).
+DATAGRAM_ENTRY_OVERHEAD = 48
 # What a packet carries besides its frames' payload (short header with an 8-byte
 # connection id, packet number, AEAD tag), for the unsent-bytes estimate.
 _PACKET_OVERHEAD = 30
@@ -277,6 +280,8 @@ class SessionState:
         self.datagrams: deque[bytes] = deque()
         self.datagram_bytes = 0
         self.datagrams_dropped = 0
+        # Sends with wait=False refused while the connection's send buffer was full.
+        self.datagrams_send_dropped = 0
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.bi_waiters = Waiters()
@@ -312,13 +317,13 @@ class SessionState:
         self.datagrams_received += 1
         queue = self.datagrams
         queue.append(payload)
-        self.datagram_bytes += len(payload)
+        self.datagram_bytes += len(payload) + DATAGRAM_ENTRY_OVERHEAD
         limits = self.conn.limits
         while len(queue) > 1 and (
             len(queue) > limits.datagram_queue_size
             or self.datagram_bytes > limits.datagram_queue_bytes
         ):
-            self.datagram_bytes -= len(queue.popleft())
+            self.datagram_bytes -= len(queue.popleft()) + DATAGRAM_ENTRY_OVERHEAD
             self.datagrams_dropped += 1
         self.datagram_waiters.wake()
 

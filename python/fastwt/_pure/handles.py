@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from .._core import REJECTION_STATUS
 from ..errors import ConfigurationError, DatagramError, SessionError, StreamError
 from . import wire
-from .engine import WRITE_BUFFER, SessionState, StreamState, Waiters
+from .engine import DATAGRAM_ENTRY_OVERHEAD, WRITE_BUFFER, SessionState, StreamState, Waiters
 from .hub import PureHub
 
-__all__ = ["PureOp", "RecvStreamHandle", "SendStreamHandle", "SessionHandle"]
+__all__ = ["PendingDatagram", "PureOp", "RecvStreamHandle", "SendStreamHandle", "SessionHandle"]
 
 logger = logging.getLogger("fastwt.pure")
 
@@ -57,6 +57,28 @@ class PureOp:
         if self._error is not None:
             raise self._error
         return True if self._result is None else self._result
+
+
+class PendingDatagram:
+    """A datagram waiting for room in the connection's send buffer, polled like the
+    Rust ``Op`` of a waiting ``send_datagram``: ``True`` once it is queued, ``None``
+    (token registered) while the buffer is full; raises when the session closed."""
+
+    __slots__ = ("_handle", "_payload")
+
+    def __init__(self, handle: SessionHandle, payload: bytes) -> None:
+        self._handle = handle
+        self._payload = payload
+
+    def poll(self, notifier: PureHub, token: int) -> bool | None:
+        handle = self._handle
+        conn = handle._s.conn
+        handle._s.ensure_open()
+        if conn.unsent() >= WRITE_BUFFER:
+            conn.write_waiters.add(notifier, token)
+            return None
+        handle._queue_datagram(self._payload)
+        return True
 
 
 class SendStreamHandle:
@@ -425,7 +447,7 @@ class SessionHandle:
         s = self._s
         if s.datagrams:
             d = s.datagrams.popleft()
-            s.datagram_bytes -= len(d)
+            s.datagram_bytes -= len(d) + DATAGRAM_ENTRY_OVERHEAD
             return d
         if s.close is not None:
             raise s.closed_error()
@@ -438,18 +460,19 @@ class SessionHandle:
         if queue:
             n = min(max(max_count, 1), len(queue))
             out = [queue.popleft() for _ in range(n)]
-            s.datagram_bytes -= sum(map(len, out))
+            s.datagram_bytes -= sum(map(len, out)) + n * DATAGRAM_ENTRY_OVERHEAD
             return out
         if s.close is not None:
             raise s.closed_error()
         s.datagram_waiters.add(notifier, token)
         return None
 
-    def send_datagram(self, data: Buffer) -> None:
+    def _checked_datagram(self, data: Buffer) -> bytes:
+        """``data`` as bytes, after the checks every send makes (session open, the peer
+        takes datagrams, the size fits)."""
         s = self._s
         s.ensure_open()
-        conn = s.conn
-        limit = conn.max_datagram_payload(s)
+        limit = s.conn.max_datagram_payload(s)
         if limit is None:
             raise DatagramError(
                 "datagrams are not supported on this session: the peer does not accept datagrams"
@@ -460,15 +483,39 @@ class SessionHandle:
             err.max_size = limit
             err.size = size
             raise err
-        conn.send_datagram(s, bytes(data))
+        return bytes(data)
+
+    def _queue_datagram(self, payload: bytes) -> None:
+        s = self._s
+        s.conn.send_datagram(s, payload)
         s.datagrams_sent += 1
 
-    def send_datagrams(self, data: Iterable[Buffer]) -> int:
+    def send_datagram(self, data: Buffer, wait: bool = True) -> PendingDatagram | None:
+        """``None`` when the datagram was queued at once. While more than
+        ``WRITE_BUFFER`` bytes (streams and datagrams) wait in aioquic, the datagram waits
+        in the returned ``PendingDatagram`` (``wait``), or is dropped (``wait=False``:
+        unlike quinn, which drops its oldest queued datagram, aioquic's queue cannot be
+        trimmed from outside, so the new one goes, counted in ``stats()``'s
+        ``datagrams_send_dropped``)."""
+        payload = self._checked_datagram(data)
+        if self._s.conn.unsent() < WRITE_BUFFER:
+            self._queue_datagram(payload)
+            return None
+        if wait:
+            return PendingDatagram(self, payload)
+        self._s.datagrams_send_dropped += 1
+        return None
+
+    def send_datagrams(
+        self, data: Iterator[Buffer], wait: bool = True
+    ) -> tuple[int, PendingDatagram | None]:
         sent = 0
         for item in data:
-            self.send_datagram(item)
+            pending = self.send_datagram(item, wait)
+            if pending is not None:
+                return sent, pending
             sent += 1
-        return sent
+        return sent, None
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         raise SessionError(
@@ -483,6 +530,7 @@ class SessionHandle:
             "datagrams_sent": s.datagrams_sent,
             "datagrams_received": s.datagrams_received,
             "datagrams_dropped": s.datagrams_dropped,
+            "datagrams_send_dropped": s.datagrams_send_dropped,
             "bytes_sent": conn.udp_bytes_sent,
             "bytes_received": conn.udp_bytes_received,
             "rtt": conn.sample_rtt(),

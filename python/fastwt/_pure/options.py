@@ -6,6 +6,7 @@ silently ignored."""
 from __future__ import annotations
 
 import ssl
+import sys
 from typing import TYPE_CHECKING, Any
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -79,7 +80,9 @@ def check_supported(cfg: ServerConfig | ClientConfig) -> None:
 
 def limits_of(cfg: ServerConfig | ClientConfig) -> Limits:
     return Limits(
-        datagram_queue_size=cfg.datagram_queue_size,
+        datagram_queue_size=sys.maxsize
+        if cfg.datagram_queue_size is None
+        else cfg.datagram_queue_size,
         datagram_queue_bytes=cfg.datagram_queue_bytes,
         keep_alive_interval=cfg.keep_alive_interval,
         max_datagram_size=getattr(cfg, "max_datagram_size", 65535),

@@ -49,6 +49,9 @@ class Case:
     metrics: Metrics
     slack: float = 30.0
     """Seconds a client may take on top of the measured duration."""
+    relay_ms: float = 0.0
+    """One-way delay added by a user-space UDP relay between client and server (the
+    suite's ``relay`` binary, benches/rust-ceiling/src/bin/relay.rs); 0: direct."""
 
     def params(self, quick: bool, duration: float | None = None) -> dict[str, float]:
         """The parameters of this run; ``duration`` replaces the case's own, if any."""

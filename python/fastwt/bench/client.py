@@ -35,6 +35,11 @@ class FastwtAdapter:
             headers=headers,
             connect_timeout=10.0,
             backend=backend,
+            # The instrument must not be what drops: in ``burst`` this one thread sends
+            # as fast as the awaits return and reads the echoes only in between, so up
+            # to the whole burst (100,000 datagrams, ~11 MB counted) waits in its queue.
+            # Servers run with their defaults (8 MiB).
+            datagram_queue_bytes=64 * 1024 * 1024,
         )
         self.client = WebTransportClient(config=config)
 

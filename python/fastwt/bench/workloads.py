@@ -599,6 +599,7 @@ async def wl_burst(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
     session = await connect_retry(a, with_path(args.url, "/echo"))
     received = [0]
     seen: set[int] = set()
+    last_at = [0.0]
 
     def sink(batch: list[bytes]) -> None:
         for d in batch:
@@ -607,6 +608,7 @@ async def wl_burst(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
                 if n not in seen:
                     seen.add(n)
                     received[0] += 1
+        last_at[0] = time.perf_counter()
 
     task = a.receive_datagrams(session, sink)
     pad = bytes(PAYLOAD - 8)
@@ -631,6 +633,8 @@ async def wl_burst(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
         "loss": 1.0 - received[0] / max(count, 1),
         "send_seconds": send_wall,
         "sent_per_s": count / max(send_wall, 1e-9),
+        # The echoes' rate, from the first send to the last echo that came back.
+        "received_per_s": received[0] / max(last_at[0] - probe.t0, 1e-9),
         "server_cpu_s": cpu,
         "server_cpu_us_per_datagram": cpu * 1e6 / max(received[0], 1),
     }

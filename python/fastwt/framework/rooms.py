@@ -24,6 +24,7 @@ from fastwt import _core
 from fastwt._types import Buffer
 from fastwt.errors import ConfigurationError
 from fastwt.framework.types import SessionProtocol
+from fastwt.session import WebTransportSession
 
 if TYPE_CHECKING:
     from fastwt.framework.cluster import RedisBus
@@ -237,7 +238,11 @@ class Room:
             if session.is_closed:
                 continue
             try:
-                if kind == DATAGRAM:
+                if kind == DATAGRAM and isinstance(session, WebTransportSession):
+                    # Never waits, as the Rust fan-out: a slow member must not hold up
+                    # the others (the pure backend drops this datagram instead).
+                    await session.send_datagram(data=data, wait=False)
+                elif kind == DATAGRAM:
                     await session.send_datagram(data=data)
                 else:
                     stream = await session.create_unidirectional_stream()

@@ -3,7 +3,7 @@
 //! one place each is written (rust/core/src/config.rs, h3.rs) instead of copying them.
 //! The names are the Python config's field names.
 
-use crate::options::seconds;
+use crate::options::{entry_cap, seconds};
 use fastwt_core::codes as h3;
 use fastwt_core::{
     ClientOptions, CongestionControl, ServerOptions, TransportOptions, DEFAULT_CONNECT_TIMEOUT,
@@ -48,7 +48,7 @@ fn transport<'py>(py: Python<'py>, t: &TransportOptions) -> PyResult<Bound<'py, 
     d.set_item("stream_receive_window", t.stream_receive_window)?;
     d.set_item("receive_window", t.receive_window)?;
     d.set_item("send_window", t.send_window)?;
-    d.set_item("datagram_queue_size", t.datagram_queue_capacity)?;
+    d.set_item("datagram_queue_size", entry_cap(t.datagram_queue_capacity))?;
     d.set_item("datagram_queue_bytes", t.datagram_queue_bytes)?;
     d.set_item(
         "congestion_control_algorithm",

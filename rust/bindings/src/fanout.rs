@@ -44,8 +44,9 @@ fn sessions_of(handles: &Bound<'_, PyAny>) -> PyResult<Vec<Session>> {
 /// it (the GIL is released for rooms of 1,000 sessions or more). Sessions that are
 /// closed, do not accept datagrams, or whose limit is below
 /// `len(data)` are skipped (never raises for them): a broadcast is at most once.
-/// Like `send_datagram`, it never waits (quinn drops its oldest queued datagram when
-/// a connection's buffer is full).
+/// It never waits, unlike an awaited `send_datagram` (a slow member must not stall a
+/// tick): it uses the core's non-waiting send, so quinn drops a member's oldest queued
+/// datagram when that connection's buffer is full.
 #[pyfunction]
 pub fn broadcast_datagram(
     py: Python<'_>,

@@ -41,6 +41,12 @@ pub struct Transport {
     pub(crate) options: TransportOptions,
 }
 
+/// The datagram queue's entry cap as Python sees it: `None` for none (core's
+/// `usize::MAX`).
+pub(crate) fn entry_cap(capacity: usize) -> Option<usize> {
+    (capacity != usize::MAX).then_some(capacity)
+}
+
 #[pymethods]
 impl Transport {
     /// Every option left out takes the core's default (`TransportOptions::default()`,
@@ -51,7 +57,7 @@ impl Transport {
         max_concurrent_bidi_streams=d().max_concurrent_bidi_streams,
         max_concurrent_uni_streams=d().max_concurrent_uni_streams,
         stream_receive_window=d().stream_receive_window, receive_window=d().receive_window,
-        send_window=d().send_window, datagram_queue_capacity=d().datagram_queue_capacity,
+        send_window=d().send_window, datagram_queue_capacity=entry_cap(d().datagram_queue_capacity),
         datagram_queue_bytes=d().datagram_queue_bytes,
         congestion_control=congestion_name(d().congestion_control),
         wt_max_data=d().wt_max_data, wt_max_streams_bidi=d().wt_max_streams_bidi,
@@ -65,7 +71,7 @@ impl Transport {
         stream_receive_window: u64,
         receive_window: u64,
         send_window: u64,
-        datagram_queue_capacity: usize,
+        datagram_queue_capacity: Option<usize>,
         datagram_queue_bytes: usize,
         congestion_control: &str,
         wt_max_data: u64,
@@ -86,7 +92,8 @@ impl Transport {
             stream_receive_window,
             receive_window,
             send_window,
-            datagram_queue_capacity,
+            // No cap on the count by default: the byte bound rules.
+            datagram_queue_capacity: datagram_queue_capacity.unwrap_or(usize::MAX),
             datagram_queue_bytes,
             congestion_control,
             wt_max_data,

@@ -4,7 +4,7 @@ use crate::op::{value_to_py, Op, OpValue};
 use crate::runtime;
 use crate::stream::{RecvStreamHandle, SendStreamHandle};
 use crate::sync::lock;
-use fastwt_core::{ConnectWrite, Session, SessionPhase, Spawner, StreamTask};
+use fastwt_core::{ConnectWrite, SendDatagram, Session, SessionPhase, Spawner, StreamTask};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -43,7 +43,8 @@ fn open_deferred<T>(
 }
 
 /// One session. Hot calls (`poll_datagrams`, `send_datagram`) take no loop hop when the
-/// result is ready, and never block.
+/// result is ready, and never block (a datagram send that must wait for room returns an
+/// `Op` to await).
 #[pyclass(module = "fastwt._core", frozen)]
 pub struct SessionHandle {
     session: Session,
@@ -56,6 +57,18 @@ impl SessionHandle {
     /// The core session, for calls that work on many handles at once (`fanout`).
     pub(crate) fn core(&self) -> &Session {
         &self.session
+    }
+
+    /// One datagram, waiting for room (`wait`) or dropping quinn's oldest queued:
+    /// `None` when it was queued at once, else the send still waiting for room.
+    fn send_one(&self, payload: &[u8], wait: bool) -> fastwt_core::Result<Option<SendDatagram>> {
+        if !wait {
+            return self.session.send_datagram(payload).map(|()| None);
+        }
+        match self.session.send_datagram_wait(payload).ready() {
+            Ok(queued) => queued.map(|()| None),
+            Err(waiting) => Ok(Some(waiting)),
+        }
     }
 
     pub fn new(session: Session) -> Self {
@@ -368,21 +381,43 @@ impl SessionHandle {
         Ok(Some(list))
     }
 
-    /// Sends one datagram now (never waits; the oldest queued is dropped if quinn's
-    /// buffer is full). Raises `DatagramError` when too large.
-    fn send_datagram(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        with_buffer(data, |b| self.session.send_datagram(b))?.map_err(to_py)
+    /// Sends one datagram: `None` when quinn queued it at once, else an `Op` that
+    /// queues it once quinn's send buffer has room (awaiting it is the back-pressure:
+    /// older queued datagrams are never dropped for it; dropping the `Op` unsent leaves
+    /// the datagram unsent). With `wait=False` never an `Op`: a full buffer drops its
+    /// oldest datagram instead. Raises `DatagramError` when too large.
+    #[pyo3(signature = (data, wait=true))]
+    fn send_datagram(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        wait: bool,
+    ) -> PyResult<Option<Py<Op>>> {
+        let opened = with_buffer(data, |b| self.send_one(b, wait))?.map_err(to_py)?;
+        pending_send(py, opened)
     }
 
-    /// Sends many datagrams in one call; stops at the first error.
-    fn send_datagrams(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// Sends datagrams taken from the iterator `data` until it is exhausted or one has
+    /// to wait for room: `(queued, None)` when all went at once, `(queued, op)` when
+    /// the next one waits in `op` (the iterator resumes after it). Stops at the first
+    /// error, raising it.
+    #[pyo3(signature = (data, wait=true))]
+    fn send_datagrams(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        wait: bool,
+    ) -> PyResult<(usize, Option<Py<Op>>)> {
         let mut sent = 0;
         for item in data.try_iter()? {
             let item = item?;
-            with_buffer(&item, |b| self.session.send_datagram(b))?.map_err(to_py)?;
+            let opened = with_buffer(&item, |b| self.send_one(b, wait))?.map_err(to_py)?;
+            if let Some(op) = pending_send(py, opened)? {
+                return Ok((sent, Some(op)));
+            }
             sent += 1;
         }
-        Ok(sent)
+        Ok((sent, None))
     }
 
     fn export_keying_material<'py>(
@@ -399,7 +434,8 @@ impl SessionHandle {
         Ok(PyBytes::new(py, &v))
     }
 
-    /// Counters: datagrams sent/received/dropped, bytes, RTT (seconds), lost packets.
+    /// Counters: datagrams sent/received/dropped, bytes, RTT (seconds), lost packets,
+    /// DATAGRAM frames sent and received on the connection.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.session.stats();
         let d = PyDict::new(py);
@@ -410,7 +446,20 @@ impl SessionHandle {
         d.set_item("bytes_received", s.bytes_received)?;
         d.set_item("rtt", s.rtt.as_secs_f64())?;
         d.set_item("lost_packets", s.lost_packets)?;
+        d.set_item("datagram_frames_sent", s.datagram_frames_sent)?;
+        d.set_item("datagram_frames_received", s.datagram_frames_received)?;
         Ok(d)
+    }
+}
+
+/// `None` for a datagram queued at once, else the `Op` that waits for room to queue it.
+fn pending_send(py: Python<'_>, waiting: Option<SendDatagram>) -> PyResult<Option<Py<Op>>> {
+    match waiting {
+        None => Ok(None),
+        Some(send) => Ok(Some(Py::new(
+            py,
+            Op::spawn(async move { send.await.map(|()| OpValue::Unit) })?,
+        )?)),
     }
 }
 

@@ -47,9 +47,11 @@ async fn echo_streams(session: Session) {
     }
 }
 
+/// Echoes every datagram, waiting for room in the send buffer when it is full (as the
+/// Python servers' `await send_datagram()` does), so the echo drops nothing itself.
 async fn echo_datagrams(session: Session) {
     while let Ok(d) = session.read_datagram().await {
-        if session.send_datagram(&d).is_err() {
+        if session.send_datagram_wait(&d).await.is_err() {
             break;
         }
     }

@@ -39,13 +39,16 @@ pub struct TransportOptions {
     pub datagram_send_buffer: usize,
     /// Bytes of datagrams quinn buffers on receipt (default 1 MiB).
     pub datagram_receive_buffer: usize,
-    /// Datagrams the session queues for the application before dropping the oldest
-    /// (default 4096). Drops are counted in the session's stats.
+    /// An optional cap on the datagrams the session queues for the application, on top
+    /// of `datagram_queue_bytes` (default `usize::MAX`: no cap, the byte bound rules).
     pub datagram_queue_capacity: usize,
-    /// Bytes of datagram payload the session queues for the application before dropping
-    /// the oldest (default 1 MiB): with `datagram_queue_capacity`, whichever bound is
-    /// reached first. Each queued datagram is its own allocation (never a slice pinning
-    /// a whole receive buffer), so the bound is real memory.
+    /// Bytes of received datagrams the session queues for the application before
+    /// dropping the oldest (default 8 MiB), each counted as its payload plus
+    /// [`crate::queue::DATAGRAM_ENTRY_OVERHEAD`] (its handle and allocation), so that
+    /// even empty datagrams are bounded: about 75,000 datagrams of 64 bytes, 7,000 of
+    /// 1,200. Each queued datagram is its own allocation (never a slice pinning a whole
+    /// receive buffer), so the bound is real memory. Drops are counted in the session's
+    /// stats.
     pub datagram_queue_bytes: usize,
     /// Congestion controller (default Cubic).
     pub congestion_control: CongestionControl,
@@ -89,8 +92,8 @@ impl Default for TransportOptions {
             send_window: 16 * 1024 * 1024,
             datagram_send_buffer: 1024 * 1024,
             datagram_receive_buffer: 1024 * 1024,
-            datagram_queue_capacity: 4096,
-            datagram_queue_bytes: 1024 * 1024,
+            datagram_queue_capacity: usize::MAX,
+            datagram_queue_bytes: 8 * 1024 * 1024,
             congestion_control: CongestionControl::Cubic,
             socket_buffer: 4 * 1024 * 1024,
             wt_max_data: 16 * 1024 * 1024,

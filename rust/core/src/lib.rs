@@ -92,5 +92,7 @@ pub use error::{CloseInfo, Error, Result};
 pub use flow::FlowSnapshot;
 pub use identity::Identity;
 pub use server::Server;
-pub use session::{ConnectWrite, OpenBi, OpenUni, Session, SessionPhase, SessionStats};
+pub use session::{
+    ConnectWrite, OpenBi, OpenUni, SendDatagram, Session, SessionPhase, SessionStats,
+};
 pub use stream::{RecvStream, SendStream, Spawner, StreamTask};

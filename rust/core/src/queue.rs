@@ -1,7 +1,17 @@
 use crate::error::Error;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+
+/// Bytes a queued datagram costs beyond its payload: its `Bytes` handle in the queue
+/// (32) and the allocator's header of its copy (16).
+pub const DATAGRAM_ENTRY_OVERHEAD: usize = 48;
+
+/// What a received datagram weighs against a session's `datagram_queue_bytes`.
+pub fn datagram_weight(d: &Bytes) -> usize {
+    d.len() + DATAGRAM_ENTRY_OVERHEAD
+}
 
 /// What a full queue does with one more item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -57,9 +57,29 @@ impl ConnectWrite {
     /// The result if the write finished (or failed) when the call returned, else the
     /// write itself, to be awaited (on the session's runtime).
     pub fn ready(self) -> std::result::Result<Result<()>, Self> {
-        match self.0 {
+        self.0.ready().map_err(Self)
+    }
+}
+
+impl WriteState {
+    fn ready(self) -> std::result::Result<Result<()>, Self> {
+        match self {
             WriteState::Done(result) => Ok(result.unwrap_or(Ok(()))),
-            writing @ WriteState::Writing(_) => Err(Self(writing)),
+            writing @ WriteState::Writing(_) => Err(writing),
+        }
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self {
+            WriteState::Done(result) => Poll::Ready(result.take().unwrap_or(Ok(()))),
+            WriteState::Writing(rest) => rest.as_mut().poll(cx),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            WriteState::Done(_) => "done",
+            WriteState::Writing(_) => "waiting",
         }
     }
 }
@@ -68,20 +88,42 @@ impl Future for ConnectWrite {
     type Output = Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match &mut self.0 {
-            WriteState::Done(result) => Poll::Ready(result.take().unwrap_or(Ok(()))),
-            WriteState::Writing(rest) => rest.as_mut().poll(cx),
-        }
+        self.0.poll_done(cx)
     }
 }
 
 impl std::fmt::Debug for ConnectWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.0 {
-            WriteState::Done(_) => "done",
-            WriteState::Writing(_) => "writing",
-        };
-        f.debug_tuple("ConnectWrite").field(&state).finish()
+        f.debug_tuple("ConnectWrite").field(&self.0.name()).finish()
+    }
+}
+
+/// A datagram send that waits for room in quinn's send buffer
+/// ([`Session::send_datagram_wait`]): queued when the call returned if there was room
+/// ([`Self::ready`] gives the result without polling), else queued by awaiting it once
+/// room frees up. Dropped unfinished, the datagram is not sent.
+#[must_use = "the datagram is not sent unless the future is polled"]
+pub struct SendDatagram(WriteState);
+
+impl SendDatagram {
+    /// The result if the datagram was queued (or refused) when the call returned, else
+    /// the send itself, to be awaited (on the session's runtime).
+    pub fn ready(self) -> std::result::Result<Result<()>, Self> {
+        self.0.ready().map_err(Self)
+    }
+}
+
+impl Future for SendDatagram {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.0.poll_done(cx)
+    }
+}
+
+impl std::fmt::Debug for SendDatagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SendDatagram").field(&self.0.name()).finish()
     }
 }
 
@@ -129,6 +171,13 @@ pub struct SessionStats {
     pub rtt: Duration,
     /// Packets quinn considers lost.
     pub lost_packets: u64,
+    /// DATAGRAM frames quinn put into packets on the connection (all its sessions):
+    /// `datagrams_sent` minus this, minus those still queued, is what quinn's full send
+    /// buffer dropped.
+    pub datagram_frames_sent: u64,
+    /// DATAGRAM frames that arrived on the connection (all its sessions): above
+    /// `datagrams_received` when quinn's own receive buffer dropped some.
+    pub datagram_frames_received: u64,
 }
 
 /// The HTTP request that opened the session (server side) or the response that
@@ -263,7 +312,7 @@ impl Session {
             datagrams: ReadyQueue::with_byte_limit(
                 transport.datagram_queue_capacity,
                 transport.datagram_queue_bytes,
-                Bytes::len,
+                crate::queue::datagram_weight,
                 Overflow::DropOldest,
             ),
             credit: StreamCredit::new(
@@ -919,8 +968,59 @@ impl Session {
     }
 
     /// Sends a datagram without waiting. When quinn's send buffer is full the oldest
-    /// queued datagram is dropped (datagrams are unreliable by design).
+    /// queued datagram is dropped (datagrams are unreliable by design): for senders that
+    /// must never wait, such as a fan-out tick over many sessions.
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        let frame = self.datagram_frame(payload)?;
+        match self.0.conn.send_datagram(frame) {
+            Ok(()) => {
+                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(self.datagram_error(e, payload.len())),
+        }
+    }
+
+    /// Sends a datagram, waiting for room in quinn's send buffer instead of dropping
+    /// older queued datagrams: done when it was queued at once (no future is made; see
+    /// [`SendDatagram::ready`]), else it queues it once quinn has sent enough (a sender
+    /// faster than the path is slowed to the path's pace, and nothing it sent is dropped
+    /// on this side). Dropping it before it is done leaves the datagram unsent.
+    pub fn send_datagram_wait(&self, payload: &[u8]) -> SendDatagram {
+        let frame = match self.datagram_frame(payload) {
+            Ok(frame) => frame,
+            Err(e) => return SendDatagram(WriteState::Done(Some(Err(e)))),
+        };
+        // One poll with a no-op waker: quinn queues the datagram if it fits (atomically
+        // with the room check, under its lock) or hands it back as blocked.
+        let try_now = std::pin::pin!(self.0.conn.send_datagram_wait(frame.clone()));
+        let polled = try_now.poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(Ok(())) => {
+                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                SendDatagram(WriteState::Done(Some(Ok(()))))
+            }
+            Poll::Ready(Err(e)) => SendDatagram(WriteState::Done(Some(Err(
+                self.datagram_error(e, payload.len())
+            )))),
+            Poll::Pending => {
+                let session = self.clone();
+                let len = payload.len();
+                SendDatagram(WriteState::Writing(Box::pin(async move {
+                    match session.0.conn.send_datagram_wait(frame).await {
+                        Ok(()) => {
+                            session.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(e) => Err(session.datagram_error(e, len)),
+                    }
+                })))
+            }
+        }
+    }
+
+    /// `payload` behind the session's datagram header, checked against what can be sent.
+    fn datagram_frame(&self, payload: &[u8]) -> Result<Bytes> {
         self.ensure_open()?;
         let max = self.max_datagram_size().ok_or_else(|| {
             Error::DatagramUnsupported("the peer does not accept datagrams".into())
@@ -934,17 +1034,17 @@ impl Session {
         let mut buf = BytesMut::with_capacity(self.0.datagram_header.len() + payload.len());
         buf.extend_from_slice(&self.0.datagram_header);
         buf.extend_from_slice(payload);
-        match self.0.conn.send_datagram(buf.freeze()) {
-            Ok(()) => {
-                self.0.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(quinn::SendDatagramError::TooLarge) => Err(Error::DatagramTooLarge {
-                size: payload.len(),
+        Ok(buf.freeze())
+    }
+
+    fn datagram_error(&self, e: quinn::SendDatagramError, size: usize) -> Error {
+        match e {
+            quinn::SendDatagramError::TooLarge => Error::DatagramTooLarge {
+                size,
                 max: self.max_datagram_size().unwrap_or(0),
-            }),
-            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
-            Err(e) => Err(Error::DatagramUnsupported(e.to_string())),
+            },
+            quinn::SendDatagramError::ConnectionLost(e) => self.lost(e),
+            e => Error::DatagramUnsupported(e.to_string()),
         }
     }
 
@@ -983,6 +1083,8 @@ impl Session {
             bytes_received: q.udp_rx.bytes,
             rtt: self.0.conn.rtt(),
             lost_packets: q.path.lost_packets,
+            datagram_frames_sent: q.frame_tx.datagram,
+            datagram_frames_received: q.frame_rx.datagram,
         }
     }
 }

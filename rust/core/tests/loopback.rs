@@ -355,3 +355,58 @@ async fn reply_finished_just_before_the_close_arrives_first() {
     let _ = done.send(());
     server_task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_datagram_wait_drops_nothing_when_the_sender_outruns_the_path() {
+    // 40,000 datagrams of 64 bytes are about 4 MB in quinn's 1 MiB send buffer: sent in
+    // a tight loop, the non-waiting send would drop the oldest queued ones; the waiting
+    // one queues each only when there is room, so every one leaves and arrives.
+    const TOTAL: u64 = 40_000;
+    let (server, base, hash) = server();
+    let client = client(hash);
+    let server_task = tokio::spawn(async move {
+        let session = next_request(&server).await;
+        session.accept(vec![], None).await.unwrap();
+        let mut seen = std::collections::HashSet::new();
+        while (seen.len() as u64) < TOTAL {
+            let d = session.read_datagram().await.unwrap();
+            seen.insert(u64::from_le_bytes(d[..8].try_into().unwrap()));
+        }
+        (seen.len() as u64, session.stats(), server)
+    });
+    let session = client
+        .connect(&format!("{base}/count"), vec![], None)
+        .await
+        .unwrap();
+    let max = session.max_datagram_size().unwrap();
+    assert!(matches!(
+        session.send_datagram_wait(&vec![0u8; max + 1]).ready(),
+        Ok(Err(Error::DatagramTooLarge { .. }))
+    ));
+    let mut waited = 0u64;
+    for i in 0..TOTAL {
+        let mut payload = [0u8; 64];
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        match session.send_datagram_wait(&payload).ready() {
+            Ok(queued) => queued.unwrap(),
+            Err(wait) => {
+                waited += 1;
+                wait.await.unwrap();
+            }
+        }
+    }
+    assert!(
+        waited > 0,
+        "the buffer never filled: the test proves nothing"
+    );
+    let (received, server_stats, _server) =
+        tokio::time::timeout(Duration::from_secs(60), server_task)
+            .await
+            .expect("the server did not get every datagram")
+            .unwrap();
+    assert_eq!(received, TOTAL);
+    assert_eq!(server_stats.datagrams_received, TOTAL);
+    let stats = session.stats();
+    assert_eq!(stats.datagrams_sent, TOTAL);
+    assert_eq!(stats.datagram_frames_sent, TOTAL);
+}
