@@ -49,6 +49,7 @@ CEILING_DIR = HERE / "rust-ceiling"
 ALL_TARGETS = [
     "fastwt",
     "fastwt-app",
+    "fastwt-room",
     "fastwt-rc",
     "fastwt-base",
     "pwt020",
@@ -198,14 +199,17 @@ def make_targets(
     status = read_setup_status()
     certs: tuple[Path, Path] | None = None
     for name in names:
-        if name in ("fastwt", "fastwt-app"):
-            mode = "bare" if name == "fastwt" else "app"
+        if name in ("fastwt", "fastwt-app", "fastwt-room"):
+            mode = "app" if name == "fastwt-app" else "bare"
+            room = ["--fanout-room"] if name == "fastwt-room" else []
             t = Target(
                 name,
-                "fastwt (WebTransportServer)"
-                if name == "fastwt"
-                else "fastwt ServerApp+auth+CORS+rl",
-                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", mode],
+                {
+                    "fastwt": "fastwt (WebTransportServer)",
+                    "fastwt-app": "fastwt ServerApp+auth+CORS+rl",
+                    "fastwt-room": "fastwt, fan-out as one room broadcast (Rust fan-out)",
+                }[name],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", mode, *room],
                 [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
                 AUTH_HEADERS if name == "fastwt-app" else [],
             )

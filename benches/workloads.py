@@ -214,6 +214,8 @@ _SATURATED = ["bulk", "bulk8", "datagrams", "reqresp_c1", "reqresp_c32"]
 _CLASSIC = [*_SATURATED, "sessions", "fanout", "memory"]
 TARGET_CASES: dict[str, list[str]] = {
     "fastwt-app": ["sessions"],
+    # the fan-out cases with the ticker's sends as one room broadcast (Rust fan-out)
+    "fastwt-room": ["fanout", "fanout_10k", "fanout_10k_rs"],
     # the raw-Rust clients implement the workloads of issue 4, and fan-out at any size
     "rust": [*_CLASSIC, "fanout_10k"],
     "fastwt-rc": [*_CLASSIC, "fanout_10k"],

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastwt import ServerConfig, WebTransportServer, WebTransportSession
+from fastwt.framework.rooms import Room, RoomRegistry
 
 READ_MAX = 1 << 20
 """The most an echo read takes at once: whatever the stream has buffered up to 1 MiB, so
@@ -85,8 +86,12 @@ async def serve_echo(session: WebTransportSession) -> None:
 class Handlers:
     """The three routes, shared by the bare server and the ServerApp variants."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, room: bool = False) -> None:
         self.fanout: set[WebTransportSession] = set()
+        # With ``room``, fan-out sessions join a room and each tick is one
+        # ``room.broadcast`` (the Rust fan-out: no Python code per recipient) instead of
+        # one ``send_datagram`` per session.
+        self.room: Room | None = RoomRegistry().room("fanout") if room else None
 
     async def route(self, session: WebTransportSession) -> None:
         path = session.path.split("?", 1)[0]
@@ -99,12 +104,16 @@ class Handlers:
 
     async def fan(self, session: WebTransportSession) -> None:
         self.fanout.add(session)
+        if self.room is not None:
+            await self.room.join(session)
         try:
             await session.wait_closed()
         except Exception:
             pass
         finally:
             self.fanout.discard(session)
+            if self.room is not None:
+                await self.room.leave(session)
 
     async def idle(self, session: WebTransportSession) -> None:
         with contextlib.suppress(Exception):
@@ -125,6 +134,9 @@ class Handlers:
             elif -delay > period:
                 tick = int((time.monotonic() - start) / period)
             payload = struct.pack("<Q", tick) + pad
+            if self.room is not None:
+                await self.room.broadcast(payload, datagram=True)
+                continue
             for s in list(self.fanout):
                 try:
                     # A tick never waits for one slow session (fan-out semantics).
@@ -213,10 +225,15 @@ def add_arguments(ap: Any) -> None:
     ap.add_argument("--hz", type=float, default=20.0, help="fan-out ticks per second")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="UDP port (default 0: any free one)")
+    ap.add_argument(
+        "--fanout-room",
+        action="store_true",
+        help="fan-out ticks as one room broadcast (Rust fan-out) instead of a send per session",
+    )
 
 
 async def serve(args: argparse.Namespace, backend: str) -> None:
-    h = Handlers()
+    h = Handlers(room=args.fanout_room)
     config = server_config(backend, args.host, args.port)
     if args.mode == "bare":
         await run_bare(h, args.seconds, args.hz, config)
