@@ -358,12 +358,22 @@ async fn reply_finished_just_before_the_close_arrives_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_datagram_wait_drops_nothing_when_the_sender_outruns_the_path() {
-    // 40,000 datagrams of 64 bytes are about 4 MB in quinn's 1 MiB send buffer: sent in
-    // a tight loop, the non-waiting send would drop the oldest queued ones; the waiting
-    // one queues each only when there is room, so every one leaves and arrives.
+    // 40,000 datagrams of 64 bytes are about 2.8 MB for a client send buffer of 16 KiB
+    // (quinn's default is 1 MiB: a debug build on a loaded machine did not always outrun
+    // the loopback path with that, and then the test proved nothing): sent in a tight
+    // loop, the non-waiting send would drop the oldest queued ones; the waiting one
+    // queues each only when there is room, so every one leaves and arrives.
     const TOTAL: u64 = 40_000;
     let (server, base, hash) = server();
-    let client = client(hash);
+    let client = Client::new(ClientOptions {
+        trust: TrustMode::CertificateHashes(vec![hash]),
+        transport: fastwt_core::TransportOptions {
+            datagram_send_buffer: 16 * 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
     let server_task = tokio::spawn(async move {
         let session = next_request(&server).await;
         session.accept(vec![], None).await.unwrap();
