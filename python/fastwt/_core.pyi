@@ -108,6 +108,9 @@ class Notifier:
         """Makes ``fileno()`` readable (after a ``spin_wait`` that found tokens)."""
     def flush(self) -> None:
         """Wakes the I/O side for every write deferred since the last flush."""
+    @property
+    def spinning(self) -> bool:
+        """Whether this loop's thread is in ``spin_wait`` now (diagnostics)."""
     def spin_wait(self, micros: int) -> bool:
         """Waits up to ``micros`` for a token without sleeping; True when one is ready."""
     def idle_spin(self, micros: int) -> float | None:

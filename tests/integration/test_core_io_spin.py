@@ -97,20 +97,23 @@ def test_token_queued_while_the_loop_spins_writes_no_pipe_byte() -> None:
 
     from fastwt._core import Notifier
 
-    # The token must land while this thread spins. On a loaded machine the scheduler can
-    # keep this thread out of spin_wait past the timer (CI saw it, even at 50 ms), and
-    # then the notify rightly writes a byte: such a try proves nothing either way, so it
-    # is tried again. A notify that ignored the spinner writes a byte every time.
-    for _ in range(5):
-        n = Notifier()
-        t = threading.Timer(0.05, n.notify, args=(11,))
-        t.start()
-        start = time.perf_counter()
-        assert n.spin_wait(500_000) is True
-        assert time.perf_counter() - start < 0.4
-        t.join()
-        if not _readable(n.fileno()):
-            break
+    n = Notifier()
+
+    def notify_once_spinning() -> None:
+        # The token must land while the test thread spins: wait for it to be in
+        # spin_wait (a timer alone raced with a loaded machine's scheduler in CI).
+        deadline = time.monotonic() + 5
+        while not n.spinning and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        n.notify(11)
+
+    t = threading.Thread(target=notify_once_spinning)
+    t.start()
+    start = time.perf_counter()
+    assert n.spin_wait(2_000_000) is True
+    assert time.perf_counter() - start < 1.9
+    t.join()
+    assert not n.spinning
     assert not _readable(n.fileno())
     assert n.drain(False) == [11]
 

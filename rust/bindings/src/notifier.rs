@@ -272,6 +272,13 @@ impl Notifier {
         self.wake_deferred();
     }
 
+    /// Whether this loop's thread is in `spin_wait` now: a token notified meanwhile costs
+    /// no pipe write (diagnostics, and the tests that check it).
+    #[getter]
+    fn spinning(&self) -> bool {
+        self.inner.spinning.load(Ordering::SeqCst)
+    }
+
     /// Waits up to `micros` for a token without sleeping (the GIL released, the core
     /// yielded between checks); true when one is ready. The loop calls it when it has
     /// nothing else to do and a reply is expected, instead of sleeping in its selector.
