@@ -119,29 +119,33 @@ def _check_host(host: object) -> None:
         raise ConfigurationError(f"bind_host must be IP addresses or 'localhost', got {host!r}")
 
 
+def _octets(value: bytes | str | None) -> bytes | None:
+    """An octet-string option (``server_id``, ``cid_key``) given as ``bytes`` or hex
+    text, as bytes. Raises ``ValueError`` for text that is not hex."""
+    return bytes.fromhex(value) if isinstance(value, str) else value
+
+
 def _check_server_id(value: object) -> None:
     if value is None:
         return
-    if isinstance(value, str):
-        try:
-            value = bytes.fromhex(value)
-        except ValueError:
-            raise ConfigurationError(f"server_id must be hex octets, got {value!r}") from None
-    if not isinstance(value, bytes) or not 1 <= len(value) <= 9:
-        raise ConfigurationError(f"server_id must be 1..9 octets (bytes or hex), got {value!r}")
+    try:
+        octets = _octets(value) if isinstance(value, (bytes, str)) else value
+    except ValueError:
+        raise ConfigurationError(f"server_id must be hex octets, got {value!r}") from None
+    if not isinstance(octets, bytes) or not 1 <= len(octets) <= 9:
+        raise ConfigurationError(f"server_id must be 1..9 octets (bytes or hex), got {octets!r}")
 
 
 def _check_cid_key(value: object, server_id: object) -> None:
     # The key is a secret: errors name its type and length, never its octets.
     if value is None:
         return
-    if isinstance(value, str):
-        try:
-            value = bytes.fromhex(value)
-        except ValueError:
-            raise ConfigurationError("cid_key must be 32 hex digits (16 octets)") from None
-    if not isinstance(value, bytes) or len(value) != 16:
-        got = f"{len(value)} octets" if isinstance(value, bytes) else type(value).__name__
+    try:
+        octets = _octets(value) if isinstance(value, (bytes, str)) else value
+    except ValueError:
+        raise ConfigurationError("cid_key must be 32 hex digits (16 octets)") from None
+    if not isinstance(octets, bytes) or len(octets) != 16:
+        got = f"{len(octets)} octets" if isinstance(octets, bytes) else type(octets).__name__
         raise ConfigurationError(
             f"cid_key must be 16 octets (AES-128: bytes or 32 hex digits), got {got}"
         )
@@ -154,14 +158,12 @@ def _check_cid_key(value: object, server_id: object) -> None:
 
 def cid_key_bytes(cfg: ServerConfig) -> bytes | None:
     """``cfg.cid_key`` as bytes (it may be given as hex)."""
-    value = cfg.cid_key
-    return bytes.fromhex(value) if isinstance(value, str) else value
+    return _octets(cfg.cid_key)
 
 
 def server_id_bytes(cfg: ServerConfig) -> bytes | None:
     """``cfg.server_id`` as bytes (it may be given as hex)."""
-    value = cfg.server_id
-    return bytes.fromhex(value) if isinstance(value, str) else value
+    return _octets(cfg.server_id)
 
 
 @dataclass(frozen=True, kw_only=True)
