@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import sniffio
 
-from ._core import Notifier, io_spin_us
+from ._core import LoopDriver, Notifier, io_driver_stats, io_spin_us
 
 T = TypeVar("T")
 
@@ -43,6 +43,10 @@ _tokens = itertools.count(1)
 # Microseconds the asyncio loop waits for a reply after a flush before it sleeps (the
 # I/O thread's busy-poll window; 0 turns both off).
 _SPIN_US = io_spin_us()
+
+# Whether a loop's thread may drive the I/O runtime while it waits (``FASTWT_INLINE_IO``;
+# see docs/bridge.md, "The loop drives the runtime").
+_INLINE = bool(io_driver_stats()["enabled"])
 
 
 # Seconds between the reader thread's checks that its loop is still open: a loop closed
@@ -213,26 +217,51 @@ class _AsyncioHub(_HubBase):
                 loop.add_reader(self.notifier.fileno(), self._dispatch)
             except NotImplementedError:  # asyncio's Proactor loop (Windows' default)
                 self._reader = _ReaderThread(self.notifier, loop, self._dispatch_from_reader)
-        own = _own_selectors.get(loop)
-        if own is not None:
-            # A loop of new_event_loop(): its selector was made for this hook.
-            if _SPIN_US:
-                own.bind(self._idle)
-        else:
+        selector = own = _own_selectors.get(loop)
+        if own is None:
             # The fallback for loops fastwt did not make (asyncio.run's, a framework's):
             # only asyncio's own selector loops (uvloop has no `_selector`) get their
             # selector wrapped, through asyncio's private attribute, so that the loop
-            # spins before it sleeps (see `_idle`). new_event_loop() needs none of this.
-            selector = getattr(loop, "_selector", None)
-            if _SPIN_US and isinstance(selector, selectors.BaseSelector):
-                self._spinning_selector = _SpinningSelector(selector, self._idle)
-                setattr(loop, "_selector", self._spinning_selector)  # noqa: B010 (private)
+            # drives the runtime or spins before it sleeps (see `_SpinningSelector`).
+            # new_event_loop() needs none of this.
+            inner = getattr(loop, "_selector", None)
+            if (_SPIN_US or _INLINE) and isinstance(inner, selectors.BaseSelector):
+                selector = self._spinning_selector = _SpinningSelector(inner)
+                setattr(loop, "_selector", selector)  # noqa: B010 (private)
+        # The selector whose waits drive the runtime, if any (see `_flush`).
+        self._driven_selector: _SpinningSelector | None = None
+        if selector is not None:
+            driver = self._new_driver(selector.inner) if self._reader is None else None
+            selector.bind(
+                self._idle if _SPIN_US else None,
+                driver,
+                self._dispatch_quietly,
+                self.notifier.flush,
+            )
+            if driver is not None:
+                self._driven_selector = selector
+
+    def _new_driver(self, inner: selectors.BaseSelector) -> LoopDriver | None:
+        """This loop's turn at driving the runtime, for a selector with a descriptor of
+        its own (epoll, kqueue); None when inline driving is off or impossible."""
+        if not _INLINE:
+            return None
+        try:
+            return LoopDriver(inner.fileno(), self.notifier)  # type: ignore[attr-defined]
+        except (AttributeError, OSError, ValueError):
+            return None
 
     def flush_soon(self) -> None:
         """Stream writes leave the I/O thread asleep until the loop's next turn, so that
         one wake-up carries every write of this turn (and a reply's data and FIN leave as
-        one packet)."""
-        if not self._flush_scheduled:
+        one packet). With a selector that drives the runtime, the flush is left to its
+        next ``select`` (the end of this turn, as a callback would run, without a turn of
+        its own), which flushes from inside the drive when it drives."""
+        selector = self._driven_selector
+        if selector is not None:
+            self._reply_expected = True
+            selector.flush_at_select()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop().call_soon(self._flush)
 
@@ -249,6 +278,10 @@ class _AsyncioHub(_HubBase):
         if spent is None:
             self._dispatch(read_pipe=False)
         return spent
+
+    def _dispatch_quietly(self) -> None:
+        """Dispatches tokens that came without a pipe byte (during a drive)."""
+        self._dispatch(read_pipe=False)
 
     def _dispatch(self, read_pipe: bool = True) -> None:
         waiters = self._waiters
@@ -295,18 +328,21 @@ class _AsyncioHub(_HubBase):
         if self._reader is None and not loop.is_closed():
             loop.remove_reader(self.notifier.fileno())
         own = _own_selectors.get(loop)
+        self._driven_selector = None
         if own is not None:
             own.bind(None)
         wrapper = self._spinning_selector
         if wrapper is not None:
+            wrapper.bind(None)
             inner = wrapper.inner
             if getattr(loop, "_selector", None) is wrapper:
                 setattr(loop, "_selector", inner)  # noqa: B010 (asyncio's private)
 
 
 class _SpinningSelector(selectors.BaseSelector):
-    """An asyncio loop's selector, unchanged except that a wait that would sleep first
-    gives the hub its chance to spin for a reply."""
+    """An asyncio loop's selector, unchanged except where a wait would sleep: there the
+    loop's thread drives the I/O runtime itself while the runtime is free for it (see
+    ``LoopDriver``), or else first gives the hub its chance to spin for a reply."""
 
     def __init__(
         self,
@@ -315,20 +351,80 @@ class _SpinningSelector(selectors.BaseSelector):
     ):
         self.inner = inner
         self._idle = idle
+        self._driver: LoopDriver | None = None
+        self._dispatch: Callable[[], None] | None = None
+        self._flush: Callable[[], None] | None = None
+        # The hub's flush was left to this selector's next wait (`defer_flush`).
+        self._flush_pending = False
 
-    def bind(self, idle: Callable[[float | None], float | None] | None) -> None:
-        """The hub's hook (``None``: none, the selector then only waits)."""
+    def bind(
+        self,
+        idle: Callable[[float | None], float | None] | None,
+        driver: LoopDriver | None = None,
+        dispatch: Callable[[], None] | None = None,
+        flush: Callable[[], None] | None = None,
+    ) -> None:
+        """The hub's hooks (``None``: none, the selector then only waits): ``idle`` spins
+        for a reply, ``driver`` drives the runtime, ``dispatch`` takes the tokens a
+        drive found, ``flush`` hands the loop's deferred writes to the runtime."""
+        if self._flush_pending and self._flush is not None:
+            self._flush()
+        self._flush_pending = False
         self._idle = idle
+        self._dispatch = dispatch
+        self._flush = flush
+        old, self._driver = self._driver, driver
+        if old is not None and old is not driver:
+            old.close()
+
+    def flush_at_select(self) -> None:
+        """The hub's writes of this turn are flushed at the next ``select``: from inside
+        the drive when it drives (the writes' tasks are then woken without a system call
+        each), else before it waits."""
+        self._flush_pending = True
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        driver = self._driver
+        waits = timeout is None or timeout > 0
+        if driver is not None and waits and driver.available:
+            events = self.inner.select(0)
+            tokens = None if events else driver.drive(timeout)
+            if tokens is not None:
+                self._flush_pending = False  # the drive flushed first
+                if not tokens:
+                    return self.inner.select(0)
+                # Woken by its own tokens: other ready I/O is seen at the next select,
+                # which does not wait (the tokens' tasks are ready to run).
+                if self._dispatch is not None:
+                    self._dispatch()
+                return []
+            if events:
+                self._flush_now()
+                return events
+        self._flush_now()
+        if not waits:
+            return self.inner.select(timeout)
         idle = self._idle
-        if idle is not None and (timeout is None or timeout > 0):
+        if idle is not None:
             spent = idle(timeout)
             if spent is None:
                 timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
             elif timeout is not None:
                 timeout = max(0.0, timeout - spent)
-        return self.inner.select(timeout)
+        if driver is None or timeout == 0:
+            return self.inner.select(timeout)
+        driver.wait_begin()
+        try:
+            return self.inner.select(timeout)
+        finally:
+            driver.wait_end()
+
+    def _flush_now(self) -> None:
+        """The hub's deferred flush, where no drive came to do it."""
+        if self._flush_pending:
+            self._flush_pending = False
+            if self._flush is not None:
+                self._flush()
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)
@@ -340,6 +436,7 @@ class _SpinningSelector(selectors.BaseSelector):
         return self.inner.modify(fileobj, events, data)
 
     def close(self) -> None:
+        self.bind(None)
         self.inner.close()
 
     def get_key(self, fileobj: Any) -> selectors.SelectorKey:

@@ -17,6 +17,7 @@ __all__ = [
     "REJECTION_STATUS",
     "SERVER_DEFAULTS",
     "ClientHandle",
+    "LoopDriver",
     "Notifier",
     "Op",
     "RecvStreamHandle",
@@ -30,6 +31,7 @@ __all__ = [
     "decode_cid",
     "dropped_log_records",
     "generate_dev_certificate",
+    "io_driver_stats",
     "io_spin_us",
     "io_threads",
     "next_log_records",
@@ -88,6 +90,10 @@ def io_spin_us() -> int:
     """Microseconds the I/O thread polls after activity before sleeping
     (env ``FASTWT_IO_SPIN_US``; 0: it does not spin)."""
 
+def io_driver_stats() -> dict[str, Any]:
+    """Who drives the I/O runtime: ``enabled`` (``FASTWT_INLINE_IO``), ``driver``
+    ("loop", "io" or "free"), ``loop_drives``, ``takeovers``, ``handbacks``."""
+
 def spin_stats() -> dict[str, Any]:
     """The I/O thread's spin site (``"io"``, None when it does not spin): spins, hits,
     skips, waits, mean_wait_us, spinning; and ``"adaptive"`` (``FASTWT_IO_SPIN_ADAPT``)."""
@@ -118,6 +124,25 @@ class Notifier:
         measured); None when tokens are ready, else the seconds spun (0.0: skipped)."""
     def spin_stats(self) -> dict[str, Any]:
         """This loop's spin site: spins, hits, skips, waits, mean_wait_us, spinning."""
+
+@final
+class LoopDriver:
+    """One event loop's turn at driving the I/O runtime where it would sleep."""
+
+    def __new__(cls, selector_fd: int, notifier: Notifier) -> LoopDriver: ...
+    @property
+    def available(self) -> bool:
+        """Whether ``drive()`` would drive now (the runtime is free for a loop)."""
+    def drive(self, timeout: float | None = None) -> bool | None:
+        """Runs the runtime on this thread until the selector has events, a token is
+        ready, ``timeout`` passes (at most 50 ms) or the I/O thread wants it. None when
+        it could not; else whether tokens are ready (they wrote no pipe byte)."""
+    def wait_begin(self) -> None:
+        """The loop sleeps in its own selector (counted as idle)."""
+    def wait_end(self) -> None:
+        """The loop woke from its selector."""
+    def close(self) -> None:
+        """Stops watching the selector and leaves the runtime's loops."""
 
 @final
 class Op:

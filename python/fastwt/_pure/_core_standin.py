@@ -30,6 +30,7 @@ __all__ = [
     "REJECTION_STATUS",
     "SERVER_DEFAULTS",
     "ClientHandle",
+    "LoopDriver",
     "Notifier",
     "Op",
     "RecvStreamHandle",
@@ -42,6 +43,7 @@ __all__ = [
     "broadcast_stream",
     "dropped_log_records",
     "generate_dev_certificate",
+    "io_driver_stats",
     "io_spin_us",
     "io_threads",
     "next_log_records",
@@ -79,6 +81,10 @@ class _Unavailable:
 
 
 class Notifier(_Unavailable):
+    pass
+
+
+class LoopDriver(_Unavailable):
     pass
 
 
@@ -132,6 +138,11 @@ def io_threads() -> int:
 
 def io_spin_us() -> int:
     return 0
+
+
+def io_driver_stats() -> dict[str, Any]:
+    """No runtime to drive: loops never drive one."""
+    return {"enabled": False, "driver": "io", "loop_drives": 0, "takeovers": 0, "handbacks": 0}
 
 
 def spin_stats() -> dict[str, Any]:

@@ -7,6 +7,8 @@
 
 use pyo3::prelude::*;
 
+/// Who drives the runtime: an event loop's thread while it waits, or the I/O thread.
+mod baton;
 /// `ClientHandle`: connects sessions.
 mod client;
 /// The core's defaults, bounds and error codes as module constants.
@@ -42,8 +44,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The core's defaults, bounds and error codes (config.py and errors.py read them).
     defaults::register(m)?;
     logging::install();
+    // A child made with os.fork() has no I/O thread: the runtime refuses it (one load per
+    // use instead of a getpid call).
+    let after_in_child = wrap_pyfunction!(runtime::forked, m)?;
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    pyo3::types::PyDictMethods::set_item(&kwargs, "after_in_child", &after_in_child)?;
+    m.py()
+        .import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
     m.add_class::<notifier::Notifier>()?;
     m.add_class::<op::Op>()?;
+    m.add_class::<baton::LoopDriver>()?;
     m.add_class::<options::Transport>()?;
     m.add_class::<server::ServerHandle>()?;
     m.add_class::<client::ClientHandle>()?;
@@ -57,6 +68,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::io_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::io_spin_us, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::spin_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(baton::io_driver_stats, m)?)?;
     m.add_function(wrap_pyfunction!(logging::set_log_level, m)?)?;
     m.add_function(wrap_pyfunction!(logging::next_log_records, m)?)?;
     m.add_function(wrap_pyfunction!(logging::dropped_log_records, m)?)?;

@@ -82,6 +82,10 @@ pub(crate) struct Inner {
     signaled: AtomicBool,
     /// The loop's spin site: how long its waits for a token last (see `idle_spin`).
     governor: Governor,
+    /// The loop's thread drives the runtime now (`baton::LoopDriver::drive`): a token
+    /// wakes that drive through `woken` instead of the pipe.
+    pub(crate) driving: AtomicBool,
+    pub(crate) woken: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -99,6 +103,12 @@ impl Inner {
         if first {
             self.governor.end();
         }
+        // SeqCst pairs with the end of a drive: either it still drives and is woken here,
+        // or it has stopped and finds the token in the queue when it checks after.
+        if self.driving.load(Ordering::SeqCst) {
+            self.woken.notify_one();
+            return;
+        }
         // SeqCst pairs with `spin_wait`: either it still spins and will find the token
         // (it re-checks the queue after clearing the flag), or this sees it stopped.
         if first && !self.spinning.load(Ordering::SeqCst) {
@@ -108,8 +118,15 @@ impl Inner {
         }
     }
 
-    fn ready(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+    pub(crate) fn ready(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
         lock(&self.ready)
+    }
+
+    /// Makes the reader end readable (one byte in the pipe).
+    pub(crate) fn poke(&self) {
+        self.signaled.store(true, Ordering::SeqCst);
+        // A full pipe is readable already, so WouldBlock is fine.
+        let _ = (&self.writer).write(&[1u8]);
     }
 
     /// Empties the pipe (a non-blocking read until it would block).
@@ -174,7 +191,9 @@ impl Notifier {
         self.deferred().pumps.append(pumps);
     }
 
-    fn wake_deferred(&self) {
+    /// Wakes the tasks of the writes deferred since the last flush (on a thread that
+    /// drives the runtime, as local queue pushes).
+    pub(crate) fn wake_deferred(&self) {
         let Deferred { wakers, pumps } = std::mem::take(&mut *self.deferred());
         if pumps.is_empty() && wakers.len() <= 1 {
             for w in wakers {
@@ -200,6 +219,15 @@ impl Notifier {
             // No runtime, no streams: nothing could have been deferred.
             Err(_) => wakers.into_iter().for_each(Waker::wake),
         }
+    }
+
+    /// The shared state, for the baton to poke this loop (see [`crate::baton`]).
+    pub(crate) fn inner(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
+
+    pub(crate) fn inner_ref(&self) -> &Inner {
+        &self.inner
     }
 
     /// A `Waker` that reports `token` to this notifier.
@@ -241,6 +269,8 @@ impl Notifier {
                 spinning: AtomicBool::new(false),
                 signaled: AtomicBool::new(false),
                 governor: Governor::new(Site::EventLoop, runtime::spin_window()),
+                driving: AtomicBool::new(false),
+                woken: tokio::sync::Notify::new(),
             }),
             deferred: Mutex::new(Deferred::default()),
         })
@@ -325,9 +355,7 @@ impl Notifier {
     /// on a loop that can only be woken through the descriptor (trio), its tokens came
     /// without one.
     fn poke(&self) {
-        self.inner.signaled.store(true, Ordering::SeqCst);
-        // A full pipe is readable already, so WouldBlock is fine.
-        let _ = (&self.inner.writer).write(&[1u8]);
+        self.inner.poke();
     }
 }
 

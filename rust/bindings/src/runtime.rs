@@ -4,11 +4,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Handle>> = OnceLock::new();
+static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+
+/// The I/O thread, started once the runtime is in [`RUNTIME`] (it drives it from there).
+static IO_THREAD: OnceLock<std::io::Result<()>> = OnceLock::new();
 
 /// The process that started the runtime: its I/O thread does not exist in a child made
 /// with `fork()`, where every call would wait for it forever.
 static RUNTIME_PID: OnceLock<u32> = OnceLock::new();
+
+/// Set in a child made with `os.fork()` (Python's at-fork hook, see [`forked`]): the
+/// check costs a load instead of a `getpid` system call per runtime use.
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The at-fork hook (`os.register_at_fork(after_in_child=...)`, registered when the
+/// module loads): from here on the runtime is refused with a clear error.
+#[pyfunction]
+pub fn forked() {
+    FORKED.store(true, Ordering::SeqCst);
+}
 
 /// Wakes the I/O thread's spinner (see [`spin_hint`]); `None` when spinning is off.
 static SPINNER: OnceLock<Option<Spinner>> = OnceLock::new();
@@ -47,6 +61,10 @@ const BUSY_GAP: Duration = Duration::from_micros(20);
 /// sleep, so the reply is picked up without a thread wake-up. Only while its recent
 /// idle stretches were short (see [`crate::spin`]); otherwise it sleeps as usual.
 pub(crate) fn spin_hint() {
+    if !crate::baton::io_drives() {
+        // An event loop's thread drives the runtime: a spin there would only delay it.
+        return;
+    }
     if let Some(Some(s)) = SPINNER.get() {
         s.hints.fetch_add(1, Ordering::AcqRel);
         if s.governor.should_spin() {
@@ -111,7 +129,7 @@ async fn spinner(s: &'static Spinner, window: Duration) {
     }
 }
 
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     std::env::var("FASTWT_IO_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,22 +137,19 @@ fn threads() -> usize {
         .unwrap_or(1)
 }
 
-fn build() -> std::io::Result<tokio::runtime::Handle> {
+fn build() -> std::io::Result<tokio::runtime::Runtime> {
     let n = threads();
     if n > 1 {
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        return tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .thread_name("fastwt-io")
             .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
-        // The runtime lives for the whole process.
-        std::mem::forget(rt);
-        return Ok(handle);
+            .build();
     }
     // One I/O thread running a current-thread runtime: quinn's endpoint and connection
     // drivers and fastwt's tasks hand work to each other without crossing threads,
-    // which is what small-message latency is made of.
+    // which is what small-message latency is made of. An event loop's thread drives the
+    // same runtime while it waits, when that is cheaper (see [`crate::baton`]).
     let window = spin_window();
     let spinning = SPINNER.get_or_init(|| {
         (!window.is_zero()).then(|| Spinner {
@@ -145,21 +160,38 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
     });
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
-    if let Some(s) = spinning {
-        // A park is an idle stretch slept through: measured like a spun one.
-        builder
-            .on_thread_park(|| s.governor.begin())
-            .on_thread_unpark(|| s.governor.end());
-    }
+    // A park is an idle stretch slept through: measured like a spun one, and it tells
+    // the baton how idle the driving thread is.
+    builder
+        .on_thread_park(move || {
+            if let Some(s) = spinning {
+                s.governor.begin();
+            }
+            crate::baton::on_park(true);
+        })
+        .on_thread_unpark(move || {
+            if let Some(s) = spinning {
+                s.governor.end();
+            }
+            crate::baton::on_park(false);
+        });
     let rt = builder.build()?;
-    let handle = rt.handle().clone();
     if let Some(s) = spinning {
-        handle.spawn(spinner(s, window));
+        rt.spawn(spinner(s, window));
+    }
+    Ok(rt)
+}
+
+/// Starts the thread that drives a current-thread runtime (a multi-thread one has its
+/// own workers).
+fn start_io_thread(rt: &'static tokio::runtime::Runtime) -> std::io::Result<()> {
+    if threads() > 1 {
+        return Ok(());
     }
     std::thread::Builder::new()
         .name("fastwt-io".into())
-        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
-    Ok(handle)
+        .spawn(move || crate::baton::io_thread(rt))?;
+    Ok(())
 }
 
 /// The extension's tokio runtime, created on first use. I/O threads never take the GIL.
@@ -168,6 +200,16 @@ fn build() -> std::io::Result<tokio::runtime::Handle> {
 /// In a child forked after the runtime started it raises a clear error instead of
 /// hanging (fork copies the runtime's state but not its thread).
 pub fn get() -> PyResult<&'static tokio::runtime::Handle> {
+    runtime().map(tokio::runtime::Runtime::handle)
+}
+
+/// The runtime itself (see [`get`]): an event loop's thread drives it with `block_on`.
+pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    if !FORKED.load(Ordering::Acquire) {
+        if let (Some(Ok(rt)), Some(Ok(()))) = (RUNTIME.get(), IO_THREAD.get()) {
+            return Ok(rt);
+        }
+    }
     let pid = std::process::id();
     let started_in = *RUNTIME_PID.get_or_init(|| pid);
     if started_in != pid {
@@ -178,9 +220,15 @@ pub fn get() -> PyResult<&'static tokio::runtime::Handle> {
              before fastwt starts"
         )));
     }
-    RUNTIME.get_or_init(build).as_ref().map_err(|e| {
+    let failed = |e: &std::io::Error| {
         pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the I/O runtime: {e}"))
-    })
+    };
+    let rt = RUNTIME.get_or_init(build).as_ref().map_err(failed)?;
+    IO_THREAD
+        .get_or_init(|| start_io_thread(rt))
+        .as_ref()
+        .map_err(failed)?;
+    Ok(rt)
 }
 
 /// How many tokio I/O threads the extension runs (env `FASTWT_IO_THREADS`).

@@ -1,0 +1,467 @@
+//! Who drives the single-thread runtime: an event loop's own thread while it waits, or
+//! the I/O thread.
+//!
+//! At moderate load a request that crosses threads costs two wake-ups (the I/O thread
+//! for the packet, the loop's thread for the handler) and two more for the reply. Here
+//! the loop's thread, where it would sleep in its selector, runs the runtime itself
+//! ([`LoopDriver::drive`]: tokio's `block_on` until the selector has events, its timeout
+//! comes, or the I/O thread wants the runtime back). A packet then wakes one thread,
+//! which runs quinn, the session driver and the handler, and the reply leaves from the
+//! same thread at its next wait: one wake-up per request, as a native server has.
+//!
+//! Only one thread can drive a current-thread runtime at a time: the *baton*. The I/O
+//! thread holds it whenever the loops cannot drive well (see [`io_thread`]):
+//! - a loop has not taken it for a [`TICK`] (a handler busy for a while, or no loop
+//!   waiting at all): packets must not wait for Python;
+//! - the loop's thread is busy most of the time (saturated load: the two threads then
+//!   share the work on two cores, as before this module existed).
+//!
+//! It gives the baton back once the loops are mostly idle while it holds it, and wakes
+//! them so that one takes it at its next wait. `FASTWT_INLINE_IO=0` turns this off (the
+//! I/O thread always drives), as do `FASTWT_IO_THREADS` > 1 and platforms without
+//! pollable selectors.
+
+use crate::notifier;
+use crate::sync::lock;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How often the I/O thread looks at who should drive.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+/// The longest tick, reached while the loops stay idle (fewer wake-ups of an idle server).
+const MAX_TICK: Duration = Duration::from_millis(8);
+/// The longest a loop drives before it returns to Python, which runs signal handlers
+/// (Ctrl-C) only then: tokio retries an interrupted wait.
+const DRIVE_CAP: Duration = Duration::from_millis(50);
+/// The I/O thread takes the baton when the loops were idle less than this share of the
+/// time while one drove (busy with handlers and with quinn's work).
+const TAKE_BELOW: f64 = 0.2;
+/// It gives the baton back when the loops' idle share exceeds its own busy share by this
+/// much (the loop's thread can take the I/O work and still have time to spare).
+const GIVE_MARGIN: f64 = 0.3;
+/// Weight of the newest sample in the moving averages.
+const ALPHA: f64 = 0.125;
+
+const FREE: u8 = 0;
+const LOOP: u8 = 1;
+const IO: u8 = 2;
+
+struct Baton {
+    state: AtomicU8,
+    /// `now_us()` when a loop last gave the baton up.
+    freed_at: AtomicU64,
+    /// The runtime is parked on a loop's thread (it waits with nothing to do).
+    loop_parked: AtomicBool,
+    /// Loops asleep in their own selector while the I/O thread drives.
+    waiting_loops: AtomicU32,
+    /// Microseconds the I/O thread spent parked while it drove, and when it parked.
+    io_parked_us: AtomicU64,
+    io_parked_at: AtomicU64,
+    /// The I/O thread wants the baton: a driving loop returns, and no loop takes it.
+    yield_request: AtomicBool,
+    /// Wakes a driving loop for `yield_request` (a permit is kept if none waits).
+    yield_notify: Notify,
+    /// The loops that can drive, to wake when the baton is free for them again.
+    loops: Mutex<Vec<Weak<notifier::Inner>>>,
+    /// A loop registered: the I/O thread, driving because there was none, looks again.
+    loops_changed: Notify,
+    loop_drives: AtomicU64,
+    takeovers: AtomicU64,
+    handbacks: AtomicU64,
+}
+
+static BATON: Baton = Baton {
+    state: AtomicU8::new(FREE),
+    freed_at: AtomicU64::new(0),
+    loop_parked: AtomicBool::new(false),
+    waiting_loops: AtomicU32::new(0),
+    io_parked_us: AtomicU64::new(0),
+    io_parked_at: AtomicU64::new(0),
+    yield_request: AtomicBool::new(false),
+    yield_notify: Notify::const_new(),
+    loops: Mutex::new(Vec::new()),
+    loops_changed: Notify::const_new(),
+    loop_drives: AtomicU64::new(0),
+    takeovers: AtomicU64::new(0),
+    handbacks: AtomicU64::new(0),
+};
+
+fn now_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    u64::try_from(base.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Whether loops may drive (`FASTWT_INLINE_IO`, default on; only with the one I/O
+/// thread's current-thread runtime, on Unix, where selectors have a pollable fd).
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        let asked = std::env::var("FASTWT_INLINE_IO")
+            .map(|v| !matches!(v.trim(), "0" | "false" | "off" | "no"))
+            .unwrap_or(true);
+        asked && cfg!(unix) && crate::runtime::threads() == 1
+    })
+}
+
+/// Whether the I/O thread drives now (its spinner only spins then: on a loop's thread
+/// a spin would only delay the loop).
+pub(crate) fn io_drives() -> bool {
+    !enabled() || BATON.state.load(Ordering::Acquire) == IO
+}
+
+/// The runtime's park hook (`parked`) and unpark hook (`!parked`), on whichever thread
+/// drives it.
+pub(crate) fn on_park(parked: bool) {
+    match BATON.state.load(Ordering::Acquire) {
+        LOOP => BATON.loop_parked.store(parked, Ordering::Release),
+        IO => {
+            if parked {
+                BATON.io_parked_at.store(now_us(), Ordering::Release);
+            } else {
+                let at = BATON.io_parked_at.swap(0, Ordering::AcqRel);
+                if at != 0 {
+                    BATON
+                        .io_parked_us
+                        .fetch_add(now_us().saturating_sub(at), Ordering::AcqRel);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn live_loops() -> usize {
+    let mut loops = lock(&BATON.loops);
+    loops.retain(|l| l.strong_count() > 0);
+    loops.len()
+}
+
+/// Wakes every loop that can drive (one byte in its notifier's pipe), so that one takes
+/// the baton at its next wait.
+fn poke_loops() {
+    let loops: Vec<_> = lock(&BATON.loops)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for l in loops {
+        l.poke();
+    }
+}
+
+/// The loops' idle share and the I/O thread's busy share, as moving averages.
+struct Load {
+    loop_idle: f64,
+    io_busy: f64,
+    io_parked_us: u64,
+    at: u64,
+}
+
+impl Load {
+    fn new() -> Self {
+        Self {
+            loop_idle: 1.0,
+            io_busy: 0.0,
+            io_parked_us: BATON.io_parked_us.load(Ordering::Acquire),
+            at: now_us(),
+        }
+    }
+
+    /// One sample of the loops (are they idle right now, asleep in a selector or with the
+    /// runtime parked on their thread: the sampler is another thread, so this is fair).
+    fn sample_loops(&mut self) {
+        let idle = BATON.waiting_loops.load(Ordering::Acquire) > 0
+            || (BATON.state.load(Ordering::Acquire) == LOOP
+                && BATON.loop_parked.load(Ordering::Acquire));
+        self.loop_idle += ALPHA * (f64::from(u8::from(idle)) - self.loop_idle);
+    }
+
+    /// The I/O thread's busy share since the last call (it samples itself, so by time:
+    /// the park hook's sums, an ongoing park included).
+    fn sample_io(&mut self) {
+        let now = now_us();
+        let mut parked = BATON.io_parked_us.load(Ordering::Acquire);
+        let at = BATON.io_parked_at.load(Ordering::Acquire);
+        if at != 0 {
+            parked += now.saturating_sub(at);
+        }
+        let elapsed = now.saturating_sub(self.at).max(1);
+        let share = parked.saturating_sub(self.io_parked_us) as f64 / elapsed as f64;
+        self.io_busy += ALPHA * ((1.0 - share).clamp(0.0, 1.0) - self.io_busy);
+        self.io_parked_us = parked;
+        self.at = now;
+    }
+}
+
+/// The I/O thread's life: watch while a loop drives, drive when none can or should.
+pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
+    if !enabled() {
+        rt.block_on(std::future::pending::<()>());
+        return;
+    }
+    let mut load = Load::new();
+    let mut tick = TICK;
+    loop {
+        let state = BATON.state.load(Ordering::Acquire);
+        let stale = state == FREE
+            && now_us().saturating_sub(BATON.freed_at.load(Ordering::Acquire))
+                >= TICK.as_micros() as u64;
+        let wanted = state == FREE && (stale || live_loops() == 0) || load.loop_idle < TAKE_BELOW;
+        if wanted && take() {
+            BATON.takeovers.fetch_add(1, Ordering::Relaxed);
+            rt.block_on(drive_until_loops_idle(&mut load));
+            load = Load::new();
+            tick = TICK;
+            continue;
+        }
+        std::thread::sleep(tick);
+        load.sample_loops();
+        // Ticks lengthen while the loops keep up, and shorten as soon as they get busy.
+        tick = if load.loop_idle < 0.5 {
+            TICK
+        } else {
+            (tick * 2).min(MAX_TICK)
+        };
+    }
+}
+
+/// Takes the baton from the loops: asks a driving loop to return, and waits (a tick at
+/// most) for it to. False when a loop kept it (it is then not stuck: it drives).
+fn take() -> bool {
+    BATON.yield_request.store(true, Ordering::SeqCst);
+    BATON.yield_notify.notify_one();
+    let until = Instant::now() + TICK;
+    let taken = loop {
+        if BATON
+            .state
+            .compare_exchange(FREE, IO, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    };
+    BATON.yield_request.store(false, Ordering::SeqCst);
+    taken
+}
+
+/// What the I/O thread's `block_on` waits for while it drives: the loops idle enough to
+/// take the I/O work (then the baton is given back and they are woken).
+async fn drive_until_loops_idle(load: &mut Load) {
+    *load = Load::new();
+    load.loop_idle = 0.0;
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if live_loops() == 0 {
+            // No loop can drive (trio only, or none yet): no ticks until one registers.
+            BATON.loops_changed.notified().await;
+            *load = Load::new();
+            load.loop_idle = 0.0;
+            continue;
+        }
+        ticks.tick().await;
+        load.sample_loops();
+        load.sample_io();
+        if load.loop_idle > load.io_busy + GIVE_MARGIN {
+            BATON.io_parked_at.store(0, Ordering::Release);
+            BATON.freed_at.store(now_us(), Ordering::Release);
+            BATON.state.store(FREE, Ordering::Release);
+            BATON.handbacks.fetch_add(1, Ordering::Relaxed);
+            poke_loops();
+            return;
+        }
+    }
+}
+
+/// A loop's selector, watched by the runtime: an `AsyncFd` of our own duplicate of its
+/// descriptor (so the selector may close its own at any time).
+#[cfg(unix)]
+type Watched = tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>;
+
+/// Duplicates the selector's descriptor `fd` and registers the copy with the runtime
+/// (for readability), which must be entered.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn watch(fd: i32) -> std::io::Result<Watched> {
+    // SAFETY: `fd` is the descriptor of the loop's selector, open while the loop runs;
+    // `drive()` is called from that loop's `select()`, so it is open for this borrow.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed.try_clone_to_owned()?;
+    // SAFETY: `owned` is an open descriptor owned by the `AsyncFd` for its whole life
+    // (it is the `AsyncFd`'s inner value, closed only when the `AsyncFd` drops).
+    unsafe { Watched::register_with_interest(owned, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// One event loop's side of the baton: `drive()` where the loop would sleep.
+#[pyclass(module = "fastwt._core", frozen)]
+pub struct LoopDriver {
+    fd: i32,
+    notifier: Py<notifier::Notifier>,
+    #[cfg(unix)]
+    watched: Mutex<Option<std::sync::Arc<Watched>>>,
+    closed: AtomicBool,
+}
+
+#[pymethods]
+impl LoopDriver {
+    /// `selector_fd`: the loop's selector's own descriptor (epoll's, kqueue's), readable
+    /// when it has events; `notifier`: the loop's, poked when the baton is free again.
+    #[new]
+    fn new(selector_fd: i32, notifier: Bound<'_, notifier::Notifier>) -> Self {
+        if enabled() {
+            lock(&BATON.loops).push(std::sync::Arc::downgrade(&notifier.get().inner()));
+            BATON.loops_changed.notify_one();
+        }
+        Self {
+            fd: selector_fd,
+            notifier: notifier.unbind(),
+            #[cfg(unix)]
+            watched: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a `drive()` now would drive (the baton is free and not asked for): the
+    /// loop then checks its selector without waiting first.
+    #[getter]
+    fn available(&self) -> bool {
+        enabled()
+            && !self.closed.load(Ordering::Acquire)
+            && BATON.state.load(Ordering::Acquire) == FREE
+            && !BATON.yield_request.load(Ordering::Acquire)
+    }
+
+    /// Runs the runtime on this thread (GIL released) until the selector has events, a
+    /// token of this loop is ready, `timeout` seconds pass (`None`: no limit; at most
+    /// 50 ms per call in any case), or the I/O thread asks for the runtime. `None`, at
+    /// once, when the baton is not free: the loop then waits in its selector as usual
+    /// (see `wait_begin`). Otherwise whether tokens are ready: those woken during the
+    /// drive wrote no byte to the notifier's pipe, so the loop drains them itself.
+    #[pyo3(signature = (timeout=None))]
+    fn drive(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        if !self.available() {
+            return Ok(None);
+        }
+        let rt = crate::runtime::runtime()?;
+        if BATON
+            .state
+            .compare_exchange(FREE, LOOP, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        BATON.loop_drives.fetch_add(1, Ordering::Relaxed);
+        let cap = match timeout {
+            Some(t) if t.is_finite() => Duration::from_secs_f64(t.max(0.0)).min(DRIVE_CAP),
+            _ => DRIVE_CAP,
+        };
+        let notifier = self.notifier.get().inner_ref();
+        notifier.driving.store(true, Ordering::SeqCst);
+        let outcome = py.detach(|| rt.block_on(self.wait_on_runtime(cap)));
+        // SeqCst pairs with `Inner::notify`: a token pushed while this flag was up is
+        // in the queue when it is checked below.
+        notifier.driving.store(false, Ordering::SeqCst);
+        BATON.loop_parked.store(false, Ordering::Release);
+        BATON.freed_at.store(now_us(), Ordering::Release);
+        BATON.state.store(FREE, Ordering::Release);
+        outcome?;
+        Ok(Some(!notifier.ready().is_empty()))
+    }
+
+    /// The loop goes to sleep in its own selector (the I/O thread drives): counted as
+    /// idle time, which lets the I/O thread hand the runtime back.
+    fn wait_begin(&self) {
+        BATON.waiting_loops.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The loop woke from its selector.
+    fn wait_end(&self) {
+        let _ = BATON
+            .waiting_loops
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Stops watching the selector (its duplicate descriptor is closed) and leaves the
+    /// baton's loops.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        #[cfg(unix)]
+        drop(lock(&self.watched).take());
+        let me = std::sync::Arc::downgrade(&self.notifier.get().inner());
+        lock(&BATON.loops).retain(|l| l.strong_count() > 0 && !l.ptr_eq(&me));
+    }
+}
+
+impl LoopDriver {
+    #[cfg(unix)]
+    async fn wait_on_runtime(&self, cap: Duration) -> PyResult<()> {
+        // The loop's writes of its last turn, deferred to here (`Notifier.flush` would
+        // wake the tasks from outside the runtime: a system call each).
+        self.notifier.get().wake_deferred();
+        let fd = {
+            let mut watched = lock(&self.watched);
+            match &*watched {
+                Some(fd) => fd.clone(),
+                None => {
+                    let fd = std::sync::Arc::new(watch(self.fd).map_err(|e| {
+                        pyo3::exceptions::PyOSError::new_err(format!(
+                            "cannot watch the event loop's selector: {e}"
+                        ))
+                    })?);
+                    *watched = Some(fd.clone());
+                    fd
+                }
+            }
+        };
+        tokio::select! {
+            ready = fd.readable() => {
+                if let Ok(mut guard) = ready {
+                    // The selector is read by the loop next; a later event sets it again.
+                    guard.clear_ready();
+                }
+            }
+            () = tokio::time::sleep(cap) => {}
+            () = BATON.yield_notify.notified() => {}
+            () = self.notifier.get().inner_ref().woken.notified() => {}
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    async fn wait_on_runtime(&self, _cap: Duration) -> PyResult<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LoopDriver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Who drives now and how often it changed: `{"enabled", "driver" ("loop", "io" or
+/// "free"), "loop_drives", "takeovers", "handbacks"}`.
+#[pyfunction]
+pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    use pyo3::types::PyDictMethods;
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("enabled", enabled())?;
+    let driver = match BATON.state.load(Ordering::Acquire) {
+        LOOP => "loop",
+        IO => "io",
+        _ => "free",
+    };
+    d.set_item("driver", if enabled() { driver } else { "io" })?;
+    d.set_item("loop_drives", BATON.loop_drives.load(Ordering::Relaxed))?;
+    d.set_item("takeovers", BATON.takeovers.load(Ordering::Relaxed))?;
+    d.set_item("handbacks", BATON.handbacks.load(Ordering::Relaxed))?;
+    Ok(d)
+}
