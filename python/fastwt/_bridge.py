@@ -105,17 +105,23 @@ class _HubBase:
         busy-poll window without sleeping (GIL released): a sleeping thread's wake-up costs
         more than a small request's round trip on loaded machines. ``None`` when tokens
         came (the loop must not sleep), else the seconds it spent spinning."""
-        if timeout is not None and timeout <= 0:
-            return 0.0  # the loop has work: the reply is still expected at its next wait
-        if not (self._reply_expected and self._waiters):
-            return 0.0
-        self._reply_expected = False
-        micros = _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
+        micros = self.spin_budget(timeout)
         if micros <= 0:
             return 0.0
         # The notifier spins only while this loop's recent waits for a token were short
         # (at moderate load a reply is far off and the spin would only burn the window).
         return self.notifier.idle_spin(micros)
+
+    def spin_budget(self, timeout: float | None) -> int:
+        """Microseconds the loop may spin for a reply where it would sleep up to
+        ``timeout``: the window after a flush with tasks parked on tokens, else 0 (also
+        used by a drive, which spins the runtime instead, see ``LoopDriver.drive``)."""
+        if timeout is not None and timeout <= 0:
+            return 0  # the loop has work: the reply is still expected at its next wait
+        if not (self._reply_expected and self._waiters):
+            return 0
+        self._reply_expected = False
+        return _SPIN_US if timeout is None else min(_SPIN_US, int(timeout * 1e6))
 
 
 class _ReaderThread:
@@ -237,6 +243,7 @@ class _AsyncioHub(_HubBase):
                 driver,
                 self._dispatch_quietly,
                 self.notifier.flush,
+                self.spin_budget if _SPIN_US else None,
             )
             if driver is not None:
                 self._driven_selector = selector
@@ -354,7 +361,8 @@ class _SpinningSelector(selectors.BaseSelector):
         self._driver: LoopDriver | None = None
         self._dispatch: Callable[[], None] | None = None
         self._flush: Callable[[], None] | None = None
-        # The hub's flush was left to this selector's next wait (`defer_flush`).
+        self._spin_budget: Callable[[float | None], int] | None = None
+        # The hub's flush was left to this selector's next wait (`flush_at_select`).
         self._flush_pending = False
 
     def bind(
@@ -363,16 +371,19 @@ class _SpinningSelector(selectors.BaseSelector):
         driver: LoopDriver | None = None,
         dispatch: Callable[[], None] | None = None,
         flush: Callable[[], None] | None = None,
+        spin_budget: Callable[[float | None], int] | None = None,
     ) -> None:
         """The hub's hooks (``None``: none, the selector then only waits): ``idle`` spins
         for a reply, ``driver`` drives the runtime, ``dispatch`` takes the tokens a
-        drive found, ``flush`` hands the loop's deferred writes to the runtime."""
+        drive found, ``flush`` hands the loop's deferred writes to the runtime,
+        ``spin_budget`` says how long a drive may busy-poll for a reply."""
         if self._flush_pending and self._flush is not None:
             self._flush()
         self._flush_pending = False
         self._idle = idle
         self._dispatch = dispatch
         self._flush = flush
+        self._spin_budget = spin_budget
         old, self._driver = self._driver, driver
         if old is not None and old is not driver:
             old.close()
@@ -388,7 +399,9 @@ class _SpinningSelector(selectors.BaseSelector):
         waits = timeout is None or timeout > 0
         if driver is not None and waits and driver.available:
             events = self.inner.select(0)
-            tokens = None if events else driver.drive(timeout)
+            budget = self._spin_budget
+            spin = 0 if events or budget is None else budget(timeout)
+            tokens = None if events else driver.drive(timeout, spin)
             if tokens is not None:
                 self._flush_pending = False  # the drive flushed first
                 if not tokens:

@@ -133,10 +133,11 @@ class LoopDriver:
     @property
     def available(self) -> bool:
         """Whether ``drive()`` would drive now (the runtime is free for a loop)."""
-    def drive(self, timeout: float | None = None) -> bool | None:
+    def drive(self, timeout: float | None = None, spin_us: int = 0) -> bool | None:
         """Runs the runtime on this thread until the selector has events, a token is
-        ready, ``timeout`` passes (at most 50 ms) or the I/O thread wants it. None when
-        it could not; else whether tokens are ready (they wrote no pipe byte)."""
+        ready, ``timeout`` passes (at most 50 ms) or the I/O thread wants it, busy-polling
+        it for up to ``spin_us`` first while this loop's waits are short. None when it
+        could not; else whether tokens are ready (they wrote no pipe byte)."""
     def wait_begin(self) -> None:
         """The loop sleeps in its own selector (counted as idle)."""
     def wait_end(self) -> None:

@@ -345,8 +345,13 @@ impl LoopDriver {
     /// once, when the baton is not free: the loop then waits in its selector as usual
     /// (see `wait_begin`). Otherwise whether tokens are ready: those woken during the
     /// drive wrote no byte to the notifier's pipe, so the loop drains them itself.
-    #[pyo3(signature = (timeout=None))]
-    fn drive(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+    ///
+    /// With `spin_us` (a reply is expected: the loop flushed writes and tasks wait), the
+    /// drive first busy-polls the runtime for up to that long, while this loop's recent
+    /// waits for a token were short (the notifier's spin site, see `crate::spin`):
+    /// a reply inside the window then costs no sleep and wake-up.
+    #[pyo3(signature = (timeout=None, spin_us=0))]
+    fn drive(&self, py: Python<'_>, timeout: Option<f64>, spin_us: u64) -> PyResult<Option<bool>> {
         if !self.available() {
             return Ok(None);
         }
@@ -364,8 +369,19 @@ impl LoopDriver {
             _ => DRIVE_CAP,
         };
         let notifier = self.notifier.get().inner_ref();
+        let spin = if spin_us == 0 {
+            Duration::ZERO
+        } else {
+            notifier.governor.begin();
+            if notifier.governor.should_spin() {
+                Duration::from_micros(spin_us).min(cap)
+            } else {
+                notifier.governor.skipped();
+                Duration::ZERO
+            }
+        };
         notifier.driving.store(true, Ordering::SeqCst);
-        let outcome = py.detach(|| rt.block_on(self.wait_on_runtime(cap)));
+        let outcome = py.detach(|| rt.block_on(self.wait_on_runtime(cap, spin)));
         // SeqCst pairs with `Inner::notify`: a token pushed while this flag was up is
         // in the queue when it is checked below.
         notifier.driving.store(false, Ordering::SeqCst);
@@ -402,7 +418,7 @@ impl LoopDriver {
 
 impl LoopDriver {
     #[cfg(unix)]
-    async fn wait_on_runtime(&self, cap: Duration) -> PyResult<()> {
+    async fn wait_on_runtime(&self, cap: Duration, spin: Duration) -> PyResult<()> {
         // The loop's writes of its last turn, deferred to here (`Notifier.flush` would
         // wake the tasks from outside the runtime: a system call each).
         self.notifier.get().wake_deferred();
@@ -421,6 +437,9 @@ impl LoopDriver {
                 }
             }
         };
+        if !spin.is_zero() && self.spin_for_reply(&fd, spin).await {
+            return Ok(());
+        }
         tokio::select! {
             ready = fd.readable() => {
                 if let Ok(mut guard) = ready {
@@ -435,8 +454,45 @@ impl LoopDriver {
         Ok(())
     }
 
+    /// Busy-polls the runtime (non-blocking driver turns, the core yielded between them)
+    /// for up to `window`: true when a token or selector event came meanwhile.
+    #[cfg(unix)]
+    async fn spin_for_reply(&self, fd: &Watched, window: Duration) -> bool {
+        use std::task::Poll;
+        let notifier = self.notifier.get().inner_ref();
+        let until = Instant::now() + window;
+        let hit = loop {
+            // Let another thread on this core (the peer, most likely) run first.
+            std::thread::yield_now();
+            // Returns after a driver turn that does not sleep (tokio defers the wake).
+            tokio::task::yield_now().await;
+            if !notifier.ready().is_empty() {
+                break true;
+            }
+            let selector_ready = std::future::poll_fn(|cx| {
+                Poll::Ready(match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        // As in `wait_on_runtime`: the loop reads the selector next.
+                        guard.clear_ready();
+                        true
+                    }
+                    _ => false,
+                })
+            })
+            .await;
+            if selector_ready {
+                break true;
+            }
+            if Instant::now() >= until {
+                break false;
+            }
+        };
+        notifier.governor.spun(hit);
+        hit
+    }
+
     #[cfg(not(unix))]
-    async fn wait_on_runtime(&self, _cap: Duration) -> PyResult<()> {
+    async fn wait_on_runtime(&self, _cap: Duration, _spin: Duration) -> PyResult<()> {
         Ok(())
     }
 }

@@ -81,7 +81,7 @@ pub(crate) struct Inner {
     /// A byte may be in the pipe (written since the last `drain` read it).
     signaled: AtomicBool,
     /// The loop's spin site: how long its waits for a token last (see `idle_spin`).
-    governor: Governor,
+    pub(crate) governor: Governor,
     /// The loop's thread drives the runtime now (`baton::LoopDriver::drive`): a token
     /// wakes that drive through `woken` instead of the pipe.
     pub(crate) driving: AtomicBool,

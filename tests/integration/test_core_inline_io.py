@@ -1,0 +1,212 @@
+"""An event loop's thread drives the I/O runtime while it waits (rust/bindings/src/baton.rs,
+docs/bridge.md "The loop drives the runtime"), and the I/O thread takes it back when no
+loop can.
+
+Each case runs in a fresh process: who drives is process-wide state, and the counters
+of ``fastwt._core.io_driver_stats()`` start at zero there. The work's place is read from
+``/proc`` (each thread's on-CPU time), so the checks are about where the work ran, not
+about how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastwt import _backend
+
+pytestmark = [
+    pytest.mark.skipif(not _backend.rust_available(), reason="needs the Rust extension"),
+    pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc"),
+]
+
+TESTS = str(Path(__file__).resolve().parents[1])
+
+# Paced requests on one session, each a new bidirectional stream; prints the driver
+# stats and the on-CPU nanoseconds of each thread (by name) spent on them.
+PACED = textwrap.dedent(
+    """
+    import anyio, json, os, sys
+    sys.path.insert(0, {tests!r})
+    from fastwt._core import io_driver_stats
+    from integration.echo_server import echo_server
+
+    def cpu_by_thread():
+        out = {{}}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{{tid}}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{{tid}}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            out[name] = out.get(name, 0) + ns
+        return out
+
+    async def main():
+        async with echo_server() as echo, echo.client() as client:
+            session = await client.connect(url=echo.url + "/echo")
+            await anyio.sleep(0.1)  # the start-up hand-over settles
+            before = cpu_by_thread()
+            for i in range({requests}):
+                stream = await session.create_bidirectional_stream()
+                await stream.write(data=b"ping %d" % i, end_stream=True)
+                assert await stream.read_all() == b"ping %d" % i
+                await anyio.sleep({pause})
+            after = cpu_by_thread()
+        cpu = {{k: after.get(k, 0) - before.get(k, 0) for k in after}}
+        print("RESULT", json.dumps({{"stats": io_driver_stats(), "cpu": cpu}}))
+
+    anyio.run(main, backend={backend!r})
+    """
+)
+
+
+def run_script(script: str, **env_extra: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
+        env.pop(name, None)
+    env.update(env_extra)
+    p = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    return result
+
+
+def io_share(cpu: dict[str, int]) -> float:
+    """The I/O thread's part of the process's on-CPU time."""
+    total = sum(cpu.values())
+    assert total > 0, cpu
+    return cpu.get("fastwt-io", 0) / total
+
+
+def test_a_waiting_loop_drives_the_runtime_itself() -> None:
+    """At moderate load the loop's thread runs quinn and the session driver while it
+    waits: the I/O thread does almost none of the work."""
+    requests = 60
+    result = run_script(
+        PACED.format(tests=TESTS, requests=requests, pause=0.005, backend="asyncio")
+    )
+    stats = result["stats"]
+    assert stats["enabled"] is True
+    # Every request's wait for its reply was spent driving the runtime.
+    assert stats["loop_drives"] >= requests, stats
+    share = io_share(result["cpu"])
+    assert share < 0.15, (share, result)
+
+
+def test_inline_io_off_keeps_the_work_on_the_io_thread() -> None:
+    """``FASTWT_INLINE_IO=0``: the loop never drives, the I/O thread does the I/O work
+    (the measurement above can tell the two apart)."""
+    result = run_script(
+        PACED.format(tests=TESTS, requests=60, pause=0.005, backend="asyncio"),
+        FASTWT_INLINE_IO="0",
+    )
+    stats = result["stats"]
+    assert stats["enabled"] is False
+    assert stats["loop_drives"] == 0
+    assert stats["driver"] == "io"
+    share = io_share(result["cpu"])
+    assert share > 0.25, (share, result)
+
+
+def test_a_trio_loop_leaves_the_runtime_to_the_io_thread() -> None:
+    """trio has no selector to drive from: the I/O thread drives, as before."""
+    result = run_script(PACED.format(tests=TESTS, requests=30, pause=0.005, backend="trio"))
+    stats = result["stats"]
+    assert stats["enabled"] is True
+    assert stats["loop_drives"] == 0
+    assert stats["driver"] == "io"
+
+
+# The server's loop runs in a thread of its own and blocks it (time.sleep) right after a
+# reply was handed over; the client is a trio loop (which never drives). The reply can
+# only leave while the server's loop is blocked if the I/O thread takes the runtime.
+BLOCKED = textwrap.dedent(
+    """
+    import asyncio, json, sys, threading, time
+    import anyio
+    sys.path.insert(0, {tests!r})
+    import fastwt
+    from fastwt import ClientConfig, WebTransportClient
+    from fastwt._core import io_driver_stats
+    from integration.echo_server import echo_server
+
+    BLOCK = {block}
+    ready = threading.Event()
+    box = {{}}
+
+    async def serve():
+        from fastwt import ServerConfig, WebTransportServer
+        cfg = ServerConfig(bind_host="127.0.0.1", bind_port=0)
+        async with WebTransportServer(config=cfg) as server:
+            await server.listen()
+            box["url"] = "https://127.0.0.1:%d/x" % server.local_addresses[0][1]
+            box["hash"] = server.certificate_hash
+            ready.set()
+            async for session in server.incoming_sessions():
+                await session.accept()
+                stream = await session.accept_bidirectional_stream()
+                data = await stream.read_all()
+                await stream.write(data=data, end_stream=True)
+                await asyncio.sleep(0)  # one loop turn: the write is handed over
+                box["blocked_at"] = time.monotonic()
+                time.sleep(BLOCK)  # the loop's thread is stuck in a handler
+                box["driver_after"] = io_driver_stats()
+                await session.wait_closed()
+                return
+
+    def server_thread():
+        loop = fastwt.new_event_loop()
+        try:
+            loop.run_until_complete(serve())
+        finally:
+            loop.close()
+
+    t = threading.Thread(target=server_thread, daemon=True)
+    t.start()
+    assert ready.wait(10)
+
+    async def client():
+        config = ClientConfig(server_certificate_hashes=[box["hash"]])
+        async with WebTransportClient(config=config) as c:
+            session = await c.connect(url=box["url"])
+            stream = await session.create_bidirectional_stream()
+            sent = time.monotonic()
+            await stream.write(data=b"hello", end_stream=True)
+            reply = await stream.read_all()
+            got = time.monotonic()
+            await session.close()
+        return reply, got - sent, got - box.get("blocked_at", got)
+
+    reply, latency, after_block = anyio.run(client, backend="trio")
+    t.join(BLOCK + 10)
+    print("RESULT", json.dumps({{"reply": reply.decode(), "latency": latency,
+                                "after_block": after_block, "stats": io_driver_stats(),
+                                "driver_after": box.get("driver_after")}}))
+    """
+)
+
+
+def test_a_blocked_loop_does_not_hold_the_io_back() -> None:
+    """A handler that blocks its loop's thread for 1.5 s: the reply it wrote just before
+    still leaves at once, because the I/O thread takes the runtime a tick after the loop
+    stopped driving it (before the baton, the I/O thread always drove)."""
+    block = 1.5
+    result = run_script(BLOCKED.format(tests=TESTS, block=block))
+    assert result["reply"] == "hello"
+    assert result["latency"] < block / 2, result
+    assert result["stats"]["takeovers"] >= 1, result
