@@ -142,7 +142,15 @@ def io_spin_us() -> int:
 
 def io_driver_stats() -> dict[str, Any]:
     """No runtime to drive: loops never drive one."""
-    return {"enabled": False, "driver": "io", "loop_drives": 0, "takeovers": 0, "handbacks": 0}
+    return {
+        "enabled": False,
+        "driver": "io",
+        "loop_drives": 0,
+        "takeovers": 0,
+        "handbacks": 0,
+        "loop_idle": 1.0,
+        "io_busy": 0.0,
+    }
 
 
 def spin_stats() -> dict[str, Any]:

@@ -37,11 +37,17 @@ const MAX_TICK: Duration = Duration::from_millis(8);
 /// (Ctrl-C) only then: tokio retries an interrupted wait.
 const DRIVE_CAP: Duration = Duration::from_millis(50);
 /// The I/O thread takes the baton when the loops were idle less than this share of the
-/// time while one drove (busy with handlers and with quinn's work).
-const TAKE_BELOW: f64 = 0.2;
+/// time while one drove (busy with handlers and with quinn's work: two threads then do
+/// more, and spin for each other's replies).
+const TAKE_BELOW: f64 = 0.35;
 /// It gives the baton back when the loops' idle share exceeds its own busy share by this
-/// much (the loop's thread can take the I/O work and still have time to spare).
-const GIVE_MARGIN: f64 = 0.3;
+/// much (the loop's thread can take the I/O work and still be idle half the time).
+const GIVE_MARGIN: f64 = 0.5;
+/// The least time the I/O thread keeps the baton after taking it; doubled (up to
+/// [`MAX_HOLD`]) each time it had to take it back soon after giving it, so that a load
+/// near the thresholds does not flip the driver every few milliseconds.
+const MIN_HOLD: Duration = Duration::from_millis(50);
+const MAX_HOLD: Duration = Duration::from_secs(2);
 /// Weight of the newest sample in the moving averages.
 const ALPHA: f64 = 0.125;
 
@@ -71,6 +77,14 @@ struct Baton {
     loop_drives: AtomicU64,
     takeovers: AtomicU64,
     handbacks: AtomicU64,
+    /// The last moving averages of [`Load`], in thousandths (for `io_driver_stats`).
+    loop_idle_permille: AtomicU64,
+    io_busy_permille: AtomicU64,
+}
+
+fn permille(share: f64) -> u64 {
+    // A share is in [0, 1]: the product fits easily.
+    (share.clamp(0.0, 1.0) * 1000.0).round() as u64
 }
 
 static BATON: Baton = Baton {
@@ -87,6 +101,8 @@ static BATON: Baton = Baton {
     loop_drives: AtomicU64::new(0),
     takeovers: AtomicU64::new(0),
     handbacks: AtomicU64::new(0),
+    loop_idle_permille: AtomicU64::new(1000),
+    io_busy_permille: AtomicU64::new(0),
 };
 
 fn now_us() -> u64 {
@@ -177,6 +193,9 @@ impl Load {
             || (BATON.state.load(Ordering::Acquire) == LOOP
                 && BATON.loop_parked.load(Ordering::Acquire));
         self.loop_idle += ALPHA * (f64::from(u8::from(idle)) - self.loop_idle);
+        BATON
+            .loop_idle_permille
+            .store(permille(self.loop_idle), Ordering::Relaxed);
     }
 
     /// The I/O thread's busy share since the last call (it samples itself, so by time:
@@ -191,6 +210,9 @@ impl Load {
         let elapsed = now.saturating_sub(self.at).max(1);
         let share = parked.saturating_sub(self.io_parked_us) as f64 / elapsed as f64;
         self.io_busy += ALPHA * ((1.0 - share).clamp(0.0, 1.0) - self.io_busy);
+        BATON
+            .io_busy_permille
+            .store(permille(self.io_busy), Ordering::Relaxed);
         self.io_parked_us = parked;
         self.at = now;
     }
@@ -204,6 +226,8 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
     }
     let mut load = Load::new();
     let mut tick = TICK;
+    let mut hold = MIN_HOLD;
+    let mut given_at: Option<Instant> = None;
     loop {
         let state = BATON.state.load(Ordering::Acquire);
         let stale = state == FREE
@@ -212,7 +236,12 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
         let wanted = state == FREE && (stale || live_loops() == 0) || load.loop_idle < TAKE_BELOW;
         if wanted && take() {
             BATON.takeovers.fetch_add(1, Ordering::Relaxed);
-            rt.block_on(drive_until_loops_idle(&mut load));
+            hold = match given_at {
+                Some(at) if at.elapsed() < MAX_HOLD => (hold * 2).min(MAX_HOLD),
+                _ => MIN_HOLD,
+            };
+            rt.block_on(drive_until_loops_idle(&mut load, hold));
+            given_at = Some(Instant::now());
             load = Load::new();
             tick = TICK;
             continue;
@@ -252,8 +281,10 @@ fn take() -> bool {
 }
 
 /// What the I/O thread's `block_on` waits for while it drives: the loops idle enough to
-/// take the I/O work (then the baton is given back and they are woken).
-async fn drive_until_loops_idle(load: &mut Load) {
+/// take the I/O work, after `hold` at least (then the baton is given back and they are
+/// woken).
+async fn drive_until_loops_idle(load: &mut Load, hold: Duration) {
+    let since = Instant::now();
     *load = Load::new();
     load.loop_idle = 0.0;
     let mut ticks = tokio::time::interval(TICK);
@@ -269,7 +300,7 @@ async fn drive_until_loops_idle(load: &mut Load) {
         ticks.tick().await;
         load.sample_loops();
         load.sample_io();
-        if load.loop_idle > load.io_busy + GIVE_MARGIN {
+        if load.loop_idle > load.io_busy + GIVE_MARGIN && since.elapsed() >= hold {
             BATON.io_parked_at.store(0, Ordering::Release);
             BATON.freed_at.store(now_us(), Ordering::Release);
             BATON.state.store(FREE, Ordering::Release);
@@ -373,8 +404,11 @@ impl LoopDriver {
             Duration::ZERO
         } else {
             notifier.governor.begin();
-            if notifier.governor.should_spin() {
-                Duration::from_micros(spin_us).min(cap)
+            // Half the window, as the I/O thread's site: a drive that spins for nothing
+            // burns what the one wake-up it would save costs (and more, on one thread).
+            let window = Duration::from_micros(spin_us);
+            if notifier.governor.mean_below(window / 2) {
+                window.min(cap)
             } else {
                 notifier.governor.skipped();
                 Duration::ZERO
@@ -504,7 +538,8 @@ impl Drop for LoopDriver {
 }
 
 /// Who drives now and how often it changed: `{"enabled", "driver" ("loop", "io" or
-/// "free"), "loop_drives", "takeovers", "handbacks"}`.
+/// "free"), "loop_drives", "takeovers", "handbacks", "loop_idle", "io_busy"}` (the
+/// last two: the moving averages the I/O thread decides by, shares of the time).
 #[pyfunction]
 pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     use pyo3::types::PyDictMethods;
@@ -519,5 +554,8 @@ pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict
     d.set_item("loop_drives", BATON.loop_drives.load(Ordering::Relaxed))?;
     d.set_item("takeovers", BATON.takeovers.load(Ordering::Relaxed))?;
     d.set_item("handbacks", BATON.handbacks.load(Ordering::Relaxed))?;
+    let share = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
+    d.set_item("loop_idle", share(&BATON.loop_idle_permille))?;
+    d.set_item("io_busy", share(&BATON.io_busy_permille))?;
     Ok(d)
 }

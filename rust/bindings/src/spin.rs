@@ -172,6 +172,11 @@ impl Governor {
         self.skips.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether the mean wait is below `limit` (a stricter bar than the site's own).
+    pub(crate) fn mean_below(&self, limit: Duration) -> bool {
+        !self.adaptive || u128::from(self.mean_ns.load(Ordering::Relaxed)) < limit.as_nanos()
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             spins: self.spins.load(Ordering::Relaxed),
