@@ -43,11 +43,13 @@ const TAKE_BELOW: f64 = 0.35;
 /// It gives the baton back when the loops' idle share exceeds its own busy share by this
 /// much (the loop's thread can take the I/O work and still be idle half the time).
 const GIVE_MARGIN: f64 = 0.5;
-/// The least time the I/O thread keeps the baton after taking it; doubled (up to
-/// [`MAX_HOLD`]) each time it had to take it back soon after giving it, so that a load
-/// near the thresholds does not flip the driver every few milliseconds.
-const MIN_HOLD: Duration = Duration::from_millis(50);
-const MAX_HOLD: Duration = Duration::from_secs(2);
+/// The least time the I/O thread keeps the baton after taking it; quadrupled (up to
+/// [`MAX_HOLD`]) each time it had to take it back within four holds of giving it, so
+/// that a load the loop cannot carry alone, though idle enough by the measure, does not
+/// flip the driver every few milliseconds (32 requests in flight: the loop alone is idle
+/// half the time, yet serves a quarter fewer requests than the two threads).
+const MIN_HOLD: Duration = Duration::from_millis(100);
+const MAX_HOLD: Duration = Duration::from_secs(30);
 /// Weight of the newest sample in the moving averages.
 const ALPHA: f64 = 0.125;
 
@@ -237,7 +239,7 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
         if wanted && take() {
             BATON.takeovers.fetch_add(1, Ordering::Relaxed);
             hold = match given_at {
-                Some(at) if at.elapsed() < MAX_HOLD => (hold * 2).min(MAX_HOLD),
+                Some(at) if at.elapsed() < hold * 4 => (hold * 4).min(MAX_HOLD),
                 _ => MIN_HOLD,
             };
             rt.block_on(drive_until_loops_idle(&mut load, hold));
