@@ -10,17 +10,20 @@ about how fast.
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fastwt import _backend
+
+from .child_process import run_reporting
 
 pytestmark = [
     pytest.mark.skipif(not _backend.rust_available(), reason="needs the Rust extension"),
@@ -72,18 +75,7 @@ def run_script(script: str, **env_extra: str) -> dict[str, Any]:
     for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
         env.pop(name, None)
     env.update(env_extra)
-    p = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
-    return result
+    return run_reporting(script, env, "RESULT", timeout=120)
 
 
 def io_share(cpu: dict[str, int]) -> float:
@@ -95,7 +87,9 @@ def io_share(cpu: dict[str, int]) -> float:
 
 def test_a_waiting_loop_drives_the_runtime_itself() -> None:
     """At moderate load the loop's thread runs quinn and the session driver while it
-    waits: the I/O thread does almost none of the work."""
+    waits: the I/O thread does almost none of the work (about 4% of the process's CPU
+    here, against about 32% with ``FASTWT_INLINE_IO=0``; the bounds leave room for a
+    loaded machine)."""
     requests = 60
     result = run_script(
         PACED.format(tests=TESTS, requests=requests, pause=0.005, backend="asyncio")
@@ -105,7 +99,7 @@ def test_a_waiting_loop_drives_the_runtime_itself() -> None:
     # Every request's wait for its reply was spent driving the runtime.
     assert stats["loop_drives"] >= requests, stats
     share = io_share(result["cpu"])
-    assert share < 0.15, (share, result)
+    assert share < 0.12, (share, result)
 
 
 def test_inline_io_off_keeps_the_work_on_the_io_thread() -> None:
@@ -120,7 +114,7 @@ def test_inline_io_off_keeps_the_work_on_the_io_thread() -> None:
     assert stats["loop_drives"] == 0
     assert stats["driver"] == "io"
     share = io_share(result["cpu"])
-    assert share > 0.25, (share, result)
+    assert share > 0.18, (share, result)
 
 
 def test_a_trio_loop_leaves_the_runtime_to_the_io_thread() -> None:
@@ -210,3 +204,58 @@ def test_a_blocked_loop_does_not_hold_the_io_back() -> None:
     assert result["reply"] == "hello"
     assert result["latency"] < block / 2, result
     assert result["stats"]["takeovers"] >= 1, result
+
+
+# An idle server on asyncio.run's own loop (its selector wrapped, so its waits drive the
+# runtime): Ctrl-C must still stop it promptly, although tokio retries a wait that a
+# signal interrupts (the drive returns to Python at least every 50 ms for this).
+IDLE_SERVER = textwrap.dedent(
+    """
+    import asyncio
+    from fastwt import ServerConfig, WebTransportServer
+    from fastwt._core import io_driver_stats
+
+    async def main():
+        cfg = ServerConfig(bind_host="127.0.0.1", bind_port=0)
+        async with WebTransportServer(config=cfg) as server:
+            await server.listen()
+            await asyncio.sleep(0.2)
+            print("READY", io_driver_stats()["loop_drives"], flush=True)
+            await asyncio.sleep(3600)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("INTERRUPTED", io_driver_stats()["loop_drives"], flush=True)
+    """
+)
+
+
+def test_ctrl_c_stops_a_loop_that_drives_the_runtime() -> None:
+    env = dict(os.environ)
+    for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
+        env.pop(name, None)
+    with subprocess.Popen(
+        [sys.executable, "-c", IDLE_SERVER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            ready = child.stdout.readline().split()
+            assert ready[:1] == ["READY"], (ready, child.stderr.read() if child.stderr else "")
+            time.sleep(0.3)
+            sent = time.monotonic()
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            if child.poll() is None:
+                child.kill()
+    done = out.split()
+    assert done[:1] == ["INTERRUPTED"], (out, err)
+    # The idle loop was driving the runtime when the signal came.
+    assert int(done[1]) > int(ready[1]) >= 1, (ready, done)
+    assert took < 2.0, took

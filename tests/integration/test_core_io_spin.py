@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from .child_process import run_reporting
+
 ECHO = textwrap.dedent(
     """
     import anyio, sys
@@ -280,8 +282,6 @@ ADAPTIVE = textwrap.dedent(
 
 
 def adaptive_run(requests: int, pause: float, **env_extra: str) -> dict[str, Any]:
-    import json
-
     env = dict(os.environ)
     for name in ("FASTWT_IO_SPIN_US", "FASTWT_IO_SPIN_ADAPT", "FASTWT_IO_THREADS"):
         env.pop(name, None)
@@ -292,18 +292,7 @@ def adaptive_run(requests: int, pause: float, **env_extra: str) -> dict[str, Any
     env.update(env_extra)
     tests = str(Path(__file__).resolve().parents[1])
     script = ADAPTIVE.format(tests=tests, requests=requests, pause=pause)
-    p = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("SPIN ")][-1]
-    result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
-    return result
+    return run_reporting(script, env, "SPIN", timeout=60)
 
 
 def test_spin_stops_when_replies_are_far_apart() -> None:
