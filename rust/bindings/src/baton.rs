@@ -31,8 +31,11 @@ use tokio::sync::Notify;
 
 /// How often the I/O thread looks at who should drive.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
-/// The longest tick, reached while the loops stay idle (fewer wake-ups of an idle server).
+/// The longest tick while the loops keep up with their work.
 const MAX_TICK: Duration = Duration::from_millis(8);
+/// The longest tick while the loops are idle at nearly every sample (a server with no
+/// traffic to speak of): an idle server's I/O thread then wakes ~16 times a second.
+const IDLE_TICK: Duration = Duration::from_millis(64);
 /// The longest a loop drives before it returns to Python, which runs signal handlers
 /// (Ctrl-C) only then: tokio retries an interrupted wait.
 const DRIVE_CAP: Duration = Duration::from_millis(50);
@@ -253,6 +256,8 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
         // Ticks lengthen while the loops keep up, and shorten as soon as they get busy.
         tick = if load.loop_idle < 0.5 {
             TICK
+        } else if load.loop_idle > 0.99 {
+            (tick * 2).min(IDLE_TICK)
         } else {
             (tick * 2).min(MAX_TICK)
         };
