@@ -238,13 +238,7 @@ class _AsyncioHub(_HubBase):
         self._driven_selector: _SpinningSelector | None = None
         if selector is not None:
             driver = self._new_driver(selector.inner) if self._reader is None else None
-            selector.bind(
-                self._idle if _SPIN_US else None,
-                driver,
-                self._dispatch_quietly,
-                self.notifier.flush,
-                self.spin_budget if _SPIN_US else None,
-            )
+            selector.bind(self, driver)
             if driver is not None:
                 self._driven_selector = selector
 
@@ -285,10 +279,6 @@ class _AsyncioHub(_HubBase):
         if spent is None:
             self._dispatch(read_pipe=False)
         return spent
-
-    def _dispatch_quietly(self) -> None:
-        """Dispatches tokens that came without a pipe byte (during a drive)."""
-        self._dispatch(read_pipe=False)
 
     def _dispatch(self, read_pipe: bool = True) -> None:
         waiters = self._waiters
@@ -351,39 +341,18 @@ class _SpinningSelector(selectors.BaseSelector):
     loop's thread drives the I/O runtime itself while the runtime is free for it (see
     ``LoopDriver``), or else first gives the hub its chance to spin for a reply."""
 
-    def __init__(
-        self,
-        inner: selectors.BaseSelector,
-        idle: Callable[[float | None], float | None] | None = None,
-    ):
+    def __init__(self, inner: selectors.BaseSelector):
         self.inner = inner
-        self._idle = idle
+        self._hub: _AsyncioHub | None = None
         self._driver: LoopDriver | None = None
-        self._dispatch: Callable[[], None] | None = None
-        self._flush: Callable[[], None] | None = None
-        self._spin_budget: Callable[[float | None], int] | None = None
         # The hub's flush was left to this selector's next wait (`flush_at_select`).
         self._flush_pending = False
 
-    def bind(
-        self,
-        idle: Callable[[float | None], float | None] | None,
-        driver: LoopDriver | None = None,
-        dispatch: Callable[[], None] | None = None,
-        flush: Callable[[], None] | None = None,
-        spin_budget: Callable[[float | None], int] | None = None,
-    ) -> None:
-        """The hub's hooks (``None``: none, the selector then only waits): ``idle`` spins
-        for a reply, ``driver`` drives the runtime, ``dispatch`` takes the tokens a
-        drive found, ``flush`` hands the loop's deferred writes to the runtime,
-        ``spin_budget`` says how long a drive may busy-poll for a reply."""
-        if self._flush_pending and self._flush is not None:
-            self._flush()
-        self._flush_pending = False
-        self._idle = idle
-        self._dispatch = dispatch
-        self._flush = flush
-        self._spin_budget = spin_budget
+    def bind(self, hub: _AsyncioHub | None, driver: LoopDriver | None = None) -> None:
+        """The loop's hub (``None``: none, the selector then only waits) and, when its
+        waits may drive the runtime, its ``LoopDriver``."""
+        self._flush_now()
+        self._hub = hub
         old, self._driver = self._driver, driver
         if old is not None and old is not driver:
             old.close()
@@ -395,35 +364,30 @@ class _SpinningSelector(selectors.BaseSelector):
         self._flush_pending = True
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        driver = self._driver
-        waits = timeout is None or timeout > 0
-        if driver is not None and waits and driver.available:
+        hub, driver = self._hub, self._driver
+        if hub is None or (timeout is not None and timeout <= 0):
+            self._flush_now()
+            return self.inner.select(timeout)
+        if driver is not None and driver.available:
             events = self.inner.select(0)
-            budget = self._spin_budget
-            spin = 0 if events or budget is None else budget(timeout)
-            tokens = None if events else driver.drive(timeout, spin)
+            if events:
+                self._flush_now()
+                return events
+            tokens = driver.drive(timeout, hub.spin_budget(timeout))
             if tokens is not None:
                 self._flush_pending = False  # the drive flushed first
                 if not tokens:
                     return self.inner.select(0)
-                # Woken by its own tokens: other ready I/O is seen at the next select,
-                # which does not wait (the tokens' tasks are ready to run).
-                if self._dispatch is not None:
-                    self._dispatch()
+                # Woken by its own tokens (no pipe byte): other ready I/O is seen at the
+                # next select, which does not wait (the tokens' tasks are ready to run).
+                hub._dispatch(read_pipe=False)
                 return []
-            if events:
-                self._flush_now()
-                return events
         self._flush_now()
-        if not waits:
-            return self.inner.select(timeout)
-        idle = self._idle
-        if idle is not None:
-            spent = idle(timeout)
-            if spent is None:
-                timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
-            elif timeout is not None:
-                timeout = max(0.0, timeout - spent)
+        spent = hub._idle(timeout)
+        if spent is None:
+            timeout = 0  # tasks were woken: collect other ready I/O, do not sleep
+        elif timeout is not None:
+            timeout = max(0.0, timeout - spent)
         if driver is None or timeout == 0:
             return self.inner.select(timeout)
         driver.wait_begin()
@@ -436,8 +400,8 @@ class _SpinningSelector(selectors.BaseSelector):
         """The hub's deferred flush, where no drive came to do it."""
         if self._flush_pending:
             self._flush_pending = False
-            if self._flush is not None:
-                self._flush()
+            if self._hub is not None:
+                self._hub.notifier.flush()
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)

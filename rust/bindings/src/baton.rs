@@ -191,6 +191,16 @@ impl Load {
         }
     }
 
+    /// As [`Load::new`], but the loops counted busy so far: the I/O thread, just come to
+    /// drive because they were, does not give the runtime back before it has seen them
+    /// idle for a while.
+    fn assuming_busy_loops() -> Self {
+        Self {
+            loop_idle: 0.0,
+            ..Self::new()
+        }
+    }
+
     /// One sample of the loops (are they idle right now, asleep in a selector or with the
     /// runtime parked on their thread: the sampler is another thread, so this is fair).
     fn sample_loops(&mut self) {
@@ -245,7 +255,7 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
                 Some(at) if at.elapsed() < hold * 4 => (hold * 4).min(MAX_HOLD),
                 _ => MIN_HOLD,
             };
-            rt.block_on(drive_until_loops_idle(&mut load, hold));
+            rt.block_on(drive_until_loops_idle(hold));
             given_at = Some(Instant::now());
             load = Load::new();
             tick = TICK;
@@ -290,18 +300,16 @@ fn take() -> bool {
 /// What the I/O thread's `block_on` waits for while it drives: the loops idle enough to
 /// take the I/O work, after `hold` at least (then the baton is given back and they are
 /// woken).
-async fn drive_until_loops_idle(load: &mut Load, hold: Duration) {
+async fn drive_until_loops_idle(hold: Duration) {
     let since = Instant::now();
-    *load = Load::new();
-    load.loop_idle = 0.0;
+    let mut load = Load::assuming_busy_loops();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if live_loops() == 0 {
             // No loop can drive (trio only, or none yet): no ticks until one registers.
             BATON.loops_changed.notified().await;
-            *load = Load::new();
-            load.loop_idle = 0.0;
+            load = Load::assuming_busy_loops();
             continue;
         }
         ticks.tick().await;
@@ -355,7 +363,7 @@ impl LoopDriver {
     #[new]
     fn new(selector_fd: i32, notifier: Bound<'_, notifier::Notifier>) -> Self {
         if enabled() {
-            lock(&BATON.loops).push(std::sync::Arc::downgrade(&notifier.get().inner()));
+            lock(&BATON.loops).push(std::sync::Arc::downgrade(notifier.get().inner()));
             BATON.loops_changed.notify_one();
         }
         Self {
@@ -406,7 +414,7 @@ impl LoopDriver {
             Some(t) if t.is_finite() => Duration::from_secs_f64(t.max(0.0)).min(DRIVE_CAP),
             _ => DRIVE_CAP,
         };
-        let notifier = self.notifier.get().inner_ref();
+        let notifier = self.notifier.get().inner();
         let spin = if spin_us == 0 {
             Duration::ZERO
         } else {
@@ -452,7 +460,7 @@ impl LoopDriver {
         self.closed.store(true, Ordering::Release);
         #[cfg(unix)]
         drop(lock(&self.watched).take());
-        let me = std::sync::Arc::downgrade(&self.notifier.get().inner());
+        let me = std::sync::Arc::downgrade(self.notifier.get().inner());
         lock(&BATON.loops).retain(|l| l.strong_count() > 0 && !l.ptr_eq(&me));
     }
 }
@@ -490,7 +498,7 @@ impl LoopDriver {
             }
             () = tokio::time::sleep(cap) => {}
             () = BATON.yield_notify.notified() => {}
-            () = self.notifier.get().inner_ref().woken.notified() => {}
+            () = self.notifier.get().inner().woken.notified() => {}
         }
         Ok(())
     }
@@ -500,7 +508,7 @@ impl LoopDriver {
     #[cfg(unix)]
     async fn spin_for_reply(&self, fd: &Watched, window: Duration) -> bool {
         use std::task::Poll;
-        let notifier = self.notifier.get().inner_ref();
+        let notifier = self.notifier.get().inner();
         let until = Instant::now() + window;
         let hit = loop {
             // Let another thread on this core (the peer, most likely) run first.

@@ -221,12 +221,9 @@ impl Notifier {
         }
     }
 
-    /// The shared state, for the baton to poke this loop (see [`crate::baton`]).
-    pub(crate) fn inner(&self) -> Arc<Inner> {
-        self.inner.clone()
-    }
-
-    pub(crate) fn inner_ref(&self) -> &Inner {
+    /// The shared state: the baton pokes this loop and wakes its drives through it (see
+    /// [`crate::baton`]).
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
 
