@@ -347,6 +347,8 @@ class _SpinningSelector(selectors.BaseSelector):
         self._driver: LoopDriver | None = None
         # The hub's flush was left to this selector's next wait (`flush_at_select`).
         self._flush_pending = False
+        # The last look at the real selector found nothing (see `_look`).
+        self._quiet = False
 
     def bind(self, hub: _AsyncioHub | None, driver: LoopDriver | None = None) -> None:
         """The loop's hub (``None``: none, the selector then only waits) and, when its
@@ -367,19 +369,22 @@ class _SpinningSelector(selectors.BaseSelector):
         hub, driver = self._hub, self._driver
         if hub is None or (timeout is not None and timeout <= 0):
             self._flush_now()
-            return self.inner.select(timeout)
+            return self._look(timeout)
         if driver is not None and driver.available:
-            events = self.inner.select(0)
-            if events:
-                self._flush_now()
-                return events
+            if not self._quiet:
+                events = self._look(0)
+                if events:
+                    self._flush_now()
+                    return events
             tokens = driver.drive(timeout, hub.spin_budget(timeout))
             if tokens is not None:
                 self._flush_pending = False  # the drive flushed first
                 if not tokens:
-                    return self.inner.select(0)
+                    return self._look(0)
                 # Woken by its own tokens (no pipe byte): other ready I/O is seen at the
                 # next select, which does not wait (the tokens' tasks are ready to run).
+                # The drive may have taken the selector's edge: look before the next.
+                self._quiet = False
                 hub._dispatch(read_pipe=False)
                 return []
         self._flush_now()
@@ -389,19 +394,36 @@ class _SpinningSelector(selectors.BaseSelector):
         elif timeout is not None:
             timeout = max(0.0, timeout - spent)
         if driver is None or timeout == 0:
-            return self.inner.select(timeout)
+            return self._look(timeout)
         driver.wait_begin()
         try:
-            return self.inner.select(timeout)
+            return self._look(timeout)
         finally:
             driver.wait_end()
 
+    def _look(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """The real selector's events. After a look that found none, the next drive need
+        not look again first: any descriptor ready since then (registered ready, too)
+        made the selector's own descriptor readable anew, which wakes the drive."""
+        events = self.inner.select(timeout)
+        self._quiet = not events
+        return events
+
     def _flush_now(self) -> None:
-        """The hub's deferred flush, where no drive came to do it."""
-        if self._flush_pending:
-            self._flush_pending = False
-            if self._hub is not None:
-                self._hub.notifier.flush()
+        """The hub's deferred flush, where no drive came to do it: from this thread, in
+        one runtime turn that does not wait, while the runtime is free for it (see
+        ``LoopDriver.flush``), else by waking the writes' tasks from outside."""
+        if not self._flush_pending:
+            return
+        self._flush_pending = False
+        hub, driver = self._hub, self._driver
+        if hub is None:
+            return
+        tokens = driver.flush() if driver is not None else None
+        if tokens is None:
+            hub.notifier.flush()
+        elif tokens:
+            hub._dispatch(read_pipe=False)
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)

@@ -139,6 +139,10 @@ class LoopDriver:
         ready, ``timeout`` passes (at most 50 ms) or the I/O thread wants it, busy-polling
         it for up to ``spin_us`` first while this loop's waits are short. None when it
         could not; else whether tokens are ready (they wrote no pipe byte)."""
+    def flush(self) -> bool | None:
+        """Hands the writes deferred since the last flush to the runtime in one runtime
+        turn on this thread that does not wait. None when the runtime is not free for it
+        (flush the notifier instead); else whether tokens are ready, as for ``drive``."""
     def wait_begin(self) -> None:
         """The loop sleeps in its own selector (counted as idle)."""
     def wait_end(self) -> None:

@@ -398,47 +398,51 @@ impl LoopDriver {
     /// a reply inside the window then costs no sleep and wake-up.
     #[pyo3(signature = (timeout=None, spin_us=0))]
     fn drive(&self, py: Python<'_>, timeout: Option<f64>, spin_us: u64) -> PyResult<Option<bool>> {
-        if !self.available() {
-            return Ok(None);
-        }
-        let rt = crate::runtime::runtime()?;
-        if BATON
-            .state
-            .compare_exchange(FREE, LOOP, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Ok(None);
-        }
-        BATON.loop_drives.fetch_add(1, Ordering::Relaxed);
         let cap = match timeout {
             Some(t) if t.is_finite() => Duration::from_secs_f64(t.max(0.0)).min(DRIVE_CAP),
             _ => DRIVE_CAP,
         };
-        let notifier = self.notifier.get().inner();
-        let spin = if spin_us == 0 {
-            Duration::ZERO
-        } else {
-            notifier.governor.begin();
-            // Half the window, as the I/O thread's site: a drive that spins for nothing
-            // burns what the one wake-up it would save costs (and more, on one thread).
-            let window = Duration::from_micros(spin_us);
-            if notifier.governor.mean_below(window / 2) {
-                window.min(cap)
-            } else {
-                notifier.governor.skipped();
-                Duration::ZERO
-            }
-        };
-        notifier.driving.store(true, Ordering::SeqCst);
-        let outcome = py.detach(|| rt.block_on(self.wait_on_runtime(cap, spin)));
-        // SeqCst pairs with `Inner::notify`: a token pushed while this flag was up is
-        // in the queue when it is checked below.
-        notifier.driving.store(false, Ordering::SeqCst);
-        BATON.loop_parked.store(false, Ordering::Release);
-        BATON.freed_at.store(now_us(), Ordering::Release);
-        BATON.state.store(FREE, Ordering::Release);
-        outcome?;
-        Ok(Some(!notifier.ready().is_empty()))
+        self.holding_baton(
+            py,
+            |notifier| {
+                let spin = if spin_us == 0 {
+                    Duration::ZERO
+                } else {
+                    notifier.governor.begin();
+                    // Half the window, as the I/O thread's site: a drive that spins for
+                    // nothing burns what the one wake-up it would save costs (and more, on
+                    // one thread).
+                    let window = Duration::from_micros(spin_us);
+                    if notifier.governor.mean_below(window / 2) {
+                        window.min(cap)
+                    } else {
+                        notifier.governor.skipped();
+                        Duration::ZERO
+                    }
+                };
+                (cap, spin)
+            },
+            |this, (cap, spin)| this.wait_on_runtime(cap, spin),
+        )
+    }
+
+    /// Hands this turn's writes to the runtime on this thread: one runtime turn that
+    /// does not wait (the writes' tasks run, their packets leave, arrived ones are read),
+    /// GIL released. The end of a loop turn that does not wait: the tasks are woken as
+    /// local queue pushes, where `Notifier.flush` from outside the runtime costs a system
+    /// call to wake its driver. `None` when the baton is not free (the caller flushes
+    /// the notifier instead); otherwise whether tokens are ready (as for `drive`).
+    fn flush(&self, py: Python<'_>) -> PyResult<Option<bool>> {
+        self.holding_baton(
+            py,
+            |_| (),
+            |this, ()| async move {
+                this.notifier.get().wake_deferred();
+                // Returns after a scheduler pass and a driver turn that does not sleep.
+                tokio::task::yield_now().await;
+                Ok(())
+            },
+        )
     }
 
     /// The loop goes to sleep in its own selector (the I/O thread drives): counted as
@@ -466,6 +470,46 @@ impl LoopDriver {
 }
 
 impl LoopDriver {
+    /// Runs `work` on the runtime from this loop's thread while it holds the baton (GIL
+    /// released; `setup` first, with the GIL, on the notifier's shared state): `None`
+    /// at once when the baton is not free, else whether this loop's tokens are ready.
+    /// The tokens woken meanwhile wrote no byte to the notifier's pipe.
+    fn holding_baton<'a, S, F>(
+        &'a self,
+        py: Python<'_>,
+        setup: impl FnOnce(&notifier::Inner) -> S,
+        work: impl FnOnce(&'a Self, S) -> F + Send,
+    ) -> PyResult<Option<bool>>
+    where
+        S: Send,
+        F: std::future::Future<Output = PyResult<()>>,
+    {
+        if !self.available() {
+            return Ok(None);
+        }
+        let rt = crate::runtime::runtime()?;
+        if BATON
+            .state
+            .compare_exchange(FREE, LOOP, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        BATON.loop_drives.fetch_add(1, Ordering::Relaxed);
+        let notifier = self.notifier.get().inner();
+        let state = setup(notifier);
+        notifier.driving.store(true, Ordering::SeqCst);
+        let outcome = py.detach(|| rt.block_on(work(self, state)));
+        // SeqCst pairs with `Inner::notify`: a token pushed while this flag was up is
+        // in the queue when it is checked below.
+        notifier.driving.store(false, Ordering::SeqCst);
+        BATON.loop_parked.store(false, Ordering::Release);
+        BATON.freed_at.store(now_us(), Ordering::Release);
+        BATON.state.store(FREE, Ordering::Release);
+        outcome?;
+        Ok(Some(!notifier.ready().is_empty()))
+    }
+
     #[cfg(unix)]
     async fn wait_on_runtime(&self, cap: Duration, spin: Duration) -> PyResult<()> {
         // The loop's writes of its last turn, deferred to here (`Notifier.flush` would
