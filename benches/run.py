@@ -48,6 +48,7 @@ CEILING_DIR = HERE / "rust-ceiling"
 
 ALL_TARGETS = [
     "fastwt",
+    "fastwt-tasks",
     "fastwt-app",
     "fastwt-room",
     "fastwt-rc",
@@ -199,17 +200,19 @@ def make_targets(
     status = read_setup_status()
     certs: tuple[Path, Path] | None = None
     for name in names:
-        if name in ("fastwt", "fastwt-app", "fastwt-room"):
+        if name in ("fastwt", "fastwt-tasks", "fastwt-app", "fastwt-room"):
             mode = "app" if name == "fastwt-app" else "bare"
-            room = ["--fanout-room"] if name == "fastwt-room" else []
+            extra = {"fastwt-room": ["--fanout-room"], "fastwt-tasks": ["--stream-tasks"]}
+            options = extra.get(name, [])
             t = Target(
                 name,
                 {
                     "fastwt": "fastwt (WebTransportServer)",
+                    "fastwt-tasks": "fastwt, a task per stream (reference API form)",
                     "fastwt-app": "fastwt ServerApp+auth+CORS+rl",
                     "fastwt-room": "fastwt, fan-out as one room broadcast (Rust fan-out)",
                 }[name],
-                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", mode, *room],
+                [fastwt_python, str(TARGETS_DIR / "fastwt_server.py"), "--mode", mode, *options],
                 [fastwt_python, str(TARGETS_DIR / "fastwt_client.py")],
                 AUTH_HEADERS if name == "fastwt-app" else [],
             )

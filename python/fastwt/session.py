@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from . import _bridge
 from ._core import Op, SessionHandle, spin_stats
+from ._stream_handlers import serve_streams
 from ._types import Buffer, SessionObserver
 from .errors import SessionClosedError, SessionError
 from .stream import (
@@ -281,6 +282,27 @@ class WebTransportSession:
                 yield await self.accept_bidirectional_stream()
             except SessionClosedError:
                 return
+
+    async def handle_bidirectional_streams(
+        self, handler: Callable[[WebTransportBidirectionalStream], Awaitable[None]]
+    ) -> None:
+        """Calls ``handler(stream)`` on every peer-opened bidirectional stream, each
+        concurrently with the others, until the session closes; then cancels the
+        handlers still running and returns once they have ended.
+
+        The per-stream form of ``incoming_bidirectional_streams()`` with a task per
+        stream, at less cost: on asyncio a handler starts at once in this task and
+        becomes a task of its own only when it first waits, so a request answered
+        without waiting (read, write, return) costs no task and no extra loop turns. A
+        handler's exception is logged and resets its stream with
+        ``ErrorCodes.HANDLER_ERROR``; the other streams go on."""
+        await serve_streams(self.accept_bidirectional_stream, handler)
+
+    async def handle_unidirectional_streams(
+        self, handler: Callable[[WebTransportReceiveStream], Awaitable[None]]
+    ) -> None:
+        """``handle_bidirectional_streams`` for peer-opened unidirectional streams."""
+        await serve_streams(self.accept_unidirectional_stream, handler)
 
     async def incoming_unidirectional_streams(self) -> AsyncIterator[WebTransportReceiveStream]:
         """Peer-opened unidirectional streams until the session closes."""

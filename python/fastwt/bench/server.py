@@ -1,13 +1,15 @@
 """The echo server of the benchmarks, on either backend.
 
     python -m fastwt.bench.server [--backend rust|python] [--mode bare|app|app-plain]
-        [--host 127.0.0.1] [--port 0] [--seconds N]
+        [--host 127.0.0.1] [--port 0] [--seconds N] [--stream-tasks]
 
 (also ``fastwt bench --serve``, to run it on another machine for ``fastwt bench
 --target``.) ``bare``: ``WebTransportServer`` and ``incoming_sessions()`` directly (the
 default). ``app``: ``fastwt.framework.ServerApp`` with auth + CORS + rate-limit
 middleware (clients must send ``authorization: Bearer bench`` and ``origin:
-https://bench.example``). ``app-plain``: ``ServerApp`` without middleware.
+https://bench.example``). ``app-plain``: ``ServerApp`` without middleware. Streams are
+echoed through ``session.handle_bidirectional_streams``; ``--stream-tasks`` echoes each
+in a task of its own instead (``incoming_bidirectional_streams()``, the reference API).
 
 Prints ``PORT <n>`` and ``HASH <hex>`` once listening. Routes, as for every target of the
 repository's suite: ``/echo`` echoes every bidirectional stream and every datagram,
@@ -63,6 +65,20 @@ async def echo_datagrams(session: WebTransportSession) -> None:
 
 
 async def serve_echo(session: WebTransportSession) -> None:
+    """Echoes the session's streams through ``handle_bidirectional_streams`` (a stream
+    answered without waiting costs no task) and its datagrams."""
+    dg = asyncio.create_task(echo_datagrams(session))
+    try:
+        await session.handle_bidirectional_streams(echo_stream)
+    except Exception:
+        pass
+    finally:
+        dg.cancel()
+        report_datagram_stats(session)
+
+
+async def serve_echo_with_tasks(session: WebTransportSession) -> None:
+    """``serve_echo`` in the reference API's form: a task per incoming stream."""
     tasks: set[asyncio.Task[None]] = set()
     dg = asyncio.create_task(echo_datagrams(session))
     try:
@@ -76,17 +92,22 @@ async def serve_echo(session: WebTransportSession) -> None:
         dg.cancel()
         for t in list(tasks):
             t.cancel()
-        stats = session.stats()
-        if stats.get("datagrams_received"):
-            # Where a datagram workload lost what it lost (the suite keeps stderr in its
-            # raw/bench.log): the receive queue's drops, what left and arrived in frames.
-            print(f"session stats {json.dumps(stats)}", file=sys.stderr, flush=True)
+        report_datagram_stats(session)
+
+
+def report_datagram_stats(session: WebTransportSession) -> None:
+    stats = session.stats()
+    if stats.get("datagrams_received"):
+        # Where a datagram workload lost what it lost (the suite keeps stderr in its
+        # raw/bench.log): the receive queue's drops, what left and arrived in frames.
+        print(f"session stats {json.dumps(stats)}", file=sys.stderr, flush=True)
 
 
 class Handlers:
     """The three routes, shared by the bare server and the ServerApp variants."""
 
-    def __init__(self, *, room: bool = False) -> None:
+    def __init__(self, *, room: bool = False, stream_tasks: bool = False) -> None:
+        self.echo = serve_echo_with_tasks if stream_tasks else serve_echo
         self.fanout: set[WebTransportSession] = set()
         # With ``room``, fan-out sessions join a room and each tick is one
         # ``room.broadcast`` (the Rust fan-out: no Python code per recipient) instead of
@@ -100,7 +121,7 @@ class Handlers:
         elif path == "/idle":
             await self.idle(session)
         else:
-            await serve_echo(session)
+            await self.echo(session)
 
     async def fan(self, session: WebTransportSession) -> None:
         self.fanout.add(session)
@@ -198,7 +219,7 @@ async def run_app(
         )
 
     handler_for: dict[str, Callable[[WebTransportSession], Awaitable[None]]] = {
-        "/echo": serve_echo,
+        "/echo": h.echo,
         "/fanout": h.fan,
         "/idle": h.idle,
     }
@@ -220,6 +241,12 @@ async def run_app(
 
 def add_arguments(ap: Any) -> None:
     """The server's options (shared with ``fastwt bench --serve``)."""
+    ap.add_argument(
+        "--stream-tasks",
+        action="store_true",
+        help="echo each stream in a task of its own (the reference API's form) instead of"
+        " through handle_bidirectional_streams",
+    )
     ap.add_argument("--mode", choices=["bare", "app", "app-plain"], default="bare")
     ap.add_argument("--seconds", type=float, default=600.0, help="lifetime (default 600)")
     ap.add_argument("--hz", type=float, default=20.0, help="fan-out ticks per second")
@@ -233,7 +260,7 @@ def add_arguments(ap: Any) -> None:
 
 
 async def serve(args: argparse.Namespace, backend: str) -> None:
-    h = Handlers(room=args.fanout_room)
+    h = Handlers(room=args.fanout_room, stream_tasks=args.stream_tasks)
     config = server_config(backend, args.host, args.port)
     if args.mode == "bare":
         await run_bare(h, args.seconds, args.hz, config)
