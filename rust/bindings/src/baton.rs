@@ -43,14 +43,19 @@ const DRIVE_CAP: Duration = Duration::from_millis(50);
 /// time while one drove (busy with handlers and with quinn's work: two threads then do
 /// more, and spin for each other's replies).
 const TAKE_BELOW: f64 = 0.35;
-/// It gives the baton back when the loops' idle share exceeds its own busy share by this
-/// much (the loop's thread can take the I/O work and still be idle half the time).
+/// ... and only while most of their drives found work already waiting (packets came in
+/// while the loop ran handlers: a second thread can take them meanwhile). A loop whose
+/// every drive waits for the next packet (one request in flight: the peer answers only
+/// once the reply left) would gain nothing from the I/O thread but a hand-off each way.
+const TAKE_WAITING_ABOVE: f64 = 0.2;
+/// The I/O thread gives the baton back early when the loops' idle share exceeds its own
+/// busy share by this much (the loop's thread can take the I/O work and still be idle
+/// half the time).
 const GIVE_MARGIN: f64 = 0.5;
-/// The least time the I/O thread keeps the baton after taking it; quadrupled (up to
+/// How long the I/O thread keeps the baton after taking it, at least; quadrupled (up to
 /// [`MAX_HOLD`]) each time it had to take it back within four holds of giving it, so
-/// that a load the loop cannot carry alone, though idle enough by the measure, does not
-/// flip the driver every few milliseconds (32 requests in flight: the loop alone is idle
-/// half the time, yet serves a quarter fewer requests than the two threads).
+/// that a load the loop cannot carry alone does not flip the driver every few
+/// milliseconds, while a load that changed gets its trial within one hold.
 const MIN_HOLD: Duration = Duration::from_millis(100);
 const MAX_HOLD: Duration = Duration::from_secs(30);
 /// Weight of the newest sample in the moving averages.
@@ -66,6 +71,11 @@ struct Baton {
     freed_at: AtomicU64,
     /// The runtime is parked on a loop's thread (it waits with nothing to do).
     loop_parked: AtomicBool,
+    /// Microseconds the runtime spent parked on loops' threads, and when it parked.
+    loop_parked_us: AtomicU64,
+    loop_parked_at: AtomicU64,
+    /// The share of recent drives that found work waiting, in thousandths.
+    work_waiting_permille: AtomicU64,
     /// Loops asleep in their own selector while the I/O thread drives.
     waiting_loops: AtomicU32,
     /// Microseconds the I/O thread spent parked while it drove, and when it parked.
@@ -92,10 +102,31 @@ fn permille(share: f64) -> u64 {
     (share.clamp(0.0, 1.0) * 1000.0).round() as u64
 }
 
+/// A drive found work waiting when its busy-poll hit at the first turn, or, without
+/// one, when the runtime slept less than this on its thread (an epoll wait that returned
+/// at once: a sleep and wake-up through the kernel takes longer on any host).
+const WAITING_PARK: Duration = Duration::from_micros(10);
+
+/// Counts one loop drive: whether it found work waiting (see [`WAITING_PARK`]).
+fn record_drive(found_waiting: bool) {
+    let old = BATON.work_waiting_permille.load(Ordering::Relaxed) as f64 / 1000.0;
+    let new = old + ALPHA * (f64::from(u8::from(found_waiting)) - old);
+    BATON
+        .work_waiting_permille
+        .store(permille(new), Ordering::Relaxed);
+}
+
+fn work_waiting() -> f64 {
+    BATON.work_waiting_permille.load(Ordering::Relaxed) as f64 / 1000.0
+}
+
 static BATON: Baton = Baton {
     state: AtomicU8::new(FREE),
     freed_at: AtomicU64::new(0),
     loop_parked: AtomicBool::new(false),
+    loop_parked_us: AtomicU64::new(0),
+    loop_parked_at: AtomicU64::new(0),
+    work_waiting_permille: AtomicU64::new(0),
     waiting_loops: AtomicU32::new(0),
     io_parked_us: AtomicU64::new(0),
     io_parked_at: AtomicU64::new(0),
@@ -138,7 +169,19 @@ pub(crate) fn io_drives() -> bool {
 /// drives it.
 pub(crate) fn on_park(parked: bool) {
     match BATON.state.load(Ordering::Acquire) {
-        LOOP => BATON.loop_parked.store(parked, Ordering::Release),
+        LOOP => {
+            BATON.loop_parked.store(parked, Ordering::Release);
+            if parked {
+                BATON.loop_parked_at.store(now_us(), Ordering::Release);
+            } else {
+                let at = BATON.loop_parked_at.swap(0, Ordering::AcqRel);
+                if at != 0 {
+                    BATON
+                        .loop_parked_us
+                        .fetch_add(now_us().saturating_sub(at), Ordering::AcqRel);
+                }
+            }
+        }
         IO => {
             if parked {
                 BATON.io_parked_at.store(now_us(), Ordering::Release);
@@ -191,16 +234,6 @@ impl Load {
         }
     }
 
-    /// As [`Load::new`], but the loops counted busy so far: the I/O thread, just come to
-    /// drive because they were, does not give the runtime back before it has seen them
-    /// idle for a while.
-    fn assuming_busy_loops() -> Self {
-        Self {
-            loop_idle: 0.0,
-            ..Self::new()
-        }
-    }
-
     /// One sample of the loops (are they idle right now, asleep in a selector or with the
     /// runtime parked on their thread: the sampler is another thread, so this is fair).
     fn sample_loops(&mut self) {
@@ -248,14 +281,16 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
         let stale = state == FREE
             && now_us().saturating_sub(BATON.freed_at.load(Ordering::Acquire))
                 >= TICK.as_micros() as u64;
-        let wanted = state == FREE && (stale || live_loops() == 0) || load.loop_idle < TAKE_BELOW;
+        let unattended = state == FREE && (stale || live_loops() == 0);
+        let wanted =
+            unattended || load.loop_idle < TAKE_BELOW && work_waiting() > TAKE_WAITING_ABOVE;
         if wanted && take() {
             BATON.takeovers.fetch_add(1, Ordering::Relaxed);
             hold = match given_at {
                 Some(at) if at.elapsed() < hold * 4 => (hold * 4).min(MAX_HOLD),
                 _ => MIN_HOLD,
             };
-            rt.block_on(drive_until_loops_idle(hold));
+            rt.block_on(drive_for(hold));
             given_at = Some(Instant::now());
             load = Load::new();
             tick = TICK;
@@ -297,25 +332,31 @@ fn take() -> bool {
     taken
 }
 
-/// What the I/O thread's `block_on` waits for while it drives: the loops idle enough to
-/// take the I/O work, after `hold` at least (then the baton is given back and they are
-/// woken).
-async fn drive_until_loops_idle(hold: Duration) {
+/// What the I/O thread's `block_on` waits for while it drives: `hold`, then the baton is
+/// given back and the loops are woken (and one drives again, until the I/O thread finds
+/// reason to take it anew: with the hold quadrupled when that comes soon, see
+/// `io_thread`). No measure taken while it drives tells whether the loops would do
+/// better driving themselves (a loop's thread waiting for tokens looks as busy either
+/// way), except a load that fell: after [`MIN_HOLD`] the baton goes back as soon as the
+/// loops are idle enough to take the I/O work.
+async fn drive_for(hold: Duration) {
     let since = Instant::now();
-    let mut load = Load::assuming_busy_loops();
+    let mut load = Load::new();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if live_loops() == 0 {
             // No loop can drive (trio only, or none yet): no ticks until one registers.
             BATON.loops_changed.notified().await;
-            load = Load::assuming_busy_loops();
             continue;
         }
         ticks.tick().await;
+        // For `io_driver_stats`: how busy each thread was while the I/O thread drove.
         load.sample_loops();
         load.sample_io();
-        if load.loop_idle > load.io_busy + GIVE_MARGIN && since.elapsed() >= hold {
+        let held = since.elapsed();
+        let idle_enough = load.loop_idle > load.io_busy + GIVE_MARGIN && held >= MIN_HOLD;
+        if held >= hold || idle_enough {
             BATON.io_parked_at.store(0, Ordering::Release);
             BATON.freed_at.store(now_us(), Ordering::Release);
             BATON.state.store(FREE, Ordering::Release);
@@ -530,9 +571,13 @@ impl LoopDriver {
                 }
             }
         };
-        if !spin.is_zero() && self.spin_for_reply(&fd, spin).await {
-            return Ok(());
+        if !spin.is_zero() {
+            if let Some(turns) = self.spin_for_reply(&fd, spin).await {
+                record_drive(turns <= 1);
+                return Ok(());
+            }
         }
+        let parked_before = BATON.loop_parked_us.load(Ordering::Acquire);
         tokio::select! {
             ready = fd.readable() => {
                 if let Ok(mut guard) = ready {
@@ -544,17 +589,25 @@ impl LoopDriver {
             () = BATON.yield_notify.notified() => {}
             () = self.notifier.get().inner().woken.notified() => {}
         }
+        let parked = BATON
+            .loop_parked_us
+            .load(Ordering::Acquire)
+            .saturating_sub(parked_before);
+        record_drive(spin.is_zero() && parked < WAITING_PARK.as_micros() as u64);
         Ok(())
     }
 
     /// Busy-polls the runtime (non-blocking driver turns, the core yielded between them)
-    /// for up to `window`: true when a token or selector event came meanwhile.
+    /// for up to `window`: the turns it took when a token or selector event came
+    /// meanwhile, `None` when none came.
     #[cfg(unix)]
-    async fn spin_for_reply(&self, fd: &Watched, window: Duration) -> bool {
+    async fn spin_for_reply(&self, fd: &Watched, window: Duration) -> Option<u32> {
         use std::task::Poll;
         let notifier = self.notifier.get().inner();
         let until = Instant::now() + window;
+        let mut turns = 0u32;
         let hit = loop {
+            turns = turns.saturating_add(1);
             // Let another thread on this core (the peer, most likely) run first.
             std::thread::yield_now();
             // Returns after a driver turn that does not sleep (tokio defers the wake).
@@ -581,7 +634,7 @@ impl LoopDriver {
             }
         };
         notifier.governor.spun(hit);
-        hit
+        hit.then_some(turns)
     }
 
     #[cfg(not(unix))]
@@ -597,8 +650,9 @@ impl Drop for LoopDriver {
 }
 
 /// Who drives now and how often it changed: `{"enabled", "driver" ("loop", "io" or
-/// "free"), "loop_drives", "takeovers", "handbacks", "loop_idle", "io_busy"}` (the
-/// last two: the moving averages the I/O thread decides by, shares of the time).
+/// "free"), "loop_drives", "takeovers", "handbacks", "loop_idle", "io_busy",
+/// "work_waiting"}` (the last three: the moving averages the I/O thread decides by,
+/// shares of the time, and of the loops' drives that found work waiting).
 #[pyfunction]
 pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     use pyo3::types::PyDictMethods;
@@ -616,5 +670,6 @@ pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict
     let share = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
     d.set_item("loop_idle", share(&BATON.loop_idle_permille))?;
     d.set_item("io_busy", share(&BATON.io_busy_permille))?;
+    d.set_item("work_waiting", share(&BATON.work_waiting_permille))?;
     Ok(d)
 }
