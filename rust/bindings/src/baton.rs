@@ -43,8 +43,9 @@ const DRIVE_CAP: Duration = Duration::from_millis(50);
 /// time while one drove (busy with handlers and with quinn's work: two threads then do
 /// more, and spin for each other's replies).
 const TAKE_BELOW: f64 = 0.35;
-/// ... and only while most of their drives found work already waiting (packets came in
-/// while the loop ran handlers: a second thread can take them meanwhile). A loop whose
+/// ... and only while more than this share of their recent drives found work already
+/// waiting (packets came in while the loop ran handlers: a second thread can take them
+/// meanwhile; about 0.2-0.45 at 4 to 32 requests in flight, 0.004 at one). A loop whose
 /// every drive waits for the next packet (one request in flight: the peer answers only
 /// once the reply left) would gain nothing from the I/O thread but a hand-off each way.
 const TAKE_WAITING_ABOVE: f64 = 0.2;
