@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The asyncio steps of one stream request with a task per stream, in a tight loop and
 nothing else: a future resolved by a callback wakes the accepting task, which starts a
-handler task whose done callback drops it. Prints the CPU per request (6–8 µs on the
+handler task whose done callback drops it. Prints the CPU per request (6-8 µs on the
 benchmarks' machine, CPython 3.11): the floor of that request shape on warm caches, to
 compare with what a paced request costs the server after a sleep (benches/README.md).
 

@@ -172,30 +172,22 @@ pub(crate) fn on_park(parked: bool) {
     match BATON.state.load(Ordering::Acquire) {
         LOOP => {
             BATON.loop_parked.store(parked, Ordering::Release);
-            if parked {
-                BATON.loop_parked_at.store(now_us(), Ordering::Release);
-            } else {
-                let at = BATON.loop_parked_at.swap(0, Ordering::AcqRel);
-                if at != 0 {
-                    BATON
-                        .loop_parked_us
-                        .fetch_add(now_us().saturating_sub(at), Ordering::AcqRel);
-                }
-            }
+            time_park(parked, &BATON.loop_parked_at, &BATON.loop_parked_us);
         }
-        IO => {
-            if parked {
-                BATON.io_parked_at.store(now_us(), Ordering::Release);
-            } else {
-                let at = BATON.io_parked_at.swap(0, Ordering::AcqRel);
-                if at != 0 {
-                    BATON
-                        .io_parked_us
-                        .fetch_add(now_us().saturating_sub(at), Ordering::AcqRel);
-                }
-            }
-        }
+        IO => time_park(parked, &BATON.io_parked_at, &BATON.io_parked_us),
         _ => {}
+    }
+}
+
+/// Adds a park's length to `total_us` when it ends (`at`: when it began, 0 when none).
+fn time_park(parked: bool, at: &AtomicU64, total_us: &AtomicU64) {
+    if parked {
+        at.store(now_us(), Ordering::Release);
+    } else {
+        let began = at.swap(0, Ordering::AcqRel);
+        if began != 0 {
+            total_us.fetch_add(now_us().saturating_sub(began), Ordering::AcqRel);
+        }
     }
 }
 
