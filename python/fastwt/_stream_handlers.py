@@ -74,8 +74,8 @@ async def _serve_eagerly(
         for task in running:
             task.cancel()
         if running:
-            # Shielded from a cancellation of this task itself, which is re-raised
-            # afterwards: the handlers get to finish their own cancellation first.
+            # Shielded: should this task be cancelled again meanwhile, the handlers still
+            # end their own cancellation (the gather is not cancelled with it).
             await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
 
 
