@@ -70,9 +70,8 @@ struct Baton {
     state: AtomicU8,
     /// `now_us()` when a loop last gave the baton up.
     freed_at: AtomicU64,
-    /// The runtime is parked on a loop's thread (it waits with nothing to do).
-    loop_parked: AtomicBool,
-    /// Microseconds the runtime spent parked on loops' threads, and when it parked.
+    /// Microseconds the runtime spent parked on loops' threads, and when it parked (0
+    /// while it is not: a loop whose runtime is parked waits with nothing to do).
     loop_parked_us: AtomicU64,
     loop_parked_at: AtomicU64,
     /// The share of recent drives that found work waiting, in thousandths.
@@ -124,7 +123,6 @@ fn work_waiting() -> f64 {
 static BATON: Baton = Baton {
     state: AtomicU8::new(FREE),
     freed_at: AtomicU64::new(0),
-    loop_parked: AtomicBool::new(false),
     loop_parked_us: AtomicU64::new(0),
     loop_parked_at: AtomicU64::new(0),
     work_waiting_permille: AtomicU64::new(0),
@@ -170,10 +168,7 @@ pub(crate) fn io_drives() -> bool {
 /// drives it.
 pub(crate) fn on_park(parked: bool) {
     match BATON.state.load(Ordering::Acquire) {
-        LOOP => {
-            BATON.loop_parked.store(parked, Ordering::Release);
-            time_park(parked, &BATON.loop_parked_at, &BATON.loop_parked_us);
-        }
+        LOOP => time_park(parked, &BATON.loop_parked_at, &BATON.loop_parked_us),
         IO => time_park(parked, &BATON.io_parked_at, &BATON.io_parked_us),
         _ => {}
     }
@@ -182,7 +177,8 @@ pub(crate) fn on_park(parked: bool) {
 /// Adds a park's length to `total_us` when it ends (`at`: when it began, 0 when none).
 fn time_park(parked: bool, at: &AtomicU64, total_us: &AtomicU64) {
     if parked {
-        at.store(now_us(), Ordering::Release);
+        // Never 0, which means "not parked".
+        at.store(now_us().max(1), Ordering::Release);
     } else {
         let began = at.swap(0, Ordering::AcqRel);
         if began != 0 {
@@ -232,7 +228,7 @@ impl Load {
     fn sample_loops(&mut self) {
         let idle = BATON.waiting_loops.load(Ordering::Acquire) > 0
             || (BATON.state.load(Ordering::Acquire) == LOOP
-                && BATON.loop_parked.load(Ordering::Acquire));
+                && BATON.loop_parked_at.load(Ordering::Acquire) != 0);
         self.loop_idle += ALPHA * (f64::from(u8::from(idle)) - self.loop_idle);
         BATON
             .loop_idle_permille
@@ -436,28 +432,7 @@ impl LoopDriver {
             Some(t) if t.is_finite() => Duration::from_secs_f64(t.max(0.0)).min(DRIVE_CAP),
             _ => DRIVE_CAP,
         };
-        self.holding_baton(
-            py,
-            |notifier| {
-                let spin = if spin_us == 0 {
-                    Duration::ZERO
-                } else {
-                    notifier.governor.begin();
-                    // Half the window, as the I/O thread's site: a drive that spins for
-                    // nothing burns what the one wake-up it would save costs (and more, on
-                    // one thread).
-                    let window = Duration::from_micros(spin_us);
-                    if notifier.governor.mean_below(window / 2) {
-                        window.min(cap)
-                    } else {
-                        notifier.governor.skipped();
-                        Duration::ZERO
-                    }
-                };
-                (cap, spin)
-            },
-            |this, (cap, spin)| this.wait_on_runtime(cap, spin),
-        )
+        self.holding_baton(py, || self.wait_on_runtime(cap, spin_us))
     }
 
     /// Hands this turn's writes to the runtime on this thread: one runtime turn that
@@ -467,16 +442,12 @@ impl LoopDriver {
     /// call to wake its driver. `None` when the baton is not free (the caller flushes
     /// the notifier instead); otherwise whether tokens are ready (as for `drive`).
     fn flush(&self, py: Python<'_>) -> PyResult<Option<bool>> {
-        self.holding_baton(
-            py,
-            |_| (),
-            |this, ()| async move {
-                this.notifier.get().wake_deferred();
-                // Returns after a scheduler pass and a driver turn that does not sleep.
-                tokio::task::yield_now().await;
-                Ok(())
-            },
-        )
+        self.holding_baton(py, || async {
+            self.notifier.get().wake_deferred();
+            // Returns after a scheduler pass and a driver turn that does not sleep.
+            tokio::task::yield_now().await;
+            Ok(())
+        })
     }
 
     /// The loop goes to sleep in its own selector (the I/O thread drives): counted as
@@ -505,17 +476,14 @@ impl LoopDriver {
 
 impl LoopDriver {
     /// Runs `work` on the runtime from this loop's thread while it holds the baton (GIL
-    /// released; `setup` first, with the GIL, on the notifier's shared state): `None`
-    /// at once when the baton is not free, else whether this loop's tokens are ready.
-    /// The tokens woken meanwhile wrote no byte to the notifier's pipe.
-    fn holding_baton<'a, S, F>(
-        &'a self,
+    /// released): `None` at once when the baton is not free, else whether this loop's
+    /// tokens are ready. The tokens woken meanwhile wrote no byte to the notifier's pipe.
+    fn holding_baton<F>(
+        &self,
         py: Python<'_>,
-        setup: impl FnOnce(&notifier::Inner) -> S,
-        work: impl FnOnce(&'a Self, S) -> F + Send,
+        work: impl FnOnce() -> F + Send,
     ) -> PyResult<Option<bool>>
     where
-        S: Send,
         F: std::future::Future<Output = PyResult<()>>,
     {
         if !self.available() {
@@ -531,24 +499,44 @@ impl LoopDriver {
         }
         BATON.loop_drives.fetch_add(1, Ordering::Relaxed);
         let notifier = self.notifier.get().inner();
-        let state = setup(notifier);
         notifier.driving.store(true, Ordering::SeqCst);
-        let outcome = py.detach(|| rt.block_on(work(self, state)));
+        let outcome = py.detach(|| rt.block_on(work()));
         // SeqCst pairs with `Inner::notify`: a token pushed while this flag was up is
         // in the queue when it is checked below.
         notifier.driving.store(false, Ordering::SeqCst);
-        BATON.loop_parked.store(false, Ordering::Release);
+        BATON.loop_parked_at.store(0, Ordering::Release);
         BATON.freed_at.store(now_us(), Ordering::Release);
         BATON.state.store(FREE, Ordering::Release);
         outcome?;
         Ok(Some(!notifier.ready().is_empty()))
     }
 
+    /// The busy-poll window of a drive asked to spin up to `spin_us`: none while this
+    /// loop's recent waits for a token were long. Half the window, as the I/O thread's
+    /// site: a drive that spins for nothing burns what the one wake-up it would save
+    /// costs (and more, on one thread).
     #[cfg(unix)]
-    async fn wait_on_runtime(&self, cap: Duration, spin: Duration) -> PyResult<()> {
+    fn spin_window(&self, spin_us: u64, cap: Duration) -> Duration {
+        if spin_us == 0 {
+            return Duration::ZERO;
+        }
+        let governor = &self.notifier.get().inner().governor;
+        governor.begin();
+        let window = Duration::from_micros(spin_us);
+        if governor.mean_below(window / 2) {
+            window.min(cap)
+        } else {
+            governor.skipped();
+            Duration::ZERO
+        }
+    }
+
+    #[cfg(unix)]
+    async fn wait_on_runtime(&self, cap: Duration, spin_us: u64) -> PyResult<()> {
         // The loop's writes of its last turn, deferred to here (`Notifier.flush` would
         // wake the tasks from outside the runtime: a system call each).
         self.notifier.get().wake_deferred();
+        let spin = self.spin_window(spin_us, cap);
         let fd = {
             let mut watched = lock(&self.watched);
             match &*watched {
@@ -631,7 +619,7 @@ impl LoopDriver {
     }
 
     #[cfg(not(unix))]
-    async fn wait_on_runtime(&self, _cap: Duration, _spin: Duration) -> PyResult<()> {
+    async fn wait_on_runtime(&self, _cap: Duration, _spin_us: u64) -> PyResult<()> {
         Ok(())
     }
 }
