@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -25,3 +26,17 @@ def run_reporting(script: str, env: dict[str, str], marker: str, timeout: float)
     line = [ln for ln in p.stdout.splitlines() if ln.startswith(marker + " ")][-1]
     result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
     return result
+
+
+def thread_cpu_ns(pid: int) -> dict[str, int]:
+    """On-CPU nanoseconds of each thread of process ``pid``, summed by thread name
+    (``/proc``: a test's child reports its own with ``os.getpid()``)."""
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            ns = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+        out[name] = out.get(name, 0) + ns
+    return out

@@ -23,7 +23,7 @@ import pytest
 
 from fastwt import _backend
 
-from .child_process import run_reporting
+from .child_process import run_reporting, thread_cpu_ns
 
 pytestmark = [
     pytest.mark.skipif(not _backend.rust_available(), reason="needs the Rust extension"),
@@ -39,17 +39,11 @@ PACED = textwrap.dedent(
     import anyio, json, os, sys
     sys.path.insert(0, {tests!r})
     from fastwt._core import io_driver_stats
+    from integration.child_process import thread_cpu_ns
     from integration.echo_server import echo_server
 
     def cpu_by_thread():
-        out = {{}}
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{{tid}}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/self/task/{{tid}}/schedstat") as f:
-                ns = int(f.read().split()[0])
-            out[name] = out.get(name, 0) + ns
-        return out
+        return thread_cpu_ns(os.getpid())
 
     async def main():
         async with echo_server() as echo, echo.client() as client:
@@ -70,12 +64,18 @@ PACED = textwrap.dedent(
 )
 
 
-def run_script(script: str, **env_extra: str) -> dict[str, Any]:
+def default_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the settings that choose who drives (and the
+    backend), plus ``extra``: the children run fastwt's defaults."""
     env = dict(os.environ)
     for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
         env.pop(name, None)
-    env.update(env_extra)
-    return run_reporting(script, env, "RESULT", timeout=120)
+    env.update(extra)
+    return env
+
+
+def run_script(script: str, **env_extra: str) -> dict[str, Any]:
+    return run_reporting(script, default_env(**env_extra), "RESULT", timeout=120)
 
 
 def io_share(cpu: dict[str, int]) -> float:
@@ -232,12 +232,9 @@ IDLE_SERVER = textwrap.dedent(
 
 
 def test_ctrl_c_stops_a_loop_that_drives_the_runtime() -> None:
-    env = dict(os.environ)
-    for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
-        env.pop(name, None)
     with subprocess.Popen(
         [sys.executable, "-c", IDLE_SERVER],
-        env=env,
+        env=default_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,19 +258,6 @@ def test_ctrl_c_stops_a_loop_that_drives_the_runtime() -> None:
     assert took < 2.0, took
 
 
-def thread_cpu_ns(pid: int) -> dict[str, int]:
-    """On-CPU nanoseconds of each thread of process ``pid``, summed by thread name."""
-    out: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            ns = int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError):
-            continue  # the thread ended meanwhile
-        out[name] = out.get(name, 0) + ns
-    return out
-
-
 def test_one_request_in_flight_stays_on_the_loop() -> None:
     """The benchmarks' echo server (``fastwt.bench.server``) under their client with one
     request in flight (``reqresp --concurrency 1``, another process): the server's loop
@@ -282,9 +266,7 @@ def test_one_request_in_flight_stays_on_the_loop() -> None:
     hand-off each way. The loop keeps the runtime: the I/O thread does little of the
     server's work (quiet: about 0.01 of its CPU; before the I/O thread looked at whether
     work was waiting for the drives, it took the runtime here and spun, about 0.5)."""
-    env = dict(os.environ)
-    for name in ("FASTWT_INLINE_IO", "FASTWT_IO_THREADS", "FASTWT_BACKEND"):
-        env.pop(name, None)
+    env = default_env()
     server = subprocess.Popen(
         [sys.executable, "-m", "fastwt.bench.server", "--seconds", "30"],
         env=env,
