@@ -291,10 +291,12 @@ class WebTransportSession:
         handlers still running and returns once they have ended.
 
         The per-stream form of ``incoming_bidirectional_streams()`` with a task per
-        stream, at less cost: on asyncio a handler starts at once in this task and
-        becomes a task of its own only when it first waits, so a request answered
-        without waiting (read, write, return) costs no task and no extra loop turns. A
-        handler's exception is logged and resets its stream with
+        stream, at less cost: on asyncio a handler starts at once in the task that
+        accepted its stream, so a request answered without waiting (read, write,
+        return) costs no task and no extra loop turns; a handler that waits keeps that
+        task to its end (a deadline it entered is its own) and another task takes over
+        accepting. When the session closes, this returns (in the task that called it).
+        A handler's exception is logged and resets its stream with
         ``ErrorCodes.HANDLER_ERROR``; the other streams go on."""
         await serve_streams(self.accept_bidirectional_stream, handler)
 

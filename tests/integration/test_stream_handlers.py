@@ -40,6 +40,11 @@ class Served:
     client: WebTransportClient
     returned: anyio.Event = field(default_factory=anyio.Event)
     events: list[Any] = field(default_factory=list)
+    # How a session handler ended before the test was done with the server. A child's
+    # cancellation would otherwise cancel the test's own body through the task group,
+    # and the test would end early and pass.
+    failures: list[BaseException] = field(default_factory=list)
+    closing: bool = False
 
 
 @asynccontextmanager
@@ -58,7 +63,12 @@ async def serving(
 
         async def one(session: WebTransportSession) -> None:
             await session.accept()
-            await session_handler(session, served)
+            try:
+                await session_handler(session, served)
+            except BaseException as exc:
+                if not served.closing:
+                    served.failures.append(exc)
+                raise
             served.returned.set()
 
         async def accept_loop() -> None:
@@ -66,10 +76,14 @@ async def serving(
                 tg.start_soon(one, session)
 
         tg.start_soon(accept_loop)
-        async with client:
-            yield served
+        try:
+            async with client:
+                yield served
+        finally:
+            served.closing = True
         await server.close()
         tg.cancel_scope.cancel()
+    assert not served.failures, f"a session handler ended early: {served.failures!r}"
 
 
 async def echo(stream: WebTransportBidirectionalStream) -> None:
@@ -216,40 +230,128 @@ CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("current", default
 
 
 async def test_a_handler_starts_at_once_on_asyncio_in_a_context_of_its_own() -> None:
-    """On asyncio a handler that answers without waiting runs in the accepting task (no
-    task of its own); one that waits goes on in another task; each handler's context
-    changes stay its own, as with a task per stream."""
+    """On asyncio a handler runs in the task that accepted its stream: one that answers
+    without waiting gets no task of its own (the handlers that never wait all run in
+    the one accepting task); one that waits keeps the task it started in, from its first
+    step to its end. Each handler's context changes stay its own, as with a task per
+    stream."""
     if sniffio.current_async_library() != "asyncio":
         pytest.skip("eager handlers are asyncio's; trio runs each in a task")
-    seen: list[tuple[bytes, bool, bool, str]] = []
+    seen: dict[bytes, tuple[bool, asyncio.Task[Any] | None, asyncio.Task[Any] | None, str]] = {}
 
     async def handle(session: WebTransportSession, served: Served) -> None:
         accepting = asyncio.current_task()
 
         async def handler(stream: WebTransportBidirectionalStream) -> None:
+            started_in = asyncio.current_task()
             data = await stream.read_all()
-            started_in_accepting_task = asyncio.current_task() is accepting
             before = CURRENT.get()
             CURRENT.set(data.decode())
             if data == b"waits":
                 await asyncio.sleep(0.01)
-            seen.append(
-                (data, started_in_accepting_task, asyncio.current_task() is accepting, before)
-            )
+            seen[data] = (started_in is accepting, started_in, asyncio.current_task(), before)
             await stream.write(data=CURRENT.get().encode(), end_stream=True)
 
         await session.handle_bidirectional_streams(handler)
 
+    later = [b"answers %d" % i for i in range(5)]
     async with serving(handle) as served:
         session = await served.client.connect(url=served.url)
         with anyio.fail_after(10):
             assert await request(session, b"answers") == b"answers"
             assert await request(session, b"waits") == b"waits"
-            assert await request(session, b"answers too") == b"answers too"
+            for payload in later:
+                assert await request(session, payload) == payload
         await session.close()
-    # A stream that arrived whole is read without waiting; the first may have had to
-    # wait for its data, so only the later ones are checked for where they started.
-    by_data = {s[0]: s[1:] for s in seen}
-    assert by_data[b"answers too"] == (True, True, "unset")
-    assert by_data[b"waits"][1] is False  # went on in its own task
-    assert by_data[b"waits"][2] == "unset"  # the earlier handlers' values did not leak
+    # The session's own task accepts first.
+    assert seen[b"answers"][0] is True
+    # A handler that waited went on in the task it started in.
+    assert seen[b"waits"][1] is seen[b"waits"][2]
+    # After it, one task accepts and runs every handler that does not wait: no task
+    # per stream (a handler may wait for its data, and then has a task of its own, so
+    # most, not all, of them share it).
+    tasks = [seen[p][1] for p in later]
+    assert max(tasks.count(t) for t in tasks) >= 3, tasks
+    # No handler saw another's context value.
+    assert {seen[p][3] for p in seen} == {"unset"}
+
+
+async def test_a_deadline_entered_before_the_first_wait_ends_only_its_handler() -> None:
+    """A handler that enters a deadline (``anyio.fail_after``, ``asyncio.timeout``) before
+    its first wait and then overruns it: the deadline ends that handler alone (its stream
+    is reset with HANDLER_ERROR), and the session's other streams are still answered.
+    The deadline belongs to the task that runs the handler from its first step on, so
+    that task must be the one that goes on with it after the wait."""
+    started = anyio.Event()
+
+    async def handler(stream: WebTransportBidirectionalStream) -> None:
+        if sniffio.current_async_library() == "asyncio":
+            deadline: Any = asyncio.timeout(0.3)
+        else:
+            deadline = anyio.fail_after(0.3)
+        async with _maybe_async(deadline):
+            data = await stream.read(max_size=100)
+            if data == b"slow":
+                started.set()
+                await stream.read_all()  # the peer never ends it: the deadline must
+        await stream.write(data=data, end_stream=True)
+
+    async def handle(session: WebTransportSession, served: Served) -> None:
+        await session.handle_bidirectional_streams(handler)
+
+    async with serving(handle) as served:
+        session = await served.client.connect(url=served.url)
+        with anyio.fail_after(10):
+            slow = await session.create_bidirectional_stream()
+            await slow.write(data=b"slow")
+            await started.wait()
+            with pytest.raises(StreamError) as raised:
+                await slow.read_all()
+            assert raised.value.error_code == ErrorCodes.HANDLER_ERROR
+            assert await request(session, b"after") == b"after"
+            assert not served.returned.is_set()
+        await session.close()
+
+
+@asynccontextmanager
+async def _maybe_async(manager: Any) -> AsyncIterator[None]:
+    """``asyncio.timeout`` is an async context manager, anyio's ``fail_after`` a plain one."""
+    if hasattr(manager, "__aenter__"):
+        async with manager:
+            yield
+    else:
+        with manager:
+            yield
+
+
+async def test_a_deadline_around_the_call_stops_every_handler() -> None:
+    """``handle_bidirectional_streams`` under the caller's own deadline: when it passes,
+    the handlers still waiting (one of them going on in the caller's task itself, on
+    asyncio) are cancelled and the call ends by the deadline's cancellation, not
+    normally (the session's end is not mistaken for it)."""
+    cancelled: list[bytes] = []
+    ended: list[str] = []
+
+    async def handler(stream: WebTransportBidirectionalStream) -> None:
+        data = await stream.read_all()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(data)
+
+    async def handle(session: WebTransportSession, served: Served) -> None:
+        with anyio.move_on_after(0.5) as scope:
+            await session.handle_bidirectional_streams(handler)
+            ended.append("returned")
+        ended.append("cancelled" if scope.cancelled_caught else "not cancelled")
+
+    async with serving(handle) as served:
+        session = await served.client.connect(url=served.url)
+        with anyio.fail_after(10):
+            for payload in (b"one", b"two"):
+                stream = await session.create_bidirectional_stream()
+                await stream.write(data=payload, end_stream=True)
+            await served.returned.wait()
+        assert ended == ["cancelled"]
+        assert sorted(cancelled) == [b"one", b"two"]
+        await session.close()
