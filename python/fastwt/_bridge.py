@@ -261,7 +261,7 @@ class _AsyncioHub(_HubBase):
         selector = self._driven_selector
         if selector is not None:
             self._reply_expected = True
-            selector.flush_at_select()
+            selector._flush_pending = True  # flush_at_select(), without its call
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop().call_soon(self._flush)
@@ -383,8 +383,10 @@ class _SpinningSelector(selectors.BaseSelector):
                     return self._look(0)
                 # Woken by its own tokens (no pipe byte): other ready I/O is seen at the
                 # next select, which does not wait (the tokens' tasks are ready to run).
-                # The drive may have taken the selector's edge: look before the next.
-                self._quiet = False
+                # No look is needed before the next drive either: a selector event that
+                # came during this one is kept as the watched descriptor's readiness
+                # (cleared only where the drive returns for it), so the next drive
+                # returns at once for it.
                 hub._dispatch(read_pipe=False)
                 return []
         self._flush_now()

@@ -42,17 +42,24 @@ S = TypeVar("S", bound=WebTransportStream)
 
 
 async def serve_streams(
-    accept: Callable[[], Awaitable[S]], handler: Callable[[S], Awaitable[None]]
+    poll: Callable[[], S | None],
+    park: Callable[[], Awaitable[None]],
+    handler: Callable[[S], Awaitable[None]],
 ) -> None:
-    """Calls ``handler`` on each stream ``accept`` returns, until it raises
-    ``SessionClosedError``; then cancels the handlers still running and waits for them."""
+    """Calls ``handler`` on each stream accepted, until the session closes (``poll``
+    raises ``SessionClosedError``); then cancels the handlers still running and waits for
+    them. ``poll`` returns the next stream if one is ready, else ``None``, and ``park``
+    waits until it may have one."""
     if sniffio.current_async_library() == "asyncio":
-        await _serve_eagerly(accept, handler)
+        await _serve_eagerly(poll, park, handler)
         return
     async with anyio.create_task_group() as group:
         while True:
             try:
-                stream = await accept()
+                stream = poll()
+                while stream is None:
+                    await park()
+                    stream = poll()
             except SessionClosedError:
                 break
             group.start_soon(_guarded, handler, stream)
@@ -60,9 +67,11 @@ async def serve_streams(
 
 
 async def _serve_eagerly(
-    accept: Callable[[], Awaitable[S]], handler: Callable[[S], Awaitable[None]]
+    poll: Callable[[], S | None],
+    park: Callable[[], Awaitable[None]],
+    handler: Callable[[S], Awaitable[None]],
 ) -> None:
-    serving = _EagerServing(accept, handler)
+    serving = _EagerServing(poll, park, handler)
     try:
         try:
             await serving.take_turn()
@@ -87,14 +96,18 @@ class _EagerServing(Generic[S]):
     call once the session has closed and every handler has ended."""
 
     def __init__(
-        self, accept: Callable[[], Awaitable[S]], handler: Callable[[S], Awaitable[None]]
+        self,
+        poll: Callable[[], S | None],
+        park: Callable[[], Awaitable[None]],
+        handler: Callable[[S], Awaitable[None]],
     ) -> None:
         self.loop = asyncio.get_running_loop()
         host = asyncio.current_task()
         if host is None:
             raise RuntimeError("handle_*_streams must be awaited in a task")
         self.host = host
-        self.accept = accept
+        self.poll = poll
+        self.park = park
         self.handler = handler
         # Every task started here (accepting, or going on with a handler), until it ends.
         self.tasks: set[asyncio.Task[None]] = set()
@@ -111,9 +124,13 @@ class _EagerServing(Generic[S]):
         or a handler waits; then this task goes on with that handler and another task
         accepts from here on."""
         task = asyncio.current_task()
+        poll, park = self.poll, self.park
         while True:
             try:
-                stream = await self.accept()
+                stream = poll()
+                while stream is None:
+                    await park()
+                    stream = poll()
             except SessionClosedError:
                 self._end(None)
                 return

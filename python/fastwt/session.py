@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -273,6 +274,24 @@ class WebTransportSession:
         recv = await _bridge.wait(self._hub, self._handle.poll_accept_uni, self._uni_token)
         return WebTransportReceiveStream(session=self, recv=recv)
 
+    def _poll_bidirectional_stream(self) -> WebTransportBidirectionalStream | None:
+        """The next peer-opened bidirectional stream if one is ready, else ``None`` (the
+        caller parks on ``_bi_token``); raises when the session closes. The accept of
+        ``handle_bidirectional_streams``, without the coroutine frames of
+        ``accept_bidirectional_stream`` on every stream."""
+        opened = self._handle.poll_accept_bi(self._hub.notifier, self._bi_token)
+        if opened is None:
+            return None
+        send, recv = opened
+        return WebTransportBidirectionalStream(
+            session=self, send=send, recv=recv, peer_initiated=True
+        )
+
+    def _poll_unidirectional_stream(self) -> WebTransportReceiveStream | None:
+        """``_poll_bidirectional_stream`` for unidirectional streams."""
+        recv = self._handle.poll_accept_uni(self._hub.notifier, self._uni_token)
+        return None if recv is None else WebTransportReceiveStream(session=self, recv=recv)
+
     async def incoming_bidirectional_streams(
         self,
     ) -> AsyncIterator[WebTransportBidirectionalStream]:
@@ -298,13 +317,15 @@ class WebTransportSession:
         accepting. When the session closes, this returns (in the task that called it).
         A handler's exception is logged and resets its stream with
         ``ErrorCodes.HANDLER_ERROR``; the other streams go on."""
-        await serve_streams(self.accept_bidirectional_stream, handler)
+        park = functools.partial(self._hub.park, self._bi_token)
+        await serve_streams(self._poll_bidirectional_stream, park, handler)
 
     async def handle_unidirectional_streams(
         self, handler: Callable[[WebTransportReceiveStream], Awaitable[None]]
     ) -> None:
         """``handle_bidirectional_streams`` for peer-opened unidirectional streams."""
-        await serve_streams(self.accept_unidirectional_stream, handler)
+        park = functools.partial(self._hub.park, self._uni_token)
+        await serve_streams(self._poll_unidirectional_stream, park, handler)
 
     async def incoming_unidirectional_streams(self) -> AsyncIterator[WebTransportReceiveStream]:
         """Peer-opened unidirectional streams until the session closes."""

@@ -307,11 +307,17 @@ class WebTransportBidirectionalStream(_Receiving, _Sending):
         recv: RecvStreamHandle,
         peer_initiated: bool,
     ) -> None:
-        WebTransportStream.__init__(
-            self, session=session, stream_id=send.stream_id, peer_initiated=peer_initiated
-        )
-        self._init_receiving(recv)
-        self._init_sending(send)
+        # The three initialisers written out: one is made for every request stream.
+        self._session = session
+        self._stream_id = send.stream_id
+        self._peer_initiated = peer_initiated
+        self._hub = session._hub
+        self._recv = recv
+        self._read_closed = False
+        self._send = send
+        self._write_closed = False
+        self._read_token = next(_bridge._tokens)
+        self._write_token = next(_bridge._tokens)
 
     @property
     def is_closed(self) -> bool:

@@ -294,3 +294,79 @@ def test_one_request_in_flight_stays_on_the_loop() -> None:
     cpu = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     share = io_share(cpu)
     assert share < 0.35, (share, cpu, done.stdout)
+
+
+# A server's loop (asyncio, driving the runtime while it waits) answers requests that a
+# client in another thread sends 5 ms apart (trio: its loop never drives), and also
+# serves a socket of its own: each ping, written by a third thread, must be answered by
+# the loop's reader at once. The server's loop has no other work, so it looks at its
+# selector only where its drives return for it.
+OTHER_IO = textwrap.dedent(
+    """
+    import asyncio, json, socket, sys, threading, time
+    import anyio
+    sys.path.insert(0, {tests!r})
+    from fastwt._core import io_driver_stats
+    from integration.echo_server import echo_server
+
+    def traffic(echo, stop):
+        async def run():
+            async with echo.client() as client:
+                session = await client.connect(url=echo.url + "/echo")
+                while not stop.is_set():
+                    stream = await session.create_bidirectional_stream()
+                    await stream.write(data=b"x" * 64, end_stream=True)
+                    await stream.read_all()
+                    await anyio.sleep(0.005)
+                await session.close()
+        anyio.run(run, backend="trio")
+
+    def pinger(sock, rounds, out):
+        for _ in range(rounds):
+            sent = time.monotonic()
+            sock.sendall(b"p")
+            sock.recv(1)
+            out.append(time.monotonic() - sent)
+            time.sleep(0.002)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        loop.add_reader(ours, lambda: ours.send(ours.recv(1)))
+        async with echo_server() as echo:
+            stop = threading.Event()
+            client = threading.Thread(target=traffic, args=(echo, stop))
+            client.start()
+            await asyncio.sleep(0.3)
+            drives_before = io_driver_stats()["loop_drives"]
+            times = []
+            t = threading.Thread(target=pinger, args=(theirs, {rounds}, times))
+            t.start()
+            while t.is_alive():
+                await asyncio.sleep(0.01)
+            drives = io_driver_stats()["loop_drives"] - drives_before
+            stop.set()
+            while client.is_alive():
+                await asyncio.sleep(0.01)
+        loop.remove_reader(ours)
+        times.sort()
+        print("RESULT", json.dumps({{"median": times[len(times) // 2], "max": times[-1],
+                                    "drives": drives}}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_loops_own_descriptors_are_served_while_it_drives() -> None:
+    """While the loop drives the runtime for requests 5 ms apart, a descriptor it watches
+    itself (``add_reader``) is answered at once: a drive returns for the selector's
+    events as for the runtime's tokens. Answered 20-100 us after the ping here; where a
+    drive returned for the selector without the loop looking at it, the ping waited for
+    the next request's wake-up (a median of 0.5 ms with requests 0.5 ms apart)."""
+    rounds = 200
+    result = run_script(OTHER_IO.format(tests=TESTS, rounds=rounds))
+    assert result["drives"] > rounds, result  # the loop was driving meanwhile
+    assert result["median"] < 0.0015, result
+    assert result["max"] < 0.2, result
