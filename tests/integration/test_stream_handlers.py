@@ -9,7 +9,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,17 @@ async def serving(
     assert not served.failures, f"a session handler ended early: {served.failures!r}"
 
 
+def serving_streams(
+    handler: Callable[[WebTransportBidirectionalStream], Awaitable[None]],
+) -> AbstractAsyncContextManager[Served]:
+    """``serving`` where every session hands its bidirectional streams to ``handler``."""
+
+    async def handle(session: WebTransportSession, served: Served) -> None:
+        await session.handle_bidirectional_streams(handler)
+
+    return serving(handle)
+
+
 async def echo(stream: WebTransportBidirectionalStream) -> None:
     data = await stream.read_all()
     await stream.write(data=data, end_stream=True)
@@ -98,10 +109,7 @@ async def request(session: WebTransportSession, payload: bytes) -> bytes:
 
 
 async def test_every_stream_gets_its_handler_concurrently() -> None:
-    async def handle(session: WebTransportSession, served: Served) -> None:
-        await session.handle_bidirectional_streams(echo)
-
-    async with serving(handle) as served:
+    async with serving_streams(echo) as served:
         session = await served.client.connect(url=served.url)
         replies: dict[int, bytes] = {}
 
@@ -130,10 +138,7 @@ async def test_a_handler_that_waits_goes_on_and_others_are_not_held_up() -> None
             second_came.set()
         await stream.write(data=data.upper(), end_stream=True)
 
-    async def handle(session: WebTransportSession, served: Served) -> None:
-        await session.handle_bidirectional_streams(handler)
-
-    async with serving(handle) as served:
+    async with serving_streams(handler) as served:
         session = await served.client.connect(url=served.url)
         with anyio.fail_after(10):
             first = await session.create_bidirectional_stream()
@@ -191,10 +196,7 @@ async def test_the_session_close_ends_the_handlers_still_running() -> None:
         finally:
             cancelled.set()
 
-    async def handle(session: WebTransportSession, served: Served) -> None:
-        await session.handle_bidirectional_streams(handler)
-
-    async with serving(handle) as served:
+    async with serving_streams(handler) as served:
         session = await served.client.connect(url=served.url)
         stream = await session.create_bidirectional_stream()
         await stream.write(data=b"hold", end_stream=True)
@@ -296,10 +298,7 @@ async def test_a_deadline_entered_before_the_first_wait_ends_only_its_handler() 
                 await stream.read_all()  # the peer never ends it: the deadline must
         await stream.write(data=data, end_stream=True)
 
-    async def handle(session: WebTransportSession, served: Served) -> None:
-        await session.handle_bidirectional_streams(handler)
-
-    async with serving(handle) as served:
+    async with serving_streams(handler) as served:
         session = await served.client.connect(url=served.url)
         with anyio.fail_after(10):
             slow = await session.create_bidirectional_stream()
