@@ -61,9 +61,9 @@ def _reader_thread_forced() -> bool:
     return os.environ.get("FASTWT_NOTIFIER_THREAD", "") not in ("", "0")
 
 
-def new_token() -> int:
-    """A fresh token for one resource's waits (unique process-wide)."""
-    return next(_tokens)
+new_token: Callable[[], int] = _tokens.__next__
+"""A fresh token for one resource's waits (unique process-wide). The counter's own
+``__next__``: a C call, with no Python frame, for the two tokens of every stream."""
 
 
 class Hub(Protocol):

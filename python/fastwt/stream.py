@@ -316,8 +316,8 @@ class WebTransportBidirectionalStream(_Receiving, _Sending):
         self._read_closed = False
         self._send = send
         self._write_closed = False
-        self._read_token = next(_bridge._tokens)
-        self._write_token = next(_bridge._tokens)
+        self._read_token = _bridge.new_token()
+        self._write_token = _bridge.new_token()
 
     @property
     def is_closed(self) -> bool:
