@@ -261,7 +261,7 @@ class _AsyncioHub(_HubBase):
         selector = self._driven_selector
         if selector is not None:
             self._reply_expected = True
-            selector._flush_pending = True  # flush_at_select(), without its call
+            selector.flush_at_select()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop().call_soon(self._flush)

@@ -307,17 +307,11 @@ class WebTransportBidirectionalStream(_Receiving, _Sending):
         recv: RecvStreamHandle,
         peer_initiated: bool,
     ) -> None:
-        # The three initialisers written out: one is made for every request stream.
-        self._session = session
-        self._stream_id = send.stream_id
-        self._peer_initiated = peer_initiated
-        self._hub = session._hub
-        self._recv = recv
-        self._read_closed = False
-        self._send = send
-        self._write_closed = False
-        self._read_token = _bridge.new_token()
-        self._write_token = _bridge.new_token()
+        WebTransportStream.__init__(
+            self, session=session, stream_id=send.stream_id, peer_initiated=peer_initiated
+        )
+        self._init_receiving(recv)
+        self._init_sending(send)
 
     @property
     def is_closed(self) -> bool:
