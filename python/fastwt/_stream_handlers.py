@@ -34,11 +34,23 @@ import sniffio
 from .errors import ErrorCodes, SessionClosedError
 from .stream import WebTransportStream
 
-__all__ = ["serve_streams"]
+__all__ = ["serve_streams", "wait_for_stream"]
 
 logger = logging.getLogger("fastwt.session")
 
 S = TypeVar("S", bound=WebTransportStream)
+
+
+async def wait_for_stream(poll: Callable[[], S | None], park: Callable[[], Awaitable[None]]) -> S:
+    """The next stream, after a ``poll()`` that returned ``None``: parks, then polls
+    again, until it returns one (``poll`` raises ``SessionClosedError`` once the session
+    has closed). The caller polls first itself, so that a stream already there costs no
+    coroutine."""
+    while True:
+        await park()
+        stream = poll()
+        if stream is not None:
+            return stream
 
 
 async def serve_streams(
@@ -57,9 +69,8 @@ async def serve_streams(
         while True:
             try:
                 stream = poll()
-                while stream is None:
-                    await park()
-                    stream = poll()
+                if stream is None:
+                    stream = await wait_for_stream(poll, park)
             except SessionClosedError:
                 break
             group.start_soon(_guarded, handler, stream)
@@ -127,10 +138,10 @@ class _EagerServing(Generic[S]):
         poll, park = self.poll, self.park
         while True:
             try:
+                # No coroutine for a stream that is there already (most, under load).
                 stream = poll()
-                while stream is None:
-                    await park()
-                    stream = poll()
+                if stream is None:
+                    stream = await wait_for_stream(poll, park)
             except SessionClosedError:
                 self._end(None)
                 return
@@ -177,7 +188,7 @@ class _EagerServing(Generic[S]):
             return
         self.error = error
         self.ended.set_result(None)
-        if self.host_in_handler and asyncio.current_task() is not self.host:
+        if self.host_in_handler:  # (so this runs in another task: the accepting one)
             self.host_cancelled = True
             self.host.cancel()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -10,7 +9,7 @@ from urllib.parse import parse_qsl
 
 from . import _bridge
 from ._core import Op, SessionHandle, spin_stats
-from ._stream_handlers import serve_streams
+from ._stream_handlers import serve_streams, wait_for_stream
 from ._types import Buffer, SessionObserver
 from .errors import SessionClosedError, SessionError
 from .stream import (
@@ -264,21 +263,21 @@ class WebTransportSession:
 
     async def accept_bidirectional_stream(self) -> WebTransportBidirectionalStream:
         """The next peer-opened bidirectional stream; raises when the session closes."""
-        send, recv = await _bridge.wait(self._hub, self._handle.poll_accept_bi, self._bi_token)
-        return WebTransportBidirectionalStream(
-            session=self, send=send, recv=recv, peer_initiated=True
-        )
+        stream = self._poll_bidirectional_stream()
+        if stream is None:
+            stream = await wait_for_stream(self._poll_bidirectional_stream, self._park_bi)
+        return stream
 
     async def accept_unidirectional_stream(self) -> WebTransportReceiveStream:
         """The next peer-opened unidirectional stream; raises when the session closes."""
-        recv = await _bridge.wait(self._hub, self._handle.poll_accept_uni, self._uni_token)
-        return WebTransportReceiveStream(session=self, recv=recv)
+        stream = self._poll_unidirectional_stream()
+        if stream is None:
+            stream = await wait_for_stream(self._poll_unidirectional_stream, self._park_uni)
+        return stream
 
     def _poll_bidirectional_stream(self) -> WebTransportBidirectionalStream | None:
         """The next peer-opened bidirectional stream if one is ready, else ``None`` (the
-        caller parks on ``_bi_token``); raises when the session closes. The accept of
-        ``handle_bidirectional_streams``, without the coroutine frames of
-        ``accept_bidirectional_stream`` on every stream."""
+        caller parks on ``_bi_token``); raises when the session closes."""
         opened = self._handle.poll_accept_bi(self._hub.notifier, self._bi_token)
         if opened is None:
             return None
@@ -286,6 +285,14 @@ class WebTransportSession:
         return WebTransportBidirectionalStream(
             session=self, send=send, recv=recv, peer_initiated=True
         )
+
+    def _park_bi(self) -> Awaitable[None]:
+        """The wait between two ``_poll_bidirectional_stream`` (a plain method returning
+        the hub's park: no coroutine frame of its own)."""
+        return self._hub.park(self._bi_token)
+
+    def _park_uni(self) -> Awaitable[None]:
+        return self._hub.park(self._uni_token)
 
     def _poll_unidirectional_stream(self) -> WebTransportReceiveStream | None:
         """``_poll_bidirectional_stream`` for unidirectional streams."""
@@ -317,15 +324,13 @@ class WebTransportSession:
         accepting. When the session closes, this returns (in the task that called it).
         A handler's exception is logged and resets its stream with
         ``ErrorCodes.HANDLER_ERROR``; the other streams go on."""
-        park = functools.partial(self._hub.park, self._bi_token)
-        await serve_streams(self._poll_bidirectional_stream, park, handler)
+        await serve_streams(self._poll_bidirectional_stream, self._park_bi, handler)
 
     async def handle_unidirectional_streams(
         self, handler: Callable[[WebTransportReceiveStream], Awaitable[None]]
     ) -> None:
         """``handle_bidirectional_streams`` for peer-opened unidirectional streams."""
-        park = functools.partial(self._hub.park, self._uni_token)
-        await serve_streams(self._poll_unidirectional_stream, park, handler)
+        await serve_streams(self._poll_unidirectional_stream, self._park_uni, handler)
 
     async def incoming_unidirectional_streams(self) -> AsyncIterator[WebTransportReceiveStream]:
         """Peer-opened unidirectional streams until the session closes."""
