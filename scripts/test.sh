@@ -79,6 +79,10 @@ check() {
 check "rust: cargo fmt --check" cargo fmt --all --check -- --color never
 check "rust: cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 check "rust: cargo test -p fastwt-core" cargo test -p fastwt-core
+# the benchmark's own Rust (standalone crate): its fan-out client's counting has tests;
+# release, so the suite's short mode reuses what this builds
+check "rust: benches/rust-ceiling fmt + cargo test" bash -c \
+    'cd benches/rust-ceiling && cargo fmt --check -- --color never && cargo test --release -q'
 check "python: ruff check" "$PYTHON" -m ruff check .
 check "python: ruff format --check" "$PYTHON" -m ruff format --check .
 check "python: mypy --strict" "$PYTHON" -m mypy

@@ -11,11 +11,24 @@
 //! client endpoints (UDP sockets, 4 MiB kernel buffers each; default one per 500
 //! sessions, so a tick's burst of 10,000 datagrams does not land in one socket's buffer).
 //! Each session's reader starts as soon as it is open and drops what arrives until the
-//! settling second (1 s) begins; then it counts the session's datagrams by tick number
-//! (first 8 bytes of the payload, little endian) for `--duration` seconds. The result line has the Python workload's keys (`wl_fanout` in
-//! python/fastwt/bench/workloads.py: the edge ticks of the window are left out, a tick
-//! nobody got counts as undelivered) and, to find where datagrams are lost:
+//! settling second (1 s) begins; from then on it marks the session's datagrams by tick
+//! number (first 8 bytes of the payload, little endian). The ticks that count are chosen
+//! by number, not by arrival time: those whose first datagram (to any session) came
+//! after the `--duration` window opened, up to the newest one seen when it closed; each
+//! counts whatever reached a session up to [`GRACE`] after the window (a tick fanned out
+//! over 10,000 sessions takes tens of milliseconds, so its last datagrams arrive after
+//! its first). The result line has the Python workload's keys (`wl_fanout` in
+//! python/fastwt/bench/workloads.py, which counts the same way; a tick nobody got counts
+//! as undelivered) and, to find where datagrams are lost:
 //!
+//! - `spread_ms_p50`, `spread_ms_p99`, `spread_ms_max`: how long after its tick's first
+//!   datagram (to any session) each datagram that arrived in the window came, in ms (the
+//!   fan-out's spread: the ticker's loop over the sessions, the send queues, the client);
+//! - `delivered_fraction_by_arrival`: the measure before the twelfth session, which
+//!   counted only what arrived inside the window and left out one tick at each edge; it
+//!   undercounts whenever a tick's datagrams reach the sessions over more than a period
+//!   (at 10,000 sessions its own tick counts, 202-208 in a 200-period window, show
+//!   spreads of 2-8 periods), as every tick cut by the window edge counts as partly lost;
 //! - `client_cpu_fraction`: this process's cores over the window (is the client the limit?);
 //! - `ticks_empty`: ticks inside the window that no session got (the server skipped them,
 //!   being more than a period late, or lost all of them);
@@ -24,6 +37,8 @@
 //! - `quic_datagram_frames`: DATAGRAM frames the client's QUIC layer took in over the
 //!   window (all sessions) against `received`, what reached this code (the difference was
 //!   dropped in quinn's datagram receive buffer);
+//! - `client_udp_tx_datagrams`: UDP datagrams the client's connections sent over the
+//!   window (their ACKs, nearly all: what the server has to read and process);
 //! - `client_socket_drops`, `server_socket_drops`: datagrams the kernel dropped at the
 //!   client's and at the server's UDP sockets over the window (the `drops` column of
 //!   `/proc/net/udp` for the sockets of this process and of `--server-pid`);
@@ -46,24 +61,26 @@ const SESSIONS_PER_ENDPOINT: usize = 500;
 const OPEN_BUDGET: Duration = Duration::from_secs(150);
 
 /// What one session's reader saw: a bit per tick (relative to the run's first tick) of
-/// the datagrams that arrived while counting, and the datagrams it could not place.
+/// the datagrams that arrived from the settling second on (`bits`), the same for those
+/// that arrived inside the window (`arrived_in_window`, the former measure), and the
+/// datagrams it could not place.
 struct SessionTicks {
-    bits: Vec<AtomicU64>,
+    bits: TickBits,
+    arrived_in_window: TickBits,
     outside: AtomicU64,
 }
 
-impl SessionTicks {
+/// A bit per tick, set from the reader's task and read once the readers are done.
+struct TickBits(Vec<AtomicU64>);
+
+impl TickBits {
     fn new(ticks: usize) -> Self {
-        Self {
-            bits: (0..ticks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            outside: AtomicU64::new(0),
-        }
+        Self((0..ticks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
     }
 
     /// Marks tick `rel` (ticks since the run's base); false when it is out of range.
     fn mark(&self, rel: u64) -> bool {
-        let word = (rel / 64) as usize;
-        match self.bits.get(word) {
+        match self.0.get((rel / 64) as usize) {
             Some(w) => {
                 w.fetch_or(1u64 << (rel % 64), Ordering::Relaxed);
                 true
@@ -73,9 +90,19 @@ impl SessionTicks {
     }
 
     fn has(&self, rel: u64) -> bool {
-        self.bits
+        self.0
             .get((rel / 64) as usize)
             .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (rel % 64)) != 0)
+    }
+}
+
+impl SessionTicks {
+    fn new(ticks: usize) -> Self {
+        Self {
+            bits: TickBits::new(ticks),
+            arrived_in_window: TickBits::new(ticks),
+            outside: AtomicU64::new(0),
+        }
     }
 }
 
@@ -88,18 +115,83 @@ fn relative(base: &OnceLock<u64>, tick: u64) -> Option<u64> {
     tick.checked_sub(*base.get_or_init(|| tick.saturating_sub(BASE_MARGIN)))
 }
 
-/// What the readers share: the run's base tick, whether counting is on (datagrams are
-/// read and dropped before), and the datagrams counted in all.
-#[derive(Default)]
+/// How long after the window the readers go on marking the window's ticks: the last
+/// tick seen as the window closed is still being fanned out then.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Buckets (1 ms each) of the fan-out spread's histogram; the last takes the rest.
+const SPREAD_BUCKETS: usize = 4096;
+
+/// What the readers share: the run's base tick, whether they mark (datagrams are read
+/// and dropped before the settling second) and whether the window is open, the newest
+/// tick seen (relative, plus one; 0 before any), the datagrams that arrived in the
+/// window in all, and for the spread: when each tick's first datagram arrived (µs
+/// since `epoch`, plus one; 0 before any) and a histogram of how long after it the
+/// window's datagrams arrived.
 struct Shared {
     base: OnceLock<u64>,
     armed: AtomicBool,
     counting: AtomicBool,
+    newest: AtomicU64,
     received: AtomicU64,
+    epoch: Instant,
+    first_arrival: Vec<AtomicU64>,
+    spread_ms: Vec<AtomicU64>,
+}
+
+impl Shared {
+    fn new(tick_room: usize) -> Self {
+        Self {
+            base: OnceLock::new(),
+            armed: AtomicBool::new(false),
+            counting: AtomicBool::new(false),
+            newest: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            epoch: Instant::now(),
+            first_arrival: (0..tick_room).map(|_| AtomicU64::new(0)).collect(),
+            spread_ms: (0..SPREAD_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Notes a datagram of tick `rel` arriving now; how long after the tick's first
+    /// datagram (to any session) it came, in ms (None for a tick out of range).
+    fn arrival(&self, rel: u64) -> Option<u64> {
+        let first = self.first_arrival.get(rel as usize)?;
+        let now = self.epoch.elapsed().as_micros() as u64 + 1;
+        let earliest = match first.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => now,
+            Err(seen) => seen.min(now),
+        };
+        Some((now - earliest) / 1000)
+    }
+
+    /// The spread (ms) below which a fraction `q` of the window's datagrams arrived.
+    fn spread_quantile(&self, q: f64) -> f64 {
+        let counts: Vec<u64> = self
+            .spread_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for (ms, c) in counts.iter().enumerate() {
+            acc += c;
+            if acc >= want {
+                return ms as f64;
+            }
+        }
+        0.0
+    }
+
+    /// The newest tick any session has seen, relative to the base; None before any.
+    fn newest(&self) -> Option<u64> {
+        self.newest.load(Ordering::Relaxed).checked_sub(1)
+    }
 }
 
 /// Reads one session's datagrams until its connection ends: from the settling second
-/// on (`armed`) they fix the base tick, while `counting` they are marked in `seen`.
+/// on (`armed`) they fix the base tick and are marked in `seen`.
 async fn read_datagrams(conn: quinn::Connection, seen: Arc<SessionTicks>, shared: Arc<Shared>) {
     while let Ok(d) = conn.read_datagram().await {
         if !shared.armed.load(Ordering::Relaxed) {
@@ -112,12 +204,85 @@ async fn read_datagrams(conn: quinn::Connection, seen: Arc<SessionTicks>, shared
             continue;
         };
         let rel = relative(&shared.base, u64::from_le_bytes(head));
+        let placed = rel.is_some_and(|r| seen.bits.mark(r));
+        if let Some(r) = rel.filter(|_| placed) {
+            shared.newest.fetch_max(r + 1, Ordering::Relaxed);
+        }
+        let late = rel.and_then(|r| shared.arrival(r));
         if shared.counting.load(Ordering::Relaxed) {
             shared.received.fetch_add(1, Ordering::Relaxed);
-            if !rel.is_some_and(|r| seen.mark(r)) {
-                seen.outside.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = rel {
+                seen.arrived_in_window.mark(r);
+            }
+            if let Some(ms) = late {
+                let bucket = (ms as usize).min(SPREAD_BUCKETS - 1);
+                shared.spread_ms[bucket].fetch_add(1, Ordering::Relaxed);
             }
         }
+        if !placed {
+            seen.outside.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the sessions got of ticks `lo..=hi`.
+struct Tally {
+    ticks: usize,
+    /// Datagrams of those ticks that reached a session.
+    received: u64,
+    /// Ticks of the range nobody got.
+    empty: usize,
+    /// Per session, how many of the ticks it got, ascending.
+    per_session: Vec<usize>,
+}
+
+impl Tally {
+    /// Counts `lo..=hi` in each session's `bits` (an empty range when `hi < lo`).
+    fn of(sessions: &[&TickBits], lo: usize, hi: usize) -> Self {
+        let range = lo..hi.saturating_add(1);
+        let ticks = range.len();
+        let mut per_tick = vec![0u64; ticks];
+        let mut per_session = Vec::with_capacity(sessions.len());
+        for bits in sessions {
+            let mut got = 0;
+            for (i, k) in range.clone().enumerate() {
+                if bits.has(k as u64) {
+                    per_tick[i] += 1;
+                    got += 1;
+                }
+            }
+            per_session.push(got);
+        }
+        per_session.sort_unstable();
+        Self {
+            ticks,
+            received: per_tick.iter().sum(),
+            empty: per_tick.iter().filter(|&&n| n == 0).count(),
+            per_session,
+        }
+    }
+
+    /// The fraction of (sessions x ticks) delivered.
+    fn delivered(&self) -> f64 {
+        let expected = self.per_session.len() as f64 * self.ticks as f64;
+        if expected > 0.0 {
+            self.received as f64 / expected
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The former measure's range: the ticks anything arrived for inside the window, less
+/// one at each edge.
+fn arrival_range(sessions: &[&TickBits], room: usize) -> (usize, usize) {
+    let seen = |k: usize| sessions.iter().any(|b| b.has(k as u64));
+    match (
+        (0..room).find(|&k| seen(k)),
+        (0..room).rev().find(|&k| seen(k)),
+    ) {
+        (Some(a), Some(b)) if b >= a + 2 => (a + 1, b - 1),
+        _ => (1, 0),
     }
 }
 
@@ -272,6 +437,8 @@ struct Counters {
     server_drops: u64,
     snmp: (u64, u64),
     frames: u64,
+    /// UDP datagrams the client's connections sent (ACKs, almost all of them).
+    tx: u64,
     cpu: f64,
 }
 
@@ -285,6 +452,7 @@ fn read_counters(
         server_drops: socket_drops(server),
         snmp: snmp_udp_errors(),
         frames: conns.iter().map(|c| c.stats().frame_rx.datagram).sum(),
+        tx: conns.iter().map(|c| c.stats().udp_tx.datagrams).sum(),
         cpu: own_cpu_seconds(),
     }
 }
@@ -308,7 +476,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         .collect::<AnyResult<Vec<_>>>()?;
     // Room for every tick from the base (taken as the settling second starts) to the end.
     let tick_room = ((duration + 4.0) * hz).ceil() as usize + 2 * BASE_MARGIN as usize;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(tick_room));
     let opened_at = Instant::now();
     let (opened, errors) =
         open_sessions(&endpoints, &url, sessions, parallel, tick_room, &shared).await;
@@ -323,56 +491,43 @@ pub async fn run(args: &Args) -> AnyResult<()> {
     };
 
     shared.armed.store(true, Ordering::Relaxed);
+    eprintln!(
+        "fanout-client: {} sessions open in {open_seconds:.1} s ({errors} failed); settling 1 s, then counting {duration} s",
+        opened.len()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await; // settle
     let before = read_counters(&conns, &mine, &server_socks);
     let probe = CpuProbe::start(pid);
+    // The window's ticks: from the first one begun after it opens to the newest seen
+    // as it closes (see the module's documentation).
+    let lo = shared.newest().map_or(0, |t| t + 1) as usize;
     shared.counting.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs_f64(duration)).await;
     shared.counting.store(false, Ordering::Relaxed);
+    let hi = shared.newest().map_or(0, |t| t as usize);
     let (cpu, wall) = probe.stop();
     let after = read_counters(&conns, &mine, &server_socks);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(GRACE).await;
     for o in &opened {
         o.reader.abort();
         o.session.conn.close(0u32.into(), b"");
     }
 
-    // Per tick: how many sessions got it; the window's edge ticks are left out.
-    let mut per_tick = vec![0u64; tick_room];
-    for s in &ticks_of {
-        for (rel, n) in per_tick.iter_mut().enumerate() {
-            if s.has(rel as u64) {
-                *n += 1;
-            }
-        }
-    }
-    let seen: Vec<usize> = (0..tick_room).filter(|&k| per_tick[k] > 0).collect();
-    let (lo, hi) = match (seen.first(), seen.last()) {
-        (Some(&a), Some(&b)) if b >= a + 2 => (a + 1, b - 1),
-        _ => (1, 0),
-    };
-    let ticks = if hi >= lo { hi - lo + 1 } else { 0 };
-    let in_window: u64 = if ticks > 0 {
-        per_tick[lo..=hi].iter().sum()
-    } else {
-        0
-    };
-    let ticks_empty = if ticks > 0 {
-        per_tick[lo..=hi].iter().filter(|&&n| n == 0).count()
-    } else {
-        0
-    };
-    let mut per_session: Vec<usize> = ticks_of
-        .iter()
-        .map(|s| (lo..=hi).filter(|&k| s.has(k as u64)).count())
-        .collect();
-    per_session.sort_unstable();
+    let bits: Vec<&TickBits> = ticks_of.iter().map(|s| &s.bits).collect();
+    let (lo, hi) = if hi >= lo { (lo, hi) } else { (1, 0) };
+    let tally = Tally::of(&bits, lo, hi);
+    let in_window: Vec<&TickBits> = ticks_of.iter().map(|s| &s.arrived_in_window).collect();
+    let (a, b) = arrival_range(&in_window, tick_room);
+    let by_arrival = Tally::of(&in_window, a, b);
+    let ticks = tally.ticks;
+    let in_window = tally.received;
+    let ticks_empty = tally.empty;
+    let per_session = &tally.per_session;
     let outside: u64 = ticks_of
         .iter()
         .map(|s| s.outside.load(Ordering::Relaxed))
         .sum();
     let n = conns.len() as f64;
-    let expected = n * ticks as f64;
     let frac = |k: usize| {
         if ticks > 0 {
             k as f64 / ticks as f64
@@ -398,14 +553,11 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ("seconds", wall),
         ("ticks", ticks as f64),
         ("received", in_window as f64),
-        (
-            "delivered_fraction",
-            if expected > 0.0 {
-                in_window as f64 / expected
-            } else {
-                0.0
-            },
-        ),
+        ("delivered_fraction", tally.delivered()),
+        ("delivered_fraction_by_arrival", by_arrival.delivered()),
+        ("spread_ms_p50", shared.spread_quantile(0.5)),
+        ("spread_ms_p99", shared.spread_quantile(0.99)),
+        ("spread_ms_max", shared.spread_quantile(1.0)),
         ("server_cpu_s", cpu),
         ("server_cpu_fraction", cpu / wall),
         (
@@ -427,6 +579,10 @@ pub async fn run(args: &Args) -> AnyResult<()> {
             after.frames.saturating_sub(before.frames) as f64,
         ),
         (
+            "client_udp_tx_datagrams",
+            after.tx.saturating_sub(before.tx) as f64,
+        ),
+        (
             "client_socket_drops",
             after.client_drops.saturating_sub(before.client_drops) as f64,
         ),
@@ -444,4 +600,69 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ),
     ]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session gets every tick, but a tick reaches the sessions over three
+    /// periods (the spread the former measure's tick counts show at 10,000 sessions:
+    /// 202-208 ticks with anything arriving in a 200-period window), and the window
+    /// opens and closes in the middle of a tick's fan-out.
+    #[test]
+    fn a_tick_cut_by_the_window_counts_whole() {
+        let (n, ticks) = (100usize, 40usize);
+        let sessions: Vec<TickBits> = (0..n).map(|_| TickBits::new(64)).collect();
+        let arrived: Vec<TickBits> = (0..n).map(|_| TickBits::new(64)).collect();
+        let (open, close) = (10.5, 30.5); // in periods
+        let mut newest = None;
+        let (mut lo, mut hi) = (None, None);
+        // events in time order: tick k reaches session i at k + 0.8 * i / n
+        let mut events: Vec<(f64, usize, usize)> = (0..ticks)
+            .flat_map(|k| (0..n).map(move |i| (k as f64 + 3.0 * i as f64 / n as f64, k, i)))
+            .collect();
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (t, k, i) in events {
+            if lo.is_none() && t >= open {
+                lo = Some(newest.map_or(0, |x: usize| x + 1));
+            }
+            if hi.is_none() && t >= close {
+                hi = newest;
+            }
+            sessions[i].mark(k as u64);
+            if (open..close).contains(&t) {
+                arrived[i].mark(k as u64);
+            }
+            newest = Some(newest.map_or(k, |x: usize| x.max(k)));
+        }
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            panic!("the window never opened or closed");
+        };
+        let all: Vec<&TickBits> = sessions.iter().collect();
+        let tally = Tally::of(&all, lo, hi);
+        assert_eq!((lo, hi), (11, 30));
+        assert_eq!(tally.delivered(), 1.0);
+        assert_eq!(tally.empty, 0);
+        // the former measure, on the same arrivals: the cut ticks count as partly lost
+        let by_arrival: Vec<&TickBits> = arrived.iter().collect();
+        let (a, b) = arrival_range(&by_arrival, 64);
+        let old = Tally::of(&by_arrival, a, b);
+        assert!(old.delivered() < 0.99, "{}", old.delivered());
+    }
+
+    #[test]
+    fn a_tick_nobody_got_counts_as_undelivered() {
+        let sessions: Vec<TickBits> = (0..4).map(|_| TickBits::new(64)).collect();
+        for s in &sessions {
+            for k in (0..10).filter(|&k| k != 5) {
+                s.mark(k);
+            }
+        }
+        let all: Vec<&TickBits> = sessions.iter().collect();
+        let tally = Tally::of(&all, 0, 9);
+        assert_eq!(tally.empty, 1);
+        assert_eq!(tally.delivered(), 0.9);
+        assert_eq!(tally.per_session, vec![9, 9, 9, 9]);
+    }
 }

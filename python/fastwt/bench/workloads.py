@@ -392,38 +392,68 @@ async def open_many(
     return sessions, count - len(sessions)
 
 
+class TickCount:
+    """Which ticks of a fan-out run count, and how many datagrams of each arrived.
+
+    Ticks are chosen by number, not by arrival time: those whose first datagram (to any
+    session) came after the window opened, up to the newest seen when it closed. Each
+    counts what arrived for it until :meth:`tally`, so a tick whose datagrams reach the
+    sessions over more than a period (10,000 sessions on a busy server) is not cut by
+    the window's edges. The Rust fan-out client (``benches/rust-ceiling/src/fanout.rs``)
+    counts the same way. A tick number in the range that nobody got counts as undelivered.
+    """
+
+    def __init__(self) -> None:
+        self.got: dict[int, int] = {}
+        self.newest: int | None = None
+        self.lo: int | None = None
+        self.hi: int | None = None
+
+    def arrive(self, tick: int) -> None:
+        self.got[tick] = self.got.get(tick, 0) + 1
+        if self.newest is None or tick > self.newest:
+            self.newest = tick
+
+    def open_window(self) -> None:
+        self.lo = None if self.newest is None else self.newest + 1
+
+    def close_window(self) -> None:
+        self.hi = self.newest
+
+    def tally(self, sessions: int) -> tuple[int, int, float]:
+        """(ticks, datagrams received for them, delivered fraction of sessions x ticks)."""
+        lo = self.lo
+        if lo is None:  # nothing had arrived when the window opened
+            lo = min(self.got, default=0) + 1
+        hi = -1 if self.hi is None else self.hi
+        ticks = max(hi - lo + 1, 0)
+        received = sum(v for k, v in self.got.items() if lo <= k <= hi)
+        expected = sessions * ticks
+        return ticks, received, received / expected if expected else 0.0
+
+
 async def wl_fanout(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
     sessions, errors = await open_many(a, with_path(args.url, "/fanout"), args.sessions)
-    per_tick: dict[int, int] = {}
-    counting = False
+    count = TickCount()
 
     def sink(batch: list[bytes]) -> None:
-        if not counting:
-            return
         for d in batch:
             if len(d) >= 8:
-                (tick,) = struct.unpack_from("<Q", d)
-                per_tick[tick] = per_tick.get(tick, 0) + 1
+                count.arrive(struct.unpack_from("<Q", d)[0])
 
     tasks = [a.receive_datagrams(s, sink) for s in sessions]
     await asyncio.sleep(1.0)  # settle
     probe = CpuProbe(args.server_pid)
-    counting = True
+    count.open_window()
     await asyncio.sleep(args.duration)
-    counting = False
+    count.close_window()
     cpu, wall = probe.stop()
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # the last ticks' stragglers
     for t in tasks:
         if t is not None:
             t.cancel()
     await close_all(a, sessions)
-    if per_tick:
-        lo, hi = min(per_tick) + 1, max(per_tick) - 1  # the edge ticks may be cut by the window
-    else:
-        lo, hi = 1, 0
-    ticks = max(hi - lo + 1, 0)
-    received = sum(v for k, v in per_tick.items() if lo <= k <= hi)
-    expected = len(sessions) * ticks
+    ticks, received, delivered = count.tally(len(sessions))
     return {
         "sessions": len(sessions),
         "connect_errors": errors,
@@ -431,7 +461,7 @@ async def wl_fanout(a: Adapter, args: argparse.Namespace) -> dict[str, float]:
         "seconds": wall,
         "ticks": ticks,
         "received": received,
-        "delivered_fraction": received / expected if expected else 0.0,
+        "delivered_fraction": delivered,
         "server_cpu_s": cpu,
         "server_cpu_fraction": cpu / wall,
         "server_cpu_us_per_datagram": cpu * 1e6 / max(received, 1),
