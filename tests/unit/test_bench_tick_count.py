@@ -7,14 +7,23 @@ edge tick each side, reported 97-98% for runs where every session got every tick
 
 from __future__ import annotations
 
-from fastwt.bench.workloads import TickCount
+from fastwt.bench.workloads import LATE_LIMIT, TickCount
+
+PERIOD = 0.05  # 20 Hz
 
 
-def replay(spread: float, *, skip: frozenset[int] = frozenset()) -> tuple[int, int, float]:
+def replay(
+    spread: float, *, skip: frozenset[int] = frozenset(), stale: int | None = None
+) -> tuple[int, int, float]:
     """100 sessions, 40 ticks; tick k reaches session i at k + spread * i / 100 periods;
-    the window is open from 10.5 to 30.5 periods; the ticks in ``skip`` are never sent."""
+    the window is open from 10.5 to 30.5 periods; the ticks in ``skip`` are never sent;
+    tick ``stale`` reaches half the sessions later than :data:`LATE_LIMIT`."""
+    late = LATE_LIMIT / PERIOD + 1
     events = sorted(
-        (k + spread * i / 100, k) for k in range(40) if k not in skip for i in range(100)
+        (k + spread * i / 100 + (late if k == stale and i >= 50 else 0), k)
+        for k in range(40)
+        if k not in skip
+        for i in range(100)
     )
     count = TickCount()
     opened = closed = False
@@ -25,7 +34,7 @@ def replay(spread: float, *, skip: frozenset[int] = frozenset()) -> tuple[int, i
         if not closed and t >= 30.5:
             count.close_window()
             closed = True
-        count.arrive(k)
+        count.arrive(k, t * PERIOD)
     return count.tally(100)
 
 
@@ -42,3 +51,8 @@ def test_a_tick_the_server_skipped_counts_as_undelivered() -> None:
 
 def test_nothing_arrived() -> None:
     assert TickCount().tally(10) == (0, 0, 0.0)
+
+
+def test_a_datagram_later_than_the_limit_counts_as_lost() -> None:
+    ticks, received, _ = replay(0.5, stale=20)
+    assert (ticks, received) == (20, 1950)

@@ -15,15 +15,18 @@
 //! number (first 8 bytes of the payload, little endian). The ticks that count are chosen
 //! by number, not by arrival time: those whose first datagram (to any session) came
 //! after the `--duration` window opened, up to the newest one seen when it closed; each
-//! counts whatever reached a session up to [`GRACE`] after the window (a tick fanned out
-//! over 10,000 sessions takes tens of milliseconds, so its last datagrams arrive after
-//! its first). The result line has the Python workload's keys (`wl_fanout` in
+//! counts what reached a session within [`LATE_LIMIT`] (1 s) of the tick's first datagram
+//! (a tick fanned out over 10,000 sessions takes hundreds of milliseconds on a busy
+//! machine, so its last datagrams arrive well after its first; one later than that is
+//! stale and counts as lost). The result line has the Python workload's keys (`wl_fanout` in
 //! python/fastwt/bench/workloads.py, which counts the same way; a tick nobody got counts
 //! as undelivered) and, to find where datagrams are lost:
 //!
 //! - `spread_ms_p50`, `spread_ms_p99`, `spread_ms_max`: how long after its tick's first
 //!   datagram (to any session) each datagram that arrived in the window came, in ms (the
 //!   fan-out's spread: the ticker's loop over the sessions, the send queues, the client);
+//! - `late_datagrams`: those that came more than [`LATE_LIMIT`] after their tick's first
+//!   (from the settling second on; not counted as delivered);
 //! - `delivered_fraction_by_arrival`: the measure before the twelfth session, which
 //!   counted only what arrived inside the window and left out one tick at each edge; it
 //!   undercounts whenever a tick's datagrams reach the sessions over more than a period
@@ -115,9 +118,13 @@ fn relative(base: &OnceLock<u64>, tick: u64) -> Option<u64> {
     tick.checked_sub(*base.get_or_init(|| tick.saturating_sub(BASE_MARGIN)))
 }
 
+/// How far behind its tick's first datagram (to any session) a datagram may arrive and
+/// still count as delivered: a game's or a dashboard's tick that late is stale.
+const LATE_LIMIT: Duration = Duration::from_secs(1);
+
 /// How long after the window the readers go on marking the window's ticks: the last
 /// tick seen as the window closed is still being fanned out then.
-const GRACE: Duration = Duration::from_secs(1);
+const GRACE: Duration = LATE_LIMIT;
 
 /// Buckets (1 ms each) of the fan-out spread's histogram; the last takes the rest.
 const SPREAD_BUCKETS: usize = 4096;
@@ -125,7 +132,7 @@ const SPREAD_BUCKETS: usize = 4096;
 /// What the readers share: the run's base tick, whether they mark (datagrams are read
 /// and dropped before the settling second) and whether the window is open, the newest
 /// tick seen (relative, plus one; 0 before any), the datagrams that arrived in the
-/// window in all, and for the spread: when each tick's first datagram arrived (µs
+/// window in all, those dropped as later than [`LATE_LIMIT`], and for the spread: when each tick's first datagram arrived (µs
 /// since `epoch`, plus one; 0 before any) and a histogram of how long after it the
 /// window's datagrams arrived.
 struct Shared {
@@ -134,6 +141,7 @@ struct Shared {
     counting: AtomicBool,
     newest: AtomicU64,
     received: AtomicU64,
+    late: AtomicU64,
     epoch: Instant,
     first_arrival: Vec<AtomicU64>,
     spread_ms: Vec<AtomicU64>,
@@ -147,6 +155,7 @@ impl Shared {
             counting: AtomicBool::new(false),
             newest: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             epoch: Instant::now(),
             first_arrival: (0..tick_room).map(|_| AtomicU64::new(0)).collect(),
             spread_ms: (0..SPREAD_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -204,11 +213,17 @@ async fn read_datagrams(conn: quinn::Connection, seen: Arc<SessionTicks>, shared
             continue;
         };
         let rel = relative(&shared.base, u64::from_le_bytes(head));
+        let late = rel.and_then(|r| shared.arrival(r));
+        // a datagram more than LATE_LIMIT behind its tick's first counts as lost
+        let in_time = late.is_some_and(|ms| ms < LATE_LIMIT.as_millis() as u64);
+        if late.is_some() && !in_time {
+            shared.late.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let placed = rel.is_some_and(|r| seen.bits.mark(r));
         if let Some(r) = rel.filter(|_| placed) {
             shared.newest.fetch_max(r + 1, Ordering::Relaxed);
         }
-        let late = rel.and_then(|r| shared.arrival(r));
         if shared.counting.load(Ordering::Relaxed) {
             shared.received.fetch_add(1, Ordering::Relaxed);
             if let Some(r) = rel {
@@ -574,6 +589,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
             shared.received.load(Ordering::Relaxed) as f64,
         ),
         ("outside_ticks", outside as f64),
+        ("late_datagrams", shared.late.load(Ordering::Relaxed) as f64),
         (
             "quic_datagram_frames",
             after.frames.saturating_sub(before.frames) as f64,
