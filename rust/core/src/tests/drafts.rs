@@ -495,3 +495,24 @@ async fn qpack_streams_are_drained_and_unknown_ones_refused_before_and_during_th
     assert!(conn.close_reason().is_none());
     assert_eq!(session.phase(), crate::SessionPhase::Accepted);
 }
+
+#[tokio::test]
+async fn a_datagram_over_the_limit_is_too_large_with_the_payloads_limit() {
+    let (server, client, addr) = setup(TransportOptions::default());
+    let conn = raw_connection(&client, addr).await;
+    let _streams = open_session(&conn, addr, DRAFT15, "webtransport-h3").await;
+    let session = next_request(&server).await;
+    session.accept(vec![], None).await.unwrap();
+    let limit = session.max_datagram_size().unwrap();
+    // the limit counts the payload only: the session's datagram header fits beside it
+    session.send_datagram(&vec![7; limit]).unwrap();
+    match session.send_datagram(&vec![7; 65536]) {
+        // the path's limit only grows (MTU discovery), never past a UDP datagram
+        Err(Error::DatagramTooLarge { size, max }) => {
+            assert_eq!(size, 65536);
+            assert!(max >= limit && max < 65536, "max {max}, limit {limit}");
+        }
+        other => panic!("expected DatagramTooLarge, got {other:?}"),
+    }
+    assert_eq!(session.stats().datagrams_sent, 1);
+}
