@@ -25,6 +25,9 @@
 //! - `spread_ms_p50`, `spread_ms_p99`, `spread_ms_max`: how long after its tick's first
 //!   datagram (to any session) each datagram that arrived in the window came, in ms (the
 //!   fan-out's spread: the ticker's loop over the sessions, the send queues, the client);
+//! - `endpoint_delivered_min`, `endpoint_delivered_max`: the lowest and highest of the
+//!   client endpoints' (sockets') mean delivered fractions (a loss on a few sockets is the
+//!   client's own; one spread evenly is the server's or the path's);
 //! - `late_datagrams`: those that came more than [`LATE_LIMIT`] after their tick's first
 //!   (from the settling second on; not counted as delivered);
 //! - `delivered_fraction_by_arrival`: the measure before the twelfth session, which
@@ -303,6 +306,8 @@ fn arrival_range(sessions: &[&TickBits], room: usize) -> (usize, usize) {
 
 /// One open session and its reader.
 struct Opened {
+    /// Which of the client's endpoints (UDP sockets) it is on.
+    endpoint: usize,
     session: wt_raw::Session,
     seen: Arc<SessionTicks>,
     reader: tokio::task::JoinHandle<()>,
@@ -325,6 +330,7 @@ async fn open_sessions(
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let endpoint = endpoints[i % endpoints.len()].clone();
+        let endpoints_len = endpoints.len();
         let url = url.to_string();
         let (sem, shared) = (sem.clone(), shared.clone());
         tasks.push(tokio::spawn(async move {
@@ -336,6 +342,7 @@ async fn open_sessions(
                     let reader =
                         tokio::spawn(read_datagrams(session.conn.clone(), seen.clone(), shared));
                     Some(Opened {
+                        endpoint: i % endpoints_len,
                         session,
                         seen,
                         reader,
@@ -550,6 +557,26 @@ pub async fn run(args: &Args) -> AnyResult<()> {
             0.0
         }
     };
+    // Per client endpoint (socket), the mean delivered fraction of its sessions: a loss
+    // on a few sockets is the client's (a socket whose reader fell behind); one spread
+    // over all of them is the server's or the path's.
+    let mut per_endpoint = vec![(0usize, 0usize); n_endpoints];
+    for (o, s) in opened.iter().zip(&ticks_of) {
+        let got = (lo..hi.saturating_add(1))
+            .filter(|&k| s.bits.has(k as u64))
+            .count();
+        if let Some(e) = per_endpoint.get_mut(o.endpoint) {
+            e.0 += got;
+            e.1 += 1;
+        }
+    }
+    let endpoint_means: Vec<f64> = per_endpoint
+        .iter()
+        .filter(|e| e.1 > 0 && ticks > 0)
+        .map(|&(got, n)| got as f64 / (n * ticks) as f64)
+        .collect();
+    let endpoint_min = endpoint_means.iter().copied().fold(f64::NAN, f64::min);
+    let endpoint_max = endpoint_means.iter().copied().fold(f64::NAN, f64::max);
     let session_min = per_session.first().copied().map_or(0.0, frac);
     let session_p01 = per_session
         .get(per_session.len() / 100)
@@ -584,6 +611,8 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ("sessions_complete", complete as f64),
         ("session_delivered_min", session_min),
         ("session_delivered_p01", session_p01),
+        ("endpoint_delivered_min", endpoint_min),
+        ("endpoint_delivered_max", endpoint_max),
         (
             "received_all",
             shared.received.load(Ordering::Relaxed) as f64,
