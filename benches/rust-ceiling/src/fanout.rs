@@ -35,6 +35,7 @@
 //!   undercounts whenever a tick's datagrams reach the sessions over more than a period
 //!   (at 10,000 sessions its own tick counts, 202-208 in a 200-period window, show
 //!   spreads of 2-8 periods), as every tick cut by the window edge counts as partly lost;
+//! - `sessions_closed`: sessions whose connection had ended when the window closed;
 //! - `client_cpu_fraction`: this process's cores over the window (is the client the limit?);
 //! - `ticks_empty`: ticks inside the window that no session got (the server skipped them,
 //!   being more than a period late, or lost all of them);
@@ -529,6 +530,8 @@ pub async fn run(args: &Args) -> AnyResult<()> {
     let hi = shared.newest().map_or(0, |t| t as usize);
     let (cpu, wall) = probe.stop();
     let after = read_counters(&conns, &mine, &server_socks);
+    // sessions whose connection ended before the window did (their ticks count as lost)
+    let closed = conns.iter().filter(|c| c.close_reason().is_some()).count();
     tokio::time::sleep(GRACE).await;
     for o in &opened {
         o.reader.abort();
@@ -589,6 +592,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
     emit(&[
         ("sessions", n),
         ("connect_errors", errors as f64),
+        ("sessions_closed", closed as f64),
         ("open_seconds", open_seconds),
         ("endpoints", n_endpoints as f64),
         ("hz", hz),
