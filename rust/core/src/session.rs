@@ -1029,9 +1029,7 @@ impl Session {
     fn datagram_frame(&self, payload: &[u8]) -> Result<Bytes> {
         self.ensure_open()?;
         if !self.0.peer_datagrams {
-            return Err(Error::DatagramUnsupported(
-                "the peer does not accept datagrams".into(),
-            ));
+            return Err(no_datagrams());
         }
         let mut buf = BytesMut::with_capacity(self.0.datagram_header.len() + payload.len());
         buf.extend_from_slice(&self.0.datagram_header);
@@ -1046,9 +1044,7 @@ impl Session {
                 max: self.max_datagram_size().unwrap_or(0),
             },
             quinn::SendDatagramError::ConnectionLost(e) => self.lost(e),
-            quinn::SendDatagramError::UnsupportedByPeer => {
-                Error::DatagramUnsupported("the peer does not accept datagrams".into())
-            }
+            quinn::SendDatagramError::UnsupportedByPeer => no_datagrams(),
             e => Error::DatagramUnsupported(e.to_string()),
         }
     }
@@ -1272,4 +1268,10 @@ impl std::fmt::Debug for OpenUni {
             .field("session", &self.0.session.id())
             .finish()
     }
+}
+
+/// The error for a datagram to a peer that accepts none: no H3_DATAGRAM=1 in its
+/// SETTINGS, or no QUIC datagram support.
+fn no_datagrams() -> Error {
+    Error::DatagramUnsupported("the peer does not accept datagrams".into())
 }
