@@ -258,16 +258,10 @@ def test_ctrl_c_stops_a_loop_that_drives_the_runtime() -> None:
     assert took < 2.0, took
 
 
-def test_one_request_in_flight_stays_on_the_loop() -> None:
-    """The benchmarks' echo server (``fastwt.bench.server``) under their client with one
-    request in flight (``reqresp --concurrency 1``, another process): the server's loop
-    is busy nearly all the time, spinning for the next request, yet every drive waits
-    for it (it comes only once the reply left), so a second thread could only add a
-    hand-off each way. The loop keeps the runtime: the I/O thread does little of the
-    server's work (quiet: about 0.01 of its CPU; before the I/O thread looked at whether
-    work was waiting for the drives, it took the runtime here and spun, about 0.5). On a
-    loaded machine a stalled loop or a burst of waiting work can still start a trial of
-    the I/O thread (a hold of 100 ms and more): 0.23-0.27 seen, in 1 run of 8."""
+def _one_in_flight_io_share() -> tuple[float, dict[str, int], str]:
+    """One run of the benchmarks' echo server under their client with one request in
+    flight (another process, 2 s): the I/O thread's share of the server's CPU, the CPU
+    by thread, and the client's report."""
     env = default_env()
     server = subprocess.Popen(
         [sys.executable, "-m", "fastwt.bench.server", "--seconds", "30"],
@@ -292,8 +286,32 @@ def test_one_request_in_flight_stays_on_the_loop() -> None:
     assert done.returncode == 0, done.stderr
     assert '"errors": 0' in done.stdout, done.stdout
     cpu = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    share = io_share(cpu)
-    assert share < 0.35, (share, cpu, done.stdout)
+    return io_share(cpu), cpu, done.stdout
+
+
+def test_one_request_in_flight_stays_on_the_loop() -> None:
+    """The benchmarks' echo server (``fastwt.bench.server``) under their client with one
+    request in flight (``reqresp --concurrency 1``, another process): the server's loop
+    is busy nearly all the time, spinning for the next request, yet every drive waits
+    for it (it comes only once the reply left), so a second thread could only add a
+    hand-off each way. The loop keeps the runtime: the I/O thread does little of the
+    server's work (quiet: about 0.01 of its CPU; before the I/O thread looked at whether
+    work was waiting for the drives, it took the runtime here and spun, 0.48-0.55 in
+    every run, as with ``FASTWT_INLINE_IO=0``).
+
+    On a loaded machine the loop's thread is preempted while the baton is free, the I/O
+    thread takes it (packets must not wait for a loop that does not run), and each such
+    take within four holds of the last quadruples the hold: the I/O thread then drives
+    for most of a run (with two CPU hogs beside the test, 0.26 and 0.43 in 2 runs of 5,
+    0.01 in the others; in CI at a3ccc19, 0.40 once). Up to three runs: the defect shows
+    in each, a loaded machine's trials in some."""
+    runs = []
+    for _ in range(3):
+        share, cpu, report = _one_in_flight_io_share()
+        runs.append((share, cpu, report))
+        if share < 0.35:
+            return
+    pytest.fail(f"the I/O thread's share was 0.35 or more in 3 runs: {runs}")
 
 
 # A server's loop (asyncio, driving the runtime while it waits) answers requests that a
