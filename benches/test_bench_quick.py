@@ -144,6 +144,8 @@ def test_rust_fanout_client_drives_every_server(tmp_path: Path) -> None:
         assert m["ticks"] >= 20, (target, m)
         assert m["delivered_fraction"] > 0.9, (target, m)
         assert m["client_cpu_fraction"] > 0, (target, m)
-        assert m["quic_datagram_frames"] >= m["received"], (target, m)
+        # Both over the window's time (`received` counts the window's ticks, whose last
+        # datagrams may arrive after it closed: 12,008 frames against 12,300 once in CI).
+        assert m["quic_datagram_frames"] >= m["received_all"], (target, m)
         for key in ("client_socket_drops", "server_socket_drops", "udp_rcvbuf_errors"):
             assert key in m, (target, key)

@@ -42,8 +42,9 @@
 //! - `sessions_complete`, `session_delivered_min`, `session_delivered_p01`: how the loss
 //!   spreads over sessions;
 //! - `quic_datagram_frames`: DATAGRAM frames the client's QUIC layer took in over the
-//!   window (all sessions) against `received`, what reached this code (the difference was
-//!   dropped in quinn's datagram receive buffer);
+//!   window (all sessions) against `received_all`, what reached this code over the same
+//!   time (the difference was dropped in quinn's datagram receive buffer); `received`
+//!   counts the window's ticks instead, whose last datagrams may come after it closed;
 //! - `client_udp_tx_datagrams`: UDP datagrams the client's connections sent over the
 //!   window (their ACKs, nearly all: what the server has to read and process);
 //! - `client_socket_drops`, `server_socket_drops`: datagrams the kernel dropped at the
@@ -223,7 +224,7 @@ async fn read_datagrams(conn: quinn::Connection, seen: Arc<SessionTicks>, shared
 }
 
 /// Books one datagram of tick `rel` (None: before the base) arriving `at`: while the
-/// window is open it counts as arrived (`received`, the former measure's bits, the
+/// window is open it counts as arrived (`received_all`, the former measure's bits, the
 /// spread), late or not; then it is marked in the session's ticks unless it came more
 /// than [`LATE_LIMIT`] after its tick's first datagram (then it counts in `late`).
 fn note_datagram(shared: &Shared, seen: &SessionTicks, rel: Option<u64>, at: Duration) {
@@ -712,7 +713,7 @@ mod tests {
     }
 
     /// A datagram later than LATE_LIMIT behind its tick's first is not delivered, but it
-    /// did arrive: it counts in `received` (set against quinn's DATAGRAM frames, so it
+    /// did arrive: it counts in `received_all` (set against quinn's DATAGRAM frames, so it
     /// must not look dropped there) and in the spread.
     #[test]
     fn a_late_datagram_arrived_but_is_not_delivered() {
