@@ -92,9 +92,11 @@ def io_spin_us() -> int:
 
 def io_driver_stats() -> dict[str, Any]:
     """Who drives the I/O runtime: ``enabled`` (``FASTWT_INLINE_IO``), ``driver``
-    ("loop", "io" or "free"), ``loop_drives``, ``takeovers``, ``handbacks``, and the
-    averages it decides by: ``loop_idle``, ``io_busy`` (shares of the time) and
-    ``work_waiting`` (the share of the loops' recent drives that found work waiting)."""
+    ("loop", "io" or "free"), ``loop_drives``, ``takeovers`` (of which
+    ``load_takeovers`` were for a busy loop with work waiting, the rest for a loop that
+    left the runtime unattended), ``handbacks``, and the averages it decides by:
+    ``loop_idle``, ``io_busy`` (shares of the time) and ``work_waiting`` (the share of
+    the loops' recent drives that found work waiting)."""
 
 def spin_stats() -> dict[str, Any]:
     """The I/O thread's spin site (``"io"``, None when it does not spin): spins, hits,

@@ -244,3 +244,13 @@ def test_without_the_extension_fastwt_runs_on_the_pure_backend_with_a_warning(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ECHO no wheel needed" in proc.stdout
     assert "LOG fastwt fastwt's Rust extension cannot be imported" in proc.stderr
+
+
+def test_pure_io_driver_stats_have_the_rust_keys() -> None:
+    """Code that reads ``io_driver_stats()`` (diagnostics, the benchmarks) finds the same
+    keys on either backend (the stand-in lacked ``work_waiting`` until the eleventh
+    session)."""
+    from fastwt import _core
+    from fastwt._pure import _core_standin
+
+    assert set(_core_standin.io_driver_stats()) == set(_core.io_driver_stats())

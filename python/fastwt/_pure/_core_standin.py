@@ -147,9 +147,11 @@ def io_driver_stats() -> dict[str, Any]:
         "driver": "io",
         "loop_drives": 0,
         "takeovers": 0,
+        "load_takeovers": 0,
         "handbacks": 0,
         "loop_idle": 1.0,
         "io_busy": 0.0,
+        "work_waiting": 0.0,
     }
 
 

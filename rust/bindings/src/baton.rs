@@ -91,6 +91,8 @@ struct Baton {
     loops_changed: Notify,
     loop_drives: AtomicU64,
     takeovers: AtomicU64,
+    /// The takeovers for a busy loop with work waiting ([`Take::Load`]).
+    load_takeovers: AtomicU64,
     handbacks: AtomicU64,
     /// The last moving averages of [`Load`], in thousandths (for `io_driver_stats`).
     loop_idle_permille: AtomicU64,
@@ -135,6 +137,7 @@ static BATON: Baton = Baton {
     loops_changed: Notify::const_new(),
     loop_drives: AtomicU64::new(0),
     takeovers: AtomicU64::new(0),
+    load_takeovers: AtomicU64::new(0),
     handbacks: AtomicU64::new(0),
     loop_idle_permille: AtomicU64::new(1000),
     io_busy_permille: AtomicU64::new(0),
@@ -271,10 +274,12 @@ pub(crate) fn io_thread(rt: &'static tokio::runtime::Runtime) {
             && now_us().saturating_sub(BATON.freed_at.load(Ordering::Acquire))
                 >= TICK.as_micros() as u64;
         let unattended = state == FREE && (stale || live_loops() == 0);
-        let wanted =
-            unattended || load.loop_idle < TAKE_BELOW && work_waiting() > TAKE_WAITING_ABOVE;
-        if wanted && take() {
+        let busy = load.loop_idle < TAKE_BELOW && work_waiting() > TAKE_WAITING_ABOVE;
+        if (busy || unattended) && take() {
             BATON.takeovers.fetch_add(1, Ordering::Relaxed);
+            if busy {
+                BATON.load_takeovers.fetch_add(1, Ordering::Relaxed);
+            }
             hold = match given_at {
                 Some(at) if at.elapsed() < hold * 4 => (hold * 4).min(MAX_HOLD),
                 _ => MIN_HOLD,
@@ -631,7 +636,9 @@ impl Drop for LoopDriver {
 }
 
 /// Who drives now and how often it changed: `{"enabled", "driver" ("loop", "io" or
-/// "free"), "loop_drives", "takeovers", "handbacks", "loop_idle", "io_busy",
+/// "free"), "loop_drives", "takeovers", "load_takeovers" (those for a busy loop with
+/// work waiting; the others were for a loop that left the runtime unattended),
+/// "handbacks", "loop_idle", "io_busy",
 /// "work_waiting"}` (the last three: the moving averages the I/O thread decides by,
 /// shares of the time, and of the loops' drives that found work waiting).
 #[pyfunction]
@@ -647,6 +654,10 @@ pub fn io_driver_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict
     d.set_item("driver", if enabled() { driver } else { "io" })?;
     d.set_item("loop_drives", BATON.loop_drives.load(Ordering::Relaxed))?;
     d.set_item("takeovers", BATON.takeovers.load(Ordering::Relaxed))?;
+    d.set_item(
+        "load_takeovers",
+        BATON.load_takeovers.load(Ordering::Relaxed),
+    )?;
     d.set_item("handbacks", BATON.handbacks.load(Ordering::Relaxed))?;
     let share = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
     d.set_item("loop_idle", share(&BATON.loop_idle_permille))?;
