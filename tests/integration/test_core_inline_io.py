@@ -301,12 +301,12 @@ def test_one_request_in_flight_stays_on_the_loop() -> None:
     work was waiting for the drives, it took the runtime here and spun, 0.48-0.55 in
     every run, as with ``FASTWT_INLINE_IO=0``).
 
-    On a loaded machine the loop's thread is preempted while the baton is free, the I/O
-    thread takes it (packets must not wait for a loop that does not run), and each such
-    take within four holds of the last quadruples the hold: the I/O thread then drives
-    for most of a run (with two CPU hogs beside the test, 0.26 and 0.43 in 2 runs of 5,
-    0.01 in the others; in CI at a3ccc19, 0.40 once). Up to three runs: the defect shows
-    in each, a loaded machine's trials in some."""
+    On a loaded machine the loop's thread is preempted, its next drives find packets
+    waiting, and the I/O thread takes the runtime as for a busy loop (``load_takeovers``,
+    3-4 in a 3 s run beside two CPU hogs); each take within four holds of the last
+    quadruples the hold, so the I/O thread then drives for most of a run (beside the
+    hogs, 0.26 and 0.43 in 2 runs of 5, 0.01 in the others; in CI at a3ccc19, 0.40 once).
+    Up to three runs: the defect shows in each, a loaded machine's trials in some."""
     runs = []
     for _ in range(3):
         share, cpu, report = _one_in_flight_io_share()

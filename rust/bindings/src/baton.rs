@@ -91,7 +91,8 @@ struct Baton {
     loops_changed: Notify,
     loop_drives: AtomicU64,
     takeovers: AtomicU64,
-    /// The takeovers for a busy loop with work waiting ([`Take::Load`]).
+    /// The takeovers for a busy loop with work waiting (the others: for a loop that left
+    /// the runtime unattended).
     load_takeovers: AtomicU64,
     handbacks: AtomicU64,
     /// The last moving averages of [`Load`], in thousandths (for `io_driver_stats`).
