@@ -145,7 +145,7 @@ struct Shared {
     armed: AtomicBool,
     counting: AtomicBool,
     newest: AtomicU64,
-    received: AtomicU64,
+    received_all: AtomicU64,
     late: AtomicU64,
     epoch: Instant,
     first_arrival: Vec<AtomicU64>,
@@ -159,7 +159,7 @@ impl Shared {
             armed: AtomicBool::new(false),
             counting: AtomicBool::new(false),
             newest: AtomicU64::new(0),
-            received: AtomicU64::new(0),
+            received_all: AtomicU64::new(0),
             late: AtomicU64::new(0),
             epoch: Instant::now(),
             first_arrival: (0..tick_room).map(|_| AtomicU64::new(0)).collect(),
@@ -230,7 +230,7 @@ async fn read_datagrams(conn: quinn::Connection, seen: Arc<SessionTicks>, shared
 fn note_datagram(shared: &Shared, seen: &SessionTicks, rel: Option<u64>, at: Duration) {
     let spread = rel.and_then(|r| shared.arrival(r, at));
     if shared.counting.load(Ordering::Relaxed) {
-        shared.received.fetch_add(1, Ordering::Relaxed);
+        shared.received_all.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = rel {
             seen.arrived_in_window.mark(r);
         }
@@ -542,10 +542,10 @@ pub async fn run(args: &Args) -> AnyResult<()> {
 
     let bits: Vec<&TickBits> = ticks_of.iter().map(|s| &s.bits).collect();
     let tally = Tally::of(&bits, window);
-    let in_window: Vec<&TickBits> = ticks_of.iter().map(|s| &s.arrived_in_window).collect();
-    let by_arrival = Tally::of(&in_window, arrival_range(&in_window, tick_room));
+    let arrived: Vec<&TickBits> = ticks_of.iter().map(|s| &s.arrived_in_window).collect();
+    let by_arrival = Tally::of(&arrived, arrival_range(&arrived, tick_room));
     let ticks = tally.ticks;
-    let in_window = tally.received;
+    let received = tally.received;
     let ticks_empty = tally.empty;
     let outside: u64 = ticks_of
         .iter()
@@ -596,7 +596,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ("hz", hz),
         ("seconds", wall),
         ("ticks", ticks as f64),
-        ("received", in_window as f64),
+        ("received", received as f64),
         ("delivered_fraction", tally.delivered()),
         ("delivered_fraction_by_arrival", by_arrival.delivered()),
         ("spread_ms_p50", shared.spread_quantile(0.5)),
@@ -606,7 +606,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ("server_cpu_fraction", cpu / wall),
         (
             "server_cpu_us_per_datagram",
-            cpu * 1e6 / (in_window.max(1)) as f64,
+            cpu * 1e6 / (received.max(1)) as f64,
         ),
         ("client_cpu_fraction", (after.cpu - before.cpu) / wall),
         ("ticks_empty", ticks_empty as f64),
@@ -617,7 +617,7 @@ pub async fn run(args: &Args) -> AnyResult<()> {
         ("endpoint_delivered_max", endpoint_max),
         (
             "received_all",
-            shared.received.load(Ordering::Relaxed) as f64,
+            shared.received_all.load(Ordering::Relaxed) as f64,
         ),
         ("outside_ticks", outside as f64),
         ("late_datagrams", shared.late.load(Ordering::Relaxed) as f64),
@@ -726,7 +726,7 @@ mod tests {
         assert!(!late.bits.has(5));
         assert!(late.arrived_in_window.has(5));
         assert_eq!(shared.late.load(Ordering::Relaxed), 1);
-        assert_eq!(shared.received.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.received_all.load(Ordering::Relaxed), 2);
         assert_eq!(shared.spread_quantile(1.0), 1500.0);
         assert_eq!(late.outside.load(Ordering::Relaxed), 0);
     }
